@@ -1,0 +1,54 @@
+//! The one error type of the actor library. Each variant knows the Redis error reply a client
+//! sees for it, so a failure deep in Raft or RocksDB reaches the client in Redis's own words.
+
+use crate::resp::Frame;
+
+/// Everything that can go wrong between a client's command and its reply.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Error {
+    /// No Raft leader is known to this node, so nothing can be proposed or read linearizably.
+    /// The command was not applied.
+    #[error("CLUSTERDOWN No raft leader")]
+    NoLeader,
+    /// A write was proposed but neither committed nor refused within the bounded wait: it may or
+    /// may not be applied later.
+    #[error("TIMEOUT write not confirmed within {0} ms; it may or may not have been applied")]
+    WriteTimeout(u64),
+    /// A linearizable read could not be confirmed by a quorum within the bounded wait.
+    #[error("TIMEOUT read not confirmed by a raft quorum within {0} ms")]
+    ReadTimeout(u64),
+    /// raft-rs dropped the proposal although a leader is known (for example a leadership
+    /// transfer is under way). Nothing was applied; the client may retry.
+    #[error("TRYAGAIN raft dropped the proposal, retry")]
+    ProposalDropped,
+    /// RocksDB failed. The node stops after reporting this: it never continues on a broken log.
+    #[error("ERR storage failure: {0}")]
+    Storage(String),
+    /// A log entry could not be decoded: a corrupted or incompatible log.
+    #[error("ERR corrupt raft log entry: {0}")]
+    Corrupt(String),
+    /// The actor that should answer has stopped (the node is shutting down).
+    #[error("ERR node is shutting down")]
+    Stopped,
+}
+
+impl Error {
+    /// The error reply for a client.
+    pub fn to_frame(&self) -> Frame {
+        Frame::Error(self.to_string())
+    }
+}
+
+impl From<rocksdb::Error> for Error {
+    fn from(e: rocksdb::Error) -> Self {
+        Error::Storage(e.into_string())
+    }
+}
+
+impl From<actix::MailboxError> for Error {
+    fn from(_: actix::MailboxError) -> Self {
+        Error::Stopped
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

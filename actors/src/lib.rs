@@ -1,0 +1,169 @@
+//! The actors of a raft-kv node and everything they own.
+//!
+//! # Layout
+//! - [`session`]: **Session**, one actor per client connection: RESP in, replies out in request
+//!   order; answers connection commands (PING, CLIENT, CONFIG GET ...) itself.
+//! - [`redis_store`]: **RedisStore**, Redis semantics on top of Raft: writes become proposals
+//!   that wait for their own entry to be applied; reads wait for a ReadIndex and for the node to
+//!   have applied that far.
+//! - [`raft_node`]: **RaftNode**, owns raft-rs's `RawNode`: ticks, steps peer messages, batches
+//!   proposals and reads, and runs every `Ready` (persist, send, apply, advance).
+//! - [`storage`]: **Storage**, owns RocksDB: the Raft log and hard state (synced once per
+//!   Ready), the keyspace and the applied index (written together, atomically).
+//! - [`peer_transport`]: **PeerTransport**, TCP between nodes: length-delimited protobuf
+//!   `eraftpb::Message` frames, one reconnecting link per peer.
+//! - [`resp`] (the RESP codec), [`command`] (typed commands and the log payload),
+//!   [`keyspace`] (value layout and the apply/read logic Storage runs), [`glob`] (KEYS
+//!   patterns), [`error`].
+//!
+//! # The path of a command
+//! A client's `SET k v` is decoded by its Session and sent as `Execute` to RedisStore, which
+//! wraps it in a `Proposal` with a unique request id and sends `Propose` to RaftNode. RaftNode
+//! appends it to raft-rs; the next Ready hands the new entries to Storage (`PersistReady`, one
+//! fsync) while PeerTransport carries them to the followers. When a quorum has them, the entry
+//! is committed, RaftNode sends it to Storage (`ApplyCommitted`), Storage applies it to the
+//! keyspace and tells RedisStore (`Applied`) the reply it computed, and RedisStore answers the
+//! Session, which writes `+OK` in its turn. A `GET` instead asks RaftNode for a `ReadIndex`, waits
+//! until `Applied` reaches it, and reads from Storage (`Read`).
+//!
+//! Actors share no mutable state: each owns its part and the others reach it only through its
+//! mailbox. Storage runs on its own thread so fsyncs never block client I/O.
+
+pub mod command;
+pub mod error;
+pub mod glob;
+pub mod keyspace;
+pub mod peer_transport;
+pub mod raft_node;
+pub mod redis_store;
+pub mod resp;
+pub mod session;
+pub mod storage;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use actix::prelude::*;
+use tokio::net::TcpListener;
+use tracing::info;
+
+pub use error::{Error, Result};
+
+use peer_transport::{PeerTransport, RaftInbox};
+use raft_node::{RaftNode, RaftTiming};
+use redis_store::{NodeInfo, RedisStore, StoreTiming};
+use resp::RespLimits;
+use session::SessionConfig;
+use storage::Storage;
+
+/// Everything a node needs to start.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// This node's id, 1-based: its peer address is `cluster[id - 1]`.
+    pub id: u64,
+    /// The peer (Raft) address of every node of the initial cluster.
+    pub cluster: Vec<String>,
+    /// Address the Redis port binds to.
+    pub bind: String,
+    /// The Redis port (0 picks a free one).
+    pub port: u16,
+    pub data_dir: PathBuf,
+    pub raft: RaftTiming,
+    pub store: StoreTiming,
+    pub limits: RespLimits,
+}
+
+/// A started node: where it listens.
+#[derive(Debug, Clone)]
+pub struct RunningNode {
+    pub redis_addr: SocketAddr,
+    pub peer_addr: SocketAddr,
+}
+
+/// Opens the data directory, binds both ports and starts the five actors. Must run inside an
+/// actix `System`.
+pub async fn start_node(config: NodeConfig) -> std::result::Result<RunningNode, String> {
+    let id = config.id;
+    let index = usize::try_from(id).ok().filter(|&i| i >= 1 && i <= config.cluster.len());
+    let Some(index) = index else {
+        return Err(format!("--id {id} is not a position in --cluster (1..={})", config.cluster.len()));
+    };
+    let own_peer_addr = config.cluster[index - 1].clone();
+    let peers: HashMap<u64, String> = (1..=config.cluster.len() as u64)
+        .filter(|&peer| peer != id)
+        .map(|peer| (peer, config.cluster[peer as usize - 1].clone()))
+        .collect();
+    let voters: Vec<u64> = (1..=config.cluster.len() as u64).collect();
+
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| format!("cannot create data dir {}: {e}", config.data_dir.display()))?;
+    let (storage, recovered) = Storage::open(&config.data_dir, id, &voters)
+        .map_err(|e| format!("cannot open storage in {}: {e}", config.data_dir.display()))?;
+    let peer_listener = TcpListener::bind(&own_peer_addr)
+        .await
+        .map_err(|e| format!("cannot listen for peers on {own_peer_addr}: {e}"))?;
+    let redis_listener = TcpListener::bind((config.bind.as_str(), config.port))
+        .await
+        .map_err(|e| format!("cannot listen for clients on {}:{}: {e}", config.bind, config.port))?;
+    let running = RunningNode {
+        redis_addr: redis_listener.local_addr().map_err(|e| e.to_string())?,
+        peer_addr: peer_listener.local_addr().map_err(|e| e.to_string())?,
+    };
+    info!(
+        node = id,
+        incarnation = recovered.incarnation,
+        applied = recovered.applied,
+        log_entries = recovered.entries.len(),
+        redis = %running.redis_addr,
+        peer = %running.peer_addr,
+        "starting raft-kv node"
+    );
+
+    // The actors name each other, so the addresses of RaftNode and RedisStore exist before
+    // the actors themselves start.
+    let raft_ctx = Context::<RaftNode>::new();
+    let store_ctx = Context::<RedisStore>::new();
+    let raft_addr = raft_ctx.address();
+    let store_addr = store_ctx.address();
+
+    let applied_sink = store_addr.clone().recipient();
+    let storage_arbiter = Arbiter::new();
+    let storage_addr = Storage::start_in_arbiter(&storage_arbiter.handle(), move |_| {
+        storage.with_applied_sink(applied_sink)
+    });
+
+    let inbox = RaftInbox {
+        step: raft_addr.clone().recipient(),
+        unreachable: raft_addr.clone().recipient(),
+        snapshot: raft_addr.clone().recipient(),
+    };
+    let transport = PeerTransport::new(id, peers, peer_listener, inbox).start();
+
+    let incarnation = recovered.incarnation;
+    let applied = recovered.applied;
+    let node = RaftNode::new(id, recovered, config.raft.clone(), storage_addr.clone(), transport.recipient())
+        .map_err(|e| format!("cannot start raft: {e}"))?;
+    raft_ctx.run(node);
+
+    let info = NodeInfo {
+        node_id: id,
+        redis_port: running.redis_addr.port(),
+        peer_addrs: config.cluster.clone(),
+        started: Instant::now(),
+    };
+    store_ctx.run(RedisStore::new(info, incarnation, applied, raft_addr, storage_addr, config.store.clone()));
+
+    let session_config =
+        SessionConfig { bind: config.bind.clone(), port: running.redis_addr.port(), limits: config.limits };
+    actix_rt::spawn(session::serve_clients(redis_listener, store_addr, session_config));
+    Ok(running)
+}
+
+/// raft-rs logs through `slog`; this logger hands its records to the `log` crate, which the
+/// binary's `tracing` subscriber picks up, so there is one logging system.
+pub fn raft_logger() -> slog::Logger {
+    use slog::Drain;
+    slog::Logger::root(slog_stdlog::StdLog.fuse(), slog::o!())
+}

@@ -1,0 +1,490 @@
+//! RaftNode is an actor. It owns raft-rs's `RawNode` and runs all of its `Ready` processing.
+//!
+//! It ticks on an interval, steps messages from peers, accepts proposals and read-index
+//! requests from RedisStore (all requests that arrive before the next Ready are handled by that
+//! one Ready, which is how writes are group-committed and reads share one ReadIndex round), and
+//! drives each Ready in the order raft-rs documents (see [`RaftNode::on_ready`]).
+//!
+//! The in-memory `MemStorage` given to raft-rs mirrors the durable log in Storage: entries are
+//! added to it when a Ready is handed to Storage, and raft-rs only treats them as persisted once
+//! Storage has synced them and `advance` is called.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use protobuf::Message as PbMessage;
+use raft::eraftpb::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Message};
+use raft::prelude::{Config, RawNode, Ready};
+use raft::storage::MemStorage;
+use raft::{ReadOnlyOption, SnapshotStatus, StateRole, INVALID_ID};
+use tokio::sync::oneshot;
+use tracing::{debug, info, warn};
+
+use crate::error::{Error, Result};
+use crate::peer_transport::SendMessages;
+use crate::storage::{fatal, ApplyCommitted, PersistReady, RecoveredState, Storage};
+
+/// Propose a replicated write (an encoded `Proposal`). Sent by RedisStore. Replies as soon as
+/// raft-rs accepted or refused it; the outcome arrives later through the apply path.
+#[derive(Message)]
+#[rtype(result = "Result<()>")]
+pub struct Propose(pub Vec<u8>);
+
+/// Ask for a read index: replies with the leader's commit index once a quorum has confirmed
+/// leadership, or an error after a bounded time. Sent by RedisStore for every linearizable read.
+#[derive(Message)]
+#[rtype(result = "Result<u64>")]
+pub struct ReadIndex;
+
+/// A Raft message from a peer. Sent by PeerTransport.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Step(pub Message);
+
+/// A peer could not be reached. Sent by PeerTransport when connecting or writing fails.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PeerUnreachable(pub u64);
+
+/// The outcome of sending a snapshot to a peer. Sent by PeerTransport; raft-rs pauses the peer
+/// until it hears this.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SnapshotReport {
+    pub to: u64,
+    pub delivered: bool,
+}
+
+/// Current Raft state, for `INFO raft`. Sent by RedisStore.
+#[derive(Message)]
+#[rtype(result = "RaftStatus")]
+pub struct GetStatus;
+
+/// Run the next Ready. Sent by the actor to itself, at most one at a time.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct DriveReady;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RaftStatus {
+    pub id: u64,
+    pub role: &'static str,
+    pub term: u64,
+    pub leader_id: u64,
+    pub commit_index: u64,
+    pub applied_index: u64,
+    pub voters: Vec<u64>,
+    pub learners: Vec<u64>,
+}
+
+/// Timing and limits of the Raft loop.
+#[derive(Debug, Clone)]
+pub struct RaftTiming {
+    pub tick: Duration,
+    pub election_ticks: usize,
+    pub heartbeat_ticks: usize,
+    /// A read index not confirmed in this time is asked for again (the first request may have
+    /// been dropped by raft-rs: no leader yet, or a leader that has not committed in its term).
+    pub read_retry: Duration,
+    /// A read index not confirmed in this time fails the read.
+    pub read_timeout: Duration,
+}
+
+impl Default for RaftTiming {
+    fn default() -> Self {
+        RaftTiming {
+            tick: Duration::from_millis(100),
+            election_ticks: 10,
+            heartbeat_ticks: 1,
+            read_retry: Duration::from_millis(500),
+            read_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+type ReadWaiter = oneshot::Sender<Result<u64>>;
+
+/// Reads that share one `read_index` request.
+struct ReadBatch {
+    waiters: Vec<ReadWaiter>,
+    first_asked: Instant,
+    last_asked: Instant,
+}
+
+pub struct RaftNode {
+    id: u64,
+    incarnation: u64,
+    raw: RawNode<MemStorage>,
+    conf_state: ConfState,
+    storage: Addr<Storage>,
+    transport: Recipient<SendMessages>,
+    timing: RaftTiming,
+    drive_scheduled: bool,
+    /// Reads that arrived since the last Ready; they get one read-index request together.
+    new_reads: Vec<ReadWaiter>,
+    /// Read-index requests in flight, by their context.
+    reads_in_flight: HashMap<Vec<u8>, ReadBatch>,
+    next_read: u64,
+    role: StateRole,
+    leader: u64,
+}
+
+impl RaftNode {
+    pub fn new(
+        id: u64,
+        recovered: RecoveredState,
+        timing: RaftTiming,
+        storage: Addr<Storage>,
+        transport: Recipient<SendMessages>,
+    ) -> Result<Self> {
+        let mem = MemStorage::new();
+        {
+            let mut core = mem.wl();
+            core.set_conf_state(recovered.conf_state.clone());
+            if !recovered.entries.is_empty() {
+                core.append(&recovered.entries).map_err(|e| Error::Corrupt(e.to_string()))?;
+            }
+            core.set_hardstate(recovered.hard_state.clone());
+        }
+        let config = Config {
+            id,
+            election_tick: timing.election_ticks,
+            heartbeat_tick: timing.heartbeat_ticks,
+            applied: recovered.applied,
+            pre_vote: true,
+            check_quorum: true,
+            read_only_option: ReadOnlyOption::Safe,
+            max_size_per_msg: 1 << 20,
+            max_inflight_msgs: 256,
+            ..Default::default()
+        };
+        config.validate().map_err(|e| Error::Corrupt(e.to_string()))?;
+        let logger = crate::raft_logger();
+        let raw = RawNode::new(&config, mem, &logger).map_err(|e| Error::Corrupt(e.to_string()))?;
+        Ok(RaftNode {
+            id,
+            incarnation: recovered.incarnation,
+            raw,
+            conf_state: recovered.conf_state,
+            storage,
+            transport,
+            timing,
+            drive_scheduled: false,
+            new_reads: Vec::new(),
+            reads_in_flight: HashMap::new(),
+            next_read: 0,
+            role: StateRole::Follower,
+            leader: INVALID_ID,
+        })
+    }
+
+    /// Runs a Ready soon, after the messages already in the mailbox: everything that arrives
+    /// before then is batched into the same Ready.
+    fn schedule_drive(&mut self, ctx: &mut Context<Self>) {
+        if !self.drive_scheduled {
+            self.drive_scheduled = true;
+            ctx.notify(DriveReady);
+        }
+    }
+
+    /// Processes one Ready, in raft-rs's documented order. Steps that must wait for the
+    /// Ready's entries to be durable run in [`Self::after_persist`], and the actor handles no
+    /// other message until then.
+    fn on_ready(&mut self, ctx: &mut Context<Self>) {
+        self.ask_read_index();
+        if !self.raw.has_ready() {
+            return;
+        }
+        let mut ready = self.raw.ready();
+
+        // 1. Role changes, for the log and for failing requests that can no longer complete.
+        if let Some(ss) = ready.ss() {
+            self.observe_soft_state(ss.raft_state, ss.leader_id);
+        }
+        // 2. A leader sends its messages at once: followers can persist in parallel with us.
+        self.send(ready.take_messages());
+        // 3. Snapshots only come with log compaction, which this node does not do yet.
+        if !ready.snapshot().is_empty() {
+            fatal("received a raft snapshot", &"snapshot installation is not supported yet");
+        }
+        // 4. Confirmed read indexes go back to the waiting reads.
+        self.release_reads(ready.take_read_states());
+        // 5. Entries and hard state are handed to raft-rs's view of the log and persisted.
+        let committed = ready.take_committed_entries();
+        let entries = ready.take_entries();
+        let hard_state = ready.hs().cloned();
+        if entries.is_empty() && hard_state.is_none() {
+            self.after_persist(ready, committed, ctx);
+            return;
+        }
+        {
+            let mut core = self.raw.mut_store().wl();
+            if !entries.is_empty() {
+                if let Err(e) = core.append(&entries) {
+                    fatal("appending to the in-memory log failed", &e);
+                }
+            }
+            if let Some(hs) = &hard_state {
+                core.set_hardstate(hs.clone());
+            }
+        }
+        let persist = self.storage.send(PersistReady { entries, hard_state });
+        ctx.wait(persist.into_actor(self).map(move |result, node, ctx| {
+            match result {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => fatal("persisting the raft log failed", &e),
+                Err(e) => fatal("the storage actor stopped", &e),
+            }
+            node.after_persist(ready, committed, ctx);
+        }));
+    }
+
+    /// The rest of a Ready, once its entries and hard state are durable.
+    fn after_persist(&mut self, mut ready: Ready, committed: Vec<Entry>, ctx: &mut Context<Self>) {
+        // 6. Committed entries go to the state machine (Storage applies them after the persist
+        //    it has already done: its mailbox keeps the order).
+        self.apply_committed(committed);
+        // 7. Messages that promise durability (votes, append responses) go out only now.
+        self.send(ready.take_persisted_messages());
+        // 8. Advance, then handle what that released: a new commit index, messages, entries.
+        let mut light = self.raw.advance(ready);
+        if let Some(commit) = light.commit_index() {
+            self.raw.mut_store().wl().mut_hard_state().commit = commit;
+        }
+        self.send(light.take_messages());
+        self.apply_committed(light.take_committed_entries());
+        self.raw.advance_apply();
+        if self.raw.has_ready() || !self.new_reads.is_empty() {
+            self.schedule_drive(ctx);
+        }
+    }
+
+    fn send(&self, messages: Vec<Message>) {
+        if !messages.is_empty() {
+            self.transport.do_send(SendMessages(messages));
+        }
+    }
+
+    /// Applies configuration changes to raft-rs here, and hands every entry to Storage.
+    fn apply_committed(&mut self, entries: Vec<Entry>) {
+        if entries.is_empty() {
+            return;
+        }
+        let mut conf_state = None;
+        for entry in &entries {
+            let changed = match entry.get_entry_type() {
+                EntryType::EntryNormal => continue,
+                EntryType::EntryConfChange => ConfChange::parse_from_bytes(&entry.data)
+                    .map_err(|e| e.to_string())
+                    .and_then(|cc| self.raw.apply_conf_change(&cc).map_err(|e| e.to_string())),
+                EntryType::EntryConfChangeV2 => ConfChangeV2::parse_from_bytes(&entry.data)
+                    .map_err(|e| e.to_string())
+                    .and_then(|cc| self.raw.apply_conf_change(&cc).map_err(|e| e.to_string())),
+            };
+            match changed {
+                Ok(cs) => {
+                    info!(node = self.id, voters = ?cs.voters, learners = ?cs.learners, "membership changed");
+                    self.conf_state = cs.clone();
+                    conf_state = Some(cs);
+                }
+                Err(e) => {
+                    warn!(node = self.id, index = entry.index, error = %e, "ignoring an invalid conf change")
+                }
+            }
+        }
+        self.storage.do_send(ApplyCommitted { entries, conf_state });
+    }
+
+    fn observe_soft_state(&mut self, role: StateRole, leader: u64) {
+        if role != self.role || leader != self.leader {
+            info!(node = self.id, term = self.raw.raft.term, ?role, leader, "raft role changed");
+        }
+        self.role = role;
+        self.leader = leader;
+    }
+
+    /// Sends one read-index request for all reads that arrived since the last one.
+    fn ask_read_index(&mut self) {
+        if self.new_reads.is_empty() {
+            return;
+        }
+        let waiters = std::mem::take(&mut self.new_reads);
+        if self.raw.raft.leader_id == INVALID_ID {
+            for w in waiters {
+                let _ = w.send(Err(Error::NoLeader));
+            }
+            return;
+        }
+        let now = Instant::now();
+        let rctx = self.next_read_context();
+        self.raw.read_index(rctx.clone());
+        self.reads_in_flight.insert(rctx, ReadBatch { waiters, first_asked: now, last_asked: now });
+    }
+
+    /// A context unique across the cluster and across restarts: the leader drops a read-index
+    /// request whose context duplicates a pending one.
+    fn next_read_context(&mut self) -> Vec<u8> {
+        self.next_read += 1;
+        let mut rctx = Vec::with_capacity(24);
+        rctx.extend_from_slice(&self.id.to_be_bytes());
+        rctx.extend_from_slice(&self.incarnation.to_be_bytes());
+        rctx.extend_from_slice(&self.next_read.to_be_bytes());
+        rctx
+    }
+
+    fn release_reads(&mut self, states: Vec<raft::ReadState>) {
+        for state in states {
+            if let Some(batch) = self.reads_in_flight.remove(&state.request_ctx) {
+                for w in batch.waiters {
+                    let _ = w.send(Ok(state.index));
+                }
+            }
+        }
+    }
+
+    /// On every tick: ask again for reads whose request may have been dropped, and fail the
+    /// ones that waited too long.
+    fn retry_or_expire_reads(&mut self) {
+        let now = Instant::now();
+        let leader_known = self.raw.raft.leader_id != INVALID_ID;
+        let stale: Vec<Vec<u8>> = self
+            .reads_in_flight
+            .iter()
+            .filter(|(_, b)| now.duration_since(b.last_asked) >= self.timing.read_retry)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for rctx in stale {
+            let mut batch = self.reads_in_flight.remove(&rctx).expect("key just listed");
+            if now.duration_since(batch.first_asked) >= self.timing.read_timeout {
+                let err = if leader_known {
+                    Error::ReadTimeout(self.timing.read_timeout.as_millis() as u64)
+                } else {
+                    Error::NoLeader
+                };
+                for w in batch.waiters {
+                    let _ = w.send(Err(err.clone()));
+                }
+            } else if leader_known {
+                let rctx = self.next_read_context();
+                self.raw.read_index(rctx.clone());
+                batch.last_asked = now;
+                self.reads_in_flight.insert(rctx, batch);
+            } else {
+                self.reads_in_flight.insert(rctx, batch);
+            }
+        }
+    }
+
+    fn status(&self) -> RaftStatus {
+        let raft = &self.raw.raft;
+        RaftStatus {
+            id: self.id,
+            role: match raft.state {
+                StateRole::Leader => "leader",
+                StateRole::Follower => "follower",
+                StateRole::Candidate => "candidate",
+                StateRole::PreCandidate => "precandidate",
+            },
+            term: raft.term,
+            leader_id: raft.leader_id,
+            commit_index: raft.raft_log.committed,
+            applied_index: raft.raft_log.applied,
+            voters: self.conf_state.voters.clone(),
+            learners: self.conf_state.learners.clone(),
+        }
+    }
+}
+
+impl Actor for RaftNode {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        info!(node = self.id, voters = ?self.conf_state.voters, "raft node started");
+        ctx.run_interval(self.timing.tick, |node, ctx| {
+            node.raw.tick();
+            node.retry_or_expire_reads();
+            node.schedule_drive(ctx);
+        });
+    }
+}
+
+impl Handler<DriveReady> for RaftNode {
+    type Result = ();
+
+    /// Processes the pending Ready, if any.
+    fn handle(&mut self, _: DriveReady, ctx: &mut Context<Self>) {
+        self.drive_scheduled = false;
+        self.on_ready(ctx);
+    }
+}
+
+impl Handler<Propose> for RaftNode {
+    type Result = Result<()>;
+
+    /// Appends the proposal to raft-rs (a follower forwards it to the leader).
+    fn handle(&mut self, msg: Propose, ctx: &mut Context<Self>) -> Result<()> {
+        if self.raw.raft.leader_id == INVALID_ID {
+            return Err(Error::NoLeader);
+        }
+        let result = self.raw.propose(Vec::new(), msg.0).map_err(|e| {
+            debug!(node = self.id, error = %e, "proposal dropped");
+            Error::ProposalDropped
+        });
+        self.schedule_drive(ctx);
+        result
+    }
+}
+
+impl Handler<ReadIndex> for RaftNode {
+    type Result = ResponseFuture<Result<u64>>;
+
+    /// Queues the read for the next read-index request.
+    fn handle(&mut self, _: ReadIndex, ctx: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        self.new_reads.push(tx);
+        self.schedule_drive(ctx);
+        Box::pin(async move { rx.await.unwrap_or(Err(Error::Stopped)) })
+    }
+}
+
+impl Handler<Step> for RaftNode {
+    type Result = ();
+
+    /// Steps a peer's message into raft-rs.
+    fn handle(&mut self, msg: Step, ctx: &mut Context<Self>) {
+        if let Err(e) = self.raw.step(msg.0) {
+            debug!(node = self.id, error = %e, "peer message rejected");
+        }
+        self.schedule_drive(ctx);
+    }
+}
+
+impl Handler<PeerUnreachable> for RaftNode {
+    type Result = ();
+
+    /// Lets raft-rs fall back to probing that peer.
+    fn handle(&mut self, msg: PeerUnreachable, _: &mut Context<Self>) {
+        self.raw.report_unreachable(msg.0);
+    }
+}
+
+impl Handler<SnapshotReport> for RaftNode {
+    type Result = ();
+
+    /// Resumes replication to a peer after a snapshot was (or failed to be) delivered.
+    fn handle(&mut self, msg: SnapshotReport, ctx: &mut Context<Self>) {
+        let status = if msg.delivered { SnapshotStatus::Finish } else { SnapshotStatus::Failure };
+        self.raw.report_snapshot(msg.to, status);
+        self.schedule_drive(ctx);
+    }
+}
+
+impl Handler<GetStatus> for RaftNode {
+    type Result = MessageResult<GetStatus>;
+
+    /// A snapshot of the Raft state.
+    fn handle(&mut self, _: GetStatus, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.status())
+    }
+}

@@ -1,0 +1,69 @@
+//! The raft-kv node: parse options, set up logging, start the actors, wait for a signal.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context as _};
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+/// A Redis-compatible key-value store whose writes are replicated with Raft.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Options {
+    /// This node's id: its position (1-based) in --cluster.
+    #[arg(long, env = "RAFTKV_ID")]
+    id: u64,
+    /// Comma-separated peer (Raft) addresses of all nodes, host:port, node i at position i.
+    #[arg(long, env = "RAFTKV_CLUSTER", value_delimiter = ',', required = true)]
+    cluster: Vec<String>,
+    /// The Redis port clients connect to.
+    #[arg(long, env = "RAFTKV_PORT")]
+    port: u16,
+    /// Address the Redis port listens on.
+    #[arg(long, env = "RAFTKV_BIND", default_value = "127.0.0.1")]
+    bind: String,
+    /// Where the node keeps its Raft log and data [default: data/node<ID>].
+    #[arg(long, env = "RAFTKV_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let options = Options::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    if options.cluster.iter().any(|a| a.trim().is_empty()) {
+        bail!("--cluster has an empty address");
+    }
+    let data_dir =
+        options.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("data/node{}", options.id)));
+    let config = actors::NodeConfig {
+        id: options.id,
+        cluster: options.cluster.clone(),
+        bind: options.bind.clone(),
+        port: options.port,
+        data_dir,
+        raft: Default::default(),
+        store: Default::default(),
+        limits: Default::default(),
+    };
+    let system = actix_rt::System::new();
+    system.block_on(async move {
+        actors::start_node(config).await.map_err(anyhow::Error::msg).context("raft-kv could not start")?;
+        wait_for_shutdown_signal().await;
+        tracing::info!("shutting down");
+        Ok(())
+    })
+}
+
+async fn wait_for_shutdown_signal() {
+    let mut term =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
