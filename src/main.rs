@@ -26,6 +26,12 @@ struct Options {
     /// Where the node keeps its Raft log and data [default: data/node<ID>].
     #[arg(long, env = "RAFTKV_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Compact the Raft log once this many applied entries follow the last compaction point.
+    #[arg(long, env = "RAFTKV_SNAPSHOT_THRESHOLD", default_value_t = 20_000)]
+    snapshot_threshold: u64,
+    /// Fault tests only: a file naming peer traffic to drop (`drop-out <id>` / `drop-in <id>`).
+    #[arg(long, env = "RAFTKV_FAULT_CONTROL", hide = true)]
+    fault_control: Option<PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -46,9 +52,14 @@ fn main() -> anyhow::Result<()> {
         bind: options.bind.clone(),
         port: options.port,
         data_dir,
-        raft: Default::default(),
+        raft: actors::raft_node::RaftTiming {
+            compact_after: options.snapshot_threshold.max(1),
+            compact_keep: (options.snapshot_threshold / 10).min(2_000),
+            ..Default::default()
+        },
         store: Default::default(),
         limits: Default::default(),
+        fault_control: options.fault_control.clone(),
     };
     let system = actix_rt::System::new();
     system.block_on(async move {

@@ -34,6 +34,7 @@ pub mod error;
 pub mod glob;
 pub mod keyspace;
 pub mod peer_transport;
+pub mod raft_log;
 pub mod raft_node;
 pub mod redis_store;
 pub mod resp;
@@ -73,6 +74,8 @@ pub struct NodeConfig {
     pub raft: RaftTiming,
     pub store: StoreTiming,
     pub limits: RespLimits,
+    /// Fault tests only: a file naming peer traffic to drop (see [`peer_transport`]).
+    pub fault_control: Option<PathBuf>,
 }
 
 /// A started node: where it listens.
@@ -139,7 +142,15 @@ pub async fn start_node(config: NodeConfig) -> std::result::Result<RunningNode, 
         unreachable: raft_addr.clone().recipient(),
         snapshot: raft_addr.clone().recipient(),
     };
-    let transport = PeerTransport::new(id, peers, peer_listener, inbox).start();
+    let transport = PeerTransport::new(
+        id,
+        peers,
+        peer_listener,
+        inbox,
+        storage_addr.clone(),
+        config.fault_control.clone(),
+    )
+    .start();
 
     let incarnation = recovered.incarnation;
     let applied = recovered.applied;

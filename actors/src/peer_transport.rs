@@ -7,24 +7,42 @@
 //! the node's peer address and steps every valid message into RaftNode.
 //!
 //! Wire format: length-delimited frames (4-byte big-endian length). The first frame of a
-//! connection is a hello, `RKV1` followed by the sender's node id (u64 big-endian); every
-//! following frame is one protobuf `eraftpb::Message`. A connection from an unknown node, or
-//! carrying a garbage, oversized or misaddressed frame, is logged and closed.
+//! connection is a hello: a 4-byte magic followed by the sender's node id (u64 big-endian).
+//! - `RKV1`, a message connection: every following frame is one protobuf `eraftpb::Message`.
+//! - `RKVS`, a snapshot connection (one per transfer): a `MsgSnapshot` frame whose metadata
+//!   describes the checkpoint being sent, then chunks of key/value pairs of at most about 1 MiB,
+//!   then an empty frame. The receiver stages the chunks through Storage, steps the message
+//!   into RaftNode and answers one byte, after which the sender reports the snapshot delivered.
+//!   The whole keyspace never sits in memory on either side.
+//!
+//! A connection from an unknown node, or carrying a garbage, oversized or misaddressed frame,
+//! is logged and closed.
+//!
+//! For fault tests, a node started with a fault-control file drops the traffic that file names
+//! (`drop-out <id>`, `drop-in <id>`, one per line), re-read whenever it changes.
 
-use std::collections::HashMap;
-use std::time::Duration;
+use std::collections::{HashMap, HashSet};
+use std::io::{Read as _, Write as _};
+use std::net::ToSocketAddrs;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
 
 use actix::prelude::*;
 use bytes::{BufMut, Bytes, BytesMut};
 use futures::{SinkExt, StreamExt};
 use protobuf::Message as PbMessage;
 use raft::eraftpb::{Message, MessageType};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 use tracing::{debug, info, warn};
 
 use crate::raft_node::{PeerUnreachable, SnapshotReport, Step};
+use crate::storage::{
+    stream_checkpoint, BeginSnapshot, CheckpointInfo, CreateCheckpoint, FinishSnapshot, SnapshotChunk,
+    Storage,
+};
 
 /// Send these messages to their peers. Sent by RaftNode after each Ready step.
 #[derive(Message)]
@@ -32,6 +50,9 @@ use crate::raft_node::{PeerUnreachable, SnapshotReport, Step};
 pub struct SendMessages(pub Vec<Message>);
 
 const HELLO_MAGIC: &[u8; 4] = b"RKV1";
+const SNAPSHOT_MAGIC: &[u8; 4] = b"RKVS";
+const SNAPSHOT_IO_TIMEOUT: Duration = Duration::from_secs(60);
+const FAULT_POLL: Duration = Duration::from_millis(100);
 /// The largest frame accepted or sent. raft-rs keeps appends under `max_size_per_msg` (1 MiB),
 /// but one entry may be as large as a client's value.
 pub const MAX_FRAME: usize = 600 << 20;
@@ -48,25 +69,159 @@ pub struct RaftInbox {
     pub snapshot: Recipient<SnapshotReport>,
 }
 
+/// Traffic a fault test has asked this node to drop.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FaultRules {
+    pub drop_out: HashSet<u64>,
+    pub drop_in: HashSet<u64>,
+}
+
+impl FaultRules {
+    fn parse(text: &str) -> FaultRules {
+        let mut rules = FaultRules::default();
+        for line in text.lines() {
+            let mut words = line.split_whitespace();
+            let (Some(what), Some(Ok(id))) = (words.next(), words.next().map(str::parse::<u64>)) else {
+                continue;
+            };
+            match what {
+                "drop-out" => drop(rules.drop_out.insert(id)),
+                "drop-in" => drop(rules.drop_in.insert(id)),
+                _ => {}
+            }
+        }
+        rules
+    }
+}
+
 pub struct PeerTransport {
     id: u64,
     peers: HashMap<u64, String>,
     listener: Option<TcpListener>,
     raft: RaftInbox,
+    storage: Addr<Storage>,
     links: HashMap<u64, mpsc::Sender<Message>>,
+    fault_file: Option<PathBuf>,
+    fault_seen: Option<SystemTime>,
+    faults: watch::Sender<FaultRules>,
 }
 
 impl PeerTransport {
     /// `peers` maps every other node's id to its peer address; `listener` is bound to ours.
-    pub fn new(id: u64, peers: HashMap<u64, String>, listener: TcpListener, raft: RaftInbox) -> Self {
-        PeerTransport { id, peers, listener: Some(listener), raft, links: HashMap::new() }
+    pub fn new(
+        id: u64,
+        peers: HashMap<u64, String>,
+        listener: TcpListener,
+        raft: RaftInbox,
+        storage: Addr<Storage>,
+        fault_file: Option<PathBuf>,
+    ) -> Self {
+        PeerTransport {
+            id,
+            peers,
+            listener: Some(listener),
+            raft,
+            storage,
+            links: HashMap::new(),
+            fault_file,
+            fault_seen: None,
+            faults: watch::channel(FaultRules::default()).0,
+        }
     }
+
+    /// Re-reads the fault-control file if it changed.
+    fn poll_faults(&mut self) {
+        let Some(path) = &self.fault_file else { return };
+        let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        if modified == self.fault_seen {
+            return;
+        }
+        self.fault_seen = modified;
+        let rules = FaultRules::parse(&std::fs::read_to_string(path).unwrap_or_default());
+        if *self.faults.borrow() != rules {
+            info!(node = self.id, drop_out = ?rules.drop_out, drop_in = ?rules.drop_in, "fault rules changed");
+            self.faults.send_replace(rules);
+        }
+    }
+
+    /// Streams a checkpoint of this node's data to a peer that needs a snapshot, on a thread of
+    /// its own, and reports the outcome to RaftNode.
+    fn send_snapshot(&mut self, msg: Message, ctx: &mut Context<Self>) {
+        let (from, to) = (self.id, msg.to);
+        let addr = self.peers.get(&to).cloned().unwrap_or_default();
+        let report = self.raft.snapshot.clone();
+        let checkpoint = self.storage.send(CreateCheckpoint { for_peer: to });
+        ctx.spawn(checkpoint.into_actor(self).map(move |result, _, _| {
+            let checkpoint = match result {
+                Ok(Ok(cp)) => cp,
+                Ok(Err(e)) => {
+                    warn!(node = from, peer = to, error = %e, "cannot take a snapshot checkpoint");
+                    report.do_send(SnapshotReport { to, delivered: false });
+                    return;
+                }
+                Err(_) => return,
+            };
+            info!(node = from, peer = to, index = checkpoint.index, "sending a snapshot");
+            let spawned = std::thread::Builder::new().name(format!("snapshot-to-{to}")).spawn(move || {
+                let result = transfer_snapshot(from, &addr, msg, &checkpoint);
+                let _ = std::fs::remove_dir_all(&checkpoint.dir);
+                match &result {
+                    Ok(keys) => {
+                        info!(node = from, peer = to, index = checkpoint.index, keys, "snapshot delivered")
+                    }
+                    Err(e) => warn!(node = from, peer = to, error = %e, "snapshot transfer failed"),
+                }
+                report.do_send(SnapshotReport { to, delivered: result.is_ok() });
+            });
+            if let Err(e) = spawned {
+                warn!(node = from, error = %e, "cannot start a snapshot thread");
+            }
+        }));
+    }
+}
+
+/// Sends one snapshot over a blocking connection; returns the number of keys sent.
+fn transfer_snapshot(from: u64, addr: &str, mut msg: Message, cp: &CheckpointInfo) -> std::io::Result<u64> {
+    // The checkpoint, not raft-rs's compaction point, is what the follower installs.
+    let meta = msg.mut_snapshot().mut_metadata();
+    meta.index = cp.index;
+    meta.term = cp.term;
+    meta.set_conf_state(cp.conf_state.clone());
+    let target = addr
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| std::io::Error::other(format!("cannot resolve {addr}")))?;
+    let stream = std::net::TcpStream::connect_timeout(&target, CONNECT_TIMEOUT)?;
+    stream.set_nodelay(true)?;
+    stream.set_write_timeout(Some(SNAPSHOT_IO_TIMEOUT))?;
+    stream.set_read_timeout(Some(SNAPSHOT_IO_TIMEOUT))?;
+    let mut out = std::io::BufWriter::new(&stream);
+    let mut frame = |bytes: &[u8]| -> std::io::Result<()> {
+        out.write_all(&(bytes.len() as u32).to_be_bytes())?;
+        out.write_all(bytes)
+    };
+    frame(&hello_with(SNAPSHOT_MAGIC, from))?;
+    frame(&msg.write_to_bytes().map_err(std::io::Error::other)?)?;
+    let keys = stream_checkpoint(&cp.dir, &mut frame).map_err(std::io::Error::other)?;
+    frame(&[])?;
+    out.flush()?;
+    drop(out);
+    let mut ack = [0u8; 1];
+    (&stream).read_exact(&mut ack)?;
+    if ack[0] != 1 {
+        return Err(std::io::Error::other("the peer refused the snapshot"));
+    }
+    Ok(keys)
 }
 
 impl Actor for PeerTransport {
     type Context = Context<Self>;
 
-    fn started(&mut self, _: &mut Context<Self>) {
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        if self.fault_file.is_some() {
+            self.poll_faults();
+            ctx.run_interval(FAULT_POLL, |transport, _| transport.poll_faults());
+        }
         for (&peer, addr) in &self.peers {
             let (tx, rx) = mpsc::channel(QUEUE_PER_PEER);
             self.links.insert(peer, tx);
@@ -74,7 +229,14 @@ impl Actor for PeerTransport {
         }
         let listener = self.listener.take().expect("started once");
         let known: Vec<u64> = self.peers.keys().copied().collect();
-        actix_rt::spawn(accept_peers(listener, self.id, known, self.raft.step.clone()));
+        let inbound = Inbound {
+            me: self.id,
+            known,
+            step: self.raft.step.clone(),
+            storage: self.storage.clone(),
+            faults: self.faults.subscribe(),
+        };
+        actix_rt::spawn(accept_peers(listener, inbound));
     }
 }
 
@@ -83,9 +245,20 @@ impl Handler<SendMessages> for PeerTransport {
 
     /// Queues each message on its peer's link; drops it if the peer is unknown or its queue is
     /// full (Raft retransmits).
-    fn handle(&mut self, msg: SendMessages, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: SendMessages, ctx: &mut Context<Self>) {
         for m in msg.0 {
             let to = m.to;
+            let is_snapshot = m.get_msg_type() == MessageType::MsgSnapshot;
+            if self.faults.borrow().drop_out.contains(&to) {
+                if is_snapshot {
+                    self.raft.snapshot.do_send(SnapshotReport { to, delivered: false });
+                }
+                continue;
+            }
+            if is_snapshot {
+                self.send_snapshot(m, ctx);
+                continue;
+            }
             let Some(link) = self.links.get(&to) else {
                 debug!(node = self.id, to, "dropping a message to an unknown peer");
                 continue;
@@ -105,9 +278,9 @@ fn frame_codec() -> LengthDelimitedCodec {
     LengthDelimitedCodec::builder().max_frame_length(MAX_FRAME).new_codec()
 }
 
-fn hello(from: u64) -> Bytes {
+fn hello_with(magic: &[u8; 4], from: u64) -> Bytes {
     let mut b = BytesMut::with_capacity(12);
-    b.put_slice(HELLO_MAGIC);
+    b.put_slice(magic);
     b.put_u64(from);
     b.freeze()
 }
@@ -126,11 +299,7 @@ async fn run_link(from: u64, to: u64, addr: String, mut queue: mpsc::Receiver<Me
                 }
                 raft.unreachable.do_send(PeerUnreachable(to));
                 // Whatever was queued is stale by the time the peer is back: Raft resends.
-                while let Ok(m) = queue.try_recv() {
-                    if m.get_msg_type() == MessageType::MsgSnapshot {
-                        raft.snapshot.do_send(SnapshotReport { to, delivered: false });
-                    }
-                }
+                while queue.try_recv().is_ok() {}
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(BACKOFF_MAX);
                 continue;
@@ -138,7 +307,7 @@ async fn run_link(from: u64, to: u64, addr: String, mut queue: mpsc::Receiver<Me
         };
         let _ = stream.set_nodelay(true);
         let mut sink = FramedWrite::new(stream, frame_codec());
-        if sink.send(hello(from)).await.is_err() {
+        if sink.send(hello_with(HELLO_MAGIC, from)).await.is_err() {
             continue;
         }
         info!(node = from, peer = to, %addr, "connected to peer");
@@ -165,50 +334,42 @@ enum LinkEnd {
 async fn pump(
     sink: &mut FramedWrite<TcpStream, LengthDelimitedCodec>,
     queue: &mut mpsc::Receiver<Message>,
-    to: u64,
-    raft: &RaftInbox,
+    _to: u64,
+    _raft: &RaftInbox,
 ) -> Result<(), LinkEnd> {
-    let mut snapshots = 0;
     loop {
         let Some(first) = queue.recv().await else {
             return Err(LinkEnd::QueueClosed);
         };
         let mut next = Some(first);
         while let Some(m) = next {
-            if m.get_msg_type() == MessageType::MsgSnapshot {
-                snapshots += 1;
-            }
             let bytes = m.write_to_bytes().expect("raft messages always serialize");
-            if let Err(e) = sink.feed(Bytes::from(bytes)).await {
-                report_snapshots(raft, to, snapshots, false);
-                return Err(LinkEnd::Io(e));
-            }
+            sink.feed(Bytes::from(bytes)).await.map_err(LinkEnd::Io)?;
             next = queue.try_recv().ok();
         }
-        if let Err(e) = SinkExt::<Bytes>::flush(sink).await {
-            report_snapshots(raft, to, snapshots, false);
-            return Err(LinkEnd::Io(e));
-        }
-        report_snapshots(raft, to, snapshots, true);
-        snapshots = 0;
+        SinkExt::<Bytes>::flush(sink).await.map_err(LinkEnd::Io)?;
     }
 }
 
-fn report_snapshots(raft: &RaftInbox, to: u64, count: usize, delivered: bool) {
-    for _ in 0..count {
-        raft.snapshot.do_send(SnapshotReport { to, delivered });
-    }
+/// What inbound connections need: who we are, who may talk to us, and where messages go.
+#[derive(Clone)]
+struct Inbound {
+    me: u64,
+    known: Vec<u64>,
+    step: Recipient<Step>,
+    storage: Addr<Storage>,
+    faults: watch::Receiver<FaultRules>,
 }
 
-async fn accept_peers(listener: TcpListener, me: u64, known: Vec<u64>, step: Recipient<Step>) {
+async fn accept_peers(listener: TcpListener, inbound: Inbound) {
+    let me = inbound.me;
     loop {
         match listener.accept().await {
             Ok((stream, remote)) => {
                 let _ = stream.set_nodelay(true);
-                let known = known.clone();
-                let step = step.clone();
+                let inbound = inbound.clone();
                 actix_rt::spawn(async move {
-                    if let Err(reason) = serve_peer(stream, me, &known, step).await {
+                    if let Err(reason) = serve_peer(stream, inbound).await {
                         warn!(node = me, %remote, %reason, "closed a peer connection");
                     }
                 });
@@ -222,30 +383,79 @@ async fn accept_peers(listener: TcpListener, me: u64, known: Vec<u64>, step: Rec
 }
 
 /// Reads one inbound peer connection until it closes or misbehaves.
-async fn serve_peer(stream: TcpStream, me: u64, known: &[u64], step: Recipient<Step>) -> Result<(), String> {
+async fn serve_peer(stream: TcpStream, inbound: Inbound) -> Result<(), String> {
+    let me = inbound.me;
     let mut frames = FramedRead::new(stream, frame_codec());
-    let from = match frames.next().await {
-        Some(Ok(h)) if h.len() == 12 && &h[..4] == HELLO_MAGIC => {
-            u64::from_be_bytes(h[4..].try_into().expect("8 bytes"))
+    let (magic, from) = match frames.next().await {
+        Some(Ok(h)) if h.len() == 12 && (&h[..4] == HELLO_MAGIC || &h[..4] == SNAPSHOT_MAGIC) => {
+            let magic: [u8; 4] = h[..4].try_into().expect("4 bytes");
+            (magic, u64::from_be_bytes(h[4..].try_into().expect("8 bytes")))
         }
         Some(Ok(_)) => return Err("bad hello frame".into()),
         Some(Err(e)) => return Err(format!("bad hello frame: {e}")),
         None => return Ok(()),
     };
-    if !known.contains(&from) {
+    if !inbound.known.contains(&from) {
         return Err(format!("hello from unknown node {from}"));
     }
+    if &magic == SNAPSHOT_MAGIC {
+        return receive_snapshot(frames, from, inbound).await;
+    }
     while let Some(frame) = frames.next().await {
-        let frame = frame.map_err(|e| format!("bad frame from node {from}: {e}"))?;
-        let msg = Message::parse_from_bytes(&frame)
-            .map_err(|e| format!("undecodable message from node {from}: {e}"))?;
-        if msg.from != from || msg.to != me {
-            return Err(format!("misaddressed message {}→{} on node {from}'s connection", msg.from, msg.to));
+        let msg = decode_message(frame, from, me)?;
+        if inbound.faults.borrow().drop_in.contains(&from) {
+            continue;
         }
-        if !step.connected() {
+        if !inbound.step.connected() {
             return Err("raft node stopped".into());
         }
-        step.do_send(Step(msg));
+        inbound.step.do_send(Step(msg));
     }
+    Ok(())
+}
+
+fn decode_message(frame: std::io::Result<BytesMut>, from: u64, me: u64) -> Result<Message, String> {
+    let frame = frame.map_err(|e| format!("bad frame from node {from}: {e}"))?;
+    let msg = Message::parse_from_bytes(&frame)
+        .map_err(|e| format!("undecodable message from node {from}: {e}"))?;
+    if msg.from != from || msg.to != me {
+        return Err(format!("misaddressed message {}→{} on node {from}'s connection", msg.from, msg.to));
+    }
+    Ok(msg)
+}
+
+/// Stages an incoming snapshot through Storage, then hands its message to RaftNode.
+async fn receive_snapshot(
+    mut frames: FramedRead<TcpStream, LengthDelimitedCodec>,
+    from: u64,
+    inbound: Inbound,
+) -> Result<(), String> {
+    let me = inbound.me;
+    let header = frames.next().await.ok_or("snapshot connection closed before its header")?;
+    let msg = decode_message(header, from, me)?;
+    if msg.get_msg_type() != MessageType::MsgSnapshot {
+        return Err(format!("expected a snapshot header from node {from}, got {:?}", msg.get_msg_type()));
+    }
+    if inbound.faults.borrow().drop_in.contains(&from) {
+        return Ok(());
+    }
+    let meta = msg.get_snapshot().get_metadata();
+    let (index, term) = (meta.index, meta.term);
+    info!(node = me, leader = from, index, term, "receiving a snapshot");
+    let storage = inbound.storage;
+    let stage = |e: crate::Error| format!("staging snapshot {index} failed: {e}");
+    let mailbox = |_| "storage stopped".to_string();
+    storage.send(BeginSnapshot { index, term }).await.map_err(mailbox)?.map_err(stage)?;
+    loop {
+        let frame = frames.next().await.ok_or("snapshot connection closed mid-transfer")?;
+        let chunk = frame.map_err(|e| format!("bad snapshot frame from node {from}: {e}"))?;
+        if chunk.is_empty() {
+            break;
+        }
+        storage.send(SnapshotChunk(chunk.freeze())).await.map_err(mailbox)?.map_err(stage)?;
+    }
+    storage.send(FinishSnapshot).await.map_err(mailbox)?.map_err(stage)?;
+    inbound.step.do_send(Step(msg));
+    frames.get_mut().write_all(&[1]).await.map_err(|e| e.to_string())?;
     Ok(())
 }

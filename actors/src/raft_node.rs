@@ -5,25 +5,28 @@
 //! one Ready, which is how writes are group-committed and reads share one ReadIndex round), and
 //! drives each Ready in the order raft-rs documents (see [`RaftNode::on_ready`]).
 //!
-//! The in-memory `MemStorage` given to raft-rs mirrors the durable log in Storage: entries are
-//! added to it when a Ready is handed to Storage, and raft-rs only treats them as persisted once
-//! Storage has synced them and `advance` is called.
+//! The [`RaftLog`] given to raft-rs mirrors the durable log in Storage: entries are added to it
+//! when a Ready is handed to Storage, and raft-rs only treats them as persisted once Storage has
+//! synced them and `advance` is called. Once the applied log grows past a threshold, both are
+//! compacted; a peer that needs compacted entries gets a snapshot (see PeerTransport).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use protobuf::Message as PbMessage;
-use raft::eraftpb::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Message};
+use raft::eraftpb::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Message, SnapshotMetadata};
 use raft::prelude::{Config, RawNode, Ready};
-use raft::storage::MemStorage;
 use raft::{ReadOnlyOption, SnapshotStatus, StateRole, INVALID_ID};
 use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
 use crate::error::{Error, Result};
 use crate::peer_transport::SendMessages;
-use crate::storage::{fatal, ApplyCommitted, PersistReady, RecoveredState, Storage};
+use crate::raft_log::RaftLog;
+use crate::storage::{
+    fatal, ApplyCommitted, CompactLog, InstallSnapshot, PersistReady, RecoveredState, Storage,
+};
 
 /// Propose a replicated write (an encoded `Proposal`). Sent by RedisStore. Replies as soon as
 /// raft-rs accepted or refused it; the outcome arrives later through the apply path.
@@ -89,6 +92,11 @@ pub struct RaftTiming {
     pub read_retry: Duration,
     /// A read index not confirmed in this time fails the read.
     pub read_timeout: Duration,
+    /// Compact the log once this many applied entries follow the last compaction point.
+    pub compact_after: u64,
+    /// Entries kept below the applied index at compaction, so a follower that is only a little
+    /// behind catches up from the log instead of a snapshot.
+    pub compact_keep: u64,
 }
 
 impl Default for RaftTiming {
@@ -99,6 +107,8 @@ impl Default for RaftTiming {
             heartbeat_ticks: 1,
             read_retry: Duration::from_millis(500),
             read_timeout: Duration::from_secs(5),
+            compact_after: 20_000,
+            compact_keep: 2_000,
         }
     }
 }
@@ -115,7 +125,7 @@ struct ReadBatch {
 pub struct RaftNode {
     id: u64,
     incarnation: u64,
-    raw: RawNode<MemStorage>,
+    raw: RawNode<RaftLog>,
     conf_state: ConfState,
     storage: Addr<Storage>,
     transport: Recipient<SendMessages>,
@@ -138,15 +148,13 @@ impl RaftNode {
         storage: Addr<Storage>,
         transport: Recipient<SendMessages>,
     ) -> Result<Self> {
-        let mem = MemStorage::new();
-        {
-            let mut core = mem.wl();
-            core.set_conf_state(recovered.conf_state.clone());
-            if !recovered.entries.is_empty() {
-                core.append(&recovered.entries).map_err(|e| Error::Corrupt(e.to_string()))?;
-            }
-            core.set_hardstate(recovered.hard_state.clone());
-        }
+        let log = RaftLog::new(
+            recovered.hard_state.clone(),
+            recovered.conf_state.clone(),
+            recovered.snapshot_index,
+            recovered.snapshot_term,
+            recovered.entries,
+        );
         let config = Config {
             id,
             election_tick: timing.election_ticks,
@@ -161,7 +169,7 @@ impl RaftNode {
         };
         config.validate().map_err(|e| Error::Corrupt(e.to_string()))?;
         let logger = crate::raft_logger();
-        let raw = RawNode::new(&config, mem, &logger).map_err(|e| Error::Corrupt(e.to_string()))?;
+        let raw = RawNode::new(&config, log, &logger).map_err(|e| Error::Corrupt(e.to_string()))?;
         Ok(RaftNode {
             id,
             incarnation: recovered.incarnation,
@@ -204,37 +212,41 @@ impl RaftNode {
         }
         // 2. A leader sends its messages at once: followers can persist in parallel with us.
         self.send(ready.take_messages());
-        // 3. Snapshots only come with log compaction, which this node does not do yet.
-        if !ready.snapshot().is_empty() {
-            fatal("received a raft snapshot", &"snapshot installation is not supported yet");
-        }
+        // 3. A snapshot from the leader (its data already staged by PeerTransport) replaces
+        //    the keyspace before anything that follows it is persisted.
+        let snapshot = if ready.snapshot().is_empty() {
+            None
+        } else {
+            let meta = ready.snapshot().get_metadata().clone();
+            self.raw.mut_store().apply_snapshot(&meta);
+            self.conf_state = meta.get_conf_state().clone();
+            info!(
+                node = self.id,
+                index = meta.index,
+                term = meta.term,
+                "installing a snapshot from the leader"
+            );
+            Some(meta)
+        };
         // 4. Confirmed read indexes go back to the waiting reads.
         self.release_reads(ready.take_read_states());
         // 5. Entries and hard state are handed to raft-rs's view of the log and persisted.
         let committed = ready.take_committed_entries();
         let entries = ready.take_entries();
         let hard_state = ready.hs().cloned();
-        if entries.is_empty() && hard_state.is_none() {
+        if snapshot.is_none() && entries.is_empty() && hard_state.is_none() {
             self.after_persist(ready, committed, ctx);
             return;
         }
-        {
-            let mut core = self.raw.mut_store().wl();
-            if !entries.is_empty() {
-                if let Err(e) = core.append(&entries) {
-                    fatal("appending to the in-memory log failed", &e);
-                }
-            }
-            if let Some(hs) = &hard_state {
-                core.set_hardstate(hs.clone());
-            }
+        let log = self.raw.mut_store();
+        log.append(&entries);
+        if let Some(hs) = &hard_state {
+            log.set_hard_state(hs.clone());
         }
-        let persist = self.storage.send(PersistReady { entries, hard_state });
+        let persist = persist_ready(self.storage.clone(), snapshot, entries, hard_state);
         ctx.wait(persist.into_actor(self).map(move |result, node, ctx| {
-            match result {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => fatal("persisting the raft log failed", &e),
-                Err(e) => fatal("the storage actor stopped", &e),
+            if let Err(e) = result {
+                fatal("persisting the raft log failed", &e);
             }
             node.after_persist(ready, committed, ctx);
         }));
@@ -250,14 +262,32 @@ impl RaftNode {
         // 8. Advance, then handle what that released: a new commit index, messages, entries.
         let mut light = self.raw.advance(ready);
         if let Some(commit) = light.commit_index() {
-            self.raw.mut_store().wl().mut_hard_state().commit = commit;
+            self.raw.mut_store().set_commit(commit);
         }
         self.send(light.take_messages());
         self.apply_committed(light.take_committed_entries());
         self.raw.advance_apply();
+        self.maybe_compact();
         if self.raw.has_ready() || !self.new_reads.is_empty() {
             self.schedule_drive(ctx);
         }
+    }
+
+    /// Compacts the log once enough applied entries follow the last compaction point. Storage
+    /// compacts after the applies already in its mailbox, so it never drops an unapplied entry.
+    fn maybe_compact(&mut self) {
+        let applied = self.raw.raft.raft_log.applied;
+        let log = self.raw.mut_store();
+        if applied < log.snapshot_index() + self.timing.compact_after {
+            return;
+        }
+        let to = applied.saturating_sub(self.timing.compact_keep);
+        if to <= log.snapshot_index() {
+            return;
+        }
+        log.compact(to);
+        debug!(node = self.id, to, "compacting the raft log");
+        self.storage.do_send(CompactLog(to));
     }
 
     fn send(&self, messages: Vec<Message>) {
@@ -394,6 +424,22 @@ impl RaftNode {
             learners: self.conf_state.learners.clone(),
         }
     }
+}
+
+/// Makes a Ready durable: first the snapshot it installs, then its entries and hard state.
+async fn persist_ready(
+    storage: Addr<Storage>,
+    snapshot: Option<SnapshotMetadata>,
+    entries: Vec<Entry>,
+    hard_state: Option<raft::eraftpb::HardState>,
+) -> Result<()> {
+    if let Some(meta) = snapshot {
+        storage.send(InstallSnapshot(meta)).await??;
+    }
+    if !entries.is_empty() || hard_state.is_some() {
+        storage.send(PersistReady { entries, hard_state }).await??;
+    }
+    Ok(())
 }
 
 impl Actor for RaftNode {

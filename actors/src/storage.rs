@@ -9,20 +9,33 @@
 //! - `raft_log`: entry index (u64 big-endian) → protobuf `Entry`
 //! - `raft_state`: `hard_state` and `conf_state` (protobuf)
 //! - `kv`: the user data (see [`crate::keyspace`])
-//! - `meta`: `applied_index`, `key_count`, `incarnation`
+//! - `meta`: `applied_index`, `key_count`, `incarnation`, the compaction point
+//!   (`snapshot_index`, `snapshot_term`) and the markers of a snapshot being received or
+//!   installed
 //!
 //! Durability rules: the entries and hard state of one Ready are one `WriteBatch` written with
 //! `sync = true` (one fsync per Ready: group commit). The kv changes of a batch of committed
 //! entries, the new applied index and a commit index covering them are one atomic `WriteBatch`,
 //! so a restart resumes exactly at the applied index and never finds applied > commit.
+//!
+//! Snapshots: a leader sends a follower a RocksDB checkpoint (hard links, taken between two
+//! messages, so the keyspace matches the applied index recorded next to it), read back in
+//! bounded chunks by [`stream_checkpoint`]. A follower writes incoming chunks to a staging file
+//! and installs it when raft-rs hands it the snapshot: the `kv` column family is replaced and
+//! the applied index, membership and compaction point move to the snapshot in one synced batch.
+//! An `installing` marker written first makes an interrupted install resume at the next start.
 
-use std::path::Path;
+use std::fs::{self, File};
+use std::io::{BufReader, BufWriter, Write as _};
+use std::path::{Path, PathBuf};
 
 use actix::prelude::*;
+use bytes::Bytes;
 use protobuf::Message as PbMessage;
-use raft::eraftpb::{ConfState, Entry, EntryType, HardState};
+use raft::eraftpb::{ConfState, Entry, EntryType, HardState, SnapshotMetadata};
+use rocksdb::checkpoint::Checkpoint;
 use rocksdb::{ColumnFamilyDescriptor, IteratorMode, Options, WriteBatch, WriteOptions, DB};
-use tracing::error;
+use tracing::{error, info};
 
 use crate::command::{Proposal, ReadQuery};
 use crate::error::{Error, Result};
@@ -40,6 +53,16 @@ const KEY_CONF_STATE: &[u8] = b"conf_state";
 const KEY_APPLIED: &[u8] = b"applied_index";
 const KEY_KEY_COUNT: &[u8] = b"key_count";
 const KEY_INCARNATION: &[u8] = b"incarnation";
+const KEY_SNAPSHOT_INDEX: &[u8] = b"snapshot_index";
+const KEY_SNAPSHOT_TERM: &[u8] = b"snapshot_term";
+/// The (index, term) of a completely received snapshot waiting in the staging file.
+const KEY_STAGED: &[u8] = b"staged_snapshot";
+/// The metadata of a snapshot whose installation has started and not finished.
+const KEY_INSTALLING: &[u8] = b"installing_snapshot";
+/// Sorts after every 8-byte log key: the end of a range that covers the whole log.
+const LOG_END: [u8; 9] = [0xff; 9];
+/// The size of one snapshot chunk on the wire.
+pub const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
 
 /// Persist the entries and hard state of one Ready, durably (fsync), before anything that
 /// depends on them is sent or acknowledged. Sent by RaftNode; replies once the write is synced.
@@ -66,6 +89,55 @@ pub struct ApplyCommitted {
 #[rtype(result = "Result<Frame>")]
 pub struct Read(pub ReadQuery);
 
+/// Drop the log up to and including `index` (which Storage has applied). Sent by RaftNode when
+/// the log grows past its threshold.
+#[derive(Message)]
+#[rtype(result = "Result<()>")]
+pub struct CompactLog(pub u64);
+
+/// Take a consistent checkpoint of the applied state to send to a peer. Sent by
+/// PeerTransport when raft-rs wants a snapshot sent.
+#[derive(Message)]
+#[rtype(result = "Result<CheckpointInfo>")]
+pub struct CreateCheckpoint {
+    pub for_peer: u64,
+}
+
+/// A checkpoint on disk and the Raft position it captures.
+#[derive(Debug, Clone)]
+pub struct CheckpointInfo {
+    pub dir: PathBuf,
+    pub index: u64,
+    pub term: u64,
+    pub conf_state: ConfState,
+}
+
+/// A snapshot starts arriving from the leader. Sent by PeerTransport; discards any earlier,
+/// unfinished staging.
+#[derive(Message)]
+#[rtype(result = "Result<()>")]
+pub struct BeginSnapshot {
+    pub index: u64,
+    pub term: u64,
+}
+
+/// One chunk of the snapshot being received, in [`stream_checkpoint`]'s format.
+#[derive(Message)]
+#[rtype(result = "Result<()>")]
+pub struct SnapshotChunk(pub Bytes);
+
+/// The whole snapshot has arrived: make the staging durable. Sent by PeerTransport before it
+/// steps the snapshot message into RaftNode.
+#[derive(Message)]
+#[rtype(result = "Result<()>")]
+pub struct FinishSnapshot;
+
+/// Replace the keyspace with the staged snapshot. Sent by RaftNode when a Ready carries a
+/// snapshot, before anything after it is persisted.
+#[derive(Message)]
+#[rtype(result = "Result<()>")]
+pub struct InstallSnapshot(pub SnapshotMetadata);
+
 /// What a node finds in its data directory when it starts.
 #[derive(Debug, Clone)]
 pub struct RecoveredState {
@@ -75,16 +147,24 @@ pub struct RecoveredState {
     pub applied: u64,
     /// This boot's incarnation: one more than the previous boot's.
     pub incarnation: u64,
+    /// The compaction point: the log holds the entries after it.
+    pub snapshot_index: u64,
+    pub snapshot_term: u64,
 }
 
 pub struct Storage {
     db: DB,
+    dir: PathBuf,
     node_id: u64,
     incarnation: u64,
     hard_state: HardState,
     last_index: u64,
     applied: u64,
     key_count: u64,
+    snapshot_index: u64,
+    snapshot_term: u64,
+    /// The staging file of a snapshot being received, and its (index, term).
+    incoming: Option<(BufWriter<File>, u64, u64)>,
     applied_to: Option<Recipient<Applied>>,
 }
 
@@ -101,6 +181,8 @@ impl Storage {
         opts.create_missing_column_families(true);
         let cfs = COLUMN_FAMILIES.iter().map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
         let db = DB::open_cf_descriptors(&opts, dir, cfs)?;
+        // Checkpoints only live while they are being sent.
+        let _ = fs::remove_dir_all(dir.join("checkpoints"));
 
         let hard_state: HardState = get_proto(&db, CF_RAFT_STATE, KEY_HARD_STATE)?.unwrap_or_default();
         let conf_state = match get_proto::<ConfState>(&db, CF_RAFT_STATE, KEY_CONF_STATE)? {
@@ -112,7 +194,7 @@ impl Storage {
                 cs
             }
         };
-        let mut entries = Vec::new();
+        let mut entries: Vec<Entry> = Vec::new();
         for item in db.iterator_cf(cf(&db, CF_RAFT_LOG), IteratorMode::Start) {
             let (_, raw) = item?;
             entries.push(Entry::parse_from_bytes(&raw).map_err(corrupt)?);
@@ -122,18 +204,38 @@ impl Storage {
         let incarnation = get_u64(&db, KEY_INCARNATION)? + 1;
         put_synced(&db, CF_META, KEY_INCARNATION, &incarnation.to_be_bytes())?;
 
-        let last_index = entries.last().map_or(0, |e| e.index);
-        let storage = Storage {
+        let snapshot_index = get_u64(&db, KEY_SNAPSHOT_INDEX)?;
+        let snapshot_term = get_u64(&db, KEY_SNAPSHOT_TERM)?;
+
+        let last_index = entries.last().map_or(snapshot_index, |e| e.index);
+        let mut storage = Storage {
             db,
+            dir: dir.to_path_buf(),
             node_id,
             incarnation,
-            hard_state: hard_state.clone(),
+            hard_state,
             last_index,
             applied,
             key_count,
+            snapshot_index,
+            snapshot_term,
+            incoming: None,
             applied_to: None,
         };
-        let recovered = RecoveredState { hard_state, conf_state, entries, applied, incarnation };
+        if let Some(meta) = get_proto::<SnapshotMetadata>(&storage.db, CF_META, KEY_INSTALLING)? {
+            info!(index = meta.index, term = meta.term, "resuming an interrupted snapshot installation");
+            storage.install_snapshot(&meta)?;
+            entries.clear();
+        }
+        let recovered = RecoveredState {
+            hard_state: storage.hard_state.clone(),
+            conf_state: get_proto(&storage.db, CF_RAFT_STATE, KEY_CONF_STATE)?.unwrap_or(conf_state),
+            entries,
+            applied: storage.applied,
+            incarnation,
+            snapshot_index: storage.snapshot_index,
+            snapshot_term: storage.snapshot_term,
+        };
         Ok((storage, recovered))
     }
 
@@ -166,10 +268,7 @@ impl Storage {
             batch.put_cf(cf(&self.db, CF_RAFT_STATE), KEY_HARD_STATE, hs.write_to_bytes().map_err(corrupt)?);
             self.hard_state = hs;
         }
-        let mut sync = WriteOptions::default();
-        sync.set_sync(true);
-        self.db.write_opt(batch, &sync)?;
-        Ok(())
+        write_synced(&self.db, batch)
     }
 
     fn apply_committed(&mut self, msg: ApplyCommitted) -> Result<Applied> {
@@ -220,6 +319,196 @@ impl Storage {
     }
 }
 
+impl Storage {
+    fn term_of(&self, index: u64) -> Result<u64> {
+        if index == self.snapshot_index {
+            return Ok(self.snapshot_term);
+        }
+        let raw = self
+            .db
+            .get_pinned_cf(cf(&self.db, CF_RAFT_LOG), index.to_be_bytes())?
+            .ok_or_else(|| Error::Corrupt(format!("log entry {index} is missing")))?;
+        Ok(Entry::parse_from_bytes(&raw).map_err(corrupt)?.term)
+    }
+
+    fn compact_log(&mut self, index: u64) -> Result<()> {
+        if index <= self.snapshot_index || index > self.applied {
+            return Ok(());
+        }
+        let term = self.term_of(index)?;
+        // The applies up to `index` were written without fsync; once the log below is gone
+        // they are the only copy, so make them durable first.
+        self.db.flush_wal(true)?;
+        let mut batch = WriteBatch::default();
+        batch.delete_range_cf(cf(&self.db, CF_RAFT_LOG), 0u64.to_be_bytes(), (index + 1).to_be_bytes());
+        let meta = cf(&self.db, CF_META);
+        batch.put_cf(meta, KEY_SNAPSHOT_INDEX, index.to_be_bytes());
+        batch.put_cf(meta, KEY_SNAPSHOT_TERM, term.to_be_bytes());
+        write_synced(&self.db, batch)?;
+        self.snapshot_index = index;
+        self.snapshot_term = term;
+        Ok(())
+    }
+
+    fn create_checkpoint(&mut self, for_peer: u64) -> Result<CheckpointInfo> {
+        if self.applied == 0 {
+            return Err(Error::Storage("nothing applied yet to snapshot".into()));
+        }
+        let dir = self.dir.join("checkpoints").join(format!("to-{for_peer}-at-{}", self.applied));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.parent().expect("has a parent")).map_err(io_error)?;
+        Checkpoint::new(&self.db)?.create_checkpoint(&dir)?;
+        let conf_state = get_proto(&self.db, CF_RAFT_STATE, KEY_CONF_STATE)?.unwrap_or_default();
+        Ok(CheckpointInfo { dir, index: self.applied, term: self.term_of(self.applied)?, conf_state })
+    }
+
+    fn staging_path(&self) -> PathBuf {
+        self.dir.join("snapshot-incoming.kvs")
+    }
+
+    fn begin_snapshot(&mut self, index: u64, term: u64) -> Result<()> {
+        let file = File::create(self.staging_path()).map_err(io_error)?;
+        self.db.delete_cf(cf(&self.db, CF_META), KEY_STAGED)?;
+        self.incoming = Some((BufWriter::new(file), index, term));
+        Ok(())
+    }
+
+    fn snapshot_chunk(&mut self, chunk: &[u8]) -> Result<()> {
+        let Some((file, _, _)) = self.incoming.as_mut() else {
+            return Err(Error::Storage("snapshot chunk without a snapshot in progress".into()));
+        };
+        validate_chunk(chunk)?;
+        file.write_all(chunk).map_err(io_error)
+    }
+
+    fn finish_snapshot(&mut self) -> Result<()> {
+        let Some((file, index, term)) = self.incoming.take() else {
+            return Err(Error::Storage("no snapshot in progress".into()));
+        };
+        let file = file.into_inner().map_err(|e| io_error(e.into_error()))?;
+        file.sync_all().map_err(io_error)?;
+        let mut staged = Vec::with_capacity(16);
+        staged.extend_from_slice(&index.to_be_bytes());
+        staged.extend_from_slice(&term.to_be_bytes());
+        put_synced(&self.db, CF_META, KEY_STAGED, &staged)
+    }
+
+    /// Replaces the keyspace with the staged snapshot. Safe to repeat after a crash: the
+    /// `installing` marker stays until the final batch.
+    fn install_snapshot(&mut self, meta: &SnapshotMetadata) -> Result<()> {
+        let staged = self.db.get_pinned_cf(cf(&self.db, CF_META), KEY_STAGED)?.map(|v| v.to_vec());
+        let mut expected = Vec::with_capacity(16);
+        expected.extend_from_slice(&meta.index.to_be_bytes());
+        expected.extend_from_slice(&meta.term.to_be_bytes());
+        if staged.as_deref() != Some(&expected[..]) {
+            return Err(Error::Storage(format!(
+                "raft wants snapshot {}/{} installed but it was not received",
+                meta.index, meta.term
+            )));
+        }
+        put_synced(&self.db, CF_META, KEY_INSTALLING, &meta.write_to_bytes().map_err(corrupt)?)?;
+        self.db.drop_cf(CF_KV)?;
+        self.db.create_cf(CF_KV, &Options::default())?;
+        let mut reader = BufReader::new(File::open(self.staging_path()).map_err(io_error)?);
+        let mut batch = WriteBatch::default();
+        let mut keys = 0u64;
+        while let Some((key, value)) = read_pair(&mut reader)? {
+            batch.put_cf(cf(&self.db, CF_KV), key, value);
+            keys += 1;
+            if batch.size_in_bytes() >= SNAPSHOT_CHUNK_BYTES {
+                self.db.write(std::mem::take(&mut batch))?;
+            }
+        }
+        let mut hs = self.hard_state.clone();
+        hs.term = hs.term.max(meta.term);
+        hs.commit = hs.commit.max(meta.index);
+        batch.delete_range_cf(cf(&self.db, CF_RAFT_LOG), &0u64.to_be_bytes()[..], &LOG_END[..]);
+        let state = cf(&self.db, CF_RAFT_STATE);
+        batch.put_cf(state, KEY_HARD_STATE, hs.write_to_bytes().map_err(corrupt)?);
+        batch.put_cf(state, KEY_CONF_STATE, meta.get_conf_state().write_to_bytes().map_err(corrupt)?);
+        let m = cf(&self.db, CF_META);
+        batch.put_cf(m, KEY_APPLIED, meta.index.to_be_bytes());
+        batch.put_cf(m, KEY_KEY_COUNT, keys.to_be_bytes());
+        batch.put_cf(m, KEY_SNAPSHOT_INDEX, meta.index.to_be_bytes());
+        batch.put_cf(m, KEY_SNAPSHOT_TERM, meta.term.to_be_bytes());
+        batch.delete_cf(m, KEY_STAGED);
+        batch.delete_cf(m, KEY_INSTALLING);
+        write_synced(&self.db, batch)?;
+        let _ = fs::remove_file(self.staging_path());
+        self.hard_state = hs;
+        self.applied = meta.index;
+        self.key_count = keys;
+        self.last_index = meta.index;
+        self.snapshot_index = meta.index;
+        self.snapshot_term = meta.term;
+        info!(index = meta.index, term = meta.term, keys, "installed a snapshot");
+        Ok(())
+    }
+}
+
+/// Reads a checkpoint's keyspace and hands it to `send` in chunks of about
+/// [`SNAPSHOT_CHUNK_BYTES`]: a sequence of `[key len: u32][key][value len: u32][value]`.
+/// Runs on a plain thread (RocksDB reads block); memory stays at one chunk.
+pub fn stream_checkpoint(dir: &Path, mut send: impl FnMut(&[u8]) -> std::io::Result<()>) -> Result<u64> {
+    let opts = Options::default();
+    let families = DB::list_cf(&opts, dir)?;
+    let db = DB::open_cf_for_read_only(&opts, dir, families, false)?;
+    let mut chunk = Vec::with_capacity(SNAPSHOT_CHUNK_BYTES + 1024);
+    let mut keys = 0;
+    for item in db.iterator_cf(cf(&db, CF_KV), IteratorMode::Start) {
+        let (key, value) = item?;
+        chunk.extend_from_slice(&(key.len() as u32).to_be_bytes());
+        chunk.extend_from_slice(&key);
+        chunk.extend_from_slice(&(value.len() as u32).to_be_bytes());
+        chunk.extend_from_slice(&value);
+        keys += 1;
+        if chunk.len() >= SNAPSHOT_CHUNK_BYTES {
+            send(&chunk).map_err(io_error)?;
+            chunk.clear();
+        }
+    }
+    if !chunk.is_empty() {
+        send(&chunk).map_err(io_error)?;
+    }
+    Ok(keys)
+}
+
+/// Checks that a received chunk is a whole number of well-formed pairs.
+fn validate_chunk(mut chunk: &[u8]) -> Result<()> {
+    while !chunk.is_empty() {
+        for _ in 0..2 {
+            if chunk.len() < 4 {
+                return Err(Error::Corrupt("truncated snapshot chunk".into()));
+            }
+            let len = u32::from_be_bytes(chunk[..4].try_into().expect("4 bytes")) as usize;
+            if chunk.len() < 4 + len {
+                return Err(Error::Corrupt("truncated snapshot chunk".into()));
+            }
+            chunk = &chunk[4 + len..];
+        }
+    }
+    Ok(())
+}
+
+fn read_pair(reader: &mut impl std::io::Read) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+    let mut len = [0u8; 4];
+    match reader.read_exact(&mut len) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(io_error(e)),
+    }
+    let mut key = vec![0; u32::from_be_bytes(len) as usize];
+    reader.read_exact(&mut key).map_err(io_error)?;
+    reader.read_exact(&mut len).map_err(io_error)?;
+    let mut value = vec![0; u32::from_be_bytes(len) as usize];
+    reader.read_exact(&mut value).map_err(io_error)?;
+    Ok(Some((key, value)))
+}
+
+fn io_error(e: std::io::Error) -> Error {
+    Error::Storage(e.to_string())
+}
+
 /// A storage failure leaves the node with a log it cannot trust: report it and stop the
 /// process, rather than answer clients from a broken state.
 pub fn fatal(what: &str, err: &dyn std::fmt::Display) -> ! {
@@ -250,6 +539,64 @@ impl Handler<ApplyCommitted> for Storage {
             }
             Err(e) => fatal("applying committed entries failed", &e),
         }
+    }
+}
+
+impl Handler<CompactLog> for Storage {
+    type Result = Result<()>;
+
+    /// Drops the applied log prefix.
+    fn handle(&mut self, msg: CompactLog, _: &mut Context<Self>) -> Result<()> {
+        self.compact_log(msg.0)
+    }
+}
+
+impl Handler<CreateCheckpoint> for Storage {
+    type Result = Result<CheckpointInfo>;
+
+    /// Hard-links a consistent copy of the database for a snapshot transfer.
+    fn handle(&mut self, msg: CreateCheckpoint, _: &mut Context<Self>) -> Self::Result {
+        self.create_checkpoint(msg.for_peer)
+    }
+}
+
+impl Handler<BeginSnapshot> for Storage {
+    type Result = Result<()>;
+
+    /// Starts a new staging file.
+    fn handle(&mut self, msg: BeginSnapshot, _: &mut Context<Self>) -> Result<()> {
+        self.begin_snapshot(msg.index, msg.term)
+    }
+}
+
+impl Handler<SnapshotChunk> for Storage {
+    type Result = Result<()>;
+
+    /// Appends a validated chunk to the staging file.
+    fn handle(&mut self, msg: SnapshotChunk, _: &mut Context<Self>) -> Result<()> {
+        self.snapshot_chunk(&msg.0)
+    }
+}
+
+impl Handler<FinishSnapshot> for Storage {
+    type Result = Result<()>;
+
+    /// Syncs the staging file and records which snapshot it holds.
+    fn handle(&mut self, _: FinishSnapshot, _: &mut Context<Self>) -> Result<()> {
+        self.finish_snapshot()
+    }
+}
+
+impl Handler<InstallSnapshot> for Storage {
+    type Result = Result<()>;
+
+    /// Installs the staged snapshot, then tells RedisStore the new applied index.
+    fn handle(&mut self, msg: InstallSnapshot, _: &mut Context<Self>) -> Result<()> {
+        self.install_snapshot(&msg.0)?;
+        if let Some(sink) = &self.applied_to {
+            sink.do_send(Applied { index: self.applied, replies: Vec::new() });
+        }
+        Ok(())
     }
 }
 
@@ -285,11 +632,17 @@ fn get_u64(db: &DB, key: &[u8]) -> Result<u64> {
     }
 }
 
-fn put_synced(db: &DB, family: &str, key: &[u8], value: &[u8]) -> Result<()> {
+fn write_synced(db: &DB, batch: WriteBatch) -> Result<()> {
     let mut sync = WriteOptions::default();
     sync.set_sync(true);
-    db.put_cf_opt(cf(db, family), key, value, &sync)?;
+    db.write_opt(batch, &sync)?;
     Ok(())
+}
+
+fn put_synced(db: &DB, family: &str, key: &[u8], value: &[u8]) -> Result<()> {
+    let mut batch = WriteBatch::default();
+    batch.put_cf(cf(db, family), key, value);
+    write_synced(db, batch)
 }
 
 #[cfg(test)]
@@ -405,6 +758,85 @@ mod tests {
         let again = s.apply_committed(ApplyCommitted { entries, conf_state: None }).unwrap();
         assert!(again.replies.is_empty());
         assert_eq!(get(&s, "k"), Frame::Null);
+    }
+
+    #[test]
+    fn a_checkpoint_streamed_in_chunks_installs_on_another_node_and_survives_restart() {
+        let (leader_dir, follower_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (mut leader, _) = Storage::open(leader_dir.path(), 1, &[1, 2]).unwrap();
+        let value = "x".repeat(5000); // several chunks' worth in total
+        let entries: Vec<Entry> =
+            (1..=400).map(|i| entry(i, 3, set(&format!("key{i}"), &value), 1, 1)).collect();
+        leader.persist_ready(PersistReady { entries: entries.clone(), hard_state: None }).unwrap();
+        leader.apply_committed(ApplyCommitted { entries, conf_state: None }).unwrap();
+        let cp = leader.create_checkpoint(2).unwrap();
+        assert_eq!((cp.index, cp.term), (400, 3));
+
+        let meta = {
+            let (mut follower, _) = Storage::open(follower_dir.path(), 2, &[1, 2]).unwrap();
+            let stale = vec![entry(1, 1, set("stale", "gone"), 2, 1)];
+            follower.persist_ready(PersistReady { entries: stale.clone(), hard_state: None }).unwrap();
+            follower.apply_committed(ApplyCommitted { entries: stale, conf_state: None }).unwrap();
+
+            follower.begin_snapshot(cp.index, cp.term).unwrap();
+            let mut chunks = 0;
+            let sent = stream_checkpoint(&cp.dir, |chunk| {
+                assert!(chunk.len() <= SNAPSHOT_CHUNK_BYTES + 6000, "chunks are bounded");
+                chunks += 1;
+                follower.snapshot_chunk(chunk).map_err(std::io::Error::other)
+            })
+            .unwrap();
+            assert_eq!(sent, 400);
+            assert!(chunks > 1, "2 MB of data must take more than one chunk");
+            follower.finish_snapshot().unwrap();
+            let mut meta = SnapshotMetadata::default();
+            meta.index = cp.index;
+            meta.term = cp.term;
+            meta.set_conf_state(cp.conf_state.clone());
+            follower.install_snapshot(&meta).unwrap();
+            assert_eq!(get(&follower, "stale"), Frame::Null, "the snapshot replaces the keyspace");
+            assert_eq!(get(&follower, "key400"), Frame::bulk(value.clone()));
+            meta
+        };
+        let (follower, rec) = Storage::open(follower_dir.path(), 2, &[1, 2]).unwrap();
+        assert_eq!((rec.applied, rec.snapshot_index, rec.snapshot_term), (meta.index, 400, 3));
+        assert!(rec.entries.is_empty());
+        assert!(rec.hard_state.commit >= 400);
+        assert_eq!(
+            keyspace::read(&follower.db, &ReadQuery::DbSize, follower.key_count).unwrap(),
+            Frame::Integer(400)
+        );
+    }
+
+    #[test]
+    fn a_snapshot_that_was_not_received_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, _) = Storage::open(dir.path(), 2, &[1, 2]).unwrap();
+        let mut meta = SnapshotMetadata::default();
+        meta.index = 10;
+        meta.term = 1;
+        assert!(s.install_snapshot(&meta).is_err());
+        s.begin_snapshot(10, 1).unwrap();
+        assert!(s.snapshot_chunk(&[0, 0, 0, 9, 1]).is_err(), "truncated chunks are rejected");
+    }
+
+    #[test]
+    fn compaction_drops_the_applied_log_prefix_and_restart_resumes_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (mut s, _) = Storage::open(dir.path(), 1, &[1]).unwrap();
+            let entries: Vec<Entry> =
+                (1..=10).map(|i| entry(i, 2, set(&format!("k{i}"), "v"), 1, 1)).collect();
+            s.persist_ready(PersistReady { entries: entries.clone(), hard_state: None }).unwrap();
+            s.apply_committed(ApplyCommitted { entries: entries[..8].to_vec(), conf_state: None }).unwrap();
+            s.compact_log(9).unwrap(); // beyond applied: ignored
+            assert_eq!(s.snapshot_index, 0);
+            s.compact_log(6).unwrap();
+        }
+        let (_, rec) = Storage::open(dir.path(), 1, &[1]).unwrap();
+        assert_eq!((rec.snapshot_index, rec.snapshot_term), (6, 2));
+        assert_eq!(rec.entries.iter().map(|e| e.index).collect::<Vec<_>>(), vec![7, 8, 9, 10]);
+        assert_eq!(rec.applied, 8);
     }
 
     #[actix_rt::test]
