@@ -26,6 +26,9 @@ struct Options {
     /// Where the node keeps its Raft log and data [default: data/node<ID>].
     #[arg(long, env = "RAFTKV_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Require clients to AUTH with this password (like Redis's `requirepass`).
+    #[arg(long, env = "RAFTKV_REQUIREPASS")]
+    requirepass: Option<String>,
     /// Compact the Raft log once this many applied entries follow the last compaction point.
     #[arg(long, env = "RAFTKV_SNAPSHOT_THRESHOLD", default_value_t = 20_000)]
     snapshot_threshold: u64,
@@ -59,6 +62,7 @@ fn main() -> anyhow::Result<()> {
         },
         store: Default::default(),
         limits: Default::default(),
+        requirepass: options.requirepass.clone(),
         fault_control: options.fault_control.clone(),
     };
     let system = actix_rt::System::new();

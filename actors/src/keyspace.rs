@@ -4,13 +4,28 @@
 //! Everything here runs inside the Storage actor, the only owner of the database. Applying is a
 //! pure function of the log entry and the current data, so every replica computes the same bytes
 //! and the same reply; the reply only travels back to a client on the node that proposed it.
+//!
+//! # Time
+//! A key with an expiry is *alive* while `now <= expires_at_ms` (Redis's rule). Reads judge
+//! that with the reading node's wall clock, so an expired key vanishes from every node at once.
+//! Writes judge it with the clock carried in the log entry ([`Proposal::now_ms`], the proposer's
+//! clock), never the local one, so every replica decides the same. Relative times (`EX 10`,
+//! `EXPIRE k 10`) are resolved against that same carried clock. An expired key a write touches
+//! is deleted by that write (lazy expiry); the others are deleted by the leader's sweeper
+//! through [`WriteOp::ExpireKeys`].
+//!
+//! # Versions
+//! Every stored value records the index of the log entry that last wrote it. `WATCH` reads
+//! these versions and `EXEC` carries them into its entry: the transaction aborts at apply time
+//! if any differs, which gives every replica the same verdict.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
-use bytes::Bytes;
-use rocksdb::{IteratorMode, WriteBatch, DB};
+use bytes::{Bytes, BytesMut};
+use rocksdb::{Direction, IteratorMode, WriteBatch, DB};
 
-use crate::command::{ReadQuery, WriteOp};
+use crate::command::strings::{format_float, parse_float, parse_int};
+use crate::command::{ExpireCond, Expiry, LcsMode, Proposal, Queued, ReadQuery, SetCond, SetExpiry, WriteOp};
 use crate::error::Result;
 use crate::glob::glob_match;
 use crate::resp::Frame;
@@ -21,34 +36,108 @@ pub const CF_KV: &str = "kv";
 /// for other types without a data migration.
 const KIND_STRING: u8 = 0;
 
-/// A stored value: a type tag, an absolute expiry time (0 = none) and the payload.
+/// Redis's `proto-max-bulk-len` default: no string may grow beyond it.
+const MAX_STRING_LEN: u64 = 512 * 1024 * 1024;
+
+pub const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
+pub const NOT_INTEGER: &str = "ERR value is not an integer or out of range";
+const TOO_BIG: &str = "ERR string exceeds maximum allowed size (proto-max-bulk-len)";
+
+/// A stored value: a type tag, an absolute expiry time (0 = none), the index of the log entry
+/// that last wrote it, and the payload.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Value {
     pub kind: u8,
     pub expires_at_ms: u64,
+    pub version: u64,
     pub data: Bytes,
 }
 
 impl Value {
     pub fn string(data: Bytes) -> Self {
-        Value { kind: KIND_STRING, expires_at_ms: 0, data }
+        Value { kind: KIND_STRING, expires_at_ms: 0, version: 0, data }
     }
 
-    /// `[kind: u8][expires_at_ms: u64 big-endian][payload]`
+    /// `[kind: u8][expires_at_ms: u64 BE][version: u64 BE][payload]`
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(9 + self.data.len());
+        let mut out = Vec::with_capacity(17 + self.data.len());
         out.push(self.kind);
         out.extend_from_slice(&self.expires_at_ms.to_be_bytes());
+        out.extend_from_slice(&self.version.to_be_bytes());
         out.extend_from_slice(&self.data);
         out
     }
 
     pub fn decode(raw: &[u8]) -> Result<Self> {
-        if raw.len() < 9 {
+        if raw.len() < 17 {
             return Err(crate::Error::Corrupt(format!("value record of {} bytes", raw.len())));
         }
         let expires_at_ms = u64::from_be_bytes(raw[1..9].try_into().expect("8 bytes"));
-        Ok(Value { kind: raw[0], expires_at_ms, data: Bytes::copy_from_slice(&raw[9..]) })
+        let version = u64::from_be_bytes(raw[9..17].try_into().expect("8 bytes"));
+        Ok(Value { kind: raw[0], expires_at_ms, version, data: Bytes::copy_from_slice(&raw[17..]) })
+    }
+
+    /// Whether the key is still alive at `now` (Redis: expired once `now > expiry`).
+    pub fn alive_at(&self, now: i64) -> bool {
+        self.expires_at_ms == 0 || now <= self.expires_at_ms as i64
+    }
+
+    fn type_name(&self) -> &'static str {
+        match self.kind {
+            KIND_STRING => "string",
+            _ => "unknown",
+        }
+    }
+}
+
+/// Read access to the keyspace, either the applied database or a batch being applied.
+pub trait KeyRead {
+    /// The stored value, expired or not.
+    fn value(&self, key: &[u8]) -> Result<Option<Value>>;
+    /// Visits stored keys in byte order, from `after` (exclusive) on, until `visit` says stop.
+    fn for_each_after(
+        &self,
+        after: Option<&[u8]>,
+        visit: &mut dyn FnMut(&[u8], &Value) -> bool,
+    ) -> Result<()>;
+    /// How many keys are stored, expired ones included (Redis's DBSIZE counts those too).
+    fn key_count(&self) -> u64;
+}
+
+/// The applied database, as reads see it.
+pub struct DbView<'a> {
+    pub db: &'a DB,
+    pub key_count: u64,
+}
+
+impl KeyRead for DbView<'_> {
+    fn value(&self, key: &[u8]) -> Result<Option<Value>> {
+        read_value(self.db, key)
+    }
+
+    fn for_each_after(
+        &self,
+        after: Option<&[u8]>,
+        visit: &mut dyn FnMut(&[u8], &Value) -> bool,
+    ) -> Result<()> {
+        let mode = match after {
+            Some(after) => IteratorMode::From(after, Direction::Forward),
+            None => IteratorMode::Start,
+        };
+        for item in self.db.iterator_cf(kv_cf(self.db), mode) {
+            let (key, raw) = item?;
+            if after.is_some_and(|a| a == &key[..]) {
+                continue;
+            }
+            if !visit(&key, &Value::decode(&raw)?) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn key_count(&self) -> u64 {
+        self.key_count
     }
 }
 
@@ -59,34 +148,71 @@ pub struct ApplyBatch<'a> {
     db: &'a DB,
     pub batch: WriteBatch,
     overlay: HashMap<Bytes, Option<Value>>,
+    /// Keys stored before this batch.
+    base_key_count: u64,
     /// Change in the number of keys caused by this batch.
     pub key_delta: i64,
+    /// The entry being applied: its index (the version it stamps) and its clock.
+    index: u64,
+    now: i64,
 }
 
 impl<'a> ApplyBatch<'a> {
-    pub fn new(db: &'a DB) -> Self {
-        ApplyBatch { db, batch: WriteBatch::default(), overlay: HashMap::new(), key_delta: 0 }
-    }
-
-    fn get(&self, key: &Bytes) -> Result<Option<Value>> {
-        if let Some(pending) = self.overlay.get(key) {
-            return Ok(pending.clone());
+    pub fn new(db: &'a DB, key_count: u64) -> Self {
+        ApplyBatch {
+            db,
+            batch: WriteBatch::default(),
+            overlay: HashMap::new(),
+            base_key_count: key_count,
+            key_delta: 0,
+            index: 0,
+            now: 0,
         }
-        read_value(self.db, key)
     }
 
-    fn put(&mut self, key: Bytes, value: Value) -> Result<()> {
-        if self.get(&key)?.is_none() {
+    /// The value of `key` if it is alive at the entry's time. An expired one is deleted.
+    fn live(&mut self, key: &Bytes) -> Result<Option<Value>> {
+        match self.value(key)? {
+            Some(v) if v.alive_at(self.now) => Ok(Some(v)),
+            Some(_) => {
+                self.delete(key)?;
+                Ok(None)
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// A live string value, or the WRONGTYPE reply.
+    fn live_string(&mut self, key: &Bytes) -> Result<Result<Option<Value>, Frame>> {
+        Ok(match self.live(key)? {
+            Some(v) if v.kind != KIND_STRING => Err(Frame::error(WRONGTYPE)),
+            other => Ok(other),
+        })
+    }
+
+    fn put(&mut self, key: Bytes, mut value: Value) -> Result<()> {
+        if self.value(&key)?.is_none() {
             self.key_delta += 1;
         }
+        value.version = self.index;
         self.batch.put_cf(kv_cf(self.db), &key, value.encode());
         self.overlay.insert(key, Some(value));
         Ok(())
     }
 
-    /// Deletes `key`; true if it existed.
+    /// Stores a string value with the given absolute expiry, or deletes the key when that
+    /// expiry has already passed (as Redis does for `SET ... PXAT <past>`).
+    fn put_string(&mut self, key: Bytes, data: Bytes, expires_at_ms: u64) -> Result<()> {
+        if expires_at_ms != 0 && (expires_at_ms as i64) < self.now {
+            self.delete(&key)?;
+            return Ok(());
+        }
+        self.put(key, Value { kind: KIND_STRING, expires_at_ms, version: 0, data })
+    }
+
+    /// Deletes `key`; true if it was stored (alive or not).
     fn delete(&mut self, key: &Bytes) -> Result<bool> {
-        if self.get(key)?.is_none() {
+        if self.value(key)?.is_none() {
             return Ok(false);
         }
         self.key_delta -= 1;
@@ -95,23 +221,343 @@ impl<'a> ApplyBatch<'a> {
         Ok(true)
     }
 
-    /// Applies one committed write and returns the reply its client gets.
-    pub fn apply(&mut self, op: WriteOp) -> Result<Frame> {
+    /// Deletes `key` if it is alive; true if it was.
+    fn delete_live(&mut self, key: &Bytes) -> Result<bool> {
+        Ok(self.live(key)?.is_some() && self.delete(key)?)
+    }
+
+    /// Resolves an expiry to absolute milliseconds with the entry's clock.
+    fn absolute(&self, expiry: Expiry) -> i64 {
+        match expiry {
+            Expiry::InMs(ms) => self.now.saturating_add(ms),
+            Expiry::AtMs(at) => at,
+        }
+    }
+
+    /// Applies one committed entry and returns the reply its client gets.
+    pub fn apply(&mut self, index: u64, proposal: Proposal) -> Result<Frame> {
+        self.index = index;
+        self.now = proposal.now_ms;
+        self.write(proposal.op)
+    }
+
+    fn write(&mut self, op: WriteOp) -> Result<Frame> {
         Ok(match op {
             WriteOp::Set { key, value } => {
                 self.put(key, Value::string(value))?;
                 Frame::ok()
             }
+            WriteOp::SetWith { key, value, cond, expiry, get } => {
+                let old = match self.live_string(&key)? {
+                    Ok(old) => old,
+                    Err(wrongtype) if get => return Ok(wrongtype),
+                    Err(_) => self.live(&key)?,
+                };
+                let exists = old.is_some();
+                let reply_old = || match &old {
+                    Some(v) => Frame::Bulk(v.data.clone()),
+                    None => Frame::Null,
+                };
+                let allowed = match cond {
+                    SetCond::Always => true,
+                    SetCond::IfAbsent => !exists,
+                    SetCond::IfPresent => exists,
+                };
+                if !allowed {
+                    return Ok(if get { reply_old() } else { Frame::Null });
+                }
+                let expires_at = match expiry {
+                    SetExpiry::None => 0,
+                    SetExpiry::KeepTtl => old.as_ref().map_or(0, |v| v.expires_at_ms),
+                    SetExpiry::At(e) => self.absolute(e).max(1) as u64,
+                };
+                let reply = if get { reply_old() } else { Frame::ok() };
+                self.put_string(key, value, expires_at)?;
+                reply
+            }
+            WriteOp::SetNx { key, value } => {
+                if self.live(&key)?.is_some() {
+                    Frame::Integer(0)
+                } else {
+                    self.put(key, Value::string(value))?;
+                    Frame::Integer(1)
+                }
+            }
+            WriteOp::GetSet { key, value } => match self.live_string(&key)? {
+                Err(e) => e,
+                Ok(old) => {
+                    self.put(key, Value::string(value))?;
+                    old.map_or(Frame::Null, |v| Frame::Bulk(v.data))
+                }
+            },
+            WriteOp::GetDel { key } => match self.live_string(&key)? {
+                Err(e) => e,
+                Ok(None) => Frame::Null,
+                Ok(Some(v)) => {
+                    self.delete(&key)?;
+                    Frame::Bulk(v.data)
+                }
+            },
+            WriteOp::GetEx { key, expiry } => match self.live_string(&key)? {
+                Err(e) => e,
+                Ok(None) => Frame::Null,
+                Ok(Some(v)) => {
+                    let reply = Frame::Bulk(v.data.clone());
+                    let expires_at = match expiry {
+                        None => 0,
+                        Some(e) => self.absolute(e).max(1) as u64,
+                    };
+                    self.put_string(key, v.data, expires_at)?;
+                    reply
+                }
+            },
+            WriteOp::MSet { pairs } => {
+                for (key, value) in pairs {
+                    self.put(key, Value::string(value))?;
+                }
+                Frame::ok()
+            }
+            WriteOp::MSetNx { pairs } => {
+                for (key, _) in &pairs {
+                    if self.live(key)?.is_some() {
+                        return Ok(Frame::Integer(0));
+                    }
+                }
+                for (key, value) in pairs {
+                    self.put(key, Value::string(value))?;
+                }
+                Frame::Integer(1)
+            }
+            WriteOp::Append { key, value } => match self.live_string(&key)? {
+                Err(e) => e,
+                Ok(old) => {
+                    let (mut data, expires) = match old {
+                        Some(v) => (BytesMut::from(&v.data[..]), v.expires_at_ms),
+                        None => (BytesMut::new(), 0),
+                    };
+                    if data.len() as u64 + value.len() as u64 > MAX_STRING_LEN {
+                        return Ok(Frame::error(TOO_BIG));
+                    }
+                    data.extend_from_slice(&value);
+                    let len = data.len() as i64;
+                    self.put_string(key, data.freeze(), expires)?;
+                    Frame::Integer(len)
+                }
+            },
+            WriteOp::SetRange { key, offset, value } => match self.live_string(&key)? {
+                Err(e) => e,
+                Ok(old) => {
+                    let current = old.as_ref().map_or(0, |v| v.data.len());
+                    if value.is_empty() {
+                        return Ok(Frame::Integer(current as i64));
+                    }
+                    if offset + value.len() as u64 > MAX_STRING_LEN {
+                        return Ok(Frame::error(TOO_BIG));
+                    }
+                    let offset = offset as usize;
+                    let (mut data, expires) = match old {
+                        Some(v) => (BytesMut::from(&v.data[..]), v.expires_at_ms),
+                        None => (BytesMut::new(), 0),
+                    };
+                    if data.len() < offset + value.len() {
+                        data.resize(offset + value.len(), 0);
+                    }
+                    data[offset..offset + value.len()].copy_from_slice(&value);
+                    let len = data.len() as i64;
+                    self.put_string(key, data.freeze(), expires)?;
+                    Frame::Integer(len)
+                }
+            },
+            WriteOp::IncrBy { key, delta } => match self.live_string(&key)? {
+                Err(e) => e,
+                Ok(old) => {
+                    let (current, expires) = match &old {
+                        Some(v) => match parse_int(&v.data) {
+                            Some(n) => (n, v.expires_at_ms),
+                            None => return Ok(Frame::error(NOT_INTEGER)),
+                        },
+                        None => (0, 0),
+                    };
+                    let Some(next) = current.checked_add(delta) else {
+                        return Ok(Frame::error("ERR increment or decrement would overflow"));
+                    };
+                    self.put_string(key, Bytes::from(next.to_string()), expires)?;
+                    Frame::Integer(next)
+                }
+            },
+            WriteOp::IncrByFloat { key, increment } => match self.live_string(&key)? {
+                Err(e) => e,
+                Ok(old) => {
+                    let (current, expires) = match &old {
+                        Some(v) => match parse_float(&v.data) {
+                            Some(n) => (n, v.expires_at_ms),
+                            None => return Ok(Frame::error("ERR value is not a valid float")),
+                        },
+                        None => (0.0, 0),
+                    };
+                    let next = current + increment;
+                    if !next.is_finite() {
+                        return Ok(Frame::error("ERR increment would produce NaN or Infinity"));
+                    }
+                    let text = Bytes::from(format_float(next));
+                    self.put_string(key, text.clone(), expires)?;
+                    Frame::Bulk(text)
+                }
+            },
             WriteOp::Del { keys } => {
                 let mut removed = 0;
                 for key in &keys {
-                    if self.delete(key)? {
+                    if self.delete_live(key)? {
                         removed += 1;
                     }
                 }
                 Frame::Integer(removed)
             }
+            WriteOp::Rename { from, to, only_if_absent } => {
+                let Some(value) = self.live(&from)? else {
+                    return Ok(Frame::error("ERR no such key"));
+                };
+                if from == to {
+                    return Ok(if only_if_absent { Frame::Integer(0) } else { Frame::ok() });
+                }
+                if only_if_absent && self.live(&to)?.is_some() {
+                    return Ok(Frame::Integer(0));
+                }
+                self.delete(&from)?;
+                self.put(to, value)?;
+                if only_if_absent {
+                    Frame::Integer(1)
+                } else {
+                    Frame::ok()
+                }
+            }
+            WriteOp::Copy { from, to, replace } => {
+                if from == to {
+                    return Ok(Frame::error("ERR source and destination objects are the same"));
+                }
+                let Some(value) = self.live(&from)? else {
+                    return Ok(Frame::Integer(0));
+                };
+                if self.live(&to)?.is_some() && !replace {
+                    return Ok(Frame::Integer(0));
+                }
+                self.put(to, value)?;
+                Frame::Integer(1)
+            }
+            WriteOp::FlushAll => {
+                let mut keys = Vec::new();
+                self.for_each_after(None, &mut |key, _| {
+                    keys.push(Bytes::copy_from_slice(key));
+                    true
+                })?;
+                for key in &keys {
+                    self.delete(key)?;
+                }
+                Frame::ok()
+            }
+            WriteOp::Expire { key, at, cond } => {
+                let Some(value) = self.live(&key)? else {
+                    return Ok(Frame::Integer(0));
+                };
+                let when = self.absolute(at);
+                let current = value.expires_at_ms;
+                let allowed = match cond {
+                    ExpireCond::Always => true,
+                    ExpireCond::IfNoExpiry => current == 0,
+                    ExpireCond::IfHasExpiry => current != 0,
+                    // A key without an expiry counts as expiring never (infinitely late).
+                    ExpireCond::IfGreater => current != 0 && when > current as i64,
+                    ExpireCond::IfLess => current == 0 || when < current as i64,
+                    ExpireCond::IfHasExpiryAndLess => current != 0 && when < current as i64,
+                };
+                if !allowed {
+                    return Ok(Frame::Integer(0));
+                }
+                if when <= self.now {
+                    self.delete(&key)?;
+                } else {
+                    self.put(key, Value { expires_at_ms: when as u64, ..value })?;
+                }
+                Frame::Integer(1)
+            }
+            WriteOp::Persist { key } => match self.live(&key)? {
+                Some(v) if v.expires_at_ms != 0 => {
+                    self.put(key, Value { expires_at_ms: 0, ..v })?;
+                    Frame::Integer(1)
+                }
+                _ => Frame::Integer(0),
+            },
+            WriteOp::ExpireKeys { keys } => {
+                let mut removed = 0;
+                for key in &keys {
+                    if matches!(self.value(key)?, Some(v) if !v.alive_at(self.now)) {
+                        self.delete(key)?;
+                        removed += 1;
+                    }
+                }
+                Frame::Integer(removed)
+            }
+            WriteOp::Exec { watched, commands } => {
+                for (key, version) in &watched {
+                    if self.live(key)?.map_or(0, |v| v.version) != *version {
+                        return Ok(Frame::NullArray);
+                    }
+                }
+                let mut replies = Vec::with_capacity(commands.len());
+                for command in commands {
+                    replies.push(match command {
+                        Queued::Write(op) => self.write(op)?,
+                        Queued::Read(query) => {
+                            let now = self.now;
+                            query_in_transaction(self, &query, now)?
+                        }
+                    });
+                }
+                Frame::Array(replies)
+            }
         })
+    }
+}
+
+impl KeyRead for ApplyBatch<'_> {
+    fn value(&self, key: &[u8]) -> Result<Option<Value>> {
+        if let Some(pending) = self.overlay.get(key) {
+            return Ok(pending.clone());
+        }
+        read_value(self.db, key)
+    }
+
+    /// Merges the database with this batch's pending changes. Only transactions (KEYS, SCAN,
+    /// RANDOMKEY inside EXEC) and FLUSHALL iterate here, so a simple full merge is enough.
+    fn for_each_after(
+        &self,
+        after: Option<&[u8]>,
+        visit: &mut dyn FnMut(&[u8], &Value) -> bool,
+    ) -> Result<()> {
+        let mut merged: BTreeMap<Bytes, Value> = BTreeMap::new();
+        DbView { db: self.db, key_count: 0 }.for_each_after(after, &mut |k, v| {
+            merged.insert(Bytes::copy_from_slice(k), v.clone());
+            true
+        })?;
+        for (key, pending) in &self.overlay {
+            if after.is_some_and(|a| &key[..] <= a) {
+                continue;
+            }
+            match pending {
+                Some(v) => merged.insert(key.clone(), v.clone()),
+                None => merged.remove(key),
+            };
+        }
+        for (key, value) in &merged {
+            if !visit(key, value) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn key_count(&self) -> u64 {
+        (self.base_key_count as i64 + self.key_delta).max(0) as u64
     }
 }
 
@@ -126,33 +572,287 @@ fn read_value(db: &DB, key: &[u8]) -> Result<Option<Value>> {
     }
 }
 
-/// Answers a read from the current (applied) state of the keyspace.
+/// The wall clock in unix milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Answers a read from the current (applied) state of the keyspace, judging expiry by this
+/// node's wall clock.
 pub fn read(db: &DB, query: &ReadQuery, key_count: u64) -> Result<Frame> {
-    Ok(match query {
-        ReadQuery::Get(key) => match read_value(db, key)? {
-            Some(v) if v.kind == KIND_STRING => Frame::Bulk(v.data),
-            Some(_) => Frame::error("WRONGTYPE Operation against a key holding the wrong kind of value"),
-            None => Frame::Null,
+    execute_read(&DbView { db, key_count }, query, now_ms())
+}
+
+/// A read inside EXEC: as [`execute_read`], except that SCAN cannot hand out a cursor from inside
+/// the log, so cursor 0 scans everything and answers cursor 0.
+fn query_in_transaction(ks: &dyn KeyRead, q: &ReadQuery, now: i64) -> Result<Frame> {
+    if let ReadQuery::Scan { cursor, pattern, kind, .. } = q {
+        let mut keys = Vec::new();
+        if *cursor == 0 {
+            ks.for_each_after(None, &mut |key, v| {
+                if v.alive_at(now) && scan_matches(key, v, pattern, kind) {
+                    keys.push(Frame::Bulk(Bytes::copy_from_slice(key)));
+                }
+                true
+            })?;
+        }
+        return Ok(Frame::Array(vec![Frame::bulk("0"), Frame::Array(keys)]));
+    }
+    execute_read(ks, q, now)
+}
+
+fn scan_matches(key: &[u8], v: &Value, pattern: &Option<Bytes>, kind: &Option<Bytes>) -> bool {
+    pattern.as_ref().is_none_or(|p| glob_match(p, key))
+        && kind.as_ref().is_none_or(|t| t.eq_ignore_ascii_case(v.type_name().as_bytes()))
+}
+
+/// Executes a read against `ks` at time `now`.
+pub fn execute_read(ks: &dyn KeyRead, q: &ReadQuery, now: i64) -> Result<Frame> {
+    let live = |key: &[u8]| -> Result<Option<Value>> { Ok(ks.value(key)?.filter(|v| v.alive_at(now))) };
+    let live_string = |key: &[u8]| -> Result<Result<Option<Value>, Frame>> {
+        Ok(match live(key)? {
+            Some(v) if v.kind != KIND_STRING => Err(Frame::error(WRONGTYPE)),
+            other => Ok(other),
+        })
+    };
+    Ok(match q {
+        ReadQuery::Get(key) => match live_string(key)? {
+            Err(e) => e,
+            Ok(v) => v.map_or(Frame::Null, |v| Frame::Bulk(v.data)),
         },
-        ReadQuery::Exists(keys) => {
+        ReadQuery::MGet(keys) => {
+            let mut out = Vec::with_capacity(keys.len());
+            for key in keys {
+                out.push(match live(key)? {
+                    Some(v) if v.kind == KIND_STRING => Frame::Bulk(v.data),
+                    _ => Frame::Null,
+                });
+            }
+            Frame::Array(out)
+        }
+        ReadQuery::StrLen(key) => match live_string(key)? {
+            Err(e) => e,
+            Ok(v) => Frame::Integer(v.map_or(0, |v| v.data.len() as i64)),
+        },
+        ReadQuery::GetRange { key, start, end } => match live_string(key)? {
+            Err(e) => e,
+            Ok(v) => Frame::Bulk(substring(&v.map_or_else(Bytes::new, |v| v.data), *start, *end)),
+        },
+        ReadQuery::Lcs { a, b, mode } => {
+            let (a, b) = match (live_string(a)?, live_string(b)?) {
+                (Ok(a), Ok(b)) => {
+                    (a.map_or_else(Bytes::new, |v| v.data), b.map_or_else(Bytes::new, |v| v.data))
+                }
+                _ => return Ok(Frame::error("ERR The specified keys must contain string values")),
+            };
+            lcs(&a, &b, mode)
+        }
+        ReadQuery::Exists(keys) | ReadQuery::Touch(keys) => {
             let mut n = 0;
             for key in keys {
-                if db.get_pinned_cf(kv_cf(db), key)?.is_some() {
+                if live(key)?.is_some() {
                     n += 1;
                 }
             }
             Frame::Integer(n)
         }
+        ReadQuery::Type(key) => Frame::Simple(live(key)?.map_or("none", |v| v.type_name()).into()),
         ReadQuery::Keys(pattern) => {
             let mut out = Vec::new();
-            for item in db.iterator_cf(kv_cf(db), IteratorMode::Start) {
-                let (key, _) = item?;
-                if glob_match(pattern, &key) {
-                    out.push(Frame::Bulk(Bytes::copy_from_slice(&key)));
+            ks.for_each_after(None, &mut |key, v| {
+                if v.alive_at(now) && (&pattern[..] == b"*" || glob_match(pattern, key)) {
+                    out.push(Frame::Bulk(Bytes::copy_from_slice(key)));
                 }
+                true
+            })?;
+            Frame::Array(out)
+        }
+        ReadQuery::Scan { after, count, pattern, kind, .. } => {
+            // Visits about `count` stored keys, like Redis's COUNT (work done, not keys
+            // returned), and answers `[next key to resume after, or nil; keys]`.
+            let mut keys = Vec::new();
+            let mut visited = 0;
+            let mut last: Option<Bytes> = None;
+            let mut more = false;
+            ks.for_each_after(after.as_deref(), &mut |key, v| {
+                if visited == *count {
+                    more = true;
+                    return false;
+                }
+                visited += 1;
+                last = Some(Bytes::copy_from_slice(key));
+                if v.alive_at(now) && scan_matches(key, v, pattern, kind) {
+                    keys.push(Frame::Bulk(Bytes::copy_from_slice(key)));
+                }
+                true
+            })?;
+            let next = if more { last.map_or(Frame::Null, Frame::Bulk) } else { Frame::Null };
+            Frame::Array(vec![next, Frame::Array(keys)])
+        }
+        ReadQuery::RandomKey { seed } => random_key(ks, *seed, now)?,
+        ReadQuery::DbSize => Frame::Integer(ks.key_count() as i64),
+        ReadQuery::Ttl { key, millis } => match live(key)? {
+            None => Frame::Integer(-2),
+            Some(v) if v.expires_at_ms == 0 => Frame::Integer(-1),
+            Some(v) => {
+                let left = (v.expires_at_ms as i64 - now).max(0);
+                Frame::Integer(if *millis { left } else { (left + 500) / 1000 })
+            }
+        },
+        ReadQuery::ExpireTime { key, millis } => match live(key)? {
+            None => Frame::Integer(-2),
+            Some(v) if v.expires_at_ms == 0 => Frame::Integer(-1),
+            Some(v) => {
+                let at = v.expires_at_ms as i64;
+                Frame::Integer(if *millis { at } else { (at + 500) / 1000 })
+            }
+        },
+        ReadQuery::Versions(keys) => {
+            let mut out = Vec::with_capacity(keys.len());
+            for key in keys {
+                out.push(Frame::Integer(live(key)?.map_or(0, |v| v.version as i64)));
             }
             Frame::Array(out)
         }
-        ReadQuery::DbSize => Frame::Integer(key_count as i64),
+        ReadQuery::ExpiredKeys { after, limit } => {
+            // `[next key to resume after, or nil; expired keys]`, visiting at most `limit`.
+            let mut expired = Vec::new();
+            let mut visited = 0;
+            let mut last = None;
+            ks.for_each_after(after.as_deref(), &mut |key, v| {
+                visited += 1;
+                last = Some(Bytes::copy_from_slice(key));
+                if !v.alive_at(now) {
+                    expired.push(Frame::Bulk(Bytes::copy_from_slice(key)));
+                }
+                visited < *limit
+            })?;
+            let next = if visited >= *limit { last.map_or(Frame::Null, Frame::Bulk) } else { Frame::Null };
+            Frame::Array(vec![next, Frame::Array(expired)])
+        }
+        ReadQuery::KeyspaceStats => {
+            let mut expires = 0;
+            ks.for_each_after(None, &mut |_, v| {
+                if v.expires_at_ms != 0 {
+                    expires += 1;
+                }
+                true
+            })?;
+            Frame::Array(vec![Frame::Integer(ks.key_count() as i64), Frame::Integer(expires)])
+        }
     })
+}
+
+/// GETRANGE's index arithmetic, exactly as Redis does it.
+fn substring(s: &[u8], start: i64, end: i64) -> Bytes {
+    let len = s.len() as i64;
+    if start < 0 && end < 0 && start > end {
+        return Bytes::new();
+    }
+    let mut start = if start < 0 { len + start } else { start };
+    let mut end = if end < 0 { len + end } else { end };
+    start = start.max(0);
+    end = end.max(0);
+    if end >= len {
+        end = len - 1;
+    }
+    if start > end || len == 0 {
+        return Bytes::new();
+    }
+    Bytes::copy_from_slice(&s[start as usize..=end as usize])
+}
+
+/// A pseudo-random live key: a seek to a random point of the key order, wrapping around.
+fn random_key(ks: &dyn KeyRead, seed: u64, now: i64) -> Result<Frame> {
+    let mut x = seed | 1;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    let start = x.to_be_bytes();
+    let mut found = None;
+    for after in [Some(&start[..1]), None] {
+        ks.for_each_after(after, &mut |key, v| {
+            if v.alive_at(now) {
+                found = Some(Bytes::copy_from_slice(key));
+            }
+            found.is_none()
+        })?;
+        if found.is_some() {
+            break;
+        }
+    }
+    Ok(found.map_or(Frame::Null, Frame::Bulk))
+}
+
+/// LCS with Redis's tie-breaking, so the same subsequence and ranges come out.
+fn lcs(a: &[u8], b: &[u8], mode: &LcsMode) -> Frame {
+    let (n, m) = (a.len(), b.len());
+    let width = m + 1;
+    let mut table = vec![0u32; (n + 1) * (m + 1)];
+    for i in 1..=n {
+        for j in 1..=m {
+            table[i * width + j] = if a[i - 1] == b[j - 1] {
+                table[(i - 1) * width + j - 1] + 1
+            } else {
+                table[(i - 1) * width + j].max(table[i * width + j - 1])
+            };
+        }
+    }
+    let len = table[n * width + m] as usize;
+    if mode.len_only {
+        return Frame::Integer(len as i64);
+    }
+    let mut result = vec![0u8; len];
+    let mut idx = len;
+    let mut matches = Vec::new();
+    // The current run of matched bytes, as inclusive ranges in a and b.
+    let mut run: Option<(usize, usize, usize, usize)> = None;
+    let (mut i, mut j) = (n, m);
+    let emit = |run: (usize, usize, usize, usize), matches: &mut Vec<Frame>| {
+        let (a_start, a_end, b_start, b_end) = run;
+        let match_len = a_end - a_start + 1;
+        if match_len >= mode.min_match_len {
+            let range =
+                |s: usize, e: usize| Frame::Array(vec![Frame::Integer(s as i64), Frame::Integer(e as i64)]);
+            let mut item = vec![range(a_start, a_end), range(b_start, b_end)];
+            if mode.with_match_len {
+                item.push(Frame::Integer(match_len as i64));
+            }
+            matches.push(Frame::Array(item));
+        }
+    };
+    while i > 0 && j > 0 {
+        if a[i - 1] == b[j - 1] {
+            idx -= 1;
+            result[idx] = a[i - 1];
+            run = match run {
+                Some((a_start, a_end, b_start, b_end)) if a_start == i && b_start == j => {
+                    Some((i - 1, a_end, j - 1, b_end))
+                }
+                Some(previous) => {
+                    if mode.idx {
+                        emit(previous, &mut matches);
+                    }
+                    Some((i - 1, i - 1, j - 1, j - 1))
+                }
+                None => Some((i - 1, i - 1, j - 1, j - 1)),
+            };
+            i -= 1;
+            j -= 1;
+        } else if table[(i - 1) * width + j] > table[i * width + j - 1] {
+            i -= 1;
+        } else {
+            j -= 1;
+        }
+    }
+    if !mode.idx {
+        return Frame::Bulk(Bytes::from(result));
+    }
+    if let Some(last) = run {
+        emit(last, &mut matches);
+    }
+    Frame::Map(vec![
+        (Frame::bulk("matches"), Frame::Array(matches)),
+        (Frame::bulk("len"), Frame::Integer(len as i64)),
+    ])
 }

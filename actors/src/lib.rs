@@ -74,6 +74,8 @@ pub struct NodeConfig {
     pub raft: RaftTiming,
     pub store: StoreTiming,
     pub limits: RespLimits,
+    /// Clients must `AUTH` with this password first (`--requirepass`).
+    pub requirepass: Option<String>,
     /// Fault tests only: a file naming peer traffic to drop (see [`peer_transport`]).
     pub fault_control: Option<PathBuf>,
 }
@@ -166,8 +168,12 @@ pub async fn start_node(config: NodeConfig) -> std::result::Result<RunningNode, 
     };
     store_ctx.run(RedisStore::new(info, incarnation, applied, raft_addr, storage_addr, config.store.clone()));
 
-    let session_config =
-        SessionConfig { bind: config.bind.clone(), port: running.redis_addr.port(), limits: config.limits };
+    let session_config = SessionConfig {
+        bind: config.bind.clone(),
+        port: running.redis_addr.port(),
+        limits: config.limits,
+        requirepass: config.requirepass.clone(),
+    };
     actix_rt::spawn(session::serve_clients(redis_listener, store_addr, session_config));
     Ok(running)
 }

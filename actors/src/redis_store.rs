@@ -8,16 +8,24 @@
 //! - A read asks RaftNode for a read index (the leader's commit index, confirmed by a quorum),
 //!   waits until this node has applied that far, then reads from Storage: linearizable on any
 //!   node.
+//! - SCAN cursors are tokens this node hands out: each stands for the key a scan stopped at.
+//! - On the leader, an expiry sweeper walks the keyspace a slice at a time and proposes the
+//!   deletion of the keys it finds expired ([`WriteOp::ExpireKeys`]); the entry deletes them only
+//!   if they are still expired at the entry's time, so every replica removes the same keys.
+//! - It keeps the list of this node's client connections (`CLIENT LIST`, `INFO clients`),
+//!   which Sessions report with [`ClientEvent`].
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use bytes::Bytes;
 use tokio::sync::oneshot;
 use tracing::debug;
 
 use crate::command::{Command, Proposal, ReadQuery, RequestId, WriteOp};
 use crate::error::Error;
+use crate::keyspace::now_ms;
 use crate::raft_node::{GetStatus, Propose, RaftNode, RaftStatus, ReadIndex};
 use crate::resp::Frame;
 use crate::storage::{Read, Storage};
@@ -36,6 +44,58 @@ pub struct Applied {
     pub index: u64,
     pub replies: Vec<(u64, Frame)>,
 }
+
+/// What a Session reports about itself, for `CLIENT LIST` and `INFO`. Sent by Sessions with
+/// `do_send`; no reply.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub enum ClientEvent {
+    /// A connection was accepted, or its name or protocol changed.
+    Updated(ClientInfo),
+    /// The session answered a command itself (it counts in `total_commands_processed`).
+    LocalCommand,
+    /// The connection closed.
+    Gone(u64),
+}
+
+/// One client connection, as `CLIENT LIST` shows it.
+#[derive(Debug, Clone)]
+pub struct ClientInfo {
+    pub id: u64,
+    pub addr: String,
+    pub laddr: String,
+    pub name: String,
+    pub protocol: u8,
+    pub connected: Instant,
+}
+
+impl ClientInfo {
+    /// The `CLIENT LIST` / `CLIENT INFO` line (without the newline), with Redis's fields; the
+    /// ones that describe Redis internals (buffers, memory) are reported as 0.
+    pub fn line(&self, in_multi: Option<usize>, last_command: &str) -> String {
+        format!(
+            "id={} addr={} laddr={} fd=-1 name={} age={} idle=0 flags={} db=0 sub=0 psub=0 ssub=0 \
+             multi={} qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 \
+             tot-mem=0 events=r cmd={} user=default redir=-1 resp={}",
+            self.id,
+            self.addr,
+            self.laddr,
+            self.name,
+            self.connected.elapsed().as_secs(),
+            if in_multi.is_some() { "x" } else { "N" },
+            in_multi.map_or(-1, |n| n as i64),
+            last_command,
+            self.protocol
+        )
+    }
+}
+
+/// How often the leader looks for expired keys, and how many stored keys one look visits.
+const EXPIRY_SWEEP_INTERVAL: Duration = Duration::from_millis(200);
+const EXPIRY_SWEEP_KEYS: usize = 1000;
+
+/// How many SCAN cursors a node remembers; older ones answer an empty, finished scan.
+const MAX_SCAN_CURSORS: usize = 10_000;
 
 /// Bounded waits for requests that cannot complete.
 #[derive(Debug, Clone)]
@@ -88,6 +148,23 @@ pub struct RedisStore {
     pending_writes: BTreeMap<u64, PendingWrite>,
     /// Reads whose read index is ahead of what this node has applied, by read index.
     waiting_reads: BTreeMap<u64, VecDeque<WaitingRead>>,
+    /// SCAN cursors handed out: cursor → the key the scan stopped at; oldest first in `order`.
+    scan_cursors: HashMap<u64, Bytes>,
+    scan_order: VecDeque<u64>,
+    next_cursor: u64,
+    /// Where the expiry sweeper resumes, and whether a sweep is under way.
+    sweep_after: Option<Bytes>,
+    sweeping: bool,
+    clients: BTreeMap<u64, ClientInfo>,
+    stats: Stats,
+}
+
+/// Counters for `INFO stats`.
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    pub connections_received: u64,
+    pub commands_processed: u64,
+    pub expired_keys: u64,
 }
 
 impl RedisStore {
@@ -109,6 +186,14 @@ impl RedisStore {
             applied,
             pending_writes: BTreeMap::new(),
             waiting_reads: BTreeMap::new(),
+            scan_cursors: HashMap::new(),
+            scan_order: VecDeque::new(),
+            // Cursors look like Redis's: opaque numbers, never 0 (which means "done").
+            next_cursor: 0,
+            sweep_after: None,
+            sweeping: false,
+            clients: BTreeMap::new(),
+            stats: Stats::default(),
         }
     }
 
@@ -116,7 +201,7 @@ impl RedisStore {
         self.next_seq += 1;
         let seq = self.next_seq;
         let origin = RequestId { node: self.info.node_id, incarnation: self.incarnation, seq };
-        let data = Proposal { origin, op }.encode();
+        let data = Proposal { origin, now_ms: now_ms(), op }.encode();
         let deadline = Instant::now() + self.timing.write_timeout;
         self.pending_writes.insert(seq, PendingWrite { reply, deadline });
         let proposed = self.raft.send(Propose(data));
@@ -133,7 +218,61 @@ impl RedisStore {
         }));
     }
 
-    fn read(&mut self, query: ReadQuery, reply: oneshot::Sender<Frame>, ctx: &mut Context<Self>) {
+    fn read(&mut self, mut query: ReadQuery, reply: oneshot::Sender<Frame>, ctx: &mut Context<Self>) {
+        if let ReadQuery::Scan { cursor, after, .. } = &mut query {
+            if *cursor != 0 {
+                match self.scan_cursors.get(cursor) {
+                    Some(key) => *after = Some(key.clone()),
+                    None => {
+                        // A cursor this node never issued (or forgot): the scan is over.
+                        let _ = reply.send(Frame::Array(vec![Frame::bulk("0"), Frame::Array(vec![])]));
+                        return;
+                    }
+                }
+            }
+            let (tx, rx) = oneshot::channel();
+            ctx.spawn(
+                async move { rx.await.unwrap_or_else(|_| Error::Stopped.to_frame()) }.into_actor(self).map(
+                    move |frame, store, _| {
+                        let _ = reply.send(store.scan_reply(frame));
+                    },
+                ),
+            );
+            return self.read_linearizable(query, tx, ctx);
+        }
+        self.read_linearizable(query, reply, ctx)
+    }
+
+    /// Turns Storage's `[resume key or nil, keys]` into `[cursor, keys]`.
+    fn scan_reply(&mut self, frame: Frame) -> Frame {
+        let Frame::Array(mut parts) = frame else { return frame };
+        if parts.len() != 2 {
+            return Frame::Array(parts);
+        }
+        let keys = parts.pop().expect("two parts");
+        let cursor = match parts.pop().expect("two parts") {
+            Frame::Bulk(resume) => {
+                self.next_cursor += 1;
+                let cursor = self.next_cursor;
+                self.scan_cursors.insert(cursor, resume);
+                self.scan_order.push_back(cursor);
+                if self.scan_order.len() > MAX_SCAN_CURSORS {
+                    let oldest = self.scan_order.pop_front().expect("not empty");
+                    self.scan_cursors.remove(&oldest);
+                }
+                cursor
+            }
+            _ => 0,
+        };
+        Frame::Array(vec![Frame::bulk(cursor.to_string()), keys])
+    }
+
+    fn read_linearizable(
+        &mut self,
+        query: ReadQuery,
+        reply: oneshot::Sender<Frame>,
+        ctx: &mut Context<Self>,
+    ) {
         let index = self.raft.send(ReadIndex);
         ctx.spawn(index.into_actor(self).map(move |result, store, _| match result {
             Ok(Ok(index)) => store.read_at(index, query, reply),
@@ -193,20 +332,101 @@ impl RedisStore {
 
     fn info(&self, sections: Vec<String>, reply: oneshot::Sender<Frame>) {
         let status = self.raft.send(GetStatus);
-        let dbsize = self.storage.send(Read(ReadQuery::DbSize));
+        let keyspace = self.storage.send(Read(ReadQuery::KeyspaceStats));
         let node = self.info.clone();
+        let stats = self.stats.clone();
+        let clients = self.clients.len();
         actix_rt::spawn(async move {
-            let (Ok(status), Ok(Ok(Frame::Integer(keys)))) = (status.await, dbsize.await) else {
+            let (Ok(status), Ok(Ok(Frame::Array(counts)))) = (status.await, keyspace.await) else {
                 let _ = reply.send(Error::Stopped.to_frame());
                 return;
             };
-            let _ = reply.send(Frame::Verbatim(format_info(&node, &status, keys, &sections)));
+            let count = |i: usize| match counts.get(i) {
+                Some(Frame::Integer(n)) => *n,
+                _ => 0,
+            };
+            let keyspace = KeyspaceInfo { keys: count(0), expires: count(1) };
+            let text = format_info(&node, &status, &keyspace, &stats, clients, &sections);
+            let _ = reply.send(Frame::Verbatim(text));
         });
+    }
+
+    /// `CLIENT LIST`: one line per connection of this node.
+    fn client_list(&self) -> Frame {
+        let mut text = String::new();
+        for client in self.clients.values() {
+            text.push_str(&client.line(None, "client|list"));
+            text.push('\n');
+        }
+        Frame::Verbatim(text)
+    }
+
+    /// On the leader: looks at the next slice of the keyspace and proposes the deletion of the
+    /// expired keys found there.
+    fn sweep_expired(&mut self, ctx: &mut Context<Self>) {
+        if self.sweeping {
+            return;
+        }
+        self.sweeping = true;
+        let status = self.raft.send(GetStatus);
+        let storage = self.storage.clone();
+        let after = self.sweep_after.clone();
+        let work = async move {
+            let status = status.await.ok()?;
+            if status.role != "leader" {
+                return None;
+            }
+            let query = ReadQuery::ExpiredKeys { after, limit: EXPIRY_SWEEP_KEYS };
+            match storage.send(Read(query)).await {
+                Ok(Ok(Frame::Array(parts))) => Some(parts),
+                _ => None,
+            }
+        };
+        ctx.spawn(work.into_actor(self).map(|found, store, ctx| {
+            store.sweeping = false;
+            let Some(mut parts) = found else { return };
+            let (Some(Frame::Array(expired)), Some(resume)) = (parts.pop(), parts.pop()) else { return };
+            store.sweep_after = match resume {
+                Frame::Bulk(key) => Some(key),
+                _ => None,
+            };
+            let keys: Vec<Bytes> = expired
+                .into_iter()
+                .filter_map(|k| match k {
+                    Frame::Bulk(k) => Some(k),
+                    _ => None,
+                })
+                .collect();
+            if keys.is_empty() {
+                return;
+            }
+            debug!(count = keys.len(), "proposing the deletion of expired keys");
+            let (tx, rx) = oneshot::channel();
+            store.propose(WriteOp::ExpireKeys { keys }, tx, ctx);
+            ctx.spawn(async move { rx.await.ok() }.into_actor(store).map(|reply, store, _| {
+                if let Some(Frame::Integer(n)) = reply {
+                    store.stats.expired_keys += n as u64;
+                }
+            }));
+        }));
     }
 }
 
+/// The `INFO keyspace` figures.
+pub struct KeyspaceInfo {
+    pub keys: i64,
+    pub expires: i64,
+}
+
 /// The `INFO` text: Redis's `# Section` / `field:value` lines, CRLF separated.
-pub fn format_info(node: &NodeInfo, status: &RaftStatus, keys: i64, sections: &[String]) -> String {
+pub fn format_info(
+    node: &NodeInfo,
+    status: &RaftStatus,
+    keyspace: &KeyspaceInfo,
+    stats: &Stats,
+    clients: usize,
+    sections: &[String],
+) -> String {
     let all =
         sections.is_empty() || sections.iter().any(|s| s == "all" || s == "everything" || s == "default");
     let wants = |name: &str| all || sections.iter().any(|s| s == name);
@@ -215,12 +435,23 @@ pub fn format_info(node: &NodeInfo, status: &RaftStatus, keys: i64, sections: &[
         out.push_str("# Server\r\n");
         out.push_str(&format!("redis_version:7.0.0\r\nraft_kv_version:{}\r\n", env!("CARGO_PKG_VERSION")));
         out.push_str(&format!("process_id:{}\r\ntcp_port:{}\r\n", std::process::id(), node.redis_port));
-        out.push_str(&format!("uptime_in_seconds:{}\r\n\r\n", node.started.elapsed().as_secs()));
+        out.push_str(&format!("redis_mode:standalone\r\nos:{}\r\narch_bits:64\r\n", std::env::consts::OS));
+        out.push_str(&format!("uptime_in_seconds:{}\r\n", node.started.elapsed().as_secs()));
+        out.push_str(&format!("uptime_in_days:{}\r\n\r\n", node.started.elapsed().as_secs() / 86400));
+    }
+    if wants("clients") {
+        out.push_str(&format!("# Clients\r\nconnected_clients:{clients}\r\nblocked_clients:0\r\n\r\n"));
+    }
+    if wants("stats") {
+        out.push_str("# Stats\r\n");
+        out.push_str(&format!("total_connections_received:{}\r\n", stats.connections_received));
+        out.push_str(&format!("total_commands_processed:{}\r\n", stats.commands_processed));
+        out.push_str(&format!("expired_keys:{}\r\n\r\n", stats.expired_keys));
     }
     if wants("keyspace") {
         out.push_str("# Keyspace\r\n");
-        if keys > 0 {
-            out.push_str(&format!("db0:keys={keys},expires=0,avg_ttl=0\r\n"));
+        if keyspace.keys > 0 {
+            out.push_str(&format!("db0:keys={},expires={},avg_ttl=0\r\n", keyspace.keys, keyspace.expires));
         }
         out.push_str("\r\n");
     }
@@ -246,6 +477,7 @@ impl Actor for RedisStore {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.run_interval(self.timing.sweep_interval, |store, _| store.sweep());
+        ctx.run_interval(EXPIRY_SWEEP_INTERVAL, |store, ctx| store.sweep_expired(ctx));
     }
 }
 
@@ -255,11 +487,15 @@ impl Handler<Execute> for RedisStore {
     /// Proposes writes, reads linearizably, answers INFO.
     fn handle(&mut self, msg: Execute, ctx: &mut Context<Self>) -> Self::Result {
         let (tx, rx) = oneshot::channel();
+        self.stats.commands_processed += 1;
         match msg.0 {
             Command::Write(op) => self.propose(op, tx, ctx),
             Command::Read(query) => self.read(query, tx, ctx),
             Command::Info(sections) => self.info(sections, tx),
-            Command::Local(cmd) => {
+            Command::ClientList => {
+                let _ = tx.send(self.client_list());
+            }
+            cmd @ (Command::Local(_) | Command::Transaction(_)) => {
                 debug!(?cmd, "session command reached the store");
                 let _ = tx.send(Frame::error("ERR command not handled by the store"));
             }
@@ -283,6 +519,25 @@ impl Handler<Applied> for RedisStore {
         let ready = std::mem::replace(&mut self.waiting_reads, still_waiting);
         for read in ready.into_values().flatten() {
             self.read_now(read.query, read.reply);
+        }
+    }
+}
+
+impl Handler<ClientEvent> for RedisStore {
+    type Result = ();
+
+    /// Keeps the connection list and the command count up to date.
+    fn handle(&mut self, msg: ClientEvent, _: &mut Context<Self>) {
+        match msg {
+            ClientEvent::Updated(info) => {
+                if self.clients.insert(info.id, info).is_none() {
+                    self.stats.connections_received += 1;
+                }
+            }
+            ClientEvent::LocalCommand => self.stats.commands_processed += 1,
+            ClientEvent::Gone(id) => {
+                self.clients.remove(&id);
+            }
         }
     }
 }

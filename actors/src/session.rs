@@ -5,15 +5,26 @@
 //! to RedisStore. Replies may complete out of order (a read can overtake a write), so each
 //! request gets a sequence number and replies are released strictly in request order: that is
 //! what makes pipelining work. A writer task owns the socket's write half and flushes every
-//! reply that is ready in one write.
+//! reply that is ready in one write; `HELLO 3` tells it to switch protocol just before the
+//! HELLO reply, so every earlier reply still goes out in the protocol it was asked in.
+//!
+//! Per-connection state lives here: authentication (`--requirepass`), the client name, the
+//! protocol, and transactions. Inside MULTI, commands are queued and answered `+QUEUED`; EXEC
+//! sends every queued keyspace command as one [`WriteOp::Exec`] proposal, with the versions of
+//! the WATCHed keys, so the whole transaction (its reads included) is applied atomically at
+//! one point of the log on every node, or aborted there if a watched key changed. While a
+//! WATCH waits for the versions it reads, later requests wait in a backlog, so a pipelined
+//! `WATCH; MULTI; ...; EXEC` carries the right versions.
 //!
 //! A protocol error is answered with `-ERR Protocol error: ...` and closes this connection only.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
+use std::time::Instant;
 
 use actix::prelude::*;
 use bytes::Bytes;
+use futures::future::join_all;
 use futures::SinkExt;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
@@ -21,37 +32,79 @@ use tokio::sync::mpsc;
 use tokio_util::codec::{FramedRead, FramedWrite};
 use tracing::{debug, warn};
 
-use crate::command::{Command, LocalCommand, COMMAND_TABLE};
+use crate::command::server::valid_client_name;
+use crate::command::table::{self, COMMAND_TABLE};
+use crate::command::{lookup, Command, LocalCommand, Queued, ReadQuery, TxCommand, WriteOp};
 use crate::glob::glob_match;
-use crate::redis_store::{Execute, RedisStore};
+use crate::redis_store::{ClientEvent, ClientInfo, Execute, RedisStore};
 use crate::resp::{Frame, RespCodec, RespError, RespLimits};
+
+/// The version HELLO and INFO report: the Redis release whose commands raft-kv follows.
+pub const REDIS_VERSION: &str = "7.0.0";
 
 /// What the Session tells its writer task.
 enum Outbound {
     Reply(Frame),
+    /// Encode the following replies with this RESP version.
+    Protocol(u8),
     /// Flush what was sent and close the connection.
     Close,
 }
 
-/// Settings a session reports through `CONFIG GET`.
+/// What happens to the connection after a reply is written.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum After {
+    Continue,
+    /// Switch the protocol *before* writing this reply (HELLO answers in the new protocol).
+    Protocol(u8),
+    Close,
+}
+
+/// Settings a session needs and reports through `CONFIG GET`.
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
     pub bind: String,
     pub port: u16,
     pub limits: RespLimits,
+    /// `--requirepass`: clients must AUTH before anything else.
+    pub requirepass: Option<String>,
+}
+
+/// A command queued inside MULTI.
+enum QueuedItem {
+    /// Runs inside the EXEC entry.
+    Keyspace(Queued),
+    /// Answered by the session when EXEC runs.
+    Local(LocalCommand),
+    /// INFO and CLIENT LIST: answered by RedisStore when EXEC runs.
+    Server(Command),
 }
 
 pub struct Session {
     id: u64,
     peer: SocketAddr,
+    local_addr: String,
     store: Addr<RedisStore>,
     config: SessionConfig,
     out: mpsc::UnboundedSender<Outbound>,
     next_request: u64,
     next_reply: u64,
     /// Replies that completed before an earlier request's reply.
-    completed: BTreeMap<u64, (Frame, bool)>,
+    completed: BTreeMap<u64, (Frame, After)>,
     name: Option<Bytes>,
+    protocol: u8,
+    authenticated: bool,
+    connected: Instant,
+    last_command: String,
+    /// `Some` between MULTI and EXEC/DISCARD.
+    multi: Option<Vec<QueuedItem>>,
+    /// A command queued in this MULTI was refused: EXEC answers EXECABORT.
+    multi_failed: bool,
+    /// WATCHed keys and the versions they had.
+    watched: Vec<(Bytes, u64)>,
+    /// A WATCH is reading versions: requests wait here until it is done.
+    watch_pending: bool,
+    backlog: VecDeque<Vec<Bytes>>,
     input_closed: bool,
 }
 
@@ -65,6 +118,7 @@ impl Session {
         config: SessionConfig,
     ) {
         let _ = stream.set_nodelay(true);
+        let local_addr = stream.local_addr().map_or_else(|_| String::new(), |a| a.to_string());
         let (read, write) = stream.into_split();
         let (out, queue) = mpsc::unbounded_channel();
         actix_rt::spawn(write_replies(write, queue, RespCodec::new(config.limits)));
@@ -73,119 +127,419 @@ impl Session {
             Session {
                 id,
                 peer,
+                local_addr,
                 store,
+                authenticated: config.requirepass.is_none(),
                 config,
                 out,
                 next_request: 0,
                 next_reply: 0,
                 completed: BTreeMap::new(),
                 name: None,
+                protocol: 2,
+                connected: Instant::now(),
+                last_command: "NULL".into(),
+                multi: None,
+                multi_failed: false,
+                watched: Vec::new(),
+                watch_pending: false,
+                backlog: VecDeque::new(),
                 input_closed: false,
             }
         });
     }
 
+    fn client_info(&self) -> ClientInfo {
+        ClientInfo {
+            id: self.id,
+            addr: self.peer.to_string(),
+            laddr: self.local_addr.clone(),
+            name: self.name.as_ref().map_or_else(String::new, |n| String::from_utf8_lossy(n).into_owned()),
+            protocol: self.protocol,
+            connected: self.connected,
+        }
+    }
+
+    fn report(&self) {
+        self.store.do_send(ClientEvent::Updated(self.client_info()));
+    }
+
     /// Records the reply to request `seq` and writes every reply that is now next in order.
-    fn complete(&mut self, seq: u64, frame: Frame, close: bool, ctx: &mut Context<Self>) {
-        self.completed.insert(seq, (frame, close));
-        while let Some((frame, close)) = self.completed.remove(&self.next_reply) {
+    fn complete(&mut self, seq: u64, frame: Frame, after: After, ctx: &mut Context<Self>) {
+        self.completed.insert(seq, (frame, after));
+        while let Some((frame, after)) = self.completed.remove(&self.next_reply) {
             self.next_reply += 1;
+            if let After::Protocol(version) = after {
+                let _ = self.out.send(Outbound::Protocol(version));
+            }
             let _ = self.out.send(Outbound::Reply(frame));
-            if close {
+            if after == After::Close {
                 let _ = self.out.send(Outbound::Close);
                 ctx.stop();
                 return;
             }
         }
-        if self.input_closed && self.next_reply == self.next_request {
+        if self.input_closed && self.next_reply == self.next_request && self.backlog.is_empty() {
             ctx.stop();
         }
     }
 
     fn handle_request(&mut self, args: Vec<Bytes>, ctx: &mut Context<Self>) {
+        if self.watch_pending {
+            self.backlog.push_back(args);
+            return;
+        }
         let seq = self.next_request;
         self.next_request += 1;
+        if let Some(name) = args.first() {
+            self.last_command = String::from_utf8_lossy(name).to_ascii_lowercase();
+        }
+        if !self.authenticated {
+            let allowed = args.first().map(|n| crate::command::lower(n));
+            if !matches!(allowed.as_deref(), Some("auth" | "hello" | "quit")) {
+                return self.complete(
+                    seq,
+                    Frame::error("NOAUTH Authentication required."),
+                    After::Continue,
+                    ctx,
+                );
+            }
+        }
         let command = match Command::parse(args) {
             Ok(command) => command,
-            Err(reply) => return self.complete(seq, reply, false, ctx),
+            Err(reply) => {
+                if self.multi.is_some() {
+                    self.multi_failed = true;
+                }
+                return self.complete(seq, reply, After::Continue, ctx);
+            }
         };
+        let queueable = !matches!(
+            command,
+            Command::Transaction(
+                TxCommand::Multi | TxCommand::Exec | TxCommand::Discard | TxCommand::Watch(_)
+            ) | Command::Local(LocalCommand::Quit)
+        );
+        if let (Some(queue), true) = (&mut self.multi, queueable) {
+            queue.push(match command {
+                Command::Transaction(_) => QueuedItem::Local(LocalCommand::Unwatch),
+                Command::Read(q) => QueuedItem::Keyspace(Queued::Read(q)),
+                Command::Write(op) => QueuedItem::Keyspace(Queued::Write(op)),
+                Command::Local(local) => QueuedItem::Local(local),
+                server @ (Command::Info(_) | Command::ClientList) => QueuedItem::Server(server),
+            });
+            return self.complete(seq, Frame::Simple("QUEUED".into()), After::Continue, ctx);
+        }
         match command {
             Command::Local(local) => {
-                let close = local == LocalCommand::Quit;
-                let reply = self.local(local);
-                self.complete(seq, reply, close, ctx);
+                self.store.do_send(ClientEvent::LocalCommand);
+                let (reply, after) = self.local(local);
+                self.complete(seq, reply, after, ctx);
             }
+            Command::Transaction(tx) => self.transaction(seq, tx, ctx),
             command => {
                 let reply = self.store.send(Execute(command));
                 ctx.spawn(reply.into_actor(self).map(move |result, session, ctx| {
                     let frame = result.unwrap_or_else(|_| Frame::error("ERR node is shutting down"));
-                    session.complete(seq, frame, false, ctx);
+                    session.complete(seq, frame, After::Continue, ctx);
                 }));
             }
         }
     }
 
+    fn transaction(&mut self, seq: u64, tx: TxCommand, ctx: &mut Context<Self>) {
+        let reply = match tx {
+            TxCommand::Multi if self.multi.is_some() => Frame::error("ERR MULTI calls can not be nested"),
+            TxCommand::Multi => {
+                self.multi = Some(Vec::new());
+                self.multi_failed = false;
+                Frame::ok()
+            }
+            TxCommand::Discard => match self.multi.take() {
+                Some(_) => {
+                    self.watched.clear();
+                    Frame::ok()
+                }
+                None => Frame::error("ERR DISCARD without MULTI"),
+            },
+            TxCommand::Unwatch => {
+                self.watched.clear();
+                Frame::ok()
+            }
+            TxCommand::Watch(_) if self.multi.is_some() => {
+                Frame::error("ERR WATCH inside MULTI is not allowed")
+            }
+            TxCommand::Watch(keys) => return self.watch(seq, keys, ctx),
+            TxCommand::Exec => return self.exec(seq, ctx),
+        };
+        self.complete(seq, reply, After::Continue, ctx);
+    }
+
+    /// Reads the versions of `keys` (linearizably) and remembers them for EXEC.
+    fn watch(&mut self, seq: u64, keys: Vec<Bytes>, ctx: &mut Context<Self>) {
+        self.watch_pending = true;
+        let read = self.store.send(Execute(Command::Read(ReadQuery::Versions(keys.clone()))));
+        ctx.spawn(read.into_actor(self).map(move |result, session, ctx| {
+            session.watch_pending = false;
+            let reply = match result {
+                Ok(Frame::Array(versions)) => {
+                    for (key, version) in keys.into_iter().zip(versions) {
+                        let Frame::Integer(version) = version else { continue };
+                        if !session.watched.iter().any(|(k, _)| *k == key) {
+                            session.watched.push((key, version as u64));
+                        }
+                    }
+                    Frame::ok()
+                }
+                Ok(error) => error,
+                Err(_) => Frame::error("ERR node is shutting down"),
+            };
+            session.complete(seq, reply, After::Continue, ctx);
+            while !session.watch_pending {
+                let Some(args) = session.backlog.pop_front() else { break };
+                session.handle_request(args, ctx);
+            }
+            if session.input_closed
+                && session.next_reply == session.next_request
+                && session.backlog.is_empty()
+            {
+                ctx.stop();
+            }
+        }));
+    }
+
+    fn exec(&mut self, seq: u64, ctx: &mut Context<Self>) {
+        let Some(queue) = self.multi.take() else {
+            return self.complete(seq, Frame::error("ERR EXEC without MULTI"), After::Continue, ctx);
+        };
+        let watched = std::mem::take(&mut self.watched);
+        if self.multi_failed {
+            let reply = Frame::error("EXECABORT Transaction discarded because of previous errors.");
+            return self.complete(seq, reply, After::Continue, ctx);
+        }
+        // Keyspace commands go into one entry; the others are answered around it.
+        let mut commands = Vec::new();
+        let mut slots = Vec::with_capacity(queue.len());
+        let mut server = Vec::new();
+        for item in queue {
+            slots.push(match item {
+                QueuedItem::Keyspace(q) => {
+                    commands.push(q);
+                    Slot::Keyspace
+                }
+                QueuedItem::Local(local) => Slot::Ready(self.local(local).0),
+                QueuedItem::Server(cmd) => {
+                    server.push(self.store.send(Execute(cmd)));
+                    Slot::Server
+                }
+            });
+        }
+        let entry = (!commands.is_empty() || !watched.is_empty())
+            .then(|| self.store.send(Execute(Command::Write(WriteOp::Exec { watched, commands }))));
+        let work = async move {
+            let server: Vec<Frame> = join_all(server)
+                .await
+                .into_iter()
+                .map(|r| r.unwrap_or_else(|_| Frame::error("ERR node is shutting down")))
+                .collect();
+            let keyspace = match entry {
+                Some(entry) => entry.await.unwrap_or_else(|_| Frame::error("ERR node is shutting down")),
+                None => Frame::Array(Vec::new()),
+            };
+            (server, keyspace)
+        };
+        ctx.spawn(work.into_actor(self).map(move |(server, keyspace), session, ctx| {
+            let reply = match keyspace {
+                Frame::Array(replies) => {
+                    let (mut replies, mut server) = (replies.into_iter(), server.into_iter());
+                    let missing = || Frame::error("ERR transaction reply missing");
+                    Frame::Array(
+                        slots
+                            .into_iter()
+                            .map(|slot| match slot {
+                                Slot::Ready(frame) => frame,
+                                Slot::Keyspace => replies.next().unwrap_or_else(missing),
+                                Slot::Server => server.next().unwrap_or_else(missing),
+                            })
+                            .collect(),
+                    )
+                }
+                // Aborted by WATCH (null) or not committed (CLUSTERDOWN, TIMEOUT ...).
+                other => other,
+            };
+            session.complete(seq, reply, After::Continue, ctx);
+        }));
+    }
+
+    fn check_password(&self, user: Option<&Bytes>, password: &[u8]) -> Result<(), Frame> {
+        let wrongpass = || Frame::error("WRONGPASS invalid username-password pair or user is disabled.");
+        if user.is_some_and(|u| &u[..] != b"default") {
+            return Err(wrongpass());
+        }
+        match &self.config.requirepass {
+            // The default user has no password: any password is accepted with a user name.
+            None if user.is_some() => Ok(()),
+            None => Err(Frame::error(
+                "ERR AUTH <password> called without any password configured for the default user. \
+                 Are you sure your configuration is correct?",
+            )),
+            Some(expected) if constant_time_eq(expected.as_bytes(), password) => Ok(()),
+            Some(_) => Err(wrongpass()),
+        }
+    }
+
     /// Answers the commands that only concern this connection or this server.
-    fn local(&mut self, command: LocalCommand) -> Frame {
-        match command {
+    fn local(&mut self, command: LocalCommand) -> (Frame, After) {
+        let reply = match command {
             LocalCommand::Ping(None) => Frame::Simple("PONG".into()),
             LocalCommand::Ping(Some(msg)) | LocalCommand::Echo(msg) => Frame::Bulk(msg),
-            LocalCommand::Quit => Frame::ok(),
-            LocalCommand::Select(index) => {
-                match std::str::from_utf8(&index).ok().and_then(|s| s.parse::<i64>().ok()) {
-                    Some(0) => Frame::ok(),
-                    Some(_) => Frame::error("ERR DB index is out of range"),
-                    None => Frame::error("ERR value is not an integer or out of range"),
+            LocalCommand::Quit => return (Frame::ok(), After::Close),
+            LocalCommand::Select(index) => match crate::command::parse_i64(&index) {
+                Some(0) => Frame::ok(),
+                Some(_) => Frame::error("ERR DB index is out of range"),
+                None => Frame::error(crate::keyspace::NOT_INTEGER),
+            },
+            LocalCommand::Hello { protocol, auth, name } => return self.hello(protocol, auth, name),
+            LocalCommand::Auth { user, password } => match self.check_password(user.as_ref(), &password) {
+                Ok(()) => {
+                    self.authenticated = true;
+                    Frame::ok()
                 }
+                Err(e) => e,
+            },
+            LocalCommand::Unwatch => {
+                self.watched.clear();
+                Frame::ok()
             }
             LocalCommand::ConfigGet(patterns) => self.config_get(&patterns),
-            LocalCommand::ConfigSet(args) => Frame::error(format!(
-                "ERR Unknown option or number of arguments for CONFIG SET - '{}'",
-                String::from_utf8_lossy(&args[0])
-            )),
+            LocalCommand::ConfigSet(args) => {
+                let name = crate::command::lower(&args[0]);
+                if self.config_params().iter().any(|(p, _)| *p == name) {
+                    Frame::error(format!(
+                        "ERR CONFIG SET failed (possibly related to argument '{name}') - can't set immutable config"
+                    ))
+                } else {
+                    Frame::error(format!(
+                        "ERR Unknown option or number of arguments for CONFIG SET - '{}'",
+                        String::from_utf8_lossy(&args[0])
+                    ))
+                }
+            }
             LocalCommand::ConfigResetStat => Frame::ok(),
             LocalCommand::CommandCount => Frame::Integer(COMMAND_TABLE.len() as i64),
-            LocalCommand::CommandList => Frame::Array(COMMAND_TABLE.iter().map(command_info).collect()),
+            LocalCommand::CommandList => Frame::Array(COMMAND_TABLE.iter().map(table::info).collect()),
             LocalCommand::CommandInfo(names) if names.is_empty() => {
-                Frame::Array(COMMAND_TABLE.iter().map(command_info).collect())
+                Frame::Array(COMMAND_TABLE.iter().map(table::info).collect())
             }
             LocalCommand::CommandInfo(names) => Frame::Array(
                 names
                     .iter()
-                    .map(|n| match crate::command::lookup(&String::from_utf8_lossy(n).to_ascii_lowercase()) {
-                        Some(spec) => command_info(spec),
-                        None => Frame::NullArray,
-                    })
+                    .map(|n| lookup(&crate::command::lower(n)).map_or(Frame::Null, table::info))
                     .collect(),
             ),
-            // No command documentation is served; clients fall back to their built-in help.
-            LocalCommand::CommandDocs(_) => Frame::Map(Vec::new()),
+            LocalCommand::CommandDocs(names) if names.is_empty() => {
+                Frame::Map(COMMAND_TABLE.iter().map(table::docs).collect())
+            }
+            LocalCommand::CommandDocs(names) => Frame::Map(
+                names.iter().filter_map(|n| lookup(&crate::command::lower(n))).map(table::docs).collect(),
+            ),
             LocalCommand::ClientSetName(name) => {
                 self.name = (!name.is_empty()).then_some(name);
+                self.report();
                 Frame::ok()
             }
             LocalCommand::ClientGetName => self.name.clone().map_or(Frame::Null, Frame::Bulk),
             LocalCommand::ClientId => Frame::Integer(self.id as i64),
+            LocalCommand::ClientInfo => {
+                let line = self.client_info().line(self.multi.as_ref().map(Vec::len), &self.last_command);
+                Frame::Verbatim(format!("{line}\n"))
+            }
             LocalCommand::ClientSetInfo => Frame::ok(),
-        }
+            LocalCommand::Time => {
+                let now =
+                    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+                Frame::Array(vec![
+                    Frame::bulk(now.as_secs().to_string()),
+                    Frame::bulk(now.subsec_micros().to_string()),
+                ])
+            }
+            LocalCommand::FlushScripts => Frame::ok(),
+        };
+        (reply, After::Continue)
     }
 
-    fn config_get(&self, patterns: &[Bytes]) -> Frame {
+    /// `HELLO`: authenticates and names the connection if asked, switches protocol, and
+    /// describes the server (in the new protocol).
+    fn hello(
+        &mut self,
+        protocol: Option<u8>,
+        auth: Option<(Bytes, Bytes)>,
+        name: Option<Bytes>,
+    ) -> (Frame, After) {
+        if let Some((user, password)) = &auth {
+            if let Err(e) = self.check_password(Some(user), password) {
+                return (e, After::Continue);
+            }
+            self.authenticated = true;
+        }
+        if !self.authenticated {
+            return (
+                Frame::error(
+                    "NOAUTH HELLO must be called with the client already authenticated, otherwise the \
+                     HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and \
+                     select the RESP protocol version at the same time",
+                ),
+                After::Continue,
+            );
+        }
+        if let Some(name) = name {
+            if !valid_client_name(&name) {
+                let e =
+                    Frame::error("ERR Client names cannot contain spaces, newlines or special characters.");
+                return (e, After::Continue);
+            }
+            self.name = (!name.is_empty()).then_some(name);
+        }
+        let after = match protocol {
+            Some(version) if version != self.protocol => {
+                self.protocol = version;
+                After::Protocol(version)
+            }
+            _ => After::Continue,
+        };
+        self.report();
+        let reply = Frame::Map(vec![
+            (Frame::bulk("server"), Frame::bulk("redis")),
+            (Frame::bulk("version"), Frame::bulk(REDIS_VERSION)),
+            (Frame::bulk("proto"), Frame::Integer(self.protocol as i64)),
+            (Frame::bulk("id"), Frame::Integer(self.id as i64)),
+            (Frame::bulk("mode"), Frame::bulk("standalone")),
+            (Frame::bulk("role"), Frame::bulk("master")),
+            (Frame::bulk("modules"), Frame::Array(Vec::new())),
+        ]);
+        (reply, after)
+    }
+
+    fn config_params(&self) -> Vec<(&'static str, String)> {
         let limits = self.config.limits;
         // raft-kv fsyncs every Raft Ready before acknowledging: the closest Redis terms are an
         // always-fsynced append-only file and no RDB snapshots.
-        let params: [(&str, String); 8] = [
+        vec![
             ("appendfsync", "always".into()),
             ("appendonly", "yes".into()),
             ("bind", self.config.bind.clone()),
             ("databases", "1".into()),
+            ("maxmemory", "0".into()),
             ("port", self.config.port.to_string()),
             ("proto-max-bulk-len", limits.max_bulk_len.to_string()),
+            ("requirepass", self.config.requirepass.clone().unwrap_or_default()),
             ("save", String::new()),
-            ("maxmemory", "0".into()),
-        ];
+        ]
+    }
+
+    fn config_get(&self, patterns: &[Bytes]) -> Frame {
         let mut out = Vec::new();
-        for (name, value) in params {
+        for (name, value) in self.config_params() {
             if patterns.iter().any(|p| glob_match(&p.to_ascii_lowercase(), name.as_bytes())) {
                 out.push((Frame::bulk(name), Frame::bulk(value)));
             }
@@ -194,16 +548,23 @@ impl Session {
     }
 }
 
-/// One `COMMAND INFO` entry: name, arity, flags, first key, last key, step.
-fn command_info(spec: &crate::command::CommandSpec) -> Frame {
-    Frame::Array(vec![
-        Frame::bulk(spec.name),
-        Frame::Integer(spec.arity),
-        Frame::Set(spec.flags.iter().map(|f| Frame::Simple((*f).into())).collect()),
-        Frame::Integer(spec.first_key),
-        Frame::Integer(spec.last_key),
-        Frame::Integer(spec.step),
-    ])
+/// Where a queued command's reply comes from when EXEC assembles its answer.
+enum Slot {
+    Ready(Frame),
+    Keyspace,
+    Server,
+}
+
+/// Compares without an early exit, so the time taken does not reveal how much of a password
+/// matched.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for i in 0..a.len().max(b.len()) {
+        let x = a.get(i).copied().unwrap_or(0);
+        let y = b.get(i).copied().unwrap_or(0);
+        diff |= (x ^ y) as usize;
+    }
+    diff == 0
 }
 
 impl Actor for Session {
@@ -211,10 +572,12 @@ impl Actor for Session {
 
     fn started(&mut self, _: &mut Context<Self>) {
         debug!(client = self.id, peer = %self.peer, "client connected");
+        self.report();
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
         debug!(client = self.id, peer = %self.peer, "client disconnected");
+        self.store.do_send(ClientEvent::Gone(self.id));
     }
 }
 
@@ -227,7 +590,7 @@ impl StreamHandler<Result<Vec<Bytes>, RespError>> for Session {
                 warn!(client = self.id, peer = %self.peer, %msg, "protocol error; closing the connection");
                 let seq = self.next_request;
                 self.next_request += 1;
-                self.complete(seq, Frame::error(format!("ERR {msg}")), true, ctx);
+                self.complete(seq, Frame::error(format!("ERR {msg}")), After::Close, ctx);
             }
             Err(RespError::Io(e)) => {
                 debug!(client = self.id, error = %e, "read failed");
@@ -239,7 +602,7 @@ impl StreamHandler<Result<Vec<Bytes>, RespError>> for Session {
     /// The client closed its side: finish answering what it sent, then stop.
     fn finished(&mut self, ctx: &mut Context<Self>) {
         self.input_closed = true;
-        if self.next_reply == self.next_request {
+        if self.next_reply == self.next_request && self.backlog.is_empty() {
             ctx.stop();
         }
     }
@@ -262,6 +625,7 @@ async fn write_replies(
                         return;
                     }
                 }
+                Outbound::Protocol(version) => sink.encoder_mut().set_protocol(version),
                 Outbound::Close => {
                     let _ = SinkExt::<Frame>::flush(&mut sink).await;
                     return;
@@ -289,5 +653,18 @@ pub async fn serve_clients(listener: TcpListener, store: Addr<RedisStore>, confi
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_comparison_needs_every_byte() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+        assert!(!constant_time_eq(b"", b"x"));
     }
 }

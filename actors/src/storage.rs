@@ -272,7 +272,7 @@ impl Storage {
     }
 
     fn apply_committed(&mut self, msg: ApplyCommitted) -> Result<Applied> {
-        let mut apply = ApplyBatch::new(&self.db);
+        let mut apply = ApplyBatch::new(&self.db, self.key_count);
         let mut replies = Vec::new();
         let mut last = self.applied;
         for entry in &msg.entries {
@@ -284,8 +284,8 @@ impl Storage {
                 continue; // leader no-ops; conf changes were applied by RaftNode
             }
             let proposal = Proposal::decode(&entry.data)?;
-            let reply = apply.apply(proposal.op)?;
             let origin = proposal.origin;
+            let reply = apply.apply(entry.index, proposal)?;
             if origin.node == self.node_id && origin.incarnation == self.incarnation {
                 replies.push((origin.seq, reply));
             }
@@ -656,7 +656,7 @@ mod tests {
         e.index = index;
         e.term = term;
         if let Some(op) = op {
-            let p = Proposal { origin: RequestId { node, incarnation, seq: index }, op };
+            let p = Proposal { origin: RequestId { node, incarnation, seq: index }, now_ms: 0, op };
             e.data = p.encode().into();
         }
         e

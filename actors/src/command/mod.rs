@@ -1,0 +1,526 @@
+//! Typed commands parsed from a client's argument vector.
+//!
+//! Parsing happens once, in the Session, into one of the families that decide where a command
+//! goes: [`Command::Local`] is answered by the Session itself (connection state, server
+//! introspection), [`Command::Transaction`] drives the Session's MULTI/WATCH state,
+//! [`Command::Read`] needs a linearizable read of the keyspace, and [`Command::Write`] becomes
+//! a Raft proposal whose [`WriteOp`] is what the log stores and every replica applies. Arity and
+//! syntax errors use Redis's exact wording, because clients and their test suites match on it.
+//!
+//! One file per command family: [`strings`] (SET, GET, INCR ...), [`keys`] (DEL, RENAME, SCAN,
+//! the expiry commands ...), [`server`] (connection, server and transaction commands), and
+//! [`table`], the command table with the documentation `COMMAND DOCS` serves.
+
+pub mod keys;
+pub mod server;
+pub mod strings;
+pub mod table;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::resp::Frame;
+pub use table::{lookup, CommandSpec, COMMAND_TABLE};
+
+/// What one client request asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Answered by the Session without touching the keyspace.
+    Local(LocalCommand),
+    /// MULTI, EXEC, DISCARD, WATCH, UNWATCH: the Session's transaction state.
+    Transaction(TxCommand),
+    /// A read of the replicated keyspace (linearizable, through ReadIndex).
+    Read(ReadQuery),
+    /// A mutation, replicated through the Raft log.
+    Write(WriteOp),
+    /// `INFO [section ...]`: server, clients, stats, keyspace and raft state.
+    Info(Vec<String>),
+    /// `CLIENT LIST`: every connection of this node.
+    ClientList,
+}
+
+/// Commands about the connection or the server, answered by the Session.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LocalCommand {
+    /// `PING [message]`
+    Ping(Option<Bytes>),
+    /// `ECHO message`
+    Echo(Bytes),
+    /// `QUIT`: reply OK, then close the connection.
+    Quit,
+    /// `SELECT index`: only database 0 exists.
+    Select(Bytes),
+    /// `HELLO [protover [AUTH username password] [SETNAME clientname]]`
+    Hello { protocol: Option<u8>, auth: Option<(Bytes, Bytes)>, name: Option<Bytes> },
+    /// `AUTH [username] password`
+    Auth { user: Option<Bytes>, password: Bytes },
+    /// `CONFIG GET parameter [parameter ...]` (glob patterns)
+    ConfigGet(Vec<Bytes>),
+    /// `CONFIG SET parameter value [parameter value ...]`
+    ConfigSet(Vec<Bytes>),
+    /// `CONFIG RESETSTAT`
+    ConfigResetStat,
+    /// `COMMAND` with no subcommand: the command table.
+    CommandList,
+    /// `COMMAND COUNT`
+    CommandCount,
+    /// `COMMAND DOCS [name ...]`
+    CommandDocs(Vec<Bytes>),
+    /// `COMMAND INFO [name ...]`
+    CommandInfo(Vec<Bytes>),
+    /// `CLIENT SETNAME name`
+    ClientSetName(Bytes),
+    /// `CLIENT GETNAME`
+    ClientGetName,
+    /// `CLIENT ID`
+    ClientId,
+    /// `CLIENT INFO`: this connection's line of CLIENT LIST.
+    ClientInfo,
+    /// `CLIENT SETINFO attr value` (sent by client libraries on connect)
+    ClientSetInfo,
+    /// `TIME`
+    Time,
+    /// `FUNCTION FLUSH` / `SCRIPT FLUSH`: there are no functions or scripts to flush.
+    FlushScripts,
+    /// `UNWATCH` queued inside MULTI (outside it, it is a [`TxCommand`]).
+    Unwatch,
+}
+
+/// The transaction commands, handled by the Session.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TxCommand {
+    Multi,
+    Exec,
+    Discard,
+    Watch(Vec<Bytes>),
+    Unwatch,
+}
+
+/// A read of the keyspace. Executed by Storage once the node has applied the log up to a read
+/// index confirmed by the leader, or inside an EXEC entry at apply time (hence serializable).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ReadQuery {
+    /// `GET key`
+    Get(Bytes),
+    /// `MGET key [key ...]`
+    MGet(Vec<Bytes>),
+    /// `STRLEN key`
+    StrLen(Bytes),
+    /// `GETRANGE key start end` (and `SUBSTR`)
+    GetRange { key: Bytes, start: i64, end: i64 },
+    /// `LCS key1 key2 [LEN] [IDX] [MINMATCHLEN len] [WITHMATCHLEN]`
+    Lcs { a: Bytes, b: Bytes, mode: LcsMode },
+    /// `EXISTS key [key ...]`: counts repeated keys repeatedly, like Redis.
+    Exists(Vec<Bytes>),
+    /// `TOUCH key [key ...]`: how many exist (there is no LRU clock to update).
+    Touch(Vec<Bytes>),
+    /// `TYPE key`
+    Type(Bytes),
+    /// `KEYS pattern`
+    Keys(Bytes),
+    /// `SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]`. RedisStore turns the client's
+    /// `cursor` into `after`, the key the previous call stopped at.
+    Scan { cursor: u64, after: Option<Bytes>, count: usize, pattern: Option<Bytes>, kind: Option<Bytes> },
+    /// `RANDOMKEY`
+    RandomKey { seed: u64 },
+    /// `DBSIZE`
+    DbSize,
+    /// `TTL key` / `PTTL key`
+    Ttl { key: Bytes, millis: bool },
+    /// `EXPIRETIME key` / `PEXPIRETIME key`
+    ExpireTime { key: Bytes, millis: bool },
+    /// WATCH: the version of each key (0 when absent).
+    Versions(Vec<Bytes>),
+    /// The expiry sweeper: up to `limit` stored keys after `after`, the expired ones.
+    ExpiredKeys { after: Option<Bytes>, limit: usize },
+    /// INFO keyspace: `[keys, keys with an expiry]`.
+    KeyspaceStats,
+}
+
+/// What LCS answers.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LcsMode {
+    pub len_only: bool,
+    pub idx: bool,
+    pub min_match_len: usize,
+    pub with_match_len: bool,
+}
+
+/// A time as a command gave it. Relative times are resolved at apply time against the clock
+/// the proposer put in the entry ([`Proposal::now_ms`]), so every replica gets the same answer.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum Expiry {
+    /// Milliseconds after the entry's clock (EX, PX, EXPIRE, PEXPIRE).
+    InMs(i64),
+    /// Absolute unix milliseconds (EXAT, PXAT, EXPIREAT, PEXPIREAT).
+    AtMs(i64),
+}
+
+/// SET's NX / XX.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum SetCond {
+    Always,
+    IfAbsent,
+    IfPresent,
+}
+
+/// SET's expiry options.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum SetExpiry {
+    /// No option: the new value has no expiry.
+    None,
+    KeepTtl,
+    At(Expiry),
+}
+
+/// EXPIRE's NX / XX / GT / LT.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum ExpireCond {
+    Always,
+    IfNoExpiry,
+    IfHasExpiry,
+    IfGreater,
+    IfLess,
+    /// XX and LT together: only a key with an expiry, to an earlier one.
+    IfHasExpiryAndLess,
+}
+
+/// A command queued inside MULTI, executed at apply time as part of the EXEC entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Queued {
+    Read(ReadQuery),
+    Write(WriteOp),
+}
+
+/// A replicated mutation: the payload of a Raft log entry. Applying one must be deterministic on
+/// every replica, so it carries everything it needs; the clock is the entry's
+/// [`Proposal::now_ms`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum WriteOp {
+    /// `SET key value` without options: the most common write, kept small in the log.
+    Set { key: Bytes, value: Bytes },
+    /// `SET key value [NX|XX] [GET] [EX|PX|EXAT|PXAT|KEEPTTL]`, `SETEX`, `PSETEX`
+    SetWith { key: Bytes, value: Bytes, cond: SetCond, expiry: SetExpiry, get: bool },
+    /// `SETNX key value`
+    SetNx { key: Bytes, value: Bytes },
+    /// `GETSET key value`
+    GetSet { key: Bytes, value: Bytes },
+    /// `GETDEL key`
+    GetDel { key: Bytes },
+    /// `GETEX key [EX|PX|EXAT|PXAT|PERSIST]`: `None` persists.
+    GetEx { key: Bytes, expiry: Option<Expiry> },
+    /// `MSET key value [key value ...]`
+    MSet { pairs: Vec<(Bytes, Bytes)> },
+    /// `MSETNX key value [key value ...]`
+    MSetNx { pairs: Vec<(Bytes, Bytes)> },
+    /// `APPEND key value`
+    Append { key: Bytes, value: Bytes },
+    /// `SETRANGE key offset value`
+    SetRange { key: Bytes, offset: u64, value: Bytes },
+    /// `INCR`, `DECR`, `INCRBY`, `DECRBY`
+    IncrBy { key: Bytes, delta: i64 },
+    /// `INCRBYFLOAT key increment`
+    IncrByFloat { key: Bytes, increment: f64 },
+    /// `DEL key [key ...]` and `UNLINK`: replies with how many existed.
+    Del { keys: Vec<Bytes> },
+    /// `RENAME` / `RENAMENX`
+    Rename { from: Bytes, to: Bytes, only_if_absent: bool },
+    /// `COPY source destination [DB 0] [REPLACE]`
+    Copy { from: Bytes, to: Bytes, replace: bool },
+    /// `FLUSHDB` / `FLUSHALL`
+    FlushAll,
+    /// `EXPIRE`, `PEXPIRE`, `EXPIREAT`, `PEXPIREAT`
+    Expire { key: Bytes, at: Expiry, cond: ExpireCond },
+    /// `PERSIST key`
+    Persist { key: Bytes },
+    /// The leader's expiry sweeper: deletes those of `keys` that are expired at the entry's time.
+    ExpireKeys { keys: Vec<Bytes> },
+    /// `EXEC`: aborts (null reply) if a watched key's version changed, else runs every queued
+    /// command, reads included, and replies with the array of their replies.
+    Exec { watched: Vec<(Bytes, u64)>, commands: Vec<Queued> },
+}
+
+/// Who proposed a write: the node, its boot incarnation (so ids never repeat across restarts)
+/// and a per-boot counter. Only the proposing node has a client waiting for the reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RequestId {
+    pub node: u64,
+    pub incarnation: u64,
+    pub seq: u64,
+}
+
+/// The payload of a normal Raft log entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Proposal {
+    pub origin: RequestId,
+    /// The proposer's wall clock (unix ms) when it proposed: the entry's notion of "now" for
+    /// expiry decisions and relative times, identical on every replica.
+    pub now_ms: i64,
+    pub op: WriteOp,
+}
+
+impl Proposal {
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).expect("a proposal always serializes")
+    }
+
+    pub fn decode(data: &[u8]) -> crate::Result<Self> {
+        postcard::from_bytes(data).map_err(|e| crate::Error::Corrupt(e.to_string()))
+    }
+}
+
+/// The arguments after the command name, with Redis-style accessors.
+pub struct Args {
+    name: &'static str,
+    args: std::vec::IntoIter<Bytes>,
+}
+
+impl Args {
+    /// The next argument; arity was checked against the table, so callers only ask for
+    /// arguments that exist, or use [`Args::try_next`].
+    pub fn next(&mut self) -> Bytes {
+        self.args.next().expect("arity was checked")
+    }
+
+    pub fn try_next(&mut self) -> Option<Bytes> {
+        self.args.next()
+    }
+
+    /// The next argument, or a syntax error when there is none (an option missing its value).
+    pub fn value(&mut self) -> Result<Bytes, Frame> {
+        self.args.next().ok_or_else(syntax_error)
+    }
+
+    pub fn rest(&mut self) -> Vec<Bytes> {
+        self.args.by_ref().collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.args.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.args.len() == 0
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The rest as `key value` pairs; an odd count is an arity error.
+    pub fn pairs(&mut self) -> Result<Vec<(Bytes, Bytes)>, Frame> {
+        if self.len() % 2 != 0 {
+            return Err(wrong_arity(self.name));
+        }
+        let mut out = Vec::with_capacity(self.len() / 2);
+        while let Some(key) = self.args.next() {
+            out.push((key, self.next()));
+        }
+        Ok(out)
+    }
+}
+
+impl Command {
+    /// Parses a request's arguments (`args[0]` is the command name, any case).
+    /// An `Err` is the complete error reply for the client.
+    pub fn parse(args: Vec<Bytes>) -> Result<Command, Frame> {
+        let Some(first) = args.first() else {
+            return Err(Frame::error("ERR empty command"));
+        };
+        let name = String::from_utf8_lossy(first).to_ascii_lowercase();
+        let Some(spec) = lookup(&name) else {
+            return Err(unknown_command(&args));
+        };
+        let argc = args.len() as i64;
+        if (spec.arity > 0 && argc != spec.arity) || (spec.arity < 0 && argc < -spec.arity) {
+            return Err(wrong_arity(spec.name));
+        }
+        let mut rest = args.into_iter();
+        rest.next();
+        let mut args = Args { name: spec.name, args: rest };
+        if let Some(cmd) = strings::parse(spec.name, &mut args)? {
+            return Ok(cmd);
+        }
+        if let Some(cmd) = keys::parse(spec.name, &mut args)? {
+            return Ok(cmd);
+        }
+        if let Some(cmd) = server::parse(spec.name, &mut args)? {
+            return Ok(cmd);
+        }
+        unreachable!("every table entry has a parser: {}", spec.name)
+    }
+}
+
+/// Redis's `string2ll`: an optional `-`, digits without leading zeros, fitting an i64.
+pub fn parse_i64(s: &[u8]) -> Option<i64> {
+    if s.is_empty() || s.len() > 20 {
+        return None;
+    }
+    if s == b"0" {
+        return Some(0);
+    }
+    let (negative, digits) = match s[0] {
+        b'-' => (true, &s[1..]),
+        _ => (false, s),
+    };
+    if digits.is_empty() || !(b'1'..=b'9').contains(&digits[0]) || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let mut magnitude: u64 = 0;
+    for &d in digits {
+        magnitude = magnitude.checked_mul(10)?.checked_add((d - b'0') as u64)?;
+    }
+    if negative {
+        if magnitude == i64::MIN.unsigned_abs() {
+            Some(i64::MIN)
+        } else {
+            i64::try_from(magnitude).ok().map(|m| -m)
+        }
+    } else {
+        i64::try_from(magnitude).ok()
+    }
+}
+
+/// An integer argument, or Redis's "not an integer" error.
+pub fn int_arg(s: &[u8]) -> Result<i64, Frame> {
+    parse_i64(s).ok_or_else(|| Frame::error(crate::keyspace::NOT_INTEGER))
+}
+
+/// `-ERR wrong number of arguments for 'get' command`
+pub fn wrong_arity(name: &str) -> Frame {
+    Frame::error(format!("ERR wrong number of arguments for '{name}' command"))
+}
+
+/// `-ERR syntax error`
+pub fn syntax_error() -> Frame {
+    Frame::error("ERR syntax error")
+}
+
+/// Redis 7's reply to an unknown command: the name and the first arguments, quoted, each
+/// followed by a space, at most 128 bytes of arguments.
+fn unknown_command(args: &[Bytes]) -> Frame {
+    let mut quoted = String::new();
+    for arg in &args[1..] {
+        if quoted.len() >= 128 {
+            break;
+        }
+        let room = 128 - quoted.len();
+        let text = String::from_utf8_lossy(arg);
+        let shown: String = text.chars().take(room).collect();
+        quoted.push_str(&format!("'{shown}' "));
+    }
+    let name: String = String::from_utf8_lossy(&args[0]).chars().take(128).collect();
+    let msg = format!("ERR unknown command '{name}', with args beginning with: {quoted}");
+    // Redis keeps error replies on one line.
+    Frame::Error(msg.replace(['\r', '\n'], " "))
+}
+
+pub(crate) fn unknown_subcommand(sub: &Bytes, command: &str) -> Frame {
+    let sub = String::from_utf8_lossy(sub).replace(['\r', '\n'], " ");
+    Frame::Error(format!("ERR unknown subcommand '{sub}'. Try {command} HELP."))
+}
+
+pub(crate) fn lower(arg: &[u8]) -> String {
+    String::from_utf8_lossy(arg).to_ascii_lowercase()
+}
+
+#[cfg(test)]
+pub(crate) fn test_args(parts: &[&str]) -> Vec<Bytes> {
+    parts.iter().map(|p| Bytes::copy_from_slice(p.as_bytes())).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(parts: &[&str]) -> Result<Command, Frame> {
+        Command::parse(test_args(parts))
+    }
+
+    #[test]
+    fn command_names_are_case_insensitive() {
+        assert_eq!(
+            parse(&["sEt", "k", "v"]).unwrap(),
+            Command::Write(WriteOp::Set { key: "k".into(), value: "v".into() })
+        );
+    }
+
+    #[test]
+    fn wrong_arity_uses_redis_wording() {
+        assert_eq!(
+            parse(&["GET"]).unwrap_err(),
+            Frame::Error("ERR wrong number of arguments for 'get' command".into())
+        );
+        assert_eq!(
+            parse(&["ping", "a", "b"]).unwrap_err(),
+            Frame::Error("ERR wrong number of arguments for 'ping' command".into())
+        );
+        assert_eq!(
+            parse(&["mset", "a", "1", "b"]).unwrap_err(),
+            Frame::Error("ERR wrong number of arguments for 'mset' command".into())
+        );
+    }
+
+    #[test]
+    fn unknown_command_quotes_its_first_arguments() {
+        assert_eq!(
+            parse(&["FOO", "a", "b"]).unwrap_err(),
+            Frame::Error("ERR unknown command 'FOO', with args beginning with: 'a' 'b' ".into())
+        );
+        assert_eq!(
+            parse(&["nope"]).unwrap_err(),
+            Frame::Error("ERR unknown command 'nope', with args beginning with: ".into())
+        );
+    }
+
+    #[test]
+    fn integers_parse_like_redis_string2ll() {
+        assert_eq!(parse_i64(b"0"), Some(0));
+        assert_eq!(parse_i64(b"-9223372036854775808"), Some(i64::MIN));
+        assert_eq!(parse_i64(b"9223372036854775807"), Some(i64::MAX));
+        for bad in [&b"9223372036854775808"[..], b"01", b"-0", b"+1", b" 1", b"1 ", b"", b"-", b"1.0"] {
+            assert_eq!(parse_i64(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn del_and_exists_take_every_key() {
+        assert_eq!(
+            parse(&["del", "a", "b"]).unwrap(),
+            Command::Write(WriteOp::Del { keys: vec!["a".into(), "b".into()] })
+        );
+        assert_eq!(
+            parse(&["exists", "a", "a"]).unwrap(),
+            Command::Read(ReadQuery::Exists(vec!["a".into(), "a".into()]))
+        );
+    }
+
+    #[test]
+    fn every_table_entry_parses_with_its_minimum_arguments_or_answers_an_error() {
+        for spec in COMMAND_TABLE {
+            let n = spec.arity.unsigned_abs() as usize;
+            let mut parts = vec![spec.name];
+            parts.extend(std::iter::repeat_n("1", n - 1));
+            // Must not panic; errors are fine (e.g. `COMMAND 1`).
+            let _ = parse(&parts);
+        }
+    }
+
+    #[test]
+    fn proposals_round_trip_through_the_log_encoding() {
+        let op = WriteOp::Exec {
+            watched: vec![(Bytes::from_static(b"w"), 7)],
+            commands: vec![
+                Queued::Write(WriteOp::Set {
+                    key: Bytes::from_static(b"\0k\r\n"),
+                    value: Bytes::from_static(&[0xff, 0]),
+                }),
+                Queued::Read(ReadQuery::Get(Bytes::from_static(b"k"))),
+                Queued::Write(WriteOp::IncrByFloat { key: "f".into(), increment: 0.1 }),
+            ],
+        };
+        let p =
+            Proposal { origin: RequestId { node: 1, incarnation: 2, seq: 3 }, now_ms: 1_700_000_000_000, op };
+        assert_eq!(Proposal::decode(&p.encode()).unwrap(), p);
+    }
+}

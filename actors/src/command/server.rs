@@ -1,0 +1,204 @@
+//! Connection, server and transaction commands.
+//!
+//! # Formats
+//! - `PING [message]`, `ECHO message`, `QUIT`, `SELECT index`, `TIME`
+//! - `HELLO [protover [AUTH username password] [SETNAME clientname]]`, `AUTH [username] password`
+//! - `CLIENT SETNAME name | GETNAME | ID | INFO | LIST | SETINFO attr value`
+//! - `INFO [section ...]`, `CONFIG GET parameter [...] | SET parameter value [...] | RESETSTAT`
+//! - `COMMAND [COUNT | INFO [name ...] | DOCS [name ...]]`
+//! - `FUNCTION FLUSH [ASYNC|SYNC]`, `SCRIPT FLUSH [ASYNC|SYNC]`
+//! - `MULTI`, `EXEC`, `DISCARD`, `WATCH key [key ...]`, `UNWATCH`
+
+use bytes::Bytes;
+
+use super::{lower, syntax_error, unknown_subcommand, wrong_arity, Args, Command, LocalCommand, TxCommand};
+use crate::resp::Frame;
+
+/// Parses the connection, server and transaction commands; `None` for other families.
+pub fn parse(name: &'static str, args: &mut Args) -> Result<Option<Command>, Frame> {
+    let local = |c| Ok(Some(Command::Local(c)));
+    let tx = |c| Ok(Some(Command::Transaction(c)));
+    match name {
+        "ping" => match args.len() {
+            0 => local(LocalCommand::Ping(None)),
+            1 => local(LocalCommand::Ping(Some(args.next()))),
+            _ => Err(wrong_arity("ping")),
+        },
+        "echo" => local(LocalCommand::Echo(args.next())),
+        "quit" => local(LocalCommand::Quit),
+        "select" => local(LocalCommand::Select(args.next())),
+        "time" => local(LocalCommand::Time),
+        "hello" => parse_hello(args),
+        "auth" => match args.len() {
+            1 => local(LocalCommand::Auth { user: None, password: args.next() }),
+            2 => local(LocalCommand::Auth { user: Some(args.next()), password: args.next() }),
+            _ => Err(syntax_error()),
+        },
+        "info" => Ok(Some(Command::Info(args.rest().iter().map(|s| lower(s)).collect()))),
+        "config" => parse_config(args.rest()),
+        "command" => parse_command(args.rest()),
+        "client" => parse_client(args.rest()),
+        "function" | "script" => {
+            let rest = args.rest();
+            match (lower(&rest[0]).as_str(), rest.len()) {
+                ("flush", 1) => local(LocalCommand::FlushScripts),
+                ("flush", 2) if matches!(lower(&rest[1]).as_str(), "sync" | "async") => {
+                    local(LocalCommand::FlushScripts)
+                }
+                ("flush", _) if name == "script" => {
+                    Err(Frame::error("ERR SCRIPT FLUSH only support SYNC|ASYNC option"))
+                }
+                ("flush", _) => Err(Frame::error("ERR FUNCTION FLUSH only supports SYNC|ASYNC option")),
+                _ => Err(unknown_subcommand(&rest[0], &name.to_ascii_uppercase())),
+            }
+        }
+        "multi" => tx(TxCommand::Multi),
+        "exec" => tx(TxCommand::Exec),
+        "discard" => tx(TxCommand::Discard),
+        "watch" => tx(TxCommand::Watch(args.rest())),
+        "unwatch" => tx(TxCommand::Unwatch),
+        _ => Ok(None),
+    }
+}
+
+fn parse_hello(args: &mut Args) -> Result<Option<Command>, Frame> {
+    let mut protocol = None;
+    if let Some(version) = args.try_next() {
+        let v = super::parse_i64(&version)
+            .ok_or_else(|| Frame::error("ERR Protocol version is not an integer or out of range"))?;
+        if !(2..=3).contains(&v) {
+            return Err(Frame::error("NOPROTO unsupported protocol version"));
+        }
+        protocol = Some(v as u8);
+    }
+    let (mut auth, mut name) = (None, None);
+    while let Some(option) = args.try_next() {
+        match lower(&option).as_str() {
+            "auth" if args.len() >= 2 => auth = Some((args.next(), args.next())),
+            "setname" if !args.is_empty() => name = Some(args.next()),
+            _ => {
+                return Err(Frame::error(format!(
+                    "ERR Syntax error in HELLO option '{}'",
+                    String::from_utf8_lossy(&option)
+                )))
+            }
+        }
+    }
+    Ok(Some(Command::Local(LocalCommand::Hello { protocol, auth, name })))
+}
+
+fn parse_config(args: Vec<Bytes>) -> Result<Option<Command>, Frame> {
+    let sub = lower(&args[0]);
+    let cmd = match (sub.as_str(), args.len()) {
+        ("get", n) if n >= 2 => LocalCommand::ConfigGet(args[1..].to_vec()),
+        ("set", n) if n >= 3 && n % 2 == 1 => LocalCommand::ConfigSet(args[1..].to_vec()),
+        ("resetstat", 1) => LocalCommand::ConfigResetStat,
+        ("get" | "set" | "resetstat", _) => return Err(wrong_arity(&format!("config|{sub}"))),
+        _ => return Err(unknown_subcommand(&args[0], "CONFIG")),
+    };
+    Ok(Some(Command::Local(cmd)))
+}
+
+fn parse_command(args: Vec<Bytes>) -> Result<Option<Command>, Frame> {
+    if args.is_empty() {
+        return Ok(Some(Command::Local(LocalCommand::CommandList)));
+    }
+    let sub = lower(&args[0]);
+    let cmd = match (sub.as_str(), args.len()) {
+        ("count", 1) => LocalCommand::CommandCount,
+        ("docs", _) => LocalCommand::CommandDocs(args[1..].to_vec()),
+        ("info", _) => LocalCommand::CommandInfo(args[1..].to_vec()),
+        ("count", _) => return Err(wrong_arity("command|count")),
+        _ => return Err(unknown_subcommand(&args[0], "COMMAND")),
+    };
+    Ok(Some(Command::Local(cmd)))
+}
+
+/// Redis refuses client names with spaces, newlines or other special characters.
+pub fn valid_client_name(name: &[u8]) -> bool {
+    name.iter().all(|&b| b > b' ' && b <= b'~')
+}
+
+fn parse_client(args: Vec<Bytes>) -> Result<Option<Command>, Frame> {
+    let sub = lower(&args[0]);
+    let cmd = match (sub.as_str(), args.len()) {
+        ("setname", 2) => {
+            if !valid_client_name(&args[1]) {
+                return Err(Frame::error(
+                    "ERR Client names cannot contain spaces, newlines or special characters.",
+                ));
+            }
+            LocalCommand::ClientSetName(args[1].clone())
+        }
+        ("getname", 1) => LocalCommand::ClientGetName,
+        ("id", 1) => LocalCommand::ClientId,
+        ("info", 1) => LocalCommand::ClientInfo,
+        ("list", 1) => return Ok(Some(Command::ClientList)),
+        ("list", _) => return Err(syntax_error()),
+        ("setinfo", 3) => LocalCommand::ClientSetInfo,
+        ("setname" | "getname" | "id" | "info" | "setinfo", _) => {
+            return Err(wrong_arity(&format!("client|{sub}")))
+        }
+        _ => return Err(unknown_subcommand(&args[0], "CLIENT")),
+    };
+    Ok(Some(Command::Local(cmd)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::test_args;
+
+    fn parse(parts: &[&str]) -> Result<Command, Frame> {
+        Command::parse(test_args(parts))
+    }
+
+    #[test]
+    fn hello_checks_its_version_and_options() {
+        assert_eq!(parse(&["hello", "4"]).unwrap_err(), Frame::error("NOPROTO unsupported protocol version"));
+        assert_eq!(
+            parse(&["hello", "x"]).unwrap_err(),
+            Frame::error("ERR Protocol version is not an integer or out of range")
+        );
+        assert_eq!(
+            parse(&["hello", "3", "auth", "u"]).unwrap_err(),
+            Frame::error("ERR Syntax error in HELLO option 'auth'")
+        );
+        assert_eq!(
+            parse(&["hello", "3", "AUTH", "default", "pw", "SETNAME", "me"]).unwrap(),
+            Command::Local(LocalCommand::Hello {
+                protocol: Some(3),
+                auth: Some(("default".into(), "pw".into())),
+                name: Some("me".into())
+            })
+        );
+    }
+
+    #[test]
+    fn config_and_command_subcommands() {
+        assert_eq!(
+            parse(&["CONFIG", "GET", "save"]).unwrap(),
+            Command::Local(LocalCommand::ConfigGet(vec!["save".into()]))
+        );
+        assert_eq!(parse(&["command", "docs"]).unwrap(), Command::Local(LocalCommand::CommandDocs(vec![])));
+        assert_eq!(
+            parse(&["config", "bogus"]).unwrap_err(),
+            Frame::Error("ERR unknown subcommand 'bogus'. Try CONFIG HELP.".into())
+        );
+        assert_eq!(parse(&["script", "flush"]).unwrap(), Command::Local(LocalCommand::FlushScripts));
+        assert_eq!(
+            parse(&["function", "FLUSH", "async"]).unwrap(),
+            Command::Local(LocalCommand::FlushScripts)
+        );
+    }
+
+    #[test]
+    fn transaction_commands_go_to_the_session() {
+        assert_eq!(parse(&["multi"]).unwrap(), Command::Transaction(TxCommand::Multi));
+        assert_eq!(
+            parse(&["watch", "a", "b"]).unwrap(),
+            Command::Transaction(TxCommand::Watch(vec!["a".into(), "b".into()]))
+        );
+        assert_eq!(parse(&["watch"]).unwrap_err(), wrong_arity("watch"));
+    }
+}

@@ -1,0 +1,375 @@
+//! The command table: arity, flags and key positions (`COMMAND INFO`), and the documentation
+//! `COMMAND DOCS` serves (summary, since, group and arguments), which `redis-cli` uses for its
+//! interactive hints.
+//!
+//! Arguments are written in a compact syntax close to Redis's own docs and expanded into
+//! `COMMAND DOCS` argument maps by [`docs`]: `key` is a key, `name:type` a value,
+//! `TOKEN name:type` a value introduced by a token, `WORD` alone a pure token, `a|b` a choice,
+//! `[...]` optional, and a trailing `...` repeats the argument before it.
+
+use crate::resp::Frame;
+
+/// One row of the command table: Redis's arity convention (positive: exact count including the
+/// name; negative: at least that many) and the key positions clients read from `COMMAND`.
+pub struct CommandSpec {
+    pub name: &'static str,
+    pub arity: i64,
+    pub flags: &'static [&'static str],
+    pub first_key: i64,
+    pub last_key: i64,
+    pub step: i64,
+    pub group: &'static str,
+    pub since: &'static str,
+    pub summary: &'static str,
+    pub syntax: &'static str,
+}
+
+#[allow(clippy::too_many_arguments)]
+const fn spec(
+    name: &'static str,
+    arity: i64,
+    flags: &'static [&'static str],
+    keys: (i64, i64, i64),
+    group: &'static str,
+    since: &'static str,
+    summary: &'static str,
+    syntax: &'static str,
+) -> CommandSpec {
+    CommandSpec {
+        name,
+        arity,
+        flags,
+        first_key: keys.0,
+        last_key: keys.1,
+        step: keys.2,
+        group,
+        since,
+        summary,
+        syntax,
+    }
+}
+
+const NO_KEYS: (i64, i64, i64) = (0, 0, 0);
+const ONE_KEY: (i64, i64, i64) = (1, 1, 1);
+const ALL_KEYS: (i64, i64, i64) = (1, -1, 1);
+const TWO_KEYS: (i64, i64, i64) = (1, 2, 1);
+const PAIRS: (i64, i64, i64) = (1, -1, 2);
+const R: &[&str] = &["readonly"];
+const RF: &[&str] = &["readonly", "fast"];
+const W: &[&str] = &["write"];
+const WF: &[&str] = &["write", "fast"];
+const WD: &[&str] = &["write", "denyoom"];
+const WDF: &[&str] = &["write", "denyoom", "fast"];
+const CONN: &[&str] = &["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"];
+const LSF: &[&str] = &["loading", "stale", "fast"];
+const TX: &[&str] = &["noscript", "loading", "stale", "fast", "allow_busy"];
+const EXPIRE_ARGS: &str = "key $:integer [NX|XX|GT|LT]";
+
+/// Every command raft-kv understands, by group.
+pub const COMMAND_TABLE: &[CommandSpec] = &[
+    // string
+    spec("append", 3, WDF, ONE_KEY, "string", "2.0.0", "Appends a string to the value of a key. Creates the key if it doesn't exist.", "key value:string"),
+    spec("decr", 2, WDF, ONE_KEY, "string", "1.0.0", "Decrements the integer value of a key by one. Uses 0 as initial value if the key doesn't exist.", "key"),
+    spec("decrby", 3, WDF, ONE_KEY, "string", "1.0.0", "Decrements a number from the integer value of a key. Uses 0 as initial value if the key doesn't exist.", "key decrement:integer"),
+    spec("get", 2, RF, ONE_KEY, "string", "1.0.0", "Returns the string value of a key.", "key"),
+    spec("getdel", 2, WF, ONE_KEY, "string", "6.2.0", "Returns the string value of a key after deleting the key.", "key"),
+    spec("getex", -2, WF, ONE_KEY, "string", "6.2.0", "Returns the string value of a key after setting its expiration time.", "key [EX seconds:integer|PX milliseconds:integer|EXAT unix-time-seconds:unix-time|PXAT unix-time-milliseconds:unix-time|PERSIST]"),
+    spec("getrange", 4, R, ONE_KEY, "string", "2.4.0", "Returns a substring of the string stored at a key.", "key start:integer end:integer"),
+    spec("getset", 3, WDF, ONE_KEY, "string", "1.0.0", "Returns the previous string value of a key after setting it to a new value.", "key value:string"),
+    spec("incr", 2, WDF, ONE_KEY, "string", "1.0.0", "Increments the integer value of a key by one. Uses 0 as initial value if the key doesn't exist.", "key"),
+    spec("incrby", 3, WDF, ONE_KEY, "string", "1.0.0", "Increments the integer value of a key by a number. Uses 0 as initial value if the key doesn't exist.", "key increment:integer"),
+    spec("incrbyfloat", 3, WDF, ONE_KEY, "string", "2.6.0", "Increment the floating point value of a key by a number. Uses 0 as initial value if the key doesn't exist.", "key increment:double"),
+    spec("lcs", -3, R, TWO_KEYS, "string", "7.0.0", "Finds the longest common substring.", "key1:key key2:key [LEN] [IDX] [MINMATCHLEN min-match-len:integer] [WITHMATCHLEN]"),
+    spec("mget", -2, RF, ALL_KEYS, "string", "1.0.0", "Atomically returns the string values of one or more keys.", "key..."),
+    spec("mset", -3, WD, PAIRS, "string", "1.0.1", "Atomically creates or modifies the string values of one or more keys.", "data:block(key value:string)..."),
+    spec("msetnx", -3, WD, PAIRS, "string", "1.0.1", "Atomically modifies the string values of one or more keys only when all keys don't exist.", "data:block(key value:string)..."),
+    spec("psetex", 4, WD, ONE_KEY, "string", "2.6.0", "Sets both string value and expiration time in milliseconds of a key. The key is created if it doesn't exist.", "key milliseconds:integer value:string"),
+    spec("set", -3, WD, ONE_KEY, "string", "1.0.0", "Sets the string value of a key, ignoring its type. The key is created if it doesn't exist.", "key value:string [NX|XX] [GET] [EX seconds:integer|PX milliseconds:integer|EXAT unix-time-seconds:unix-time|PXAT unix-time-milliseconds:unix-time|KEEPTTL]"),
+    spec("setex", 4, WD, ONE_KEY, "string", "2.0.0", "Sets the string value and expiration time of a key. Creates the key if it doesn't exist.", "key seconds:integer value:string"),
+    spec("setnx", 3, WDF, ONE_KEY, "string", "1.0.0", "Set the string value of a key only when the key doesn't exist.", "key value:string"),
+    spec("setrange", 4, WD, ONE_KEY, "string", "2.2.0", "Overwrites a part of a string value with another by an offset. Creates the key if it doesn't exist.", "key offset:integer value:string"),
+    spec("strlen", 2, RF, ONE_KEY, "string", "2.2.0", "Returns the length of a string value.", "key"),
+    spec("substr", 4, R, ONE_KEY, "string", "1.0.0", "Returns a substring from a string value.", "key start:integer end:integer"),
+    // generic (keyspace and expiry)
+    spec("copy", -3, WD, TWO_KEYS, "generic", "6.2.0", "Copies the value of a key to a new key.", "source:key destination:key [DB destination-db:integer] [REPLACE]"),
+    spec("del", -2, W, ALL_KEYS, "generic", "1.0.0", "Deletes one or more keys.", "key..."),
+    spec("exists", -2, RF, ALL_KEYS, "generic", "1.0.0", "Determines whether one or more keys exist.", "key..."),
+    spec("expire", -3, WF, ONE_KEY, "generic", "1.0.0", "Sets the expiration time of a key in seconds.", EXPIRE_ARGS),
+    spec("expireat", -3, WF, ONE_KEY, "generic", "1.2.0", "Sets the expiration time of a key to a Unix timestamp.", "key unix-time-seconds:unix-time [NX|XX|GT|LT]"),
+    spec("expiretime", 2, RF, ONE_KEY, "generic", "7.0.0", "Returns the expiration time of a key as a Unix timestamp.", "key"),
+    spec("keys", 2, R, NO_KEYS, "generic", "1.0.0", "Returns all key names that match a pattern.", "pattern:pattern"),
+    spec("persist", 2, WF, ONE_KEY, "generic", "2.2.0", "Removes the expiration time of a key.", "key"),
+    spec("pexpire", -3, WF, ONE_KEY, "generic", "2.6.0", "Sets the expiration time of a key in milliseconds.", "key milliseconds:integer [NX|XX|GT|LT]"),
+    spec("pexpireat", -3, WF, ONE_KEY, "generic", "2.6.0", "Sets the expiration time of a key to a Unix milliseconds timestamp.", "key unix-time-milliseconds:unix-time [NX|XX|GT|LT]"),
+    spec("pexpiretime", 2, RF, ONE_KEY, "generic", "7.0.0", "Returns the expiration time of a key as a Unix milliseconds timestamp.", "key"),
+    spec("pttl", 2, RF, ONE_KEY, "generic", "2.6.0", "Returns the expiration time in milliseconds of a key.", "key"),
+    spec("randomkey", 1, R, NO_KEYS, "generic", "1.0.0", "Returns a random key name from the database.", ""),
+    spec("rename", 3, W, TWO_KEYS, "generic", "1.0.0", "Renames a key and overwrites the destination.", "key newkey:key"),
+    spec("renamenx", 3, WF, TWO_KEYS, "generic", "1.0.0", "Renames a key only when the target key name doesn't exist.", "key newkey:key"),
+    spec("scan", -2, R, NO_KEYS, "generic", "2.8.0", "Iterates over the key names in the database.", "cursor:integer [MATCH pattern:pattern] [COUNT count:integer] [TYPE type:string]"),
+    spec("touch", -2, RF, ALL_KEYS, "generic", "3.2.1", "Returns the number of existing keys out of those specified after updating the time they were last accessed.", "key..."),
+    spec("ttl", 2, RF, ONE_KEY, "generic", "1.0.0", "Returns the expiration time in seconds of a key.", "key"),
+    spec("type", 2, RF, ONE_KEY, "generic", "1.0.0", "Determines the type of value stored at a key.", "key"),
+    spec("unlink", -2, WF, ALL_KEYS, "generic", "4.0.0", "Asynchronously deletes one or more keys.", "key..."),
+    // server
+    spec("command", -1, &["loading", "stale"], NO_KEYS, "server", "2.8.13", "Returns detailed information about all commands.", "[COUNT|DOCS command-name:string...|INFO command-name:string...]"),
+    spec("config", -2, &["admin", "noscript", "loading", "stale"], NO_KEYS, "server", "2.0.0", "A container for server configuration commands.", "subcommand:string [argument:string...]"),
+    spec("dbsize", 1, RF, NO_KEYS, "server", "1.0.0", "Returns the number of keys in the database.", ""),
+    spec("flushall", -1, W, NO_KEYS, "server", "1.0.0", "Removes all keys from all databases.", "[ASYNC|SYNC]"),
+    spec("flushdb", -1, W, NO_KEYS, "server", "1.0.0", "Remove all keys from the current database.", "[ASYNC|SYNC]"),
+    spec("info", -1, &["loading", "stale"], NO_KEYS, "server", "1.0.0", "Returns information and statistics about the server.", "[section:string...]"),
+    spec("time", 1, LSF, NO_KEYS, "server", "2.6.0", "Returns the server time.", ""),
+    // scripting: there are no scripts or functions, only their FLUSH
+    spec("function", -2, &["noscript"], NO_KEYS, "scripting", "7.0.0", "A container for function commands (only FLUSH: raft-kv has no functions).", "FLUSH [ASYNC|SYNC]"),
+    spec("script", -2, &["noscript"], NO_KEYS, "scripting", "2.6.0", "A container for Lua scripts management commands (only FLUSH: raft-kv has no scripts).", "FLUSH [ASYNC|SYNC]"),
+    // connection
+    spec("auth", -2, CONN, NO_KEYS, "connection", "1.0.0", "Authenticates the connection.", "[username:string] password:string"),
+    spec("client", -2, &["noscript", "loading", "stale"], NO_KEYS, "connection", "2.4.0", "A container for client connection commands.", "SETNAME connection-name:string|GETNAME|ID|INFO|LIST|SETINFO attr:string value:string"),
+    spec("echo", 2, LSF, NO_KEYS, "connection", "1.0.0", "Returns the given string.", "message:string"),
+    spec("hello", -1, CONN, NO_KEYS, "connection", "6.0.0", "Handshakes with the Redis server.", "[protover:integer [AUTH username:string password:string] [SETNAME clientname:string]]"),
+    spec("ping", -1, &["fast"], NO_KEYS, "connection", "1.0.0", "Returns the server's liveliness response.", "[message:string]"),
+    spec("quit", -1, CONN, NO_KEYS, "connection", "1.0.0", "Closes the connection.", ""),
+    spec("select", 2, LSF, NO_KEYS, "connection", "1.0.0", "Changes the selected database (only 0 exists).", "index:integer"),
+    // transactions
+    spec("discard", 1, TX, NO_KEYS, "transactions", "2.0.0", "Discards a transaction.", ""),
+    spec("exec", 1, &["noscript", "loading", "stale", "skip_slowlog"], NO_KEYS, "transactions", "1.2.0", "Executes all commands in a transaction.", ""),
+    spec("multi", 1, TX, NO_KEYS, "transactions", "1.2.0", "Starts a transaction.", ""),
+    spec("unwatch", 1, TX, NO_KEYS, "transactions", "2.2.0", "Forgets about watched keys of a transaction.", ""),
+    spec("watch", -2, TX, ALL_KEYS, "transactions", "2.2.0", "Monitors changes to keys to determine the execution of a transaction.", "key..."),
+];
+
+/// Looks a command up by its lower-case name.
+pub fn lookup(name: &str) -> Option<&'static CommandSpec> {
+    COMMAND_TABLE.iter().find(|c| c.name == name)
+}
+
+/// One `COMMAND INFO` entry: name, arity, flags, first key, last key, step, ACL categories,
+/// tips, key specs, subcommands.
+pub fn info(spec: &CommandSpec) -> Frame {
+    Frame::Array(vec![
+        Frame::bulk(spec.name),
+        Frame::Integer(spec.arity),
+        Frame::Set(spec.flags.iter().map(|f| Frame::Simple((*f).into())).collect()),
+        Frame::Integer(spec.first_key),
+        Frame::Integer(spec.last_key),
+        Frame::Integer(spec.step),
+        Frame::Set(vec![Frame::Simple(format!("@{}", category(spec)))]),
+        Frame::Set(vec![]),
+        Frame::Array(vec![]),
+        Frame::Array(vec![]),
+    ])
+}
+
+fn category(spec: &CommandSpec) -> &'static str {
+    match spec.group {
+        "string" => "string",
+        "generic" => "keyspace",
+        "transactions" => "transaction",
+        "connection" => "connection",
+        "scripting" => "scripting",
+        _ => "slow",
+    }
+}
+
+/// The `COMMAND DOCS` entry of a command: `name => {summary, since, group, complexity,
+/// arguments}`.
+pub fn docs(spec: &CommandSpec) -> (Frame, Frame) {
+    let mut doc = vec![
+        (Frame::bulk("summary"), Frame::bulk(spec.summary)),
+        (Frame::bulk("since"), Frame::bulk(spec.since)),
+        (Frame::bulk("group"), Frame::bulk(spec.group)),
+    ];
+    let args = parse_syntax(spec.syntax);
+    if !args.is_empty() {
+        doc.push((Frame::bulk("arguments"), Frame::Array(args.iter().map(Arg::to_frame).collect())));
+    }
+    (Frame::bulk(spec.name), Frame::Map(doc))
+}
+
+/// One documented argument.
+#[derive(Debug, Clone, PartialEq)]
+struct Arg {
+    name: String,
+    kind: &'static str,
+    token: Option<String>,
+    optional: bool,
+    multiple: bool,
+    children: Vec<Arg>,
+}
+
+impl Arg {
+    fn to_frame(&self) -> Frame {
+        let mut map = vec![
+            (Frame::bulk("name"), Frame::bulk(self.name.clone())),
+            (Frame::bulk("type"), Frame::bulk(self.kind)),
+        ];
+        if self.kind == "key" {
+            map.push((Frame::bulk("key_spec_index"), Frame::Integer(0)));
+        }
+        if let Some(token) = &self.token {
+            map.push((Frame::bulk("token"), Frame::bulk(token.clone())));
+        }
+        let mut flags = Vec::new();
+        if self.optional {
+            flags.push(Frame::Simple("optional".into()));
+        }
+        if self.multiple {
+            flags.push(Frame::Simple("multiple".into()));
+        }
+        if !flags.is_empty() {
+            map.push((Frame::bulk("flags"), Frame::Set(flags)));
+        }
+        if !self.children.is_empty() {
+            map.push((
+                Frame::bulk("arguments"),
+                Frame::Array(self.children.iter().map(Arg::to_frame).collect()),
+            ));
+        }
+        Frame::Map(map)
+    }
+}
+
+/// Splits at top-level spaces (not inside brackets or parentheses).
+fn split_top(s: &str, sep: char) -> Vec<&str> {
+    let (mut depth, mut start, mut out) = (0, 0, Vec::new());
+    for (i, c) in s.char_indices() {
+        match c {
+            '[' | '(' => depth += 1,
+            ']' | ')' => depth -= 1,
+            c if c == sep && depth == 0 => {
+                out.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(&s[start..]);
+    out.into_iter().map(str::trim).filter(|p| !p.is_empty()).collect()
+}
+
+fn is_token(s: &str) -> bool {
+    s.chars().all(|c| c.is_ascii_uppercase() || c == '-')
+}
+
+fn parse_syntax(s: &str) -> Vec<Arg> {
+    // A token followed by its value (`EX seconds:integer`) is one argument.
+    let parts = split_top(s, ' ');
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < parts.len() {
+        if is_token(parts[i])
+            && i + 1 < parts.len()
+            && !parts[i + 1].starts_with('[')
+            && parts[i + 1].contains(':')
+        {
+            let mut arg = parse_one(parts[i + 1]);
+            arg.token = Some(parts[i].to_owned());
+            out.push(arg);
+            i += 2;
+        } else {
+            out.push(parse_one(parts[i]));
+            i += 1;
+        }
+    }
+    out
+}
+
+/// One argument: `[...]` optional, `...` repeated, else a group or a leaf.
+fn parse_one(part: &str) -> Arg {
+    if let Some(p) = part.strip_suffix("...") {
+        let mut arg = parse_one(p);
+        arg.multiple = true;
+        return arg;
+    }
+    if let Some(inner) = part.strip_prefix('[').and_then(|p| p.strip_suffix(']')) {
+        let mut arg = parse_group(inner);
+        arg.optional = true;
+        return arg;
+    }
+    if split_top(part, ' ').len() == 1 && split_top(part, '|').len() == 1 {
+        return leaf(part);
+    }
+    parse_group(part)
+}
+
+/// A choice (`a|b`), several arguments in a row (a block), or one argument.
+fn parse_group(s: &str) -> Arg {
+    let choices = split_top(s, '|');
+    if choices.len() > 1 {
+        let children: Vec<Arg> = choices.iter().map(|c| parse_group(c)).collect();
+        let name = children.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join("-");
+        return Arg { name, kind: "oneof", token: None, optional: false, multiple: false, children };
+    }
+    let mut parts = parse_syntax(s);
+    if parts.len() == 1 {
+        return parts.pop().expect("one part");
+    }
+    let name = parts[0].name.clone();
+    Arg { name, kind: "block", token: None, optional: false, multiple: false, children: parts }
+}
+
+fn leaf(s: &str) -> Arg {
+    let plain = |name: &str, kind| Arg {
+        name: name.to_owned(),
+        kind,
+        token: None,
+        optional: false,
+        multiple: false,
+        children: Vec::new(),
+    };
+    if is_token(s) {
+        let mut arg = plain(&s.to_ascii_lowercase(), "pure-token");
+        arg.token = Some(s.to_owned());
+        return arg;
+    }
+    if let Some((name, rest)) = s.split_once(":block(") {
+        let children = parse_syntax(rest.trim_end_matches(')'));
+        return Arg { children, ..plain(name, "block") };
+    }
+    match s.split_once(':') {
+        Some((name, "key")) => plain(name, "key"),
+        Some((name, "integer")) => plain(name, "integer"),
+        Some((name, "double")) => plain(name, "double"),
+        Some((name, "pattern")) => plain(name, "pattern"),
+        Some((name, "unix-time")) => plain(name, "unix-time"),
+        Some((name, _)) => plain(name, "string"),
+        None if s == "$" => plain("seconds", "integer"),
+        None => plain(s, "key"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_is_sorted_within_groups_and_names_are_unique() {
+        let mut names: Vec<_> = COMMAND_TABLE.iter().map(|c| c.name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), COMMAND_TABLE.len());
+    }
+
+    #[test]
+    fn set_syntax_expands_into_redis_style_argument_docs() {
+        let args = parse_syntax(lookup("set").unwrap().syntax);
+        let kinds: Vec<_> = args.iter().map(|a| (a.name.as_str(), a.kind, a.optional)).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                ("key", "key", false),
+                ("value", "string", false),
+                ("nx-xx", "oneof", true),
+                ("get", "pure-token", true),
+                ("seconds-milliseconds-unix-time-seconds-unix-time-milliseconds-keepttl", "oneof", true),
+            ]
+        );
+        let ex = &args[4].children[0];
+        assert_eq!((ex.name.as_str(), ex.kind, ex.token.as_deref()), ("seconds", "integer", Some("EX")));
+        let mset = parse_syntax(lookup("mset").unwrap().syntax);
+        assert!(mset[0].multiple && mset[0].kind == "block" && mset[0].children.len() == 2);
+        assert!(parse_syntax(lookup("mget").unwrap().syntax)[0].multiple);
+        let expire = parse_syntax(EXPIRE_ARGS);
+        assert_eq!(expire[1].kind, "integer");
+    }
+}
