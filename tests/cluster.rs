@@ -1,0 +1,459 @@
+//! A three-node raft-kv cluster seen from outside: real node processes on loopback, driven
+//! through Redis clients (redis-rs, raw RESP bytes, `redis-cli`, `redis-benchmark`).
+//!
+//! Every test starts its own cluster. They are sized for a small machine running them one at
+//! a time: `cargo test --release --test cluster -- --test-threads=1` (`make test`).
+//! The timeouts are generous bounds on polls, never sleeps.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Write};
+use std::sync::Mutex;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{connect, get, get_string, run_tool, set, wait_until, Cluster, REPLY_TIMEOUT};
+use redis::{Connection, Value};
+
+/// Until the live nodes agree on a leader (first election, or after the leader died).
+const LEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Until a write retried across an election is acknowledged.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Until a restarted node answers reads again.
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a command may take to fail when the cluster has no quorum.
+const FAIL_FAST_BOUND: Duration = Duration::from_secs(15);
+
+/// The README's walkthrough: write, lose a node, write again, bring it back, read the latest.
+#[test]
+fn walkthrough_from_the_notes() {
+    let mut cluster = Cluster::launch(3);
+    cluster.wait_for_leader(LEADER_TIMEOUT);
+
+    let mut node1 = cluster.client(1);
+    set(&mut node1, "mykey", "myvalue");
+    assert_eq!(get_string(&mut node1, "mykey").as_deref(), Some("myvalue"));
+
+    // `goreman run stop node2`. If node2 was the leader, node1 answers CLUSTERDOWN or TIMEOUT
+    // until node1 and node3 have elected a new one, so this write is retried.
+    cluster.kill(2);
+    cluster.set_with_retry(1, "mykey", "new-value", WRITE_TIMEOUT);
+
+    // `goreman run start node2`. Reads are linearizable, so the first read node2 answers at
+    // all must already be the latest value: it is not polled for.
+    cluster.start(2);
+    let value: Option<String> = cluster.query_with_retry(2, redis::cmd("GET").arg("mykey"), CATCH_UP_TIMEOUT);
+    assert_eq!(value.as_deref(), Some("new-value"), "node2 after its restart");
+
+    let keys: Vec<String> =
+        redis::cmd("KEYS").arg("*").query(&mut cluster.client(2)).expect("KEYS * on node2");
+    assert_eq!(keys, ["mykey"]);
+}
+
+#[test]
+fn stopping_the_leader_keeps_the_cluster_writable() {
+    let mut cluster = Cluster::launch(3);
+    let old_leader = cluster.wait_for_leader(LEADER_TIMEOUT);
+    cluster.set_with_retry(old_leader, "color", "red", WRITE_TIMEOUT);
+
+    cluster.kill(old_leader);
+    let new_leader = cluster.wait_for_leader(LEADER_TIMEOUT);
+    assert_ne!(new_leader, old_leader);
+
+    let survivors = cluster.live_ids();
+    assert_eq!(survivors.len(), 2);
+    for &id in &survivors {
+        cluster.set_with_retry(id, format!("written-via-{id}"), format!("{id}"), WRITE_TIMEOUT);
+        cluster.set_with_retry(id, "color", format!("color-{id}"), WRITE_TIMEOUT);
+    }
+    let latest_color = format!("color-{}", survivors[1]);
+
+    for &id in &survivors {
+        let mut con = cluster.client(id);
+        assert_eq!(get_string(&mut con, "color"), Some(latest_color.clone()), "node {id}");
+        for &writer in &survivors {
+            assert_eq!(
+                get_string(&mut con, format!("written-via-{writer}")),
+                Some(writer.to_string()),
+                "node {id} reading what node {writer} wrote"
+            );
+        }
+    }
+
+    // The old leader comes back as a follower and catches up. Its reads are linearizable,
+    // so the first answer it gives must be the latest value.
+    cluster.start(old_leader);
+    let color: Option<String> =
+        cluster.query_with_retry(old_leader, redis::cmd("GET").arg("color"), CATCH_UP_TIMEOUT);
+    assert_eq!(color, Some(latest_color), "the old leader after its restart");
+    let mut con = cluster.client(old_leader);
+    for &writer in &survivors {
+        assert_eq!(
+            get_string(&mut con, format!("written-via-{writer}")),
+            Some(writer.to_string()),
+            "the old leader reading what node {writer} wrote"
+        );
+    }
+    // All three agree on one leader again.
+    cluster.wait_for_leader(LEADER_TIMEOUT);
+}
+
+#[test]
+fn writes_and_reads_through_every_node() {
+    let mut cluster = Cluster::launch(3);
+    cluster.wait_for_leader(LEADER_TIMEOUT);
+    let ids = cluster.ids();
+    let mut clients: Vec<Connection> = ids.iter().map(|&id| cluster.client(id)).collect();
+
+    // Every node writes; right after the acknowledgement every node must read the write:
+    // reads are linearizable, so there is no waiting here.
+    let mut written = 0;
+    for &writer in &ids {
+        for n in 0..4 {
+            let key = format!("{writer}:key:{n}");
+            let value = format!("value {n} from node {writer}");
+            set(node(&mut clients, writer), &key, &value);
+            written += 1;
+            for &reader in &ids {
+                assert_eq!(
+                    get_string(node(&mut clients, reader), &key).as_deref(),
+                    Some(value.as_str()),
+                    "node {reader} reading {key} right after node {writer} acknowledged it"
+                );
+            }
+        }
+    }
+
+    // Keys and values are bytes: NUL, CR LF, invalid UTF-8, even RESP-looking text.
+    let binary_key: &[u8] = b"bin\0key\r\n\xff\xfe";
+    let binary_value: &[u8] = b"\0\r\n\xff\x80 *1\r\n$4\r\nPING\r\n \xc3\x28";
+    set(node(&mut clients, 2), binary_key, binary_value);
+    written += 1;
+    set(node(&mut clients, 3), "empty", "");
+    written += 1;
+    for &reader in &ids {
+        assert_eq!(
+            get(node(&mut clients, reader), binary_key).as_deref(),
+            Some(binary_value),
+            "node {reader}"
+        );
+        assert_eq!(
+            get(node(&mut clients, reader), "empty"),
+            Some(Vec::new()),
+            "node {reader}: empty, not nil"
+        );
+    }
+
+    let deleted: i64 = redis::cmd("DEL")
+        .arg("1:key:0")
+        .arg("2:key:0")
+        .arg("no-such-key")
+        .query(node(&mut clients, 2))
+        .expect("DEL on node2");
+    assert_eq!(deleted, 2, "DEL counts the keys it removed");
+    written -= 2;
+    assert_eq!(get(node(&mut clients, 3), "1:key:0"), None, "node3 after node2 deleted it");
+
+    // EXISTS counts a key once per mention, like Redis.
+    let existing: i64 = redis::cmd("EXISTS")
+        .arg("1:key:0")
+        .arg("1:key:1")
+        .arg("1:key:1")
+        .arg(binary_key)
+        .arg("no-such-key")
+        .query(node(&mut clients, 3))
+        .expect("EXISTS on node3");
+    assert_eq!(existing, 3);
+
+    let keys: BTreeSet<String> =
+        redis::cmd("KEYS").arg("2:key:*").query(node(&mut clients, 1)).expect("KEYS on node1");
+    assert_eq!(keys, BTreeSet::from(["2:key:1", "2:key:2", "2:key:3"].map(String::from)));
+
+    for &id in &ids {
+        let size: i64 = redis::cmd("DBSIZE").query(node(&mut clients, id)).expect("DBSIZE");
+        assert_eq!(size, written, "DBSIZE on node {id}");
+    }
+}
+
+/// The connection to node `id` among one connection per node.
+fn node(clients: &mut [Connection], id: u64) -> &mut Connection {
+    &mut clients[id as usize - 1]
+}
+
+#[test]
+fn kill_all_nodes_then_restart_loses_no_acknowledged_write() {
+    const KEYS: usize = 200;
+    let key = |n: usize| format!("durable:{n:03}");
+    // Node (n % 3) + 1 writes key n: two thirds of the writes go through followers.
+    let writer = |n: usize| (n % 3) as u64 + 1;
+    let value = |n: usize| format!("value {n} via node {}", writer(n));
+
+    let mut cluster = Cluster::launch(3);
+    cluster.wait_for_leader(LEADER_TIMEOUT);
+    let ports: Vec<(u64, u16)> = cluster.ids().into_iter().map(|id| (id, cluster.redis_port(id))).collect();
+
+    // One writer per node. Once half the keys are acknowledged, every node is killed with
+    // SIGKILL while the writers are still busy; only acknowledged writes must survive.
+    let acknowledged = Mutex::new(Vec::new());
+    thread::scope(|scope| {
+        for &(id, port) in &ports {
+            let acknowledged = &acknowledged;
+            scope.spawn(move || {
+                let Ok(mut con) = connect(port, REPLY_TIMEOUT) else {
+                    return;
+                };
+                for n in (0..KEYS).filter(|&n| writer(n) == id) {
+                    let reply = redis::cmd("SET").arg(key(n)).arg(value(n)).query(&mut con);
+                    match reply {
+                        Ok(Value::Okay) => acknowledged.lock().unwrap().push(n),
+                        Ok(other) => panic!("SET {} through node {id} answered {other:?}", key(n)),
+                        // The node is gone: the fate of this write is unknown.
+                        Err(e) if e.is_io_error() => return,
+                        // Refused or timed out: not acknowledged, carry on.
+                        Err(_) => {}
+                    }
+                }
+            });
+        }
+        wait_until(WRITE_TIMEOUT, "half of the writes to be acknowledged", || {
+            acknowledged.lock().unwrap().len() >= KEYS / 2
+        });
+        cluster.kill_all();
+    });
+    let acknowledged: BTreeSet<usize> = acknowledged.into_inner().unwrap().into_iter().collect();
+
+    for id in cluster.ids() {
+        cluster.start(id);
+    }
+    let leader = cluster.wait_for_leader(LEADER_TIMEOUT);
+    cluster.set_with_retry(leader, "after-restart", "yes", WRITE_TIMEOUT);
+
+    for id in cluster.ids() {
+        let mut con = cluster.client(id);
+        for n in 0..KEYS {
+            let found = get_string(&mut con, key(n));
+            if acknowledged.contains(&n) {
+                assert_eq!(found, Some(value(n)), "node {id}: acknowledged {} was lost", key(n));
+            } else if let Some(found) = found {
+                // An unacknowledged write may or may not have been committed, but never garbled.
+                assert_eq!(found, value(n), "node {id}: unacknowledged {}", key(n));
+            }
+        }
+    }
+}
+
+#[test]
+fn no_leader_fails_fast_instead_of_hanging() {
+    let mut cluster = Cluster::launch(3);
+    let leader = cluster.wait_for_leader(LEADER_TIMEOUT);
+    cluster.set_with_retry(leader, "before", "1", WRITE_TIMEOUT);
+
+    // Keep one follower; kill the leader and the other follower.
+    let survivor = cluster.ids().into_iter().find(|&id| id != leader).unwrap();
+    let mut con = connect(cluster.redis_port(survivor), FAIL_FAST_BOUND + Duration::from_secs(5))
+        .expect("connect to the survivor");
+    for id in cluster.ids() {
+        if id != survivor {
+            cluster.kill(id);
+        }
+    }
+
+    let started = Instant::now();
+    let write = redis::cmd("SET").arg("during-outage").arg("x").query::<Value>(&mut con);
+    assert_unavailable("SET", write, started.elapsed());
+
+    let started = Instant::now();
+    let read = redis::cmd("GET").arg("before").query::<Value>(&mut con);
+    assert_unavailable("GET", read, started.elapsed());
+
+    // The connection is still usable, and the node still reports on itself.
+    let pong: String = redis::cmd("PING").query(&mut con).expect("PING after the failures");
+    assert_eq!(pong, "PONG");
+    let info = cluster.raft_info(survivor).expect("INFO raft on the survivor");
+    assert_ne!(info.role, "leader", "a lone node of three cannot lead");
+
+    // With a second node back the cluster has a quorum again and the survivor takes writes.
+    let other = cluster.ids().into_iter().find(|&id| id != survivor).unwrap();
+    cluster.start(other);
+    cluster.set_with_retry(survivor, "after-outage", "1", WRITE_TIMEOUT);
+}
+
+/// A command sent with no quorum must come back as CLUSTERDOWN or TIMEOUT, in bounded time.
+fn assert_unavailable(what: &str, reply: redis::RedisResult<Value>, elapsed: Duration) {
+    match reply {
+        Err(e) if common::is_unavailable_reply(&e) => {}
+        other => {
+            panic!("{what} without a quorum answered {other:?} after {elapsed:?}, not CLUSTERDOWN or TIMEOUT")
+        }
+    }
+    assert!(elapsed < FAIL_FAST_BOUND, "{what} without a quorum took {elapsed:?} to fail");
+}
+
+/// The walkthrough again, typed into the real `redis-cli` as the README shows it.
+#[test]
+fn redis_cli_walkthrough() {
+    let mut cluster = Cluster::launch(3);
+    cluster.wait_for_leader(LEADER_TIMEOUT);
+    let node1 = cluster.redis_port(1);
+    let node2 = cluster.redis_port(2);
+
+    assert_eq!(redis_cli(node1, &["ping"]), "PONG");
+    assert_eq!(redis_cli(node1, &["set", "mykey", "myvalue"]), "OK");
+    assert_eq!(redis_cli(node1, &["get", "mykey"]), "myvalue");
+
+    cluster.kill(2);
+    // Retried: if node2 was the leader, node1 refuses writes until a new one is elected.
+    wait_until(WRITE_TIMEOUT, "redis-cli set mykey new-value to answer OK", || {
+        redis_cli(node1, &["set", "mykey", "new-value"]) == "OK"
+    });
+
+    cluster.start(2);
+    // Retried until node2 serves reads at all; its first answer must be the latest value.
+    let mut answer = String::new();
+    wait_until(CATCH_UP_TIMEOUT, "node2 to answer redis-cli get mykey", || {
+        let output = run_tool("redis-cli", &cli_args(node2, &["get", "mykey"]), REPLY_TIMEOUT);
+        answer = output.stdout.trim_end().to_string();
+        output.status.success() && !answer.starts_with("CLUSTERDOWN") && !answer.starts_with("TIMEOUT")
+    });
+    assert_eq!(answer, "new-value", "node2 after its restart");
+    assert_eq!(redis_cli(node2, &["keys", "*"]), "mykey");
+
+    assert_eq!(redis_cli(node2, &["del", "mykey"]), "1");
+    assert_eq!(redis_cli(node1, &["exists", "mykey"]), "0");
+    assert_eq!(redis_cli(node1, &["dbsize"]), "0");
+}
+
+fn cli_args(port: u16, args: &[&str]) -> Vec<String> {
+    let connection = ["-h".to_string(), "127.0.0.1".into(), "-p".into(), port.to_string()];
+    connection.into_iter().chain(args.iter().map(|arg| arg.to_string())).collect()
+}
+
+/// `redis-cli -p PORT args...`, which must exit 0; returns what it printed, trimmed.
+fn redis_cli(port: u16, args: &[&str]) -> String {
+    let output = run_tool("redis-cli", &cli_args(port, args), REPLY_TIMEOUT);
+    assert!(output.status.success(), "redis-cli {args:?} failed: {output:?}");
+    output.stdout.trim_end().to_string()
+}
+
+#[test]
+fn redis_benchmark_runs_without_errors() {
+    let mut cluster = Cluster::launch(3);
+    cluster.wait_for_leader(LEADER_TIMEOUT);
+    // As `make bench` runs it, smaller. `-r` spreads the keys over key:000000000000..999.
+    let command_line = format!("-h 127.0.0.1 -p {} -t set,get -n 20000 -r 1000 -q", cluster.redis_port(1));
+    let args: Vec<&str> = command_line.split_whitespace().collect();
+    let output = run_tool("redis-benchmark", &args, Duration::from_secs(180));
+    // stdout is mostly `\r`-separated progress lines; the summary lines end with `\n`.
+    let summary: Vec<&str> =
+        output.stdout.split(['\r', '\n']).filter(|line| line.contains("requests per second")).collect();
+    assert!(
+        output.status.success(),
+        "redis-benchmark exited with {}; stderr: {:?}; summary: {summary:?}",
+        output.status,
+        output.stderr
+    );
+    // redis-benchmark stops at the first error reply and says so on stderr; it warns when
+    // CONFIG GET does not work. Neither may happen.
+    for line in output.stdout.split(['\r', '\n']).chain(output.stderr.lines()) {
+        let lower = line.to_lowercase();
+        assert!(
+            !lower.contains("error") && !line.contains("ERR") && !lower.contains("warning"),
+            "redis-benchmark reported {line:?}; summary: {summary:?}"
+        );
+    }
+    // The summary lines read like `SET: 12345.67 requests per second, p50=0.311 msec`.
+    let requests_per_second = |test: &str| -> f64 {
+        summary
+            .iter()
+            .filter_map(|line| line.strip_prefix(&format!("{test}: ")))
+            .filter_map(|rest| rest.split_once(" requests per second"))
+            .filter_map(|(number, _)| number.trim().parse::<f64>().ok())
+            .next_back()
+            .unwrap_or_else(|| panic!("no {test} figure in the summary: {summary:?}"))
+    };
+    assert!(requests_per_second("SET") > 0.0);
+    assert!(requests_per_second("GET") > 0.0);
+
+    // The cluster still answers, and every node holds the same benchmark keys.
+    let mut sizes = Vec::new();
+    for id in cluster.ids() {
+        let mut con = cluster.client(id);
+        let size: i64 = redis::cmd("DBSIZE").query(&mut con).expect("DBSIZE");
+        assert!(size > 0, "node {id} holds no keys after the benchmark");
+        sizes.push(size);
+        let keys: Vec<String> = redis::cmd("KEYS").arg("key:*").query(&mut con).expect("KEYS");
+        assert_eq!(keys.len() as i64, size, "node {id}: every key is a benchmark key");
+        for key in &keys {
+            let digits = key.strip_prefix("key:").unwrap();
+            assert!(
+                digits.len() == 12 && digits.bytes().all(|b| b.is_ascii_digit()),
+                "unexpected key {key:?} on node {id}"
+            );
+        }
+    }
+    assert!(sizes.windows(2).all(|pair| pair[0] == pair[1]), "DBSIZE per node: {sizes:?}");
+}
+
+/// 500 SET/GET pairs in one write: the replies come back in request order, and each GET sees
+/// the SET sent just before it on the same connection, as with Redis.
+#[test]
+fn pipelined_commands_are_answered_in_order() {
+    const PAIRS: usize = 500;
+    let mut cluster = Cluster::launch(3);
+    cluster.wait_for_leader(LEADER_TIMEOUT);
+    let stream = cluster.raw_client(1);
+
+    let mut batch = Vec::new();
+    for n in 0..PAIRS {
+        let key = format!("pipelined:{n}");
+        batch.extend(redis::cmd("SET").arg(&key).arg(format!("value {n}")).get_packed_command());
+        batch.extend(redis::cmd("GET").arg(&key).get_packed_command());
+    }
+
+    let mut writer = stream.try_clone().expect("clone the stream");
+    thread::scope(|scope| {
+        // Written from another thread so that neither side can block on a full socket buffer.
+        scope.spawn(move || writer.write_all(&batch).expect("write the pipeline"));
+
+        let mut reader = BufReader::new(&stream);
+        let mut parser = redis::Parser::new();
+        for n in 0..PAIRS {
+            let set_reply = parser.parse_value(&mut reader).expect("a reply to SET");
+            assert_eq!(set_reply, Value::Okay, "reply {} (SET pipelined:{n})", 2 * n);
+            // Redis runs one connection's commands in order, so a GET sees the SET before it
+            // even when neither reply has been read yet. A nil here means the read overtook
+            // the write.
+            let get_reply = parser.parse_value(&mut reader).expect("a reply to GET");
+            assert_eq!(
+                get_reply,
+                Value::BulkString(format!("value {n}").into_bytes()),
+                "reply {} (GET pipelined:{n}, sent right after its SET)",
+                2 * n + 1
+            );
+        }
+    });
+}
+
+#[test]
+fn unknown_command_keeps_connection_open() {
+    let mut cluster = Cluster::launch(3);
+    cluster.wait_for_leader(LEADER_TIMEOUT);
+    let mut stream = cluster.raw_client(1);
+
+    let mut commands = redis::cmd("FOO").arg("a").arg("b").get_packed_command();
+    commands.extend(redis::cmd("foo").get_packed_command());
+    commands.extend(redis::cmd("PING").get_packed_command());
+    stream.write_all(&commands).expect("send the commands");
+
+    // Redis 7's wording, byte for byte, with the command name as the client spelled it.
+    let mut reader = BufReader::new(&stream);
+    let mut line = || {
+        let mut line = Vec::new();
+        reader.read_until(b'\n', &mut line).expect("a reply line");
+        String::from_utf8_lossy(&line).into_owned()
+    };
+    assert_eq!(line(), "-ERR unknown command 'FOO', with args beginning with: 'a' 'b' \r\n");
+    assert_eq!(line(), "-ERR unknown command 'foo', with args beginning with: \r\n");
+    assert_eq!(line(), "+PONG\r\n");
+}
