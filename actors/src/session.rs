@@ -78,6 +78,8 @@ enum QueuedItem {
     Local(LocalCommand),
     /// INFO and CLIENT LIST: answered by RedisStore when EXEC runs.
     Server(Command),
+    /// Refused by its own argument checks: this error is its reply.
+    Failed(Frame),
 }
 
 pub struct Session {
@@ -205,8 +207,16 @@ impl Session {
                 );
             }
         }
-        let command = match Command::parse(args) {
-            Ok(command) => command,
+        let command = match Command::parse_checked(args) {
+            Ok(Ok(command)) => command,
+            Ok(Err(reply)) => {
+                // Inside MULTI, Redis finds a bad option or number when the command runs.
+                if let Some(queue) = &mut self.multi {
+                    queue.push(QueuedItem::Failed(reply));
+                    return self.complete(seq, Frame::Simple("QUEUED".into()), After::Continue, ctx);
+                }
+                return self.complete(seq, reply, After::Continue, ctx);
+            }
             Err(reply) => {
                 if self.multi.is_some() {
                     self.multi_failed = true;
@@ -328,6 +338,7 @@ impl Session {
                     Slot::Keyspace
                 }
                 QueuedItem::Local(local) => Slot::Ready(self.local(local).0),
+                QueuedItem::Failed(error) => Slot::Ready(error),
                 QueuedItem::Server(cmd) => {
                     server.push(self.store.send(Execute(cmd)));
                     Slot::Server

@@ -324,6 +324,15 @@ impl Command {
     /// Parses a request's arguments (`args[0]` is the command name, any case).
     /// An `Err` is the complete error reply for the client.
     pub fn parse(args: Vec<Bytes>) -> Result<Command, Frame> {
+        Self::parse_checked(args)?
+    }
+
+    /// Like [`Command::parse`], but tells apart the two kinds of errors Redis distinguishes
+    /// inside MULTI: an unknown command or a wrong argument count (the outer `Err`) is refused
+    /// when queued and makes EXEC fail with EXECABORT, while an error found by the command itself
+    /// (a bad option or number: the inner `Err`) is queued and becomes that command's reply in
+    /// EXEC's array.
+    pub fn parse_checked(args: Vec<Bytes>) -> Result<Result<Command, Frame>, Frame> {
         let Some(first) = args.first() else {
             return Err(Frame::error("ERR empty command"));
         };
@@ -338,16 +347,20 @@ impl Command {
         let mut rest = args.into_iter();
         rest.next();
         let mut args = Args { name: spec.name, args: rest };
-        if let Some(cmd) = strings::parse(spec.name, &mut args)? {
+        Ok(Self::parse_family(spec.name, &mut args))
+    }
+
+    fn parse_family(name: &'static str, args: &mut Args) -> Result<Command, Frame> {
+        if let Some(cmd) = strings::parse(name, args)? {
             return Ok(cmd);
         }
-        if let Some(cmd) = keys::parse(spec.name, &mut args)? {
+        if let Some(cmd) = keys::parse(name, args)? {
             return Ok(cmd);
         }
-        if let Some(cmd) = server::parse(spec.name, &mut args)? {
+        if let Some(cmd) = server::parse(name, args)? {
             return Ok(cmd);
         }
-        unreachable!("every table entry has a parser: {}", spec.name)
+        unreachable!("every table entry has a parser: {name}")
     }
 }
 

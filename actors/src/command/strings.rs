@@ -241,8 +241,12 @@ pub fn parse_float(s: &[u8]) -> Option<f64> {
 /// trailing zeros removed, which shows the decimal a user expects (`0.1 + 0.2` gives `0.3`).
 /// raft-kv computes in IEEE double, identically on every replica, and prints the shortest text
 /// of the value rounded to 15 significant digits, which gives the same text whenever the
-/// result has at most 15 significant digits.
+/// result has at most 15 significant digits; integral results print exactly.
 pub fn format_float(value: f64) -> String {
+    if value.fract() == 0.0 && value.abs() < 1e38 {
+        // Integral values print exactly, every digit, as `%.17Lf` does for them.
+        return (value as i128).to_string();
+    }
     let rounded: f64 = format!("{value:.14e}").parse().unwrap_or(value);
     format!("{rounded}")
 }
@@ -332,5 +336,6 @@ mod tests {
         assert_eq!(format_float(-0.5), "-0.5");
         assert_eq!(format_float(5.0e3), "5000");
         assert_eq!(format_float(1e20), "100000000000000000000");
+        assert_eq!(format_float(9223372036854775807.0 + 0.5), "9223372036854775808");
     }
 }

@@ -1,0 +1,1120 @@
+//! Differential tests: the same command sequences go to a real `redis-server` and to a raft-kv
+//! cluster, and the replies must be identical, errors by their full text. The only allowed
+//! differences are the documented ones in [`DOCUMENTED_DIFFERENCES`] (also in the README).
+//!
+//! Sequences are hand-written cases covering every supported command, plus random sequences
+//! over a small key set from a fixed seed (`RAFTKV_DIFF_SEED=<n>` replays another one). Each
+//! case starts from an empty keyspace on both sides. A line `@2 CMD ...` runs on a second
+//! connection (a different node for raft-kv), for WATCH across clients.
+//!
+//! Also here: expiry across nodes and restarts, MULTI/EXEC atomicity across nodes, `--requirepass`,
+//! and real clients against the cluster (`redis-cli`, `redis-benchmark`, redis-py).
+
+mod common;
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{connect, run_tool, wait_until, Cluster};
+use redis::{Connection, Value};
+
+const LEADER_TIMEOUT: Duration = Duration::from_secs(30);
+const TOOL_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How raft-kv's replies may differ from Redis's, and why. The harness applies exactly these.
+pub const DOCUMENTED_DIFFERENCES: &[(&str, &str)] = &[
+    ("KEYS", "keys come in byte order (Redis: hash-table order); the harness compares them sorted"),
+    ("SCAN", "cursors are opaque tokens of the node that issued them; the harness compares whole iterations"),
+    ("TTL/PTTL", "the two servers are asked at different instants; compared within 1 s / 1500 ms"),
+    (
+        "INCRBYFLOAT",
+        "IEEE double, printed rounded to 15 significant digits (Redis: long double, 17 decimals)",
+    ),
+    ("SELECT/COPY DB", "only database 0 exists: any other index is 'ERR DB index is out of range'"),
+    ("WATCH", "a watched key that is created and deleted again before EXEC does not abort it"),
+];
+
+// ---------------------------------------------------------------------------------------------
+// The harness
+
+/// A real `redis-server` child process on a free port, killed on drop.
+struct RedisServer {
+    child: Child,
+    port: u16,
+}
+
+impl RedisServer {
+    fn start() -> RedisServer {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .args(["--bind", "127.0.0.1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run redis-server ({e}); it comes with `make deps`"));
+        let server = RedisServer { child, port };
+        wait_until(Duration::from_secs(10), "redis-server to accept connections", || {
+            connect(port, Duration::from_secs(5)).is_ok()
+        });
+        server
+    }
+
+    fn client(&self) -> Connection {
+        connect(self.port, Duration::from_secs(10)).expect("connect to redis-server")
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A reply, with errors kept as their full text.
+#[derive(Debug, Clone, PartialEq)]
+enum Reply {
+    Value(Value),
+    Error(String),
+}
+
+fn error_text(e: &redis::RedisError) -> String {
+    match (e.code(), e.detail()) {
+        (Some(code), Some(detail)) => format!("{code} {detail}"),
+        (Some(code), None) => code.to_owned(),
+        _ => e.to_string(),
+    }
+}
+
+/// Splits a case line into arguments: whitespace separated, `""` is the empty string.
+fn split(line: &str) -> Vec<String> {
+    line.split_whitespace().map(|a| if a == "\"\"" { String::new() } else { a.to_owned() }).collect()
+}
+
+fn send(con: &mut Connection, args: &[String]) -> Reply {
+    let mut cmd = redis::cmd(&args[0]);
+    for a in &args[1..] {
+        cmd.arg(a.as_bytes());
+    }
+    match cmd.query::<Value>(con) {
+        Ok(v) => Reply::Value(v),
+        Err(e) => Reply::Error(error_text(&e)),
+    }
+}
+
+/// Runs one line, applying the documented normalizations (sorted KEYS, whole SCAN iterations).
+fn run_line(con: &mut Connection, args: &[String]) -> Reply {
+    let name = args[0].to_ascii_uppercase();
+    if name == "SCANALL" {
+        // `SCANALL [options]`: iterate SCAN to the end, the keys sorted.
+        let mut keys = Vec::new();
+        let mut cursor = "0".to_owned();
+        for _ in 0..10_000 {
+            let mut scan = vec!["SCAN".to_owned(), cursor.clone()];
+            scan.extend(args[1..].iter().cloned());
+            match send(con, &scan) {
+                Reply::Value(Value::Array(parts)) if parts.len() == 2 => {
+                    let Value::BulkString(next) = &parts[0] else { return Reply::Error("bad cursor".into()) };
+                    if let Value::Array(found) = &parts[1] {
+                        keys.extend(found.iter().cloned());
+                    }
+                    cursor = String::from_utf8_lossy(next).into_owned();
+                    if cursor == "0" {
+                        break;
+                    }
+                }
+                other => return other,
+            }
+        }
+        keys.sort_by_key(|k| format!("{k:?}"));
+        keys.dedup();
+        return Reply::Value(Value::Array(keys));
+    }
+    let reply = send(con, args);
+    match (name.as_str(), reply) {
+        ("KEYS", Reply::Value(Value::Array(mut keys))) => {
+            keys.sort_by_key(|k| format!("{k:?}"));
+            Reply::Value(Value::Array(keys))
+        }
+        (_, reply) => reply,
+    }
+}
+
+/// Whether two replies to `args` agree, allowing the documented tolerance on TTL/PTTL.
+fn agree(args: &[String], redis: &Reply, raftkv: &Reply) -> bool {
+    let tolerance = match args[0].to_ascii_uppercase().as_str() {
+        "TTL" => 1,
+        "PTTL" => 1500,
+        _ => 0,
+    };
+    match (redis, raftkv) {
+        (Reply::Value(Value::Int(a)), Reply::Value(Value::Int(b))) if tolerance > 0 && *a >= 0 && *b >= 0 => {
+            (a - b).abs() <= tolerance
+        }
+        _ => redis == raftkv,
+    }
+}
+
+/// Two connections per side: the main one and the `@2` one.
+struct Side {
+    main: Connection,
+    second: Connection,
+}
+
+impl Side {
+    fn run(&mut self, line: &str) -> Reply {
+        match line.strip_prefix("@2 ") {
+            Some(rest) => run_line(&mut self.second, &split(rest)),
+            None => run_line(&mut self.main, &split(line)),
+        }
+    }
+}
+
+/// Runs `lines` on both sides from an empty keyspace; returns one message per disagreement.
+fn compare(name: &str, lines: &[String], redis: &mut Side, raftkv: &mut Side) -> Vec<String> {
+    let mut diffs = Vec::new();
+    for side in [&mut *redis, &mut *raftkv] {
+        // Leftovers of a previous case (a MULTI left open) must not leak into this one.
+        let _ = side.run("DISCARD");
+        let _ = side.run("@2 DISCARD");
+        let _ = side.run("UNWATCH");
+        assert_eq!(side.run("FLUSHALL"), Reply::Value(Value::Okay));
+    }
+    for (step, line) in lines.iter().enumerate() {
+        let expected = redis.run(line);
+        let actual = raftkv.run(line);
+        let args = split(line.strip_prefix("@2 ").unwrap_or(line));
+        if !agree(&args, &expected, &actual) {
+            diffs.push(format!("{name} step {step} `{line}`: redis {expected:?}, raft-kv {actual:?}"));
+        }
+    }
+    diffs
+}
+
+fn lines(case: &[&str]) -> Vec<String> {
+    case.iter().map(|l| l.to_string()).collect()
+}
+
+/// A cluster with a leader, a Redis server, and a connection pair to each. raft-kv's main
+/// connection goes to a follower, so writes are forwarded through Raft.
+fn setup() -> (Cluster, RedisServer, Side, Side) {
+    let mut cluster = Cluster::launch(3);
+    let leader = cluster.wait_for_leader(LEADER_TIMEOUT);
+    let follower = cluster.ids().into_iter().find(|&id| id != leader).unwrap();
+    // The first write of a new leader's term can take a moment: wait until one succeeds.
+    cluster.set_with_retry(follower, "warmup", "1", LEADER_TIMEOUT);
+    let redis = RedisServer::start();
+    let redis_side = Side { main: redis.client(), second: redis.client() };
+    let raftkv_side = Side { main: cluster.client(follower), second: cluster.client(leader) };
+    (cluster, redis, redis_side, raftkv_side)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hand-written cases: every supported command, including its error paths.
+
+const CASES: &[(&str, &[&str])] = &[
+    (
+        "set options",
+        &[
+            "SET k v",
+            "GET k",
+            "SET k v2 GET",
+            "SET k v3 NX",
+            "SET k v3 XX GET",
+            "GET k",
+            "SET n v NX GET",
+            "SET k v NX XX",
+            "SET k v EX 0",
+            "SET k v EX abc",
+            "SET k v EX",
+            "SET k v PX -5",
+            "SET k v KEEPTTL EX 5",
+            "SET k v EX 9999999999999999",
+            "SET k v PXAT 1",
+            "EXISTS k",
+            "SET k v EXAT 99999999999",
+            "TTL k",
+            "SET k v2 KEEPTTL",
+            "TTL k",
+            "SET k v3",
+            "TTL k",
+            "SET k v bogus",
+            "SET k",
+            "GET",
+            "GET k extra",
+            "SET k v ex 100 get",
+            "PTTL k",
+            "SET k v PX 100000 NX",
+        ],
+    ),
+    (
+        "getset getdel getex",
+        &[
+            "GETSET g 1",
+            "GETSET g 2",
+            "GETDEL g",
+            "GETDEL g",
+            "SET g v",
+            "GETEX g",
+            "GETEX g EX 100",
+            "TTL g",
+            "GETEX g PERSIST",
+            "TTL g",
+            "GETEX g PX 0",
+            "GETEX g EX 1 PX 2",
+            "GETEX g PERSIST EX 1",
+            "GETEX g EXAT 99999999999",
+            "TTL g",
+            "GETEX g PXAT 1",
+            "EXISTS g",
+            "GETEX nokey EX 5",
+            "GETEX g BOGUS",
+        ],
+    ),
+    (
+        "setnx setex psetex",
+        &[
+            "SETNX s 1",
+            "SETNX s 2",
+            "GET s",
+            "SETEX s 100 v",
+            "TTL s",
+            "PSETEX s 100000 v",
+            "PTTL s",
+            "SETEX s 0 v",
+            "SETEX s x v",
+            "PSETEX s -1 v",
+            "SETEX s 10",
+            "GET s",
+        ],
+    ),
+    (
+        "mset mget msetnx",
+        &[
+            "MSET a 1 b 2 c 3",
+            "MGET a b c d",
+            "MSET a",
+            "MSET a 1 b",
+            "MSETNX a 9 z 9",
+            "MSETNX y 1 z 2",
+            "MGET y z a",
+            "MSETNX",
+            "MGET",
+        ],
+    ),
+    (
+        "append strlen ranges",
+        &[
+            "APPEND s hello",
+            "APPEND s _world",
+            "STRLEN s",
+            "STRLEN nokey",
+            "GETRANGE s 0 4",
+            "GETRANGE s -5 -1",
+            "GETRANGE s 5 2",
+            "GETRANGE s -1 -5",
+            "GETRANGE s 0 100",
+            "GETRANGE s -100 2",
+            "SUBSTR s 1 3",
+            "GETRANGE nokey 0 -1",
+            "GETRANGE s a b",
+            "SETRANGE s 6 WORLD",
+            "GET s",
+            "SETRANGE r 5 x",
+            "GET r",
+            "SETRANGE r -1 x",
+            "SETRANGE e 0 \"\"",
+            "EXISTS e",
+            "SETRANGE s 0 \"\"",
+            "SETRANGE s 536870912 x",
+            "SET t 1 EX 100",
+            "APPEND t 2",
+            "TTL t",
+            "SETRANGE t 0 9",
+            "GET t",
+            "TTL t",
+        ],
+    ),
+    (
+        "counters",
+        &[
+            "INCR i",
+            "INCRBY i 10",
+            "DECR i",
+            "DECRBY i 5",
+            "INCRBY i abc",
+            "SET i abc",
+            "INCR i",
+            "SET i 9223372036854775807",
+            "INCR i",
+            "SET i -9223372036854775808",
+            "DECR i",
+            "DECRBY i -9223372036854775808",
+            "INCRBY i 1.5",
+            "SET i 01",
+            "INCR i",
+            "SET i -0",
+            "INCR i",
+            "SET i 10 EX 100",
+            "INCR i",
+            "TTL i",
+            "INCRBY i -9223372036854775808",
+            "INCRBY i 9223372036854775807",
+        ],
+    ),
+    (
+        "incrbyfloat",
+        &[
+            "SET i 10",
+            "INCRBYFLOAT i 0.5",
+            "INCRBYFLOAT i -1.5",
+            "INCRBYFLOAT i 1e3",
+            "INCRBYFLOAT i abc",
+            "INCRBYFLOAT i inf",
+            "SET f 3.0",
+            "INCRBYFLOAT f 0.1",
+            "SET f 10.5",
+            "INCRBYFLOAT f 0.1",
+            "SET f 0.1",
+            "INCRBYFLOAT f 0.2",
+            "INCRBYFLOAT nf 5",
+            "INCRBYFLOAT nf -5",
+            "SET f abc",
+            "INCRBYFLOAT f 1",
+            "SET f 5.0e3",
+            "INCRBYFLOAT f 2.0e2",
+            "INCR f",
+            "SET f 9007199254740990",
+            "INCRBYFLOAT f 2",
+        ],
+    ),
+    (
+        "lcs",
+        &[
+            "MSET s1 ohmytext s2 mynewtext",
+            "LCS s1 s2",
+            "LCS s1 s2 LEN",
+            "LCS s1 s2 IDX",
+            "LCS s1 s2 IDX MINMATCHLEN 4 WITHMATCHLEN",
+            "LCS s1 s2 IDX WITHMATCHLEN",
+            "LCS s1 s2 LEN IDX",
+            "LCS s1 nokey",
+            "LCS s1 s2 BOGUS",
+            "LCS s1 s2 MINMATCHLEN x",
+            "MSET a abcabc b cbacba",
+            "LCS a b",
+            "LCS a b IDX",
+        ],
+    ),
+    (
+        "del exists type touch",
+        &[
+            "MSET a 1 b 2",
+            "DEL a b c",
+            "DEL a",
+            "UNLINK b",
+            "SET a 1",
+            "EXISTS a a nokey",
+            "TOUCH a nokey",
+            "TYPE a",
+            "TYPE nokey",
+            "DEL",
+            "EXISTS",
+            "UNLINK a a",
+        ],
+    ),
+    (
+        "rename copy",
+        &[
+            "SET a 1",
+            "RENAME a b",
+            "GET b",
+            "RENAME nokey x",
+            "RENAME b b",
+            "RENAMENX b b",
+            "SET c 3",
+            "RENAMENX b c",
+            "RENAMENX b d",
+            "SET e 1 EX 1000",
+            "RENAME e f",
+            "TTL f",
+            "SET a 1",
+            "COPY a b",
+            "COPY a b",
+            "SET a 2",
+            "COPY a b REPLACE",
+            "GET b",
+            "COPY a a",
+            "COPY nokey x",
+            "COPY a c DB 0",
+            "COPY a c BOGUS",
+            "COPY a c DB x",
+            "COPY f g",
+            "TTL g",
+            "RENAME a",
+            "RENAMENX nokey x",
+        ],
+    ),
+    (
+        "keys scan dbsize flush randomkey",
+        &[
+            "RANDOMKEY",
+            "MSET apple 1 banana 2 avocado 3 cherry 4",
+            "KEYS a*",
+            "KEYS *an*",
+            "KEYS ?pple",
+            "KEYS [ab]*",
+            "KEYS nothing*",
+            "KEYS *",
+            "SCANALL",
+            "SCANALL MATCH a*",
+            "SCANALL COUNT 1",
+            "SCANALL TYPE string",
+            "SCANALL TYPE list",
+            "SCAN x",
+            "SCAN 0 COUNT 0",
+            "SCAN 0 MATCH",
+            "SCAN 0 BOGUS 1",
+            "DBSIZE",
+            "FLUSHDB",
+            "DBSIZE",
+            "SET only 1",
+            "RANDOMKEY",
+            "FLUSHALL ASYNC",
+            "FLUSHDB later",
+            "FLUSHALL SYNC",
+            "DBSIZE",
+            "KEYS",
+        ],
+    ),
+    (
+        "expire family",
+        &[
+            "SET k v",
+            "EXPIRE k 100",
+            "TTL k",
+            "PTTL k",
+            "EXPIRE k 100 NX",
+            "EXPIRE k 200 XX",
+            "EXPIRE k 50 GT",
+            "EXPIRE k 500 GT",
+            "EXPIRE k 600 LT",
+            "EXPIRE k 60 LT",
+            "TTL k",
+            "PERSIST k",
+            "PERSIST k",
+            "TTL k",
+            "EXPIRE k 50 XX",
+            "EXPIRE k 50 GT",
+            "EXPIRE k 50 LT",
+            "TTL k",
+            "EXPIRE k 100 NX XX",
+            "EXPIRE k 100 GT LT",
+            "EXPIRE k 100 foo",
+            "EXPIRE k abc",
+            "EXPIRE k 99999999999999999",
+            "EXPIREAT k 99999999999",
+            "EXPIRETIME k",
+            "PEXPIRETIME k",
+            "PEXPIREAT k 99999999999000",
+            "PEXPIRETIME k",
+            "PEXPIRE k 100000",
+            "PEXPIRE k 100000 XX LT",
+            "PEXPIRE k 200000 XX LT",
+            "EXPIRE nokey 10",
+            "TTL nokey",
+            "PTTL nokey",
+            "EXPIRETIME nokey",
+            "PERSIST nokey",
+            "SET p v",
+            "EXPIRETIME p",
+            "TTL p",
+            "EXPIRE p -1",
+            "EXISTS p",
+            "SET p v",
+            "PEXPIREAT p 1",
+            "EXISTS p",
+            "SET p v",
+            "EXPIREAT p 1 XX",
+            "EXISTS p",
+            "EXPIRE p",
+            "EXPIREAT p 1 NX",
+            "EXISTS p",
+            "DBSIZE",
+        ],
+    ),
+    (
+        "multi exec",
+        &[
+            "MULTI",
+            "SET a 1",
+            "INCR a",
+            "GET a",
+            "EXEC",
+            "MULTI",
+            "SET a x",
+            "INCR a",
+            "GET a",
+            "EXEC",
+            "MULTI",
+            "SET a 1",
+            "BOGUSCMD",
+            "GET a",
+            "EXEC",
+            "GET a",
+            "MULTI",
+            "SET a",
+            "EXEC",
+            "EXEC",
+            "DISCARD",
+            "MULTI",
+            "MULTI",
+            "DISCARD",
+            "MULTI",
+            "WATCH a",
+            "PING",
+            "ECHO hi",
+            "EXEC",
+            "MULTI",
+            "EXEC",
+            "MULTI",
+            "DEL a",
+            "SET b 2",
+            "DISCARD",
+            "GET b",
+            "MULTI",
+            "MSET x 1 y 2",
+            "MGET x y",
+            "EXISTS x y z",
+            "DBSIZE",
+            "EXEC",
+        ],
+    ),
+    (
+        "watch",
+        &[
+            "SET w 1",
+            "WATCH w",
+            "SET w 2",
+            "MULTI",
+            "GET w",
+            "EXEC",
+            "WATCH w",
+            "MULTI",
+            "GET w",
+            "EXEC",
+            "WATCH w",
+            "UNWATCH",
+            "SET w 3",
+            "MULTI",
+            "GET w",
+            "EXEC",
+            "WATCH w",
+            "@2 SET w 4",
+            "MULTI",
+            "INCR w",
+            "EXEC",
+            "GET w",
+            "WATCH w nokey",
+            "@2 GET w",
+            "MULTI",
+            "INCR w",
+            "EXEC",
+            "WATCH w",
+            "@2 SET other 1",
+            "MULTI",
+            "INCR w",
+            "EXEC",
+            "WATCH w",
+            "@2 DEL w",
+            "MULTI",
+            "SET w again",
+            "EXEC",
+            "GET w",
+            "WATCH nokey",
+            "@2 SET nokey 1",
+            "MULTI",
+            "GET nokey",
+            "EXEC",
+            "WATCH w",
+            "MULTI",
+            "UNWATCH",
+            "EXEC",
+            "WATCH",
+            "SET e 1 PX 100000",
+            "WATCH e",
+            "@2 PERSIST e",
+            "MULTI",
+            "GET e",
+            "EXEC",
+        ],
+    ),
+    (
+        "connection",
+        &[
+            "PING",
+            "PING hi",
+            "PING a b",
+            "ECHO x",
+            "ECHO",
+            "SELECT 0",
+            "SELECT 16",
+            "SELECT x",
+            "CLIENT SETNAME myname",
+            "CLIENT GETNAME",
+            "CLIENT SETNAME",
+            "CLIENT BOGUS",
+            "CLIENT SETNAME \"\"",
+            "CLIENT GETNAME",
+            "AUTH foo",
+            "AUTH a b",
+            "AUTH default anything",
+            "AUTH a b c",
+            "HELLO 4",
+            "HELLO x",
+            "HELLO 2 FOO",
+            "HELLO 2 AUTH a",
+            "CONFIG GET save",
+            "CONFIG SET foo bar",
+            "CONFIG BOGUS",
+            "CONFIG GET",
+            "FUNCTION FLUSH",
+            "SCRIPT FLUSH",
+            "FUNCTION FLUSH ASYNC",
+            "SCRIPT FLUSH SYNC",
+            "FUNCTION BOGUS",
+            "FOO a b",
+            "COMMAND BOGUS",
+            "COMMAND COUNT x",
+        ],
+    ),
+];
+
+#[test]
+fn hand_written_cases_match_redis() {
+    let (_cluster, _redis, mut redis_side, mut raftkv_side) = setup();
+    let mut diffs = Vec::new();
+    for (name, case) in CASES {
+        diffs.extend(compare(name, &lines(case), &mut redis_side, &mut raftkv_side));
+    }
+    assert!(diffs.is_empty(), "{} differences from Redis:\n{}", diffs.len(), diffs.join("\n"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Random sequences
+
+/// xorshift64*: small, seedable, and the same everywhere.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[(self.next() % items.len() as u64) as usize]
+    }
+}
+
+const KEYS: &[&str] = &["k0", "k1", "k2", "k3"];
+const VALUES: &[&str] = &["", "1", "-3", "abc", "10", "0.5", "hello", "7"];
+const DELTAS: &[&str] = &["1", "-7", "100", "1000000", "x"];
+const FLOATS: &[&str] = &["0.5", "-1.5", "3", "1e2", "abc"];
+const OFFSETS: &[&str] = &["0", "1", "3", "-1", "-3", "10"];
+
+/// One random command over the small key set. Values and increments keep integers small and
+/// floats binary-exact, so the documented INCRBYFLOAT difference cannot show up here.
+/// Inside MULTI, KEYS and SCAN are left out: their order inside EXEC's reply is not normalized.
+fn random_command(rng: &mut Rng, in_multi: bool) -> String {
+    let k = rng.pick(KEYS);
+    let k2 = rng.pick(KEYS);
+    let v = rng.pick(VALUES);
+    let v = if v.is_empty() { "\"\"" } else { v };
+    match rng.next() % 36 {
+        0 => format!("SET {k} {v}"),
+        1 => {
+            let opt = rng.pick(&[
+                "NX",
+                "XX",
+                "GET",
+                "EX 1000",
+                "PX 1000000",
+                "KEEPTTL",
+                "NX GET",
+                "XX EX 500",
+                "PXAT 1",
+            ]);
+            format!("SET {k} {v} {opt}")
+        }
+        2 | 3 => format!("GET {k}"),
+        4 => format!("DEL {k} {k2}"),
+        5 => format!("EXISTS {k} {k2}"),
+        6 => format!("INCR {k}"),
+        7 => format!("INCRBY {k} {}", rng.pick(DELTAS)),
+        8 => format!("DECRBY {k} {}", rng.pick(DELTAS)),
+        9 => format!("APPEND {k} {v}"),
+        10 => format!("STRLEN {k}"),
+        11 => format!("GETRANGE {k} {} {}", rng.pick(OFFSETS), rng.pick(OFFSETS)),
+        12 => format!("SETRANGE {k} {} {v}", rng.pick(&["0", "2", "5"])),
+        13 => format!("MSET {k} {v} {k2} 1"),
+        14 => format!("MGET {k} {k2} nokey"),
+        15 => format!("MSETNX {k} {v} {k2} 2"),
+        16 => format!("GETSET {k} {v}"),
+        17 => format!("GETDEL {k}"),
+        18 => format!("RENAME {k} {k2}"),
+        19 => format!("RENAMENX {k} {k2}"),
+        20 => format!("COPY {k} {k2}{}", rng.pick(&["", " REPLACE"])),
+        21 => format!("TYPE {k}"),
+        22 => format!("EXPIRE {k} {}", rng.pick(&["1000", "2000 NX", "500 XX", "3000 GT", "100 LT", "-1"])),
+        23 => format!("PERSIST {k}"),
+        24 => format!("TTL {k}"),
+        25 => format!("SETNX {k} {v}"),
+        26 => format!("INCRBYFLOAT {k} {}", rng.pick(FLOATS)),
+        27 => format!("LCS {k} {k2}"),
+        28 => "DBSIZE".into(),
+        29 if !in_multi => "KEYS *".into(),
+        30 => format!("GETEX {k} {}", rng.pick(&["", "PERSIST", "EX 900", "PXAT 1"])),
+        31 => format!("DECR {k}"),
+        32 => format!("PEXPIRE {k} {}", rng.pick(&["100000", "-5", "200000 GT"])),
+        33 => format!("SETEX {k} {} {v}", rng.pick(&["100", "0"])),
+        34 if !in_multi => "SCANALL".into(),
+        _ => format!("UNLINK {k}"),
+    }
+}
+
+fn random_sequence(seed: u64, len: usize) -> Vec<String> {
+    let mut rng = Rng(seed.max(1));
+    let mut out = Vec::with_capacity(len);
+    while out.len() < len {
+        if rng.next() % 12 == 0 {
+            out.push("MULTI".to_owned());
+            for _ in 0..1 + rng.next() % 3 {
+                out.push(random_command(&mut rng, true));
+            }
+            out.push(if rng.next() % 8 == 0 { "DISCARD" } else { "EXEC" }.to_owned());
+        } else {
+            out.push(random_command(&mut rng, false));
+        }
+    }
+    out
+}
+
+#[test]
+fn random_sequences_match_redis() {
+    let seeds: Vec<u64> = match std::env::var("RAFTKV_DIFF_SEED") {
+        Ok(s) => vec![s.parse().expect("RAFTKV_DIFF_SEED must be a number")],
+        Err(_) => vec![1, 2, 3],
+    };
+    let (_cluster, _redis, mut redis_side, mut raftkv_side) = setup();
+    for seed in seeds {
+        let sequence = random_sequence(seed, 250);
+        let diffs = compare(&format!("seed {seed}"), &sequence, &mut redis_side, &mut raftkv_side);
+        assert!(
+            diffs.is_empty(),
+            "seed {seed} (replay with RAFTKV_DIFF_SEED={seed}): {} differences:\n{}",
+            diffs.len(),
+            diffs.join("\n")
+        );
+    }
+}
+
+#[test]
+fn the_harness_reports_planted_and_real_differences() {
+    let (redis_a, redis_b) = (RedisServer::start(), RedisServer::start());
+    let mut a = Side { main: redis_a.client(), second: redis_a.client() };
+    let mut b = Side { main: redis_b.client(), second: redis_b.client() };
+    // The same server on both sides agrees with itself ...
+    let case = lines(&["SET k 1", "INCR k", "GET k"]);
+    assert!(compare("same", &case, &mut a, &mut b).is_empty());
+    // ... but a planted difference (the second side's value is changed behind its back) is
+    // reported, with the step and both replies.
+    let planted = lines(&["SET k 1", "@2 INCR k", "GET k"]);
+    let b_planted = lines(&["SET k 1", "@2 INCRBY k 5", "GET k"]);
+    let mut diffs = Vec::new();
+    for side in [&mut a, &mut b] {
+        side.run("FLUSHALL");
+    }
+    for (step, (x, y)) in planted.iter().zip(&b_planted).enumerate() {
+        let (rx, ry) = (a.run(x), b.run(y));
+        if !agree(&split(x.trim_start_matches("@2 ")), &rx, &ry) {
+            diffs.push(format!("step {step}: {rx:?} vs {ry:?}"));
+        }
+    }
+    assert_eq!(diffs.len(), 2, "INCR's reply and the GET after it differ: {diffs:?}");
+    // TTL tolerance is bounded: 1 s apart is accepted, 5 s is a difference.
+    let ttl = split("TTL k");
+    assert!(agree(&ttl, &Reply::Value(Value::Int(100)), &Reply::Value(Value::Int(99))));
+    assert!(!agree(&ttl, &Reply::Value(Value::Int(100)), &Reply::Value(Value::Int(95))));
+    assert!(!agree(&split("GET k"), &Reply::Value(Value::Int(1)), &Reply::Error("ERR x".into())));
+}
+
+#[test]
+fn the_documented_incrbyfloat_difference_is_caught_when_not_excluded() {
+    // Redis computes in long double: 1000.1 + 0 prints as 1000.09999999999999998. raft-kv uses
+    // IEEE double and prints 1000.1. The harness must see this (it is documented, not hidden).
+    let (_cluster, _redis, mut redis_side, mut raftkv_side) = setup();
+    let diffs = compare(
+        "long double",
+        &lines(&["SET f 1000.1", "INCRBYFLOAT f 0"]),
+        &mut redis_side,
+        &mut raftkv_side,
+    );
+    assert_eq!(diffs.len(), 1, "{diffs:?}");
+    assert!(diffs[0].contains("1000.09999999999999998"), "{diffs:?}");
+    assert!(DOCUMENTED_DIFFERENCES.iter().any(|(what, _)| *what == "INCRBYFLOAT"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Expiry across nodes
+
+fn query<T: redis::FromRedisValue>(con: &mut Connection, args: &[&str]) -> T {
+    let mut cmd = redis::cmd(args[0]);
+    for a in &args[1..] {
+        cmd.arg(*a);
+    }
+    cmd.query(con).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+}
+
+#[test]
+fn expired_keys_vanish_on_every_node_and_stay_gone_after_restart() {
+    let mut cluster = Cluster::launch(3);
+    let leader = cluster.wait_for_leader(LEADER_TIMEOUT);
+    let ids = cluster.ids();
+    let writer = *ids.iter().find(|&&id| id != leader).unwrap();
+    let down = *ids.iter().find(|&&id| id != leader && id != writer).unwrap();
+    cluster.set_with_retry(writer, "warmup", "1", LEADER_TIMEOUT);
+    let mut cons: Vec<Connection> = ids.iter().map(|&id| cluster.client(id)).collect();
+
+    let _: () = query(&mut cons[0], &["SET", "short", "v", "PX", "3000"]);
+    let _: () = query(&mut cons[0], &["SET", "long", "v", "EX", "1000"]);
+    // Every node sees it, with a TTL that only goes down as time passes, node after node.
+    let mut last = i64::MAX;
+    for round in 0..2 {
+        for (i, con) in cons.iter_mut().enumerate() {
+            assert_eq!(
+                common::get_string(con, "short").as_deref(),
+                Some("v"),
+                "node {} round {round}",
+                ids[i]
+            );
+            let pttl: i64 = query(con, &["PTTL", "short"]);
+            assert!(pttl > 0 && pttl <= 3000, "PTTL {pttl} on node {}", ids[i]);
+            assert!(pttl <= last.saturating_add(50), "PTTL went up from {last} to {pttl} on node {}", ids[i]);
+            last = pttl;
+        }
+    }
+    // A node that is down while the key expires must not bring it back when it returns.
+    cluster.kill(down);
+    let live: Vec<usize> = (0..ids.len()).filter(|&i| ids[i] != down).collect();
+    wait_until(Duration::from_secs(15), "the key to vanish on every live node", || {
+        live.iter().all(|&i| common::get(&mut cons[i], "short").is_none())
+    });
+    // Physically removed through Raft: the key count drops on every live node.
+    wait_until(Duration::from_secs(15), "the expired key to be deleted through Raft", || {
+        live.iter().all(|&i| query::<i64>(&mut cons[i], &["DBSIZE"]) == 2)
+    });
+    cluster.start(down);
+    cluster.wait_for_leader(LEADER_TIMEOUT);
+    let i = ids.iter().position(|&id| id == down).unwrap();
+    let mut back = cluster.client(down);
+    wait_until(Duration::from_secs(15), "the restarted node to catch up", || {
+        matches!(redis::cmd("DBSIZE").query::<i64>(&mut back), Ok(2))
+    });
+    assert_eq!(common::get(&mut back, "short"), None, "node {} resurrected an expired key", ids[i]);
+    let ttl: i64 = query(&mut back, &["TTL", "long"]);
+    assert!(ttl > 990 && ttl <= 1000, "TTL {ttl}");
+    let info: String = query(&mut back, &["INFO", "keyspace"]);
+    assert!(info.contains("db0:keys=2,expires=1,"), "{info}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Transactions across nodes
+
+#[test]
+fn concurrent_transactions_on_different_nodes_never_interleave() {
+    let mut cluster = Cluster::launch(3);
+    let leader = cluster.wait_for_leader(LEADER_TIMEOUT);
+    for id in cluster.ids() {
+        cluster.set_with_retry(id, "warmup", "1", LEADER_TIMEOUT);
+    }
+    const ROUNDS: i64 = 25;
+    let ports: Vec<u16> = cluster.ids().iter().map(|&id| cluster.redis_port(id)).collect();
+    let writers: Vec<_> = ports
+        .iter()
+        .map(|&port| {
+            thread::spawn(move || {
+                let mut con = connect(port, Duration::from_secs(20)).unwrap();
+                for _ in 0..ROUNDS {
+                    let replies: Vec<i64> = redis::pipe()
+                        .atomic()
+                        .cmd("INCR")
+                        .arg("a")
+                        .cmd("INCR")
+                        .arg("b")
+                        .query(&mut con)
+                        .expect("MULTI/EXEC");
+                    assert_eq!(replies[0], replies[1], "a and b diverged inside one transaction");
+                }
+            })
+        })
+        .collect();
+    let reader_port = ports[0];
+    let reader = thread::spawn(move || {
+        let mut con = connect(reader_port, Duration::from_secs(20)).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut reads = 0;
+        loop {
+            let (a, b): (Option<i64>, Option<i64>) =
+                redis::pipe().atomic().get("a").get("b").query(&mut con).expect("MULTI GET GET EXEC");
+            assert_eq!(a, b, "a transaction was seen half-applied");
+            reads += 1;
+            if a == Some(3 * ROUNDS) || Instant::now() > deadline {
+                return reads;
+            }
+        }
+    });
+    for w in writers {
+        w.join().expect("a writer failed");
+    }
+    assert!(reader.join().expect("the reader failed") > 0);
+    for id in cluster.ids() {
+        let mut con = cluster.client(id);
+        let (a, b): (i64, i64) = redis::pipe().atomic().get("a").get("b").query(&mut con).unwrap();
+        assert_eq!((a, b), (3 * ROUNDS, 3 * ROUNDS), "node {id}");
+    }
+    // WATCH across nodes: a write through another node aborts the transaction.
+    let other = cluster.ids().into_iter().find(|&id| id != leader).unwrap();
+    let mut watcher = cluster.client(leader);
+    let mut writer = cluster.client(other);
+    let _: () = query(&mut watcher, &["WATCH", "a"]);
+    let _: () = query(&mut writer, &["INCR", "a"]);
+    let _: () = query(&mut watcher, &["MULTI"]);
+    let _: Value = query(&mut watcher, &["SET", "b", "0"]);
+    let exec: Value = query(&mut watcher, &["EXEC"]);
+    assert_eq!(exec, Value::Nil, "EXEC must abort after a watched key changed on another node");
+    assert_eq!(common::get_string(&mut watcher, "b").as_deref(), Some(&*(3 * ROUNDS).to_string()));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Authentication (a one-node cluster of our own, started with --requirepass)
+
+#[test]
+fn requirepass_demands_auth_before_anything_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports: Vec<u16> = (0..2)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .map(|l| l.local_addr().unwrap().port())
+        .collect();
+    let mut node = Command::new(env!("CARGO_BIN_EXE_raft-kv"))
+        .args(["--id", "1", "--cluster", &format!("127.0.0.1:{}", ports[0]), "--port", &ports[1].to_string()])
+        .args(["--requirepass", "s3cret"])
+        .arg("--data-dir")
+        .arg(dir.path().join("node1"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let port = ports[1];
+    let result = std::panic::catch_unwind(|| {
+        wait_until(Duration::from_secs(20), "the node to accept connections", || {
+            connect(port, Duration::from_secs(5)).is_ok()
+        });
+        let mut con = connect(port, Duration::from_secs(10)).unwrap();
+        let run = |con: &mut Connection, line: &str| send(con, &split(line));
+        let err = |s: &str| Reply::Error(s.to_owned());
+        assert_eq!(run(&mut con, "GET k"), err("NOAUTH Authentication required."));
+        assert_eq!(
+            run(&mut con, "AUTH wrong"),
+            err("WRONGPASS invalid username-password pair or user is disabled.")
+        );
+        assert!(
+            matches!(run(&mut con, "HELLO 3"), Reply::Error(e) if e.starts_with("NOAUTH HELLO must be called"))
+        );
+        assert_eq!(run(&mut con, "AUTH s3cret"), Reply::Value(Value::Okay));
+        wait_until(Duration::from_secs(20), "a write to succeed", || {
+            run(&mut con, "SET k v") == Reply::Value(Value::Okay)
+        });
+        assert_eq!(run(&mut con, "GET k"), Reply::Value(Value::BulkString(b"v".to_vec())));
+        let mut other = connect(port, Duration::from_secs(10)).unwrap();
+        let hello = run(&mut other, "HELLO 2 AUTH default s3cret SETNAME app");
+        assert!(matches!(hello, Reply::Value(Value::Array(_)) | Reply::Value(Value::Map(_))), "{hello:?}");
+        assert_eq!(run(&mut other, "CLIENT GETNAME"), Reply::Value(Value::BulkString(b"app".to_vec())));
+    });
+    let _ = node.kill();
+    let _ = node.wait();
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Real clients: redis-cli, redis-benchmark, redis-py
+
+#[test]
+fn redis_cli_redis_benchmark_and_redis_py_work_against_the_cluster() {
+    let mut cluster = Cluster::launch(3);
+    let leader = cluster.wait_for_leader(LEADER_TIMEOUT);
+    let follower = cluster.ids().into_iter().find(|&id| id != leader).unwrap();
+    cluster.set_with_retry(follower, "warmup", "1", LEADER_TIMEOUT);
+    let port = cluster.redis_port(follower).to_string();
+
+    let cli = |args: &[&str]| {
+        let mut all = vec!["-p", &port];
+        all.extend_from_slice(args);
+        let out = run_tool("redis-cli", &all, TOOL_TIMEOUT);
+        assert!(out.status.success(), "redis-cli {args:?}: {out:?}");
+        out.stdout.trim_end().to_owned()
+    };
+    assert_eq!(cli(&["SET", "cli", "hello", "EX", "100"]), "OK");
+    assert_eq!(cli(&["GET", "cli"]), "hello");
+    assert_eq!(cli(&["INCRBY", "n", "41"]), "41");
+    assert_eq!(cli(&["INCR", "n"]), "42");
+    assert_eq!(cli(&["--no-raw", "TTL", "cli"]).split_whitespace().next(), Some("(integer)"));
+    assert!(cli(&["COMMAND", "DOCS", "set"]).contains("Sets the string value of a key"));
+    assert!(cli(&["INFO", "raft"]).contains("role:"));
+    assert_eq!(cli(&["--scan", "--pattern", "cl*"]), "cli");
+
+    let bench = run_tool(
+        "redis-benchmark",
+        &["-p", &port, "-t", "set,get,incr,mset", "-n", "2000", "-c", "10", "-q"],
+        TOOL_TIMEOUT,
+    );
+    assert!(bench.status.success(), "{bench:?}");
+    for test in ["SET", "GET", "INCR", "MSET"] {
+        assert!(
+            bench
+                .stdout
+                .split(['\r', '\n'])
+                .any(|l| l.trim_start().starts_with(test) && l.contains("requests per second")),
+            "redis-benchmark did not report {test}: {}",
+            bench.stdout
+        );
+    }
+
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/redis_py_client.py");
+    // The first interpreter that has redis-py (Debian's python3-redis lives in /usr/bin's).
+    let python = ["python3", "/usr/bin/python3"]
+        .into_iter()
+        .find(|python| {
+            Command::new(python)
+                .args(["-c", "import redis"])
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+        .expect("no python3 with redis-py found: `make deps` installs python3-redis");
+    let py = run_tool(python, &[script, &port], TOOL_TIMEOUT);
+    assert!(
+        py.status.success(),
+        "redis-py against raft-kv failed (redis-py comes from `make deps`: python3-redis):\n{}\n{}",
+        py.stdout,
+        py.stderr
+    );
+    assert!(py.stdout.contains("redis-py ok"), "{py:?}");
+}

@@ -1,0 +1,50 @@
+"""redis-py against a raft-kv node: python3 tests/redis_py_client.py PORT
+
+Run by tests/differential.rs. Exits non-zero (an assertion) if any reply is not what Redis
+would give. redis-py comes from Debian's python3-redis (`make deps`).
+"""
+import sys
+
+import redis
+
+port = int(sys.argv[1])
+r = redis.Redis(host="127.0.0.1", port=port, socket_timeout=20)
+
+assert r.ping() is True
+assert r.set("py:k", "v", ex=100) is True
+assert r.get("py:k") == b"v"
+assert 95 <= r.ttl("py:k") <= 100
+assert r.set("py:k", "w", nx=True) is None
+assert r.getset("py:k", "x") == b"v"
+assert r.incr("py:n") == 1
+assert r.incrby("py:n", 9) == 10
+assert r.incrbyfloat("py:f", 0.5) == 0.5
+assert r.mset({"py:a": "1", "py:b": "2"}) is True
+assert r.mget(["py:a", "py:b", "py:none"]) == [b"1", b"2", None]
+assert r.append("py:a", "23") == 3
+assert r.exists("py:a", "py:b", "py:none") == 2
+assert r.type("py:a") == b"string"
+assert r.expire("py:a", 50) is True
+assert r.persist("py:a") is True
+assert r.rename("py:a", "py:c") is True
+assert sorted(r.scan_iter(match="py:*")) == sorted([b"py:k", b"py:n", b"py:f", b"py:b", b"py:c"])
+
+# A transaction with WATCH, through redis-py's pipeline.
+with r.pipeline() as pipe:
+    pipe.watch("py:n")
+    current = int(pipe.get("py:n"))
+    pipe.multi()
+    pipe.set("py:n", current * 2)
+    pipe.get("py:n")
+    assert pipe.execute() == [True, b"20"]
+
+try:
+    r.incr("py:k")
+    raise AssertionError("INCR on a non-integer must fail")
+except redis.ResponseError as e:
+    assert str(e) == "value is not an integer or out of range", str(e)
+
+assert r.client_setname("py-client") is True
+assert r.client_getname() == "py-client" or r.client_getname() == b"py-client"
+assert r.delete("py:k", "py:n", "py:f", "py:b", "py:c") == 5
+print("redis-py ok")
