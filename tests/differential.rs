@@ -809,11 +809,11 @@ fn random_sequence(seed: u64, len: usize) -> Vec<String> {
 fn random_sequences_match_redis() {
     let seeds: Vec<u64> = match std::env::var("RAFTKV_DIFF_SEED") {
         Ok(s) => vec![s.parse().expect("RAFTKV_DIFF_SEED must be a number")],
-        Err(_) => vec![1, 2, 3],
+        Err(_) => vec![1, 2, 3, 4, 5],
     };
     let (_cluster, _redis, mut redis_side, mut raftkv_side) = setup();
     for seed in seeds {
-        let sequence = random_sequence(seed, 250);
+        let sequence = random_sequence(seed, 400);
         let diffs = compare(&format!("seed {seed}"), &sequence, &mut redis_side, &mut raftkv_side);
         assert!(
             diffs.is_empty(),
