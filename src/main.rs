@@ -29,6 +29,9 @@ struct Options {
     /// Require clients to AUTH with this password (like Redis's `requirepass`).
     #[arg(long, env = "RAFTKV_REQUIREPASS")]
     requirepass: Option<String>,
+    /// Start with an empty data dir and wait to be added by the cluster (`RAFT.NODE ADD`).
+    #[arg(long, env = "RAFTKV_JOIN")]
+    join: bool,
     /// Compact the Raft log once this many applied entries follow the last compaction point.
     #[arg(long, env = "RAFTKV_SNAPSHOT_THRESHOLD", default_value_t = 20_000)]
     snapshot_threshold: u64,
@@ -63,6 +66,7 @@ fn main() -> anyhow::Result<()> {
         store: Default::default(),
         limits: Default::default(),
         requirepass: options.requirepass.clone(),
+        join: options.join,
         fault_control: options.fault_control.clone(),
     };
     let system = actix_rt::System::new();

@@ -27,6 +27,9 @@ pub enum Error {
     /// A log entry could not be decoded: a corrupted or incompatible log.
     #[error("ERR corrupt raft log entry: {0}")]
     Corrupt(String),
+    /// A request that cannot be carried out as asked (membership and leadership commands).
+    #[error("ERR {0}")]
+    Invalid(String),
     /// The actor that should answer has stopped (the node is shutting down).
     #[error("ERR node is shutting down")]
     Stopped,

@@ -33,6 +33,7 @@ pub mod command;
 pub mod error;
 pub mod glob;
 pub mod keyspace;
+pub mod membership;
 pub mod peer_transport;
 pub mod raft_log;
 pub mod raft_node;
@@ -52,6 +53,7 @@ use tracing::info;
 
 pub use error::{Error, Result};
 
+use membership::Member;
 use peer_transport::{PeerTransport, RaftInbox};
 use raft_node::{RaftNode, RaftTiming};
 use redis_store::{NodeInfo, RedisStore, StoreTiming};
@@ -76,6 +78,8 @@ pub struct NodeConfig {
     pub limits: RespLimits,
     /// Clients must `AUTH` with this password first (`--requirepass`).
     pub requirepass: Option<String>,
+    /// Start with no membership and wait to be added (`RAFT.NODE ADD`) by the cluster.
+    pub join: bool,
     /// Fault tests only: a file naming peer traffic to drop (see [`peer_transport`]).
     pub fault_control: Option<PathBuf>,
 }
@@ -96,15 +100,16 @@ pub async fn start_node(config: NodeConfig) -> std::result::Result<RunningNode, 
         return Err(format!("--id {id} is not a position in --cluster (1..={})", config.cluster.len()));
     };
     let own_peer_addr = config.cluster[index - 1].clone();
-    let peers: HashMap<u64, String> = (1..=config.cluster.len() as u64)
-        .filter(|&peer| peer != id)
-        .map(|peer| (peer, config.cluster[peer as usize - 1].clone()))
+    let initial: Vec<Member> = config
+        .cluster
+        .iter()
+        .enumerate()
+        .map(|(i, addr)| Member { id: i as u64 + 1, peer_addr: addr.clone(), redis_addr: String::new() })
         .collect();
-    let voters: Vec<u64> = (1..=config.cluster.len() as u64).collect();
 
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| format!("cannot create data dir {}: {e}", config.data_dir.display()))?;
-    let (storage, recovered) = Storage::open(&config.data_dir, id, &voters)
+    let (storage, recovered) = Storage::open(&config.data_dir, id, &initial, !config.join)
         .map_err(|e| format!("cannot open storage in {}: {e}", config.data_dir.display()))?;
     let peer_listener = TcpListener::bind(&own_peer_addr)
         .await
@@ -144,6 +149,10 @@ pub async fn start_node(config: NodeConfig) -> std::result::Result<RunningNode, 
         unreachable: raft_addr.clone().recipient(),
         snapshot: raft_addr.clone().recipient(),
     };
+    // The recorded address book wins over --cluster: membership may have changed since.
+    let book = if recovered.members.is_empty() { &initial } else { &recovered.members };
+    let peers: HashMap<u64, String> =
+        book.iter().filter(|m| m.id != id).map(|m| (m.id, m.peer_addr.clone())).collect();
     let transport = PeerTransport::new(
         id,
         peers,
@@ -156,8 +165,15 @@ pub async fn start_node(config: NodeConfig) -> std::result::Result<RunningNode, 
 
     let incarnation = recovered.incarnation;
     let applied = recovered.applied;
-    let node = RaftNode::new(id, recovered, config.raft.clone(), storage_addr.clone(), transport.recipient())
-        .map_err(|e| format!("cannot start raft: {e}"))?;
+    let node = RaftNode::new(
+        id,
+        recovered,
+        config.raft.clone(),
+        storage_addr.clone(),
+        transport.clone().recipient(),
+        transport.recipient(),
+    )
+    .map_err(|e| format!("cannot start raft: {e}"))?;
     raft_ctx.run(node);
 
     let info = NodeInfo {

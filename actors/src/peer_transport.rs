@@ -38,6 +38,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 use tracing::{debug, info, warn};
 
+use crate::membership::{encode_members, Member};
 use crate::raft_node::{PeerUnreachable, SnapshotReport, Step};
 use crate::storage::{
     stream_checkpoint, BeginSnapshot, CheckpointInfo, CreateCheckpoint, FinishSnapshot, SnapshotChunk,
@@ -48,6 +49,13 @@ use crate::storage::{
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct SendMessages(pub Vec<Message>);
+
+/// The cluster's members changed: open links to new peers, close links to removed ones, and
+/// accept connections only from members. Sent by RaftNode when it applies a membership change
+/// or installs a snapshot.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct UpdatePeers(pub Vec<Member>);
 
 const HELLO_MAGIC: &[u8; 4] = b"RKV1";
 const SNAPSHOT_MAGIC: &[u8; 4] = b"RKVS";
@@ -101,6 +109,8 @@ pub struct PeerTransport {
     raft: RaftInbox,
     storage: Addr<Storage>,
     links: HashMap<u64, mpsc::Sender<Message>>,
+    /// Ids allowed to connect to us, shared with the inbound connection tasks.
+    known: watch::Sender<Vec<u64>>,
     fault_file: Option<PathBuf>,
     fault_seen: Option<SystemTime>,
     faults: watch::Sender<FaultRules>,
@@ -123,10 +133,22 @@ impl PeerTransport {
             raft,
             storage,
             links: HashMap::new(),
+            known: watch::channel(Vec::new()).0,
             fault_file,
             fault_seen: None,
             faults: watch::channel(FaultRules::default()).0,
         }
+    }
+
+    /// Starts the link to a peer.
+    fn open_link(&mut self, peer: u64, addr: String) {
+        let (tx, rx) = mpsc::channel(QUEUE_PER_PEER);
+        self.links.insert(peer, tx);
+        actix_rt::spawn(run_link(self.id, peer, addr, rx, self.raft.clone()));
+    }
+
+    fn publish_known(&self) {
+        self.known.send_replace(self.peers.keys().copied().collect());
     }
 
     /// Re-reads the fault-control file if it changed.
@@ -187,6 +209,7 @@ fn transfer_snapshot(from: u64, addr: &str, mut msg: Message, cp: &CheckpointInf
     meta.index = cp.index;
     meta.term = cp.term;
     meta.set_conf_state(cp.conf_state.clone());
+    msg.mut_snapshot().data = encode_members(&cp.members).into();
     let target = addr
         .to_socket_addrs()?
         .next()
@@ -222,21 +245,39 @@ impl Actor for PeerTransport {
             self.poll_faults();
             ctx.run_interval(FAULT_POLL, |transport, _| transport.poll_faults());
         }
-        for (&peer, addr) in &self.peers {
-            let (tx, rx) = mpsc::channel(QUEUE_PER_PEER);
-            self.links.insert(peer, tx);
-            actix_rt::spawn(run_link(self.id, peer, addr.clone(), rx, self.raft.clone()));
+        let peers: Vec<(u64, String)> = self.peers.iter().map(|(id, addr)| (*id, addr.clone())).collect();
+        for (peer, addr) in peers {
+            self.open_link(peer, addr);
         }
+        self.publish_known();
         let listener = self.listener.take().expect("started once");
-        let known: Vec<u64> = self.peers.keys().copied().collect();
         let inbound = Inbound {
             me: self.id,
-            known,
+            known: self.known.subscribe(),
             step: self.raft.step.clone(),
             storage: self.storage.clone(),
             faults: self.faults.subscribe(),
         };
         actix_rt::spawn(accept_peers(listener, inbound));
+    }
+}
+
+impl Handler<UpdatePeers> for PeerTransport {
+    type Result = ();
+
+    /// Reconciles the links with the new member list (a dropped sender ends its link task).
+    fn handle(&mut self, msg: UpdatePeers, _: &mut Context<Self>) {
+        let wanted: HashMap<u64, String> =
+            msg.0.into_iter().filter(|m| m.id != self.id).map(|m| (m.id, m.peer_addr)).collect();
+        self.links.retain(|id, _| wanted.contains_key(id));
+        for (id, addr) in &wanted {
+            if self.peers.get(id) != Some(addr) || !self.links.contains_key(id) {
+                info!(node = self.id, peer = id, %addr, "peer address book updated");
+                self.open_link(*id, addr.clone());
+            }
+        }
+        self.peers = wanted;
+        self.publish_known();
     }
 }
 
@@ -355,7 +396,7 @@ async fn pump(
 #[derive(Clone)]
 struct Inbound {
     me: u64,
-    known: Vec<u64>,
+    known: watch::Receiver<Vec<u64>>,
     step: Recipient<Step>,
     storage: Addr<Storage>,
     faults: watch::Receiver<FaultRules>,
@@ -395,7 +436,7 @@ async fn serve_peer(stream: TcpStream, inbound: Inbound) -> Result<(), String> {
         Some(Err(e)) => return Err(format!("bad hello frame: {e}")),
         None => return Ok(()),
     };
-    if !inbound.known.contains(&from) {
+    if !inbound.known.borrow().contains(&from) {
         return Err(format!("hello from unknown node {from}"));
     }
     if &magic == SNAPSHOT_MAGIC {

@@ -15,14 +15,18 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use protobuf::Message as PbMessage;
-use raft::eraftpb::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Message, SnapshotMetadata};
+use raft::eraftpb::{
+    ConfChange, ConfChangeSingle, ConfChangeType, ConfChangeV2, ConfState, Entry, EntryType, Message,
+    SnapshotMetadata,
+};
 use raft::prelude::{Config, RawNode, Ready};
 use raft::{ReadOnlyOption, SnapshotStatus, StateRole, INVALID_ID};
 use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
 use crate::error::{Error, Result};
-use crate::peer_transport::SendMessages;
+use crate::membership::{decode_members, upsert, ConfChangeContext, Member};
+use crate::peer_transport::{SendMessages, UpdatePeers};
 use crate::raft_log::RaftLog;
 use crate::storage::{
     fatal, ApplyCommitted, CompactLog, InstallSnapshot, PersistReady, RecoveredState, Storage,
@@ -57,6 +61,37 @@ pub struct PeerUnreachable(pub u64);
 pub struct SnapshotReport {
     pub to: u64,
     pub delivered: bool,
+}
+
+/// Add a node to the cluster (as a learner; the leader promotes it to voter once it has caught
+/// up) or remove one. Sent by RedisStore for `RAFT.NODE`; replies once the change is applied on
+/// this node, or with an error after a bounded time.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<()>")]
+pub enum ChangeMembership {
+    Add(Member),
+    Remove(u64),
+}
+
+/// Hand leadership to another voter. Sent by RedisStore for `RAFT.TRANSFER-LEADER`; replies
+/// once that node leads, or with an error after a bounded time.
+#[derive(Message)]
+#[rtype(result = "Result<()>")]
+pub struct TransferLeader(pub u64);
+
+/// Every member with its addresses and, on the leader, its replication progress. Sent by
+/// RedisStore for `RAFT.INFO`.
+#[derive(Message)]
+#[rtype(result = "Vec<MemberStatus>")]
+pub struct GetMembers;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemberStatus {
+    pub member: Member,
+    pub voter: bool,
+    pub leader: bool,
+    /// The highest log index known to be replicated on it (only the leader knows).
+    pub matched: Option<u64>,
 }
 
 /// Current Raft state, for `INFO raft`. Sent by RedisStore.
@@ -97,6 +132,10 @@ pub struct RaftTiming {
     /// Entries kept below the applied index at compaction, so a follower that is only a little
     /// behind catches up from the log instead of a snapshot.
     pub compact_keep: u64,
+    /// How long a membership change or leadership transfer may take.
+    pub admin_timeout: Duration,
+    /// A learner within this many entries of the commit index is promoted to voter.
+    pub promote_lag: u64,
 }
 
 impl Default for RaftTiming {
@@ -109,6 +148,8 @@ impl Default for RaftTiming {
             read_timeout: Duration::from_secs(5),
             compact_after: 20_000,
             compact_keep: 2_000,
+            admin_timeout: Duration::from_secs(10),
+            promote_lag: 100,
         }
     }
 }
@@ -127,8 +168,10 @@ pub struct RaftNode {
     incarnation: u64,
     raw: RawNode<RaftLog>,
     conf_state: ConfState,
+    members: Vec<Member>,
     storage: Addr<Storage>,
     transport: Recipient<SendMessages>,
+    peers_changed: Recipient<UpdatePeers>,
     timing: RaftTiming,
     drive_scheduled: bool,
     /// Reads that arrived since the last Ready; they get one read-index request together.
@@ -138,6 +181,11 @@ pub struct RaftNode {
     next_read: u64,
     role: StateRole,
     leader: u64,
+    /// Membership changes this node proposed, by request number, waiting to be applied.
+    pending_changes: HashMap<u64, (oneshot::Sender<Result<()>>, Instant)>,
+    next_change: u64,
+    /// Leadership transfers waiting for the target to lead.
+    transfers: Vec<(u64, oneshot::Sender<Result<()>>, Instant)>,
 }
 
 impl RaftNode {
@@ -147,7 +195,15 @@ impl RaftNode {
         timing: RaftTiming,
         storage: Addr<Storage>,
         transport: Recipient<SendMessages>,
+        peers_changed: Recipient<UpdatePeers>,
     ) -> Result<Self> {
+        let cs = &recovered.conf_state;
+        let in_conf = cs.voters.contains(&id) || cs.learners.contains(&id);
+        if !in_conf && !(cs.voters.is_empty() && cs.learners.is_empty()) {
+            return Err(Error::Invalid(format!(
+                "node {id} was removed from the cluster; it will not serve again"
+            )));
+        }
         let log = RaftLog::new(
             recovered.hard_state.clone(),
             recovered.conf_state.clone(),
@@ -175,8 +231,10 @@ impl RaftNode {
             incarnation: recovered.incarnation,
             raw,
             conf_state: recovered.conf_state,
+            members: recovered.members,
             storage,
             transport,
+            peers_changed,
             timing,
             drive_scheduled: false,
             new_reads: Vec::new(),
@@ -184,6 +242,9 @@ impl RaftNode {
             next_read: 0,
             role: StateRole::Follower,
             leader: INVALID_ID,
+            pending_changes: HashMap::new(),
+            next_change: 0,
+            transfers: Vec::new(),
         })
     }
 
@@ -218,15 +279,20 @@ impl RaftNode {
             None
         } else {
             let meta = ready.snapshot().get_metadata().clone();
+            let members = match decode_members(ready.snapshot().get_data()) {
+                Ok(members) => members,
+                Err(e) => fatal("a snapshot carried no member list", &e),
+            };
             self.raw.mut_store().apply_snapshot(&meta);
             self.conf_state = meta.get_conf_state().clone();
+            self.set_members(members.clone());
             info!(
                 node = self.id,
                 index = meta.index,
                 term = meta.term,
                 "installing a snapshot from the leader"
             );
-            Some(meta)
+            Some((meta, members))
         };
         // 4. Confirmed read indexes go back to the waiting reads.
         self.release_reads(ready.take_read_states());
@@ -256,7 +322,7 @@ impl RaftNode {
     fn after_persist(&mut self, mut ready: Ready, committed: Vec<Entry>, ctx: &mut Context<Self>) {
         // 6. Committed entries go to the state machine (Storage applies them after the persist
         //    it has already done: its mailbox keeps the order).
-        self.apply_committed(committed);
+        self.apply_committed(committed, ctx);
         // 7. Messages that promise durability (votes, append responses) go out only now.
         self.send(ready.take_persisted_messages());
         // 8. Advance, then handle what that released: a new commit index, messages, entries.
@@ -265,7 +331,7 @@ impl RaftNode {
             self.raw.mut_store().set_commit(commit);
         }
         self.send(light.take_messages());
-        self.apply_committed(light.take_committed_entries());
+        self.apply_committed(light.take_committed_entries(), ctx);
         self.raw.advance_apply();
         self.maybe_compact();
         if self.raw.has_ready() || !self.new_reads.is_empty() {
@@ -277,12 +343,14 @@ impl RaftNode {
     /// compacts after the applies already in its mailbox, so it never drops an unapplied entry.
     fn maybe_compact(&mut self) {
         let applied = self.raw.raft.raft_log.applied;
-        let log = self.raw.mut_store();
-        if applied < log.snapshot_index() + self.timing.compact_after {
-            return;
+        if applied >= self.raw.store().snapshot_index() + self.timing.compact_after {
+            self.compact_to(applied.saturating_sub(self.timing.compact_keep));
         }
-        let to = applied.saturating_sub(self.timing.compact_keep);
-        if to <= log.snapshot_index() {
+    }
+
+    fn compact_to(&mut self, to: u64) {
+        let log = self.raw.mut_store();
+        if to <= log.snapshot_index() || to > log.last_index() {
             return;
         }
         log.compact(to);
@@ -296,34 +364,169 @@ impl RaftNode {
         }
     }
 
-    /// Applies configuration changes to raft-rs here, and hands every entry to Storage.
-    fn apply_committed(&mut self, entries: Vec<Entry>) {
+    /// Applies configuration changes to raft-rs and the address book here, and hands every
+    /// entry to Storage.
+    fn apply_committed(&mut self, entries: Vec<Entry>, ctx: &mut Context<Self>) {
         if entries.is_empty() {
             return;
         }
         let mut conf_state = None;
+        let members_before = self.members.clone();
+        let mut removed_self = false;
         for entry in &entries {
-            let changed = match entry.get_entry_type() {
+            let change = match entry.get_entry_type() {
                 EntryType::EntryNormal => continue,
-                EntryType::EntryConfChange => ConfChange::parse_from_bytes(&entry.data)
-                    .map_err(|e| e.to_string())
-                    .and_then(|cc| self.raw.apply_conf_change(&cc).map_err(|e| e.to_string())),
-                EntryType::EntryConfChangeV2 => ConfChangeV2::parse_from_bytes(&entry.data)
-                    .map_err(|e| e.to_string())
-                    .and_then(|cc| self.raw.apply_conf_change(&cc).map_err(|e| e.to_string())),
-            };
-            match changed {
-                Ok(cs) => {
-                    info!(node = self.id, voters = ?cs.voters, learners = ?cs.learners, "membership changed");
-                    self.conf_state = cs.clone();
-                    conf_state = Some(cs);
+                EntryType::EntryConfChange => {
+                    ConfChange::parse_from_bytes(&entry.data).map(conf_change_v2).map_err(|e| e.to_string())
                 }
+                EntryType::EntryConfChangeV2 => {
+                    ConfChangeV2::parse_from_bytes(&entry.data).map_err(|e| e.to_string())
+                }
+            };
+            let applied = change.and_then(|cc| {
+                let cs = self.raw.apply_conf_change(&cc).map_err(|e| e.to_string())?;
+                Ok((cc, cs))
+            });
+            let (cc, cs) = match applied {
+                Ok(done) => done,
                 Err(e) => {
-                    warn!(node = self.id, index = entry.index, error = %e, "ignoring an invalid conf change")
+                    warn!(node = self.id, index = entry.index, error = %e, "ignoring an invalid conf change");
+                    continue;
+                }
+            };
+            let context = ConfChangeContext::decode(&cc.context);
+            for single in cc.get_changes() {
+                match single.get_change_type() {
+                    ConfChangeType::RemoveNode => {
+                        self.members.retain(|m| m.id != single.node_id);
+                        removed_self |= single.node_id == self.id;
+                    }
+                    ConfChangeType::AddLearnerNode | ConfChangeType::AddNode => {
+                        if let Some(member) = context.as_ref().and_then(|c| c.member.clone()) {
+                            upsert(&mut self.members, member);
+                        }
+                        // A new node must start from a snapshot, which carries the membership
+                        // its log alone would not rebuild: make the log start after it.
+                        if single.get_change_type() == ConfChangeType::AddLearnerNode
+                            && self.role == StateRole::Leader
+                        {
+                            self.compact_to(self.raw.raft.raft_log.applied);
+                        }
+                    }
+                }
+            }
+            info!(node = self.id, term = self.raw.raft.term, voters = ?cs.voters, learners = ?cs.learners, "membership changed");
+            self.conf_state = cs.clone();
+            conf_state = Some(cs);
+            if let Some((node, incarnation, seq)) = context.and_then(|c| c.origin) {
+                if node == self.id && incarnation == self.incarnation {
+                    if let Some((reply, _)) = self.pending_changes.remove(&seq) {
+                        let _ = reply.send(Ok(()));
+                    }
                 }
             }
         }
-        self.storage.do_send(ApplyCommitted { entries, conf_state });
+        let members = (self.members != members_before).then(|| self.members.clone());
+        if members.is_some() {
+            self.peers_changed.do_send(UpdatePeers(self.members.clone()));
+        }
+        let apply = self.storage.send(ApplyCommitted { entries, conf_state, members });
+        if removed_self {
+            // Stop only once the removal is on disk, so a restart knows it too.
+            ctx.wait(apply.into_actor(self).map(|_, node, _| {
+                tracing::error!(node = node.id, "this node was removed from the cluster; it stops serving");
+                std::process::exit(0);
+            }));
+        } else {
+            ctx.spawn(apply.into_actor(self).map(|_, _, _| ()));
+        }
+    }
+
+    fn set_members(&mut self, members: Vec<Member>) {
+        if members != self.members {
+            self.members = members;
+            self.peers_changed.do_send(UpdatePeers(self.members.clone()));
+        }
+    }
+
+    /// Proposes a configuration change carrying `context`.
+    fn propose_change(
+        &mut self,
+        change: ConfChangeType,
+        node_id: u64,
+        context: ConfChangeContext,
+    ) -> Result<()> {
+        let mut single = ConfChangeSingle::default();
+        single.set_change_type(change);
+        single.node_id = node_id;
+        let mut cc = ConfChangeV2::default();
+        cc.set_changes(vec![single].into());
+        cc.context = context.encode().into();
+        self.raw.propose_conf_change(Vec::new(), cc).map_err(|e| {
+            debug!(node = self.id, error = %e, "conf change dropped");
+            Error::ProposalDropped
+        })
+    }
+
+    /// On the leader: promotes a learner that has caught up.
+    fn promote_caught_up_learners(&mut self) {
+        if self.role != StateRole::Leader || self.raw.raft.has_pending_conf() {
+            return;
+        }
+        let commit = self.raw.raft.raft_log.committed;
+        let lag = self.timing.promote_lag;
+        let ready = self.conf_state.learners.iter().copied().find(|&id| {
+            self.raw.raft.prs().get(id).is_some_and(|pr| pr.matched > 0 && pr.matched + lag >= commit)
+        });
+        if let Some(id) = ready {
+            info!(node = self.id, learner = id, "promoting a caught-up learner to voter");
+            let context = ConfChangeContext { origin: None, member: None };
+            let _ = self.propose_change(ConfChangeType::AddNode, id, context);
+        }
+    }
+
+    /// Fails membership changes and transfers that took too long.
+    fn expire_admin_requests(&mut self) {
+        let now = Instant::now();
+        let ms = self.timing.admin_timeout.as_millis() as u64;
+        let expired: Vec<u64> = self
+            .pending_changes
+            .iter()
+            .filter(|(_, (_, deadline))| *deadline <= now)
+            .map(|(k, _)| *k)
+            .collect();
+        for seq in expired {
+            if let Some((reply, _)) = self.pending_changes.remove(&seq) {
+                let _ = reply.send(Err(Error::WriteTimeout(ms)));
+            }
+        }
+        let (done, waiting): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.transfers).into_iter().partition(|(_, _, deadline)| *deadline <= now);
+        self.transfers = waiting;
+        for (target, reply, _) in done {
+            let msg = format!("node {target} did not take over leadership within {ms} ms");
+            let _ = reply.send(Err(Error::Invalid(msg)));
+        }
+    }
+
+    fn member_statuses(&self) -> Vec<MemberStatus> {
+        let leader = self.raw.raft.leader_id;
+        let is_leader = self.role == StateRole::Leader;
+        let mut ids: Vec<u64> =
+            self.conf_state.voters.iter().chain(&self.conf_state.learners).copied().collect();
+        ids.sort_unstable();
+        ids.into_iter()
+            .map(|id| MemberStatus {
+                member: self.members.iter().find(|m| m.id == id).cloned().unwrap_or(Member {
+                    id,
+                    peer_addr: String::new(),
+                    redis_addr: String::new(),
+                }),
+                voter: self.conf_state.voters.contains(&id),
+                leader: id == leader,
+                matched: if is_leader { self.raw.raft.prs().get(id).map(|pr| pr.matched) } else { None },
+            })
+            .collect()
     }
 
     fn observe_soft_state(&mut self, role: StateRole, leader: u64) {
@@ -332,6 +535,12 @@ impl RaftNode {
         }
         self.role = role;
         self.leader = leader;
+        let (done, waiting): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.transfers).into_iter().partition(|(target, _, _)| *target == leader);
+        self.transfers = waiting;
+        for (_, reply, _) in done {
+            let _ = reply.send(Ok(()));
+        }
     }
 
     /// Sends one read-index request for all reads that arrived since the last one.
@@ -426,15 +635,26 @@ impl RaftNode {
     }
 }
 
+/// The single-change form of a (legacy) `ConfChange`.
+fn conf_change_v2(cc: ConfChange) -> ConfChangeV2 {
+    let mut single = ConfChangeSingle::default();
+    single.set_change_type(cc.get_change_type());
+    single.node_id = cc.node_id;
+    let mut v2 = ConfChangeV2::default();
+    v2.set_changes(vec![single].into());
+    v2.context = cc.context;
+    v2
+}
+
 /// Makes a Ready durable: first the snapshot it installs, then its entries and hard state.
 async fn persist_ready(
     storage: Addr<Storage>,
-    snapshot: Option<SnapshotMetadata>,
+    snapshot: Option<(SnapshotMetadata, Vec<Member>)>,
     entries: Vec<Entry>,
     hard_state: Option<raft::eraftpb::HardState>,
 ) -> Result<()> {
-    if let Some(meta) = snapshot {
-        storage.send(InstallSnapshot(meta)).await??;
+    if let Some((meta, members)) = snapshot {
+        storage.send(InstallSnapshot { meta, members }).await??;
     }
     if !entries.is_empty() || hard_state.is_some() {
         storage.send(PersistReady { entries, hard_state }).await??;
@@ -450,6 +670,8 @@ impl Actor for RaftNode {
         ctx.run_interval(self.timing.tick, |node, ctx| {
             node.raw.tick();
             node.retry_or_expire_reads();
+            node.promote_caught_up_learners();
+            node.expire_admin_requests();
             node.schedule_drive(ctx);
         });
     }
@@ -523,6 +745,100 @@ impl Handler<SnapshotReport> for RaftNode {
         let status = if msg.delivered { SnapshotStatus::Finish } else { SnapshotStatus::Failure };
         self.raw.report_snapshot(msg.to, status);
         self.schedule_drive(ctx);
+    }
+}
+
+impl Handler<ChangeMembership> for RaftNode {
+    type Result = ResponseFuture<Result<()>>;
+
+    /// Proposes the change; the reply waits for it to be applied here.
+    fn handle(&mut self, msg: ChangeMembership, ctx: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        match self.propose_membership(msg) {
+            Ok(seq) => {
+                let deadline = Instant::now() + self.timing.admin_timeout;
+                self.pending_changes.insert(seq, (tx, deadline));
+            }
+            Err(e) => {
+                let _ = tx.send(Err(e));
+            }
+        }
+        self.schedule_drive(ctx);
+        Box::pin(async move { rx.await.unwrap_or(Err(Error::Stopped)) })
+    }
+}
+
+impl RaftNode {
+    /// Validates and proposes a membership change; returns its request number.
+    fn propose_membership(&mut self, change: ChangeMembership) -> Result<u64> {
+        if self.raw.raft.leader_id == INVALID_ID {
+            return Err(Error::NoLeader);
+        }
+        let cs = &self.conf_state;
+        let is_member = |id: u64| cs.voters.contains(&id) || cs.learners.contains(&id);
+        let origin = Some((self.id, self.incarnation, self.next_change + 1));
+        match change {
+            ChangeMembership::Add(member) => {
+                if member.id == 0 || is_member(member.id) {
+                    return Err(Error::Invalid(format!("node {} is already a member", member.id)));
+                }
+                let id = member.id;
+                self.propose_change(
+                    ConfChangeType::AddLearnerNode,
+                    id,
+                    ConfChangeContext { origin, member: Some(member) },
+                )?;
+            }
+            ChangeMembership::Remove(id) => {
+                if !is_member(id) {
+                    return Err(Error::Invalid(format!("node {id} is not a member")));
+                }
+                if cs.voters == [id] {
+                    return Err(Error::Invalid("cannot remove the last voter".into()));
+                }
+                self.propose_change(
+                    ConfChangeType::RemoveNode,
+                    id,
+                    ConfChangeContext { origin, member: None },
+                )?;
+            }
+        }
+        self.next_change += 1;
+        Ok(self.next_change)
+    }
+}
+
+impl Handler<TransferLeader> for RaftNode {
+    type Result = ResponseFuture<Result<()>>;
+
+    /// Starts a leadership transfer from this node, the leader.
+    fn handle(&mut self, msg: TransferLeader, ctx: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        let target = msg.0;
+        if self.role != StateRole::Leader {
+            let leader = self.raw.raft.leader_id;
+            let msg = format!("node {} is not the leader (node {leader} is); ask the leader", self.id);
+            let _ = tx.send(Err(Error::Invalid(msg)));
+        } else if !self.conf_state.voters.contains(&target) {
+            let _ = tx.send(Err(Error::Invalid(format!("node {target} is not a voter"))));
+        } else if target == self.id {
+            let _ = tx.send(Ok(()));
+        } else {
+            info!(node = self.id, target, "transferring leadership");
+            self.raw.transfer_leader(target);
+            self.transfers.push((target, tx, Instant::now() + self.timing.admin_timeout));
+            self.schedule_drive(ctx);
+        }
+        Box::pin(async move { rx.await.unwrap_or(Err(Error::Stopped)) })
+    }
+}
+
+impl Handler<GetMembers> for RaftNode {
+    type Result = MessageResult<GetMembers>;
+
+    /// The members and their progress.
+    fn handle(&mut self, _: GetMembers, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.member_statuses())
     }
 }
 

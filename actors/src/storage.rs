@@ -7,7 +7,7 @@
 //!
 //! Column families:
 //! - `raft_log`: entry index (u64 big-endian) → protobuf `Entry`
-//! - `raft_state`: `hard_state` and `conf_state` (protobuf)
+//! - `raft_state`: `hard_state` and `conf_state` (protobuf), `members` (the address book)
 //! - `kv`: the user data (see [`crate::keyspace`])
 //! - `meta`: `applied_index`, `key_count`, `incarnation`, the compaction point
 //!   (`snapshot_index`, `snapshot_term`) and the markers of a snapshot being received or
@@ -40,6 +40,7 @@ use tracing::{error, info};
 use crate::command::{Proposal, ReadQuery};
 use crate::error::{Error, Result};
 use crate::keyspace::{self, ApplyBatch, CF_KV};
+use crate::membership::{decode_members, encode_members, Member};
 use crate::redis_store::Applied;
 use crate::resp::Frame;
 
@@ -50,6 +51,7 @@ const COLUMN_FAMILIES: [&str; 4] = [CF_RAFT_LOG, CF_RAFT_STATE, CF_KV, CF_META];
 
 const KEY_HARD_STATE: &[u8] = b"hard_state";
 const KEY_CONF_STATE: &[u8] = b"conf_state";
+const KEY_MEMBERS: &[u8] = b"members";
 const KEY_APPLIED: &[u8] = b"applied_index";
 const KEY_KEY_COUNT: &[u8] = b"key_count";
 const KEY_INCARNATION: &[u8] = b"incarnation";
@@ -82,6 +84,8 @@ pub struct ApplyCommitted {
     pub entries: Vec<Entry>,
     /// The membership after these entries, when they contain a configuration change.
     pub conf_state: Option<ConfState>,
+    /// The address book after these entries, when it changed.
+    pub members: Option<Vec<Member>>,
 }
 
 /// Read the applied keyspace. Sent by RedisStore once the node has applied up to the read index.
@@ -110,6 +114,7 @@ pub struct CheckpointInfo {
     pub index: u64,
     pub term: u64,
     pub conf_state: ConfState,
+    pub members: Vec<Member>,
 }
 
 /// A snapshot starts arriving from the leader. Sent by PeerTransport; discards any earlier,
@@ -136,13 +141,18 @@ pub struct FinishSnapshot;
 /// snapshot, before anything after it is persisted.
 #[derive(Message)]
 #[rtype(result = "Result<()>")]
-pub struct InstallSnapshot(pub SnapshotMetadata);
+pub struct InstallSnapshot {
+    pub meta: SnapshotMetadata,
+    /// The address book sent with the snapshot.
+    pub members: Vec<Member>,
+}
 
 /// What a node finds in its data directory when it starts.
 #[derive(Debug, Clone)]
 pub struct RecoveredState {
     pub hard_state: HardState,
     pub conf_state: ConfState,
+    pub members: Vec<Member>,
     pub entries: Vec<Entry>,
     pub applied: u64,
     /// This boot's incarnation: one more than the previous boot's.
@@ -173,9 +183,15 @@ impl Actor for Storage {
 }
 
 impl Storage {
-    /// Opens (or creates) the database in `dir`. A new node starts with `initial_voters` as its
-    /// membership; an existing one recovers its own.
-    pub fn open(dir: &Path, node_id: u64, initial_voters: &[u64]) -> Result<(Storage, RecoveredState)> {
+    /// Opens (or creates) the database in `dir`. A new node starts with `initial` as its
+    /// membership (every one a voter; none for a node that waits to be added); an existing one
+    /// recovers its own.
+    pub fn open(
+        dir: &Path,
+        node_id: u64,
+        initial: &[Member],
+        voters: bool,
+    ) -> Result<(Storage, RecoveredState)> {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
@@ -189,8 +205,14 @@ impl Storage {
             Some(cs) => cs,
             None => {
                 let mut cs = ConfState::default();
-                cs.set_voters(initial_voters.to_vec());
-                put_synced(&db, CF_RAFT_STATE, KEY_CONF_STATE, &cs.write_to_bytes().map_err(corrupt)?)?;
+                if voters {
+                    cs.set_voters(initial.iter().map(|m| m.id).collect());
+                }
+                let mut batch = WriteBatch::default();
+                let state = cf(&db, CF_RAFT_STATE);
+                batch.put_cf(state, KEY_CONF_STATE, cs.write_to_bytes().map_err(corrupt)?);
+                batch.put_cf(state, KEY_MEMBERS, encode_members(initial));
+                write_synced(&db, batch)?;
                 cs
             }
         };
@@ -224,12 +246,14 @@ impl Storage {
         };
         if let Some(meta) = get_proto::<SnapshotMetadata>(&storage.db, CF_META, KEY_INSTALLING)? {
             info!(index = meta.index, term = meta.term, "resuming an interrupted snapshot installation");
-            storage.install_snapshot(&meta)?;
+            let members = read_members(&storage.db)?;
+            storage.install_snapshot(&meta, &members)?;
             entries.clear();
         }
         let recovered = RecoveredState {
             hard_state: storage.hard_state.clone(),
             conf_state: get_proto(&storage.db, CF_RAFT_STATE, KEY_CONF_STATE)?.unwrap_or(conf_state),
+            members: read_members(&storage.db)?,
             entries,
             applied: storage.applied,
             incarnation,
@@ -290,7 +314,7 @@ impl Storage {
                 replies.push((origin.seq, reply));
             }
         }
-        if last == self.applied && msg.conf_state.is_none() {
+        if last == self.applied && msg.conf_state.is_none() && msg.members.is_none() {
             return Ok(Applied { index: last, replies });
         }
         let key_count = (self.key_count as i64 + apply.key_delta).max(0) as u64;
@@ -305,6 +329,9 @@ impl Storage {
         }
         if let Some(cs) = &msg.conf_state {
             batch.put_cf(cf(&self.db, CF_RAFT_STATE), KEY_CONF_STATE, cs.write_to_bytes().map_err(corrupt)?);
+        }
+        if let Some(members) = &msg.members {
+            batch.put_cf(cf(&self.db, CF_RAFT_STATE), KEY_MEMBERS, encode_members(members));
         }
         let meta = cf(&self.db, CF_META);
         batch.put_cf(meta, KEY_APPLIED, last.to_be_bytes());
@@ -359,7 +386,14 @@ impl Storage {
         fs::create_dir_all(dir.parent().expect("has a parent")).map_err(io_error)?;
         Checkpoint::new(&self.db)?.create_checkpoint(&dir)?;
         let conf_state = get_proto(&self.db, CF_RAFT_STATE, KEY_CONF_STATE)?.unwrap_or_default();
-        Ok(CheckpointInfo { dir, index: self.applied, term: self.term_of(self.applied)?, conf_state })
+        let members = read_members(&self.db)?;
+        Ok(CheckpointInfo {
+            dir,
+            index: self.applied,
+            term: self.term_of(self.applied)?,
+            conf_state,
+            members,
+        })
     }
 
     fn staging_path(&self) -> PathBuf {
@@ -395,7 +429,7 @@ impl Storage {
 
     /// Replaces the keyspace with the staged snapshot. Safe to repeat after a crash: the
     /// `installing` marker stays until the final batch.
-    fn install_snapshot(&mut self, meta: &SnapshotMetadata) -> Result<()> {
+    fn install_snapshot(&mut self, meta: &SnapshotMetadata, members: &[Member]) -> Result<()> {
         let staged = self.db.get_pinned_cf(cf(&self.db, CF_META), KEY_STAGED)?.map(|v| v.to_vec());
         let mut expected = Vec::with_capacity(16);
         expected.extend_from_slice(&meta.index.to_be_bytes());
@@ -426,6 +460,7 @@ impl Storage {
         let state = cf(&self.db, CF_RAFT_STATE);
         batch.put_cf(state, KEY_HARD_STATE, hs.write_to_bytes().map_err(corrupt)?);
         batch.put_cf(state, KEY_CONF_STATE, meta.get_conf_state().write_to_bytes().map_err(corrupt)?);
+        batch.put_cf(state, KEY_MEMBERS, encode_members(members));
         let m = cf(&self.db, CF_META);
         batch.put_cf(m, KEY_APPLIED, meta.index.to_be_bytes());
         batch.put_cf(m, KEY_KEY_COUNT, keys.to_be_bytes());
@@ -592,7 +627,7 @@ impl Handler<InstallSnapshot> for Storage {
 
     /// Installs the staged snapshot, then tells RedisStore the new applied index.
     fn handle(&mut self, msg: InstallSnapshot, _: &mut Context<Self>) -> Result<()> {
-        self.install_snapshot(&msg.0)?;
+        self.install_snapshot(&msg.meta, &msg.members)?;
         if let Some(sink) = &self.applied_to {
             sink.do_send(Applied { index: self.applied, replies: Vec::new() });
         }
@@ -624,6 +659,13 @@ fn get_proto<M: PbMessage>(db: &DB, family: &str, key: &[u8]) -> Result<Option<M
     }
 }
 
+fn read_members(db: &DB) -> Result<Vec<Member>> {
+    match db.get_pinned_cf(cf(db, CF_RAFT_STATE), KEY_MEMBERS)? {
+        Some(raw) => decode_members(&raw),
+        None => Ok(Vec::new()),
+    }
+}
+
 fn get_u64(db: &DB, key: &[u8]) -> Result<u64> {
     match db.get_pinned_cf(cf(db, CF_META), key)? {
         Some(raw) if raw.len() == 8 => Ok(u64::from_be_bytes(raw[..].try_into().expect("8 bytes"))),
@@ -651,6 +693,12 @@ mod tests {
     use crate::command::{RequestId, WriteOp};
     use bytes::Bytes;
 
+    fn members(ids: &[u64]) -> Vec<Member> {
+        ids.iter()
+            .map(|&id| Member { id, peer_addr: format!("127.0.0.1:{id}"), redis_addr: String::new() })
+            .collect()
+    }
+
     fn entry(index: u64, term: u64, op: Option<WriteOp>, node: u64, incarnation: u64) -> Entry {
         let mut e = Entry::default();
         e.index = index;
@@ -677,7 +725,7 @@ mod tests {
     #[test]
     fn a_new_node_starts_with_the_initial_voters_and_incarnation_one() {
         let dir = tempfile::tempdir().unwrap();
-        let (_, rec) = Storage::open(dir.path(), 1, &[1, 2, 3]).unwrap();
+        let (_, rec) = Storage::open(dir.path(), 1, &members(&[1, 2, 3]), true).unwrap();
         assert_eq!(rec.conf_state.voters, vec![1, 2, 3]);
         assert_eq!(rec.incarnation, 1);
         assert!(rec.entries.is_empty());
@@ -688,7 +736,7 @@ mod tests {
     fn persisted_log_hard_state_and_applied_data_survive_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let (mut s, _) = Storage::open(dir.path(), 1, &[1, 2, 3]).unwrap();
+            let (mut s, _) = Storage::open(dir.path(), 1, &members(&[1, 2, 3]), true).unwrap();
             let mut hs = HardState::default();
             hs.term = 2;
             hs.vote = 1;
@@ -700,13 +748,17 @@ mod tests {
             ];
             s.persist_ready(PersistReady { entries: entries.clone(), hard_state: Some(hs) }).unwrap();
             let applied = s
-                .apply_committed(ApplyCommitted { entries: entries[..2].to_vec(), conf_state: None })
+                .apply_committed(ApplyCommitted {
+                    entries: entries[..2].to_vec(),
+                    conf_state: None,
+                    members: None,
+                })
                 .unwrap();
             assert_eq!(applied.index, 2);
             // Only the entry this node proposed in this incarnation has a waiting client.
             assert_eq!(applied.replies, vec![(1, Frame::ok())]);
         }
-        let (s, rec) = Storage::open(dir.path(), 1, &[9]).unwrap();
+        let (s, rec) = Storage::open(dir.path(), 1, &members(&[9]), true).unwrap();
         assert_eq!(rec.incarnation, 2);
         assert_eq!(rec.conf_state.voters, vec![1, 2, 3], "membership comes from disk, not flags");
         assert_eq!(rec.hard_state.term, 2);
@@ -722,13 +774,13 @@ mod tests {
     fn appending_over_a_conflicting_suffix_truncates_the_old_tail() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let (mut s, _) = Storage::open(dir.path(), 1, &[1]).unwrap();
+            let (mut s, _) = Storage::open(dir.path(), 1, &members(&[1]), true).unwrap();
             let old: Vec<Entry> = (1..=5).map(|i| entry(i, 1, None, 1, 1)).collect();
             s.persist_ready(PersistReady { entries: old, hard_state: None }).unwrap();
             s.persist_ready(PersistReady { entries: vec![entry(3, 2, None, 1, 1)], hard_state: None })
                 .unwrap();
         }
-        let (_, rec) = Storage::open(dir.path(), 1, &[1]).unwrap();
+        let (_, rec) = Storage::open(dir.path(), 1, &members(&[1]), true).unwrap();
         let log: Vec<(u64, u64)> = rec.entries.iter().map(|e| (e.index, e.term)).collect();
         assert_eq!(log, vec![(1, 1), (2, 1), (3, 2)]);
     }
@@ -737,12 +789,12 @@ mod tests {
     fn applying_records_a_commit_index_that_covers_it() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let (mut s, _) = Storage::open(dir.path(), 1, &[1]).unwrap();
+            let (mut s, _) = Storage::open(dir.path(), 1, &members(&[1]), true).unwrap();
             let entries = vec![entry(1, 1, set("k", "v"), 1, 1)];
             s.persist_ready(PersistReady { entries: entries.clone(), hard_state: None }).unwrap();
-            s.apply_committed(ApplyCommitted { entries, conf_state: None }).unwrap();
+            s.apply_committed(ApplyCommitted { entries, conf_state: None, members: None }).unwrap();
         }
-        let (_, rec) = Storage::open(dir.path(), 1, &[1]).unwrap();
+        let (_, rec) = Storage::open(dir.path(), 1, &members(&[1]), true).unwrap();
         assert!(rec.hard_state.commit >= rec.applied, "{} < {}", rec.hard_state.commit, rec.applied);
         assert_eq!(rec.applied, 1);
     }
@@ -750,12 +802,14 @@ mod tests {
     #[test]
     fn entries_already_applied_are_not_applied_twice() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut s, _) = Storage::open(dir.path(), 1, &[1]).unwrap();
+        let (mut s, _) = Storage::open(dir.path(), 1, &members(&[1]), true).unwrap();
         let del = Some(WriteOp::Del { keys: vec![Bytes::from_static(b"k")] });
         let entries = vec![entry(1, 1, set("k", "v"), 1, 1), entry(2, 1, del, 1, 1)];
-        let first = s.apply_committed(ApplyCommitted { entries: entries.clone(), conf_state: None }).unwrap();
+        let first = s
+            .apply_committed(ApplyCommitted { entries: entries.clone(), conf_state: None, members: None })
+            .unwrap();
         assert_eq!(first.replies, vec![(1, Frame::ok()), (2, Frame::Integer(1))]);
-        let again = s.apply_committed(ApplyCommitted { entries, conf_state: None }).unwrap();
+        let again = s.apply_committed(ApplyCommitted { entries, conf_state: None, members: None }).unwrap();
         assert!(again.replies.is_empty());
         assert_eq!(get(&s, "k"), Frame::Null);
     }
@@ -763,20 +817,22 @@ mod tests {
     #[test]
     fn a_checkpoint_streamed_in_chunks_installs_on_another_node_and_survives_restart() {
         let (leader_dir, follower_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let (mut leader, _) = Storage::open(leader_dir.path(), 1, &[1, 2]).unwrap();
+        let (mut leader, _) = Storage::open(leader_dir.path(), 1, &members(&[1, 2]), true).unwrap();
         let value = "x".repeat(5000); // several chunks' worth in total
         let entries: Vec<Entry> =
             (1..=400).map(|i| entry(i, 3, set(&format!("key{i}"), &value), 1, 1)).collect();
         leader.persist_ready(PersistReady { entries: entries.clone(), hard_state: None }).unwrap();
-        leader.apply_committed(ApplyCommitted { entries, conf_state: None }).unwrap();
+        leader.apply_committed(ApplyCommitted { entries, conf_state: None, members: None }).unwrap();
         let cp = leader.create_checkpoint(2).unwrap();
         assert_eq!((cp.index, cp.term), (400, 3));
 
         let meta = {
-            let (mut follower, _) = Storage::open(follower_dir.path(), 2, &[1, 2]).unwrap();
+            let (mut follower, _) = Storage::open(follower_dir.path(), 2, &members(&[1, 2]), true).unwrap();
             let stale = vec![entry(1, 1, set("stale", "gone"), 2, 1)];
             follower.persist_ready(PersistReady { entries: stale.clone(), hard_state: None }).unwrap();
-            follower.apply_committed(ApplyCommitted { entries: stale, conf_state: None }).unwrap();
+            follower
+                .apply_committed(ApplyCommitted { entries: stale, conf_state: None, members: None })
+                .unwrap();
 
             follower.begin_snapshot(cp.index, cp.term).unwrap();
             let mut chunks = 0;
@@ -793,12 +849,12 @@ mod tests {
             meta.index = cp.index;
             meta.term = cp.term;
             meta.set_conf_state(cp.conf_state.clone());
-            follower.install_snapshot(&meta).unwrap();
+            follower.install_snapshot(&meta, &cp.members).unwrap();
             assert_eq!(get(&follower, "stale"), Frame::Null, "the snapshot replaces the keyspace");
             assert_eq!(get(&follower, "key400"), Frame::bulk(value.clone()));
             meta
         };
-        let (follower, rec) = Storage::open(follower_dir.path(), 2, &[1, 2]).unwrap();
+        let (follower, rec) = Storage::open(follower_dir.path(), 2, &members(&[1, 2]), true).unwrap();
         assert_eq!((rec.applied, rec.snapshot_index, rec.snapshot_term), (meta.index, 400, 3));
         assert!(rec.entries.is_empty());
         assert!(rec.hard_state.commit >= 400);
@@ -811,11 +867,11 @@ mod tests {
     #[test]
     fn a_snapshot_that_was_not_received_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut s, _) = Storage::open(dir.path(), 2, &[1, 2]).unwrap();
+        let (mut s, _) = Storage::open(dir.path(), 2, &members(&[1, 2]), true).unwrap();
         let mut meta = SnapshotMetadata::default();
         meta.index = 10;
         meta.term = 1;
-        assert!(s.install_snapshot(&meta).is_err());
+        assert!(s.install_snapshot(&meta, &[]).is_err());
         s.begin_snapshot(10, 1).unwrap();
         assert!(s.snapshot_chunk(&[0, 0, 0, 9, 1]).is_err(), "truncated chunks are rejected");
     }
@@ -824,16 +880,21 @@ mod tests {
     fn compaction_drops_the_applied_log_prefix_and_restart_resumes_after_it() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let (mut s, _) = Storage::open(dir.path(), 1, &[1]).unwrap();
+            let (mut s, _) = Storage::open(dir.path(), 1, &members(&[1]), true).unwrap();
             let entries: Vec<Entry> =
                 (1..=10).map(|i| entry(i, 2, set(&format!("k{i}"), "v"), 1, 1)).collect();
             s.persist_ready(PersistReady { entries: entries.clone(), hard_state: None }).unwrap();
-            s.apply_committed(ApplyCommitted { entries: entries[..8].to_vec(), conf_state: None }).unwrap();
+            s.apply_committed(ApplyCommitted {
+                entries: entries[..8].to_vec(),
+                conf_state: None,
+                members: None,
+            })
+            .unwrap();
             s.compact_log(9).unwrap(); // beyond applied: ignored
             assert_eq!(s.snapshot_index, 0);
             s.compact_log(6).unwrap();
         }
-        let (_, rec) = Storage::open(dir.path(), 1, &[1]).unwrap();
+        let (_, rec) = Storage::open(dir.path(), 1, &members(&[1]), true).unwrap();
         assert_eq!((rec.snapshot_index, rec.snapshot_term), (6, 2));
         assert_eq!(rec.entries.iter().map(|e| e.index).collect::<Vec<_>>(), vec![7, 8, 9, 10]);
         assert_eq!(rec.applied, 8);
@@ -842,11 +903,11 @@ mod tests {
     #[actix_rt::test]
     async fn storage_actor_answers_reads_after_applies_in_mailbox_order() {
         let dir = tempfile::tempdir().unwrap();
-        let (s, _) = Storage::open(dir.path(), 1, &[1]).unwrap();
+        let (s, _) = Storage::open(dir.path(), 1, &members(&[1]), true).unwrap();
         let addr = s.start();
         let entries = vec![entry(1, 1, set("x", "y"), 1, 1)];
         addr.send(PersistReady { entries: entries.clone(), hard_state: None }).await.unwrap().unwrap();
-        addr.do_send(ApplyCommitted { entries, conf_state: None });
+        addr.do_send(ApplyCommitted { entries, conf_state: None, members: None });
         let reply = addr.send(Read(ReadQuery::Get(Bytes::from_static(b"x")))).await.unwrap().unwrap();
         assert_eq!(reply, Frame::bulk("y"));
     }
