@@ -23,10 +23,14 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 use tracing::debug;
 
+use crate::command::raft::RaftAdmin;
 use crate::command::{Command, Proposal, ReadQuery, RequestId, WriteOp};
 use crate::error::Error;
 use crate::keyspace::now_ms;
-use crate::raft_node::{GetStatus, Propose, RaftNode, RaftStatus, ReadIndex};
+use crate::raft_node::{
+    ChangeMembership, GetMembers, GetStatus, MemberStatus, Propose, RaftNode, RaftStatus, ReadIndex,
+    TransferLeader,
+};
 use crate::resp::Frame;
 use crate::storage::{Read, Storage};
 
@@ -330,6 +334,28 @@ impl RedisStore {
         self.waiting_reads.retain(|_, reads| !reads.is_empty());
     }
 
+    /// `RAFT.*`: membership and leadership changes, and `RAFT.INFO`, carried out by RaftNode.
+    fn raft_admin(&self, admin: RaftAdmin, reply: oneshot::Sender<Frame>) {
+        let raft = self.raft.clone();
+        actix_rt::spawn(async move {
+            let done = |result: Result<crate::Result<()>, MailboxError>| match result {
+                Ok(Ok(())) => Frame::ok(),
+                Ok(Err(e)) => e.to_frame(),
+                Err(e) => Error::from(e).to_frame(),
+            };
+            let frame = match admin {
+                RaftAdmin::AddNode(member) => done(raft.send(ChangeMembership::Add(member)).await),
+                RaftAdmin::RemoveNode(id) => done(raft.send(ChangeMembership::Remove(id)).await),
+                RaftAdmin::TransferLeader(id) => done(raft.send(TransferLeader(id)).await),
+                RaftAdmin::Info => match (raft.send(GetStatus).await, raft.send(GetMembers).await) {
+                    (Ok(status), Ok(members)) => Frame::Verbatim(format_raft_info(&status, &members)),
+                    _ => Error::Stopped.to_frame(),
+                },
+            };
+            let _ = reply.send(frame);
+        });
+    }
+
     fn info(&self, sections: Vec<String>, reply: oneshot::Sender<Frame>) {
         let status = self.raft.send(GetStatus);
         let keyspace = self.storage.send(Read(ReadQuery::KeyspaceStats));
@@ -492,6 +518,7 @@ impl Handler<Execute> for RedisStore {
             Command::Write(op) => self.propose(op, tx, ctx),
             Command::Read(query) => self.read(query, tx, ctx),
             Command::Info(sections) => self.info(sections, tx),
+            Command::Raft(admin) => self.raft_admin(admin, tx),
             Command::ClientList => {
                 let _ = tx.send(self.client_list());
             }
@@ -540,4 +567,29 @@ impl Handler<ClientEvent> for RedisStore {
             }
         }
     }
+}
+
+/// The `RAFT.INFO` text: this node's state, then one `member:` line per member, with its
+/// replication progress when this node leads.
+pub fn format_raft_info(status: &RaftStatus, members: &[MemberStatus]) -> String {
+    let mut out = format!(
+        "node_id:{}\r\nrole:{}\r\nterm:{}\r\nleader_id:{}\r\ncommit_index:{}\r\napplied_index:{}\r\n",
+        status.id, status.role, status.term, status.leader_id, status.commit_index, status.applied_index
+    );
+    for m in members {
+        let role = match (m.leader, m.voter) {
+            (true, _) => "leader",
+            (false, true) => "voter",
+            (false, false) => "learner",
+        };
+        let progress = match m.matched {
+            Some(matched) => format!(",match={matched},lag={}", status.commit_index.saturating_sub(matched)),
+            None => String::new(),
+        };
+        out.push_str(&format!(
+            "member:id={},peer={},redis={},role={role}{progress}\r\n",
+            m.member.id, m.member.peer_addr, m.member.redis_addr
+        ));
+    }
+    out
 }

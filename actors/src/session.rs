@@ -236,7 +236,9 @@ impl Session {
                 Command::Read(q) => QueuedItem::Keyspace(Queued::Read(q)),
                 Command::Write(op) => QueuedItem::Keyspace(Queued::Write(op)),
                 Command::Local(local) => QueuedItem::Local(local),
-                server @ (Command::Info(_) | Command::ClientList) => QueuedItem::Server(server),
+                server @ (Command::Info(_) | Command::ClientList | Command::Raft(_)) => {
+                    QueuedItem::Server(server)
+                }
             });
             return self.complete(seq, Frame::Simple("QUEUED".into()), After::Continue, ctx);
         }

@@ -12,6 +12,7 @@
 //! [`table`], the command table with the documentation `COMMAND DOCS` serves.
 
 pub mod keys;
+pub mod raft;
 pub mod server;
 pub mod strings;
 pub mod table;
@@ -37,6 +38,8 @@ pub enum Command {
     Info(Vec<String>),
     /// `CLIENT LIST`: every connection of this node.
     ClientList,
+    /// `RAFT.*`: cluster membership and leadership, executed by RaftNode.
+    Raft(raft::RaftAdmin),
 }
 
 /// Commands about the connection or the server, answered by the Session.
@@ -358,6 +361,9 @@ impl Command {
             return Ok(cmd);
         }
         if let Some(cmd) = server::parse(name, args)? {
+            return Ok(cmd);
+        }
+        if let Some(cmd) = raft::parse(name, args)? {
             return Ok(cmd);
         }
         unreachable!("every table entry has a parser: {name}")

@@ -118,6 +118,9 @@ pub const COMMAND_TABLE: &[CommandSpec] = &[
     spec("flushall", -1, W, NO_KEYS, "server", "1.0.0", "Removes all keys from all databases.", "[ASYNC|SYNC]"),
     spec("flushdb", -1, W, NO_KEYS, "server", "1.0.0", "Remove all keys from the current database.", "[ASYNC|SYNC]"),
     spec("info", -1, &["loading", "stale"], NO_KEYS, "server", "1.0.0", "Returns information and statistics about the server.", "[section:string...]"),
+    spec("raft.info", 1, &["admin", "stale"], NO_KEYS, "cluster", "raft-kv", "Returns the Raft state of this node and every member.", ""),
+    spec("raft.node", -3, &["admin"], NO_KEYS, "cluster", "raft-kv", "Adds (as a learner, promoted once caught up) or removes a cluster member.", "ADD|REMOVE id:integer [peer-addr:string redis-addr:string]"),
+    spec("raft.transfer-leader", 2, &["admin"], NO_KEYS, "cluster", "raft-kv", "Hands Raft leadership to another voter.", "id:integer"),
     spec("time", 1, LSF, NO_KEYS, "server", "2.6.0", "Returns the server time.", ""),
     // scripting: there are no scripts or functions, only their FLUSH
     spec("function", -2, &["noscript"], NO_KEYS, "scripting", "7.0.0", "A container for function commands (only FLUSH: raft-kv has no functions).", "FLUSH [ASYNC|SYNC]"),
