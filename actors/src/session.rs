@@ -16,6 +16,11 @@
 //! WATCH waits for the versions it reads, later requests wait in a backlog, so a pipelined
 //! `WATCH; MULTI; ...; EXEC` carries the right versions.
 //!
+//! Reads and writes of one connection are dispatched concurrently only with their own kind:
+//! a read waits for the writes sent before it to be acknowledged, and a write for the reads
+//! before it to be answered, so a pipelined `SET k v; GET k` sees `v` and `GET k; SET k w`
+//! does not see `w`, exactly as with Redis, while runs of reads or of writes still overlap.
+//!
 //! A protocol error is answered with `-ERR Protocol error: ...` and closes this connection only.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -107,6 +112,11 @@ pub struct Session {
     /// A WATCH is reading versions: requests wait here until it is done.
     watch_pending: bool,
     backlog: VecDeque<Vec<Bytes>>,
+    /// Requests sent to RedisStore and not answered yet, all of one access kind.
+    in_flight: usize,
+    in_flight_access: Access,
+    /// Requests waiting for the in-flight ones of the other kind, in request order.
+    gated: VecDeque<(Access, Start)>,
     input_closed: bool,
 }
 
@@ -146,6 +156,9 @@ impl Session {
                 watched: Vec::new(),
                 watch_pending: false,
                 backlog: VecDeque::new(),
+                in_flight: 0,
+                in_flight_access: Access::Read,
+                gated: VecDeque::new(),
                 input_closed: false,
             }
         });
@@ -183,6 +196,33 @@ impl Session {
         }
         if self.input_closed && self.next_reply == self.next_request && self.backlog.is_empty() {
             ctx.stop();
+        }
+    }
+
+    /// Starts a request to RedisStore now if only requests of the same kind are in flight,
+    /// else once those of the other kind are answered. `start` must call [`Session::ungate`]
+    /// when its reply arrives.
+    fn gate(&mut self, access: Access, start: Start, ctx: &mut Context<Self>) {
+        if self.gated.is_empty() && (self.in_flight == 0 || self.in_flight_access == access) {
+            self.in_flight += 1;
+            self.in_flight_access = access;
+            start(self, ctx);
+        } else {
+            self.gated.push_back((access, start));
+        }
+    }
+
+    /// One gated request was answered: start the waiting ones that may go now.
+    fn ungate(&mut self, ctx: &mut Context<Self>) {
+        self.in_flight -= 1;
+        while let Some((access, _)) = self.gated.front() {
+            if self.in_flight > 0 && *access != self.in_flight_access {
+                break;
+            }
+            let (access, start) = self.gated.pop_front().expect("front exists");
+            self.in_flight += 1;
+            self.in_flight_access = access;
+            start(self, ctx);
         }
     }
 
@@ -250,11 +290,16 @@ impl Session {
             }
             Command::Transaction(tx) => self.transaction(seq, tx, ctx),
             command => {
-                let reply = self.store.send(Execute(command));
-                ctx.spawn(reply.into_actor(self).map(move |result, session, ctx| {
-                    let frame = result.unwrap_or_else(|_| Frame::error("ERR node is shutting down"));
-                    session.complete(seq, frame, After::Continue, ctx);
-                }));
+                let access = if matches!(command, Command::Write(_)) { Access::Write } else { Access::Read };
+                let start: Start = Box::new(move |session, ctx| {
+                    let reply = session.store.send(Execute(command));
+                    ctx.spawn(reply.into_actor(session).map(move |result, session, ctx| {
+                        let frame = result.unwrap_or_else(|_| Frame::error("ERR node is shutting down"));
+                        session.ungate(ctx);
+                        session.complete(seq, frame, After::Continue, ctx);
+                    }));
+                });
+                self.gate(access, start, ctx);
             }
         }
     }
@@ -290,9 +335,15 @@ impl Session {
     /// Reads the versions of `keys` (linearizably) and remembers them for EXEC.
     fn watch(&mut self, seq: u64, keys: Vec<Bytes>, ctx: &mut Context<Self>) {
         self.watch_pending = true;
+        let start: Start = Box::new(move |session, ctx| session.watch_read(seq, keys, ctx));
+        self.gate(Access::Read, start, ctx);
+    }
+
+    fn watch_read(&mut self, seq: u64, keys: Vec<Bytes>, ctx: &mut Context<Self>) {
         let read = self.store.send(Execute(Command::Read(ReadQuery::Versions(keys.clone()))));
         ctx.spawn(read.into_actor(self).map(move |result, session, ctx| {
             session.watch_pending = false;
+            session.ungate(ctx);
             let reply = match result {
                 Ok(Frame::Array(versions)) => {
                     for (key, version) in keys.into_iter().zip(versions) {
@@ -347,6 +398,20 @@ impl Session {
                 }
             });
         }
+        let start: Start =
+            Box::new(move |session, ctx| session.exec_send(seq, slots, server, watched, commands, ctx));
+        self.gate(Access::Write, start, ctx);
+    }
+
+    fn exec_send(
+        &mut self,
+        seq: u64,
+        slots: Vec<Slot>,
+        server: Vec<Request<RedisStore, Execute>>,
+        watched: Vec<(Bytes, u64)>,
+        commands: Vec<Queued>,
+        ctx: &mut Context<Self>,
+    ) {
         let entry = (!commands.is_empty() || !watched.is_empty())
             .then(|| self.store.send(Execute(Command::Write(WriteOp::Exec { watched, commands }))));
         let work = async move {
@@ -362,6 +427,7 @@ impl Session {
             (server, keyspace)
         };
         ctx.spawn(work.into_actor(self).map(move |(server, keyspace), session, ctx| {
+            session.ungate(ctx);
             let reply = match keyspace {
                 Frame::Array(replies) => {
                     let (mut replies, mut server) = (replies.into_iter(), server.into_iter());
@@ -560,6 +626,16 @@ impl Session {
         Frame::Map(out)
     }
 }
+
+/// The keyspace access of a request sent to RedisStore (see the ordering rule above).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Access {
+    Read,
+    Write,
+}
+
+/// A request waiting for requests of the other access kind to finish.
+type Start = Box<dyn FnOnce(&mut Session, &mut Context<Session>)>;
 
 /// Where a queued command's reply comes from when EXEC assembles its answer.
 enum Slot {
