@@ -500,3 +500,114 @@ async fn receive_snapshot(
     frames.get_mut().write_all(&[1]).await.map_err(|e| e.to_string())?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::membership::Member;
+    use crate::storage::Storage;
+    use std::sync::{Arc, Mutex};
+    use tokio::io::AsyncWriteExt;
+
+    /// Stands in for RaftNode: records what the transport delivers.
+    #[derive(Default)]
+    struct Recorder {
+        steps: Arc<Mutex<Vec<Message>>>,
+    }
+
+    impl Actor for Recorder {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<Step> for Recorder {
+        type Result = ();
+        fn handle(&mut self, msg: Step, _: &mut Context<Self>) {
+            self.steps.lock().unwrap().push(msg.0);
+        }
+    }
+
+    impl Handler<PeerUnreachable> for Recorder {
+        type Result = ();
+        fn handle(&mut self, _: PeerUnreachable, _: &mut Context<Self>) {}
+    }
+
+    impl Handler<SnapshotReport> for Recorder {
+        type Result = ();
+        fn handle(&mut self, _: SnapshotReport, _: &mut Context<Self>) {}
+    }
+
+    fn heartbeat(from: u64, to: u64) -> Message {
+        let mut m = Message::default();
+        m.set_msg_type(MessageType::MsgHeartbeat);
+        m.from = from;
+        m.to = to;
+        m.term = 7;
+        m
+    }
+
+    async fn send_frames(addr: std::net::SocketAddr, frames: &[&[u8]]) {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        for f in frames {
+            stream.write_all(&(f.len() as u32).to_be_bytes()).await.unwrap();
+            stream.write_all(f).await.unwrap();
+        }
+        stream.shutdown().await.unwrap();
+        // Wait until the transport has read everything and closed its side.
+        let mut rest = Vec::new();
+        let _ = tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut rest).await;
+    }
+
+    #[actix_rt::test]
+    async fn valid_messages_are_stepped_and_garbage_unknown_senders_and_misaddressed_frames_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let members = vec![
+            Member { id: 1, peer_addr: "127.0.0.1:1".into(), redis_addr: String::new() },
+            Member { id: 2, peer_addr: "127.0.0.1:2".into(), redis_addr: String::new() },
+        ];
+        let (storage, _) = Storage::open(dir.path(), 1, &members, true).unwrap();
+        let storage = storage.start();
+        let steps = Arc::new(Mutex::new(Vec::new()));
+        let recorder = Recorder { steps: steps.clone() }.start();
+        let inbox = RaftInbox {
+            step: recorder.clone().recipient(),
+            unreachable: recorder.clone().recipient(),
+            snapshot: recorder.recipient(),
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Node 1 knows node 2 (at an address nobody listens on: outbound sends just fail).
+        let peers = HashMap::from([(2, "127.0.0.1:1".to_string())]);
+        PeerTransport::new(1, peers, listener, inbox, storage, None).start();
+
+        let good = heartbeat(2, 1).write_to_bytes().unwrap();
+        let hello2 = hello_with(HELLO_MAGIC, 2);
+        // Garbage instead of a hello, a hello from a node that is not a member, a message
+        // claiming another sender, an undecodable frame, and an oversized frame header.
+        send_frames(addr, &[b"GET / HTTP/1.1"]).await;
+        send_frames(addr, &[&hello_with(HELLO_MAGIC, 9), &heartbeat(9, 1).write_to_bytes().unwrap()]).await;
+        send_frames(addr, &[&hello2, &heartbeat(3, 1).write_to_bytes().unwrap()]).await;
+        send_frames(addr, &[&hello2, &[0xff, 0xff, 0xff]]).await;
+        {
+            let mut stream = TcpStream::connect(addr).await.unwrap();
+            stream.write_all(&(u32::MAX).to_be_bytes()).await.unwrap();
+            let mut rest = Vec::new();
+            let _ = tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut rest).await;
+        }
+        assert!(steps.lock().unwrap().is_empty(), "nothing invalid reaches raft");
+        // The transport still serves a well-behaved peer afterwards.
+        send_frames(addr, &[&hello2, &good, &good]).await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while steps.lock().unwrap().len() < 2 {
+            assert!(std::time::Instant::now() < deadline, "valid messages were not stepped");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(steps.lock().unwrap().iter().all(|m| m.from == 2 && m.to == 1 && m.term == 7));
+    }
+
+    #[test]
+    fn fault_rules_parse_directions_and_ignore_junk() {
+        let rules = FaultRules::parse("drop-out 2\ndrop-in 3\n# comment\ndrop-out x\nbogus 4\n");
+        assert_eq!(rules.drop_out, HashSet::from([2]));
+        assert_eq!(rules.drop_in, HashSet::from([3]));
+    }
+}

@@ -850,3 +850,131 @@ impl Handler<GetStatus> for RaftNode {
         MessageResult(self.status())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::{Proposal, ReadQuery, RequestId, WriteOp};
+    use crate::redis_store::Applied;
+    use crate::resp::Frame;
+    use crate::storage::Read;
+    use bytes::Bytes;
+    use std::sync::{Arc, Mutex};
+
+    /// Stands in for PeerTransport and RedisStore: records what RaftNode and Storage send.
+    #[derive(Default, Clone)]
+    struct Recorder {
+        sent: Arc<Mutex<Vec<Message>>>,
+        applied: Arc<Mutex<Vec<Applied>>>,
+    }
+
+    impl Actor for Recorder {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<SendMessages> for Recorder {
+        type Result = ();
+        fn handle(&mut self, msg: SendMessages, _: &mut Context<Self>) {
+            self.sent.lock().unwrap().extend(msg.0);
+        }
+    }
+
+    impl Handler<UpdatePeers> for Recorder {
+        type Result = ();
+        fn handle(&mut self, _: UpdatePeers, _: &mut Context<Self>) {}
+    }
+
+    impl Handler<Applied> for Recorder {
+        type Result = ();
+        fn handle(&mut self, msg: Applied, _: &mut Context<Self>) {
+            self.applied.lock().unwrap().push(msg);
+        }
+    }
+
+    fn fast_timing() -> RaftTiming {
+        RaftTiming {
+            tick: Duration::from_millis(10),
+            read_retry: Duration::from_millis(50),
+            ..Default::default()
+        }
+    }
+
+    struct TestNode {
+        raft: Addr<RaftNode>,
+        storage: Addr<Storage>,
+        recorder: Recorder,
+        incarnation: u64,
+        _dir: tempfile::TempDir,
+    }
+
+    fn start_node(voters: &[u64]) -> TestNode {
+        let dir = tempfile::tempdir().unwrap();
+        let members: Vec<Member> = voters
+            .iter()
+            .map(|&id| Member { id, peer_addr: format!("127.0.0.1:{id}"), redis_addr: String::new() })
+            .collect();
+        let (storage, recovered) = Storage::open(dir.path(), 1, &members, true).unwrap();
+        let recorder = Recorder::default();
+        let rec = recorder.clone().start();
+        let storage = storage.with_applied_sink(rec.clone().recipient()).start();
+        let incarnation = recovered.incarnation;
+        let node = RaftNode::new(
+            1,
+            recovered,
+            fast_timing(),
+            storage.clone(),
+            rec.clone().recipient(),
+            rec.recipient(),
+        )
+        .unwrap();
+        TestNode { raft: node.start(), storage, recorder, incarnation, _dir: dir }
+    }
+
+    async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[actix_rt::test]
+    async fn a_single_node_elects_itself_commits_applies_and_confirms_reads() {
+        let node = start_node(&[1]);
+        let mut status = node.raft.send(GetStatus).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while status.role != "leader" {
+            assert!(Instant::now() < deadline, "no election");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            status = node.raft.send(GetStatus).await.unwrap();
+        }
+        let op = WriteOp::Set { key: Bytes::from_static(b"k"), value: Bytes::from_static(b"v") };
+        let origin = RequestId { node: 1, incarnation: node.incarnation, seq: 42 };
+        let proposal = Proposal { origin, now_ms: 0, op };
+        node.raft.send(Propose(proposal.encode())).await.unwrap().unwrap();
+        let applied = node.recorder.applied.clone();
+        wait_for("the proposal to be applied", || {
+            applied.lock().unwrap().iter().any(|a| a.replies.iter().any(|(seq, _)| *seq == 42))
+        })
+        .await;
+        let index = node.raft.send(ReadIndex).await.unwrap().unwrap();
+        let applied_index = applied.lock().unwrap().iter().map(|a| a.index).max().unwrap();
+        assert!(index >= 2 && index <= applied_index, "read index {index}, applied {applied_index}");
+        let value = node.storage.send(Read(ReadQuery::Get(Bytes::from_static(b"k")))).await.unwrap().unwrap();
+        assert_eq!(value, Frame::bulk("v"));
+        assert!(node.recorder.sent.lock().unwrap().is_empty(), "a single node sends nothing");
+    }
+
+    #[actix_rt::test]
+    async fn without_a_quorum_proposals_and_reads_fail_instead_of_hanging() {
+        // Node 2 never answers: node 1 can never win an election.
+        let node = start_node(&[1, 2]);
+        let sent = node.recorder.sent.clone();
+        wait_for("a (pre-)vote request to node 2", || sent.lock().unwrap().iter().any(|m| m.to == 2)).await;
+        let proposal = node.raft.send(Propose(vec![1, 2, 3])).await.unwrap();
+        assert!(matches!(proposal, Err(Error::NoLeader)), "{proposal:?}");
+        let read = node.raft.send(ReadIndex).await.unwrap();
+        assert!(matches!(read, Err(Error::NoLeader)), "{read:?}");
+        assert_eq!(node.raft.send(GetStatus).await.unwrap().leader_id, 0);
+    }
+}
