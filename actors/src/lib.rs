@@ -85,10 +85,11 @@ pub struct NodeConfig {
 }
 
 /// A started node: where it listens.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RunningNode {
     pub redis_addr: SocketAddr,
     pub peer_addr: SocketAddr,
+    pub raft: Addr<RaftNode>,
 }
 
 /// Opens the data directory, binds both ports and starts the five actors. Must run inside an
@@ -117,9 +118,11 @@ pub async fn start_node(config: NodeConfig) -> std::result::Result<RunningNode, 
     let redis_listener = TcpListener::bind((config.bind.as_str(), config.port))
         .await
         .map_err(|e| format!("cannot listen for clients on {}:{}: {e}", config.bind, config.port))?;
+    let raft_ctx = Context::<RaftNode>::new();
     let running = RunningNode {
         redis_addr: redis_listener.local_addr().map_err(|e| e.to_string())?,
         peer_addr: peer_listener.local_addr().map_err(|e| e.to_string())?,
+        raft: raft_ctx.address(),
     };
     info!(
         node = id,
@@ -133,7 +136,6 @@ pub async fn start_node(config: NodeConfig) -> std::result::Result<RunningNode, 
 
     // The actors name each other, so the addresses of RaftNode and RedisStore exist before
     // the actors themselves start.
-    let raft_ctx = Context::<RaftNode>::new();
     let store_ctx = Context::<RedisStore>::new();
     let raft_addr = raft_ctx.address();
     let store_addr = store_ctx.address();

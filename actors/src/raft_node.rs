@@ -94,6 +94,13 @@ pub struct MemberStatus {
     pub matched: Option<u64>,
 }
 
+/// The node is about to stop: a leader hands leadership to its most up-to-date voter first,
+/// so the cluster does not wait out an election timeout. Sent by the binary on SIGTERM/SIGINT;
+/// replies when the transfer is done, failed, or not needed.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
 /// Current Raft state, for `INFO raft`. Sent by RedisStore.
 #[derive(Message)]
 #[rtype(result = "RaftStatus")]
@@ -136,6 +143,13 @@ pub struct RaftTiming {
     pub admin_timeout: Duration,
     /// A learner within this many entries of the commit index is promoted to voter.
     pub promote_lag: u64,
+}
+
+impl RaftTiming {
+    /// The base election timeout.
+    pub fn election_tick_duration(&self) -> Duration {
+        self.tick * self.election_ticks as u32
+    }
 }
 
 impl Default for RaftTiming {
@@ -830,6 +844,35 @@ impl Handler<TransferLeader> for RaftNode {
             self.schedule_drive(ctx);
         }
         Box::pin(async move { rx.await.unwrap_or(Err(Error::Stopped)) })
+    }
+}
+
+impl Handler<Shutdown> for RaftNode {
+    type Result = ResponseFuture<()>;
+
+    /// Transfers leadership away before the process exits.
+    fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) -> Self::Result {
+        let target = (self.role == StateRole::Leader)
+            .then(|| {
+                let prs = self.raw.raft.prs();
+                self.conf_state
+                    .voters
+                    .iter()
+                    .copied()
+                    .filter(|&id| id != self.id)
+                    .max_by_key(|&id| prs.get(id).map_or(0, |pr| pr.matched))
+            })
+            .flatten();
+        let Some(target) = target else { return Box::pin(async {}) };
+        info!(node = self.id, target, "shutting down: handing leadership over first");
+        let (tx, rx) = oneshot::channel();
+        self.raw.transfer_leader(target);
+        let deadline = Instant::now() + self.timing.election_tick_duration() * 2;
+        self.transfers.push((target, tx, deadline));
+        self.schedule_drive(ctx);
+        Box::pin(async move {
+            let _ = rx.await;
+        })
     }
 }
 
