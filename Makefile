@@ -13,8 +13,10 @@ SHELL := /bin/bash
 
 CARGO ?= cargo
 BIN := ./target/release/raft-kv
-# libclang-dev: bindgen for RocksDB. redis-tools: redis-cli and redis-benchmark.
-DEB_PACKAGES := libclang-dev redis-tools redis-server
+# libclang-dev: bindgen for RocksDB. redis-tools: redis-cli and redis-benchmark. redis-server:
+# the reference the differential tests compare against. python3-redis: redis-py, the second
+# language's client the tests drive the cluster with.
+DEB_PACKAGES := libclang-dev redis-tools redis-server python3-redis
 # Extra redis-benchmark flags for `make bench`, e.g. `make bench BENCH_FLAGS=` for the full report.
 BENCH_FLAGS ?= -q
 
@@ -33,7 +35,7 @@ cluster: deps build
 test: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) test --release --workspace --lib --bins
-	$(CARGO) test --release --test cluster -- --test-threads=1
+	$(CARGO) test --release --test cluster --test differential -- --test-threads=1
 
 bench: deps build
 	@bash -c "$$bench_script"
