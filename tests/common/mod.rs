@@ -12,6 +12,13 @@
 //! that never answers fails the test instead of hanging it. When a test panics, dropping the
 //! `Cluster` kills the nodes and prints the tail of each node's log to stderr.
 //!
+//! Faults: every node runs with `--fault-control <dir>/node<id>.faults`, a file of
+//! `drop-out <id>` / `drop-in <id>` lines naming the Raft traffic it must drop. The harness
+//! keeps the rules of every node and rewrites those files for [`Cluster::partition`],
+//! [`Cluster::isolate`], [`Cluster::cut_one_way`] and [`Cluster::heal`]; it returns once every
+//! running node has logged that it picked the new rules up, so a fault is in place (or gone)
+//! when the call returns.
+//!
 //! Environment:
 //! - `RUST_LOG` is passed to the nodes (default `info`); their output goes to the log files.
 //! - `RAFT_KV_BIN` runs another node binary instead of the one Cargo built for this test.
@@ -19,7 +26,10 @@
 // Each test binary uses its own subset of the helpers.
 #![allow(dead_code)]
 
-use std::collections::VecDeque;
+pub mod linearizability;
+pub mod workload;
+
+use std::collections::{BTreeSet, VecDeque};
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -54,11 +64,19 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// How many lines of each node's log a failing test prints.
 const LOG_TAIL_LINES: usize = 80;
 
+/// How long a running node may take to pick up new fault rules (it polls every 100 ms).
+const FAULT_PICKUP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a node logs when it picks up new fault rules.
+const FAULT_RULES_CHANGED: &str = "fault rules changed";
+
 /// A set of `raft-kv` node processes forming one Raft group. Node ids are 1-based.
 pub struct Cluster {
     binary: PathBuf,
-    /// `--cluster`: the peer address of every node, in id order.
-    peers: String,
+    /// The peer address of every node, in id order (nodes added later included).
+    peer_addrs: Vec<String>,
+    /// Flags given to every node after the harness's own (see [`Cluster::launch_with`]).
+    extra_args: Vec<String>,
     nodes: Vec<Node>,
     /// Holds every node's data directory and log file; removed when the cluster is dropped.
     dir: TempDir,
@@ -67,18 +85,121 @@ pub struct Cluster {
 struct Node {
     id: u64,
     redis_port: u16,
+    /// `--cluster` for this node: the peer addresses of nodes 1..=id when it was created.
+    cluster_arg: String,
     data_dir: PathBuf,
     log_path: PathBuf,
+    /// `--fault-control`: the rules below, as the node reads them.
+    fault_path: PathBuf,
+    faults: FaultRules,
+    /// `--join`: the node was added to a running cluster by [`Cluster::add_node`].
+    join: bool,
     /// `None` while the node is down.
     process: Option<Child>,
     /// Stopped with SIGSTOP and not yet continued.
     paused: bool,
+    /// The log file's length when the node was last started: where this run's lines begin.
+    log_offset: u64,
+    /// Removed from the cluster (`RAFT.NODE REMOVE`) and exited: no longer a member.
+    removed: bool,
+}
+
+/// The Raft traffic one node drops: messages to (`drop-out`) and from (`drop-in`) these peers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct FaultRules {
+    drop_out: BTreeSet<u64>,
+    drop_in: BTreeSet<u64>,
+}
+
+impl FaultRules {
+    fn is_empty(&self) -> bool {
+        self.drop_out.is_empty() && self.drop_in.is_empty()
+    }
+
+    /// The fault-control file's text.
+    fn to_file(&self) -> String {
+        let out = self.drop_out.iter().map(|id| format!("drop-out {id}\n"));
+        let inbound = self.drop_in.iter().map(|id| format!("drop-in {id}\n"));
+        out.chain(inbound).collect()
+    }
+}
+
+impl Node {
+    fn new(dir: &Path, id: u64, redis_port: u16, cluster_arg: String, join: bool) -> Node {
+        let fault_path = dir.join(format!("node{id}.faults"));
+        write_fault_file(&fault_path, &FaultRules::default());
+        Node {
+            id,
+            redis_port,
+            cluster_arg,
+            // Not created here: the node creates its data directory when it is missing.
+            data_dir: dir.join(format!("node{id}")),
+            log_path: dir.join(format!("node{id}.log")),
+            fault_path,
+            faults: FaultRules::default(),
+            join,
+            process: None,
+            paused: false,
+            removed: false,
+            log_offset: 0,
+        }
+    }
+
+    /// The fault rules the running node last reported loading (its log's last
+    /// `fault rules changed node=1 drop_out={2, 3} drop_in={}` line since it started; none
+    /// means no rules).
+    fn loaded_faults(&self) -> FaultRules {
+        let mut rules = FaultRules::default();
+        let Ok(mut file) = File::open(&self.log_path) else { return rules };
+        let mut text = Vec::new();
+        if std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(self.log_offset)).is_err()
+            || file.read_to_end(&mut text).is_err()
+        {
+            return rules;
+        }
+        let text = String::from_utf8_lossy(&text);
+        let Some(line) = text.lines().filter(|line| line.contains(FAULT_RULES_CHANGED)).last() else {
+            return rules;
+        };
+        let set = |field: &str| -> BTreeSet<u64> {
+            let Some((_, rest)) = line.split_once(&format!(" {field}={{")) else { return BTreeSet::new() };
+            let inner = rest.split('}').next().unwrap_or_default();
+            inner.split(',').filter_map(|id| id.trim().parse().ok()).collect()
+        };
+        rules.drop_out = set("drop_out");
+        rules.drop_in = set("drop_in");
+        rules
+    }
+}
+
+/// Replaces a fault-control file in one step (write, then rename). The node notices a change
+/// by the file's modification time, so that time is made to move forward even when two
+/// changes come within one tick of the file system's clock.
+fn write_fault_file(path: &Path, rules: &FaultRules) {
+    let previous = std::fs::metadata(path).and_then(|meta| meta.modified()).ok();
+    let staging = path.with_extension("faults.new");
+    let file = File::create(&staging).unwrap_or_else(|e| panic!("cannot create {}: {e}", staging.display()));
+    (&file).write_all(rules.to_file().as_bytes()).expect("cannot write the fault-control file");
+    let now = std::time::SystemTime::now();
+    let modified = match previous {
+        Some(previous) if previous >= now => previous + Duration::from_millis(1),
+        _ => now,
+    };
+    file.set_modified(modified).expect("cannot set the fault-control file's modification time");
+    drop(file);
+    std::fs::rename(&staging, path).unwrap_or_else(|e| panic!("cannot replace {}: {e}", path.display()));
 }
 
 impl Cluster {
     /// Starts `size` nodes on fresh loopback ports, each with an empty data directory.
     /// Returns at once; use [`Cluster::wait_for_leader`] before sending commands.
     pub fn launch(size: usize) -> Cluster {
+        Cluster::launch_with(size, &[])
+    }
+
+    /// [`Cluster::launch`], giving every node (also those added later) these extra flags,
+    /// e.g. `&["--snapshot-threshold", "200"]`.
+    pub fn launch_with(size: usize, extra_args: &[&str]) -> Cluster {
         assert!(size > 0, "a cluster needs at least one node");
         let binary = std::env::var_os("RAFT_KV_BIN")
             .map(PathBuf::from)
@@ -89,29 +210,127 @@ impl Cluster {
             .expect("cannot create the cluster's temporary directory");
         let ports = free_loopback_ports(2 * size);
         let (peer_ports, redis_ports) = ports.split_at(size);
-        let peers = peer_ports.iter().map(|port| format!("127.0.0.1:{port}")).collect::<Vec<_>>().join(",");
+        let peer_addrs: Vec<String> = peer_ports.iter().map(|port| format!("127.0.0.1:{port}")).collect();
+        let cluster_arg = peer_addrs.join(",");
         let nodes = (1..=size as u64)
             .zip(redis_ports)
-            .map(|(id, &redis_port)| Node {
-                id,
-                redis_port,
-                // Not created here: the node creates its data directory when it is missing.
-                data_dir: dir.path().join(format!("node{id}")),
-                log_path: dir.path().join(format!("node{id}.log")),
-                process: None,
-                paused: false,
-            })
+            .map(|(id, &redis_port)| Node::new(dir.path(), id, redis_port, cluster_arg.clone(), false))
             .collect();
-        let mut cluster = Cluster { binary, peers, nodes, dir };
+        let extra_args = extra_args.iter().map(|arg| arg.to_string()).collect();
+        let mut cluster = Cluster { binary, peer_addrs, extra_args, nodes, dir };
         for id in cluster.ids() {
             cluster.start(id);
         }
         cluster
     }
 
+    /// Starts one more node, with `--join` and an empty data directory, on fresh ports, and
+    /// returns its id (the next one). It waits, empty, until the cluster adds it: see
+    /// [`Cluster::add_member`].
+    pub fn add_node(&mut self) -> u64 {
+        let id = self.nodes.len() as u64 + 1;
+        let ports = free_loopback_ports(2);
+        self.peer_addrs.push(format!("127.0.0.1:{}", ports[0]));
+        let cluster_arg = self.peer_addrs.join(",");
+        let node = Node::new(self.dir.path(), id, ports[1], cluster_arg, true);
+        self.nodes.push(node);
+        self.start(id);
+        id
+    }
+
+    /// The node's Raft peer address (`host:port`).
+    pub fn peer_addr(&self, id: u64) -> &str {
+        &self.peer_addrs[self.index(id)]
+    }
+
+    /// `RAFT.NODE ADD` for a node started by [`Cluster::add_node`], sent to `via` (retried while
+    /// the cluster cannot serve it), then waits until every live member lists it as a voter.
+    pub fn add_member(&self, via: u64, id: u64, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let mut command = redis::cmd("RAFT.NODE");
+        command.arg("ADD").arg(id).arg(self.peer_addr(id)).arg(format!("127.0.0.1:{}", self.redis_port(id)));
+        self.admin_with_retry(via, &command, "is already a member", deadline);
+        wait_until(
+            deadline.saturating_duration_since(Instant::now()),
+            &format!("node {id} to be a voter"),
+            || {
+                self.live_ids().iter().all(|&member| {
+                matches!(self.raft_info_within(member, PROBE_TIMEOUT), Ok(info) if info.members.contains(&id))
+            })
+            },
+        );
+    }
+
+    /// `RAFT.NODE REMOVE` sent to `via` (retried while the cluster cannot serve it); then waits
+    /// until the removed node has exited with status 0, as a removed node does, and until
+    /// every other live member no longer lists it.
+    pub fn remove_member(&mut self, via: u64, id: u64, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let mut command = redis::cmd("RAFT.NODE");
+        command.arg("REMOVE").arg(id);
+        self.admin_with_retry(via, &command, "is not a member", deadline);
+        let status = self.wait_for_exit(id, deadline.saturating_duration_since(Instant::now()));
+        assert!(status.success(), "node {id} exited with {status} after its removal, not 0");
+        self.node_mut(id).removed = true;
+        wait_until(
+            deadline.saturating_duration_since(Instant::now()),
+            &format!("node {id} to leave"),
+            || {
+                self.live_ids().iter().all(|&member| {
+                matches!(self.raft_info_within(member, PROBE_TIMEOUT), Ok(info) if !info.members.contains(&id) && !info.learners.contains(&id))
+            })
+            },
+        );
+    }
+
+    /// Sends a membership command until it answers OK, or an error containing `done_if` (a
+    /// retry after an attempt whose reply was lost). Retries `CLUSTERDOWN`, `TIMEOUT`,
+    /// `TRYAGAIN` and connection failures until `deadline`.
+    fn admin_with_retry(&self, via: u64, command: &redis::Cmd, done_if: &str, deadline: Instant) {
+        let mut last_error = String::from("no attempt finished");
+        while Instant::now() < deadline {
+            let reply = connect(self.redis_port(via), REPLY_TIMEOUT)
+                .and_then(|mut con| command.query::<Value>(&mut con));
+            match reply {
+                Ok(Value::Okay) => return,
+                Ok(other) => panic!("{command:?} through node {via} answered {other:?}"),
+                Err(e) if e.to_string().contains(done_if) => return,
+                Err(e) if is_unavailable(&e) || e.code() == Some("TRYAGAIN") => last_error = e.to_string(),
+                Err(e) => panic!("{command:?} through node {via} failed: {e}"),
+            }
+            thread::sleep(RETRY_INTERVAL);
+        }
+        panic!("{command:?} through node {via} did not succeed in time; last error: {last_error}");
+    }
+
+    /// Waits until a running node exits on its own; returns its exit status. Panics if it is
+    /// still running after `timeout`.
+    pub fn wait_for_exit(&mut self, id: u64, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        let node = self.node_mut(id);
+        let child = node.process.as_mut().unwrap_or_else(|| panic!("node {id} is not running"));
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) if Instant::now() < deadline => thread::sleep(POLL_INTERVAL),
+                Ok(None) => panic!("node {id} was still running after {timeout:?}"),
+                Err(e) => panic!("cannot wait for node {id}: {e}"),
+            }
+        };
+        node.process = None;
+        node.paused = false;
+        self.log_marker(id, &format!("exited on its own ({status})"));
+        status
+    }
+
     /// Every node id, running or not: `1..=size`.
     pub fn ids(&self) -> Vec<u64> {
         self.nodes.iter().map(|node| node.id).collect()
+    }
+
+    /// Ids of the nodes that are members: every node except those removed.
+    pub fn member_ids(&self) -> Vec<u64> {
+        self.nodes.iter().filter(|node| !node.removed).map(|node| node.id).collect()
     }
 
     /// Ids of the nodes whose process is running and not paused.
@@ -137,7 +356,7 @@ impl Cluster {
     /// Starts a node that is down, with the same arguments and data directory as before.
     pub fn start(&mut self, id: u64) {
         let binary = self.binary.clone();
-        let peers = self.peers.clone();
+        let extra_args = self.extra_args.clone();
         let node = self.node_mut(id);
         assert!(node.process.is_none(), "node {id} is already running");
         let mut log = OpenOptions::new()
@@ -146,6 +365,7 @@ impl Cluster {
             .open(&node.log_path)
             .unwrap_or_else(|e| panic!("cannot open {}: {e}", node.log_path.display()));
         writeln!(log, "==== harness: starting node {id} ====").expect("cannot write the log");
+        node.log_offset = log.metadata().map(|meta| meta.len()).unwrap_or(0);
         let stdout = log.try_clone().expect("cannot clone the log file handle");
 
         let mut command = Command::new(&binary);
@@ -153,13 +373,17 @@ impl Cluster {
             .arg("--id")
             .arg(id.to_string())
             .arg("--cluster")
-            .arg(&peers)
+            .arg(&node.cluster_arg)
             .arg("--port")
             .arg(node.redis_port.to_string())
             .arg("--data-dir")
             .arg(&node.data_dir)
             .arg("--bind")
             .arg("127.0.0.1")
+            .arg("--fault-control")
+            .arg(&node.fault_path)
+            .args(node.join.then_some("--join"))
+            .args(&extra_args)
             .env("RUST_LOG", std::env::var_os("RUST_LOG").unwrap_or_else(|| OsString::from("info")))
             .env("RUST_BACKTRACE", "1")
             .stdin(Stdio::null())
@@ -239,6 +463,71 @@ impl Cluster {
         self.signal(id, "CONT");
         self.node_mut(id).paused = false;
         self.log_marker(id, "continued with SIGCONT");
+    }
+
+    /// Splits the members into groups that can only talk within themselves: every node drops
+    /// all Raft traffic to and from the nodes outside its group. Every member must be in
+    /// exactly one group. Replaces the faults in force; returns once every running node has
+    /// picked up its rules.
+    pub fn partition(&mut self, groups: &[&[u64]]) {
+        let members = self.member_ids();
+        for &id in &members {
+            let count = groups.iter().filter(|group| group.contains(&id)).count();
+            assert_eq!(count, 1, "node {id} must be in exactly one of the groups {groups:?}");
+        }
+        let rules = members
+            .iter()
+            .map(|&id| {
+                let group = groups.iter().find(|group| group.contains(&id)).expect("checked above");
+                let others: BTreeSet<u64> = members.iter().copied().filter(|m| !group.contains(m)).collect();
+                (id, FaultRules { drop_out: others.clone(), drop_in: others })
+            })
+            .collect();
+        self.set_faults(rules);
+    }
+
+    /// Cuts one node off from every other member, both ways (replaces the faults in force).
+    pub fn isolate(&mut self, id: u64) {
+        let rest: Vec<u64> = self.member_ids().into_iter().filter(|&m| m != id).collect();
+        self.partition(&[&[id], &rest]);
+    }
+
+    /// Drops every Raft message `from` sends to `to` (`to` still reaches `from`), on top of
+    /// the faults in force.
+    pub fn cut_one_way(&mut self, from: u64, to: u64) {
+        let mut rules: Vec<(u64, FaultRules)> =
+            self.nodes.iter().map(|node| (node.id, node.faults.clone())).collect();
+        rules[self.index(from)].1.drop_out.insert(to);
+        rules[self.index(to)].1.drop_in.insert(from);
+        self.set_faults(rules);
+    }
+
+    /// Lifts every network fault; returns once every running node has picked that up.
+    pub fn heal(&mut self) {
+        let rules = self.nodes.iter().map(|node| (node.id, FaultRules::default())).collect();
+        self.set_faults(rules);
+    }
+
+    /// Writes the fault-control file of every node whose rules change, then waits until every
+    /// running node that is not paused reports the rules the harness gave it. A node that is
+    /// down or paused reads its file when it starts or continues.
+    fn set_faults(&mut self, rules: Vec<(u64, FaultRules)>) {
+        for (id, new) in rules {
+            if self.node(id).faults == new {
+                continue;
+            }
+            let node = self.node_mut(id);
+            node.faults = new;
+            write_fault_file(&node.fault_path, &node.faults);
+            let text = node.faults.to_file().replace('\n', "; ");
+            self.log_marker(id, &format!("fault rules set to: {text}"));
+        }
+        wait_until(FAULT_PICKUP_TIMEOUT, "every running node to pick up its fault rules", || {
+            self.nodes
+                .iter()
+                .filter(|node| node.process.is_some() && !node.paused)
+                .all(|node| node.loaded_faults() == node.faults)
+        });
     }
 
     /// A Redis connection to the node, with read and write timeouts. Panics if the node
@@ -349,15 +638,19 @@ impl Cluster {
         }
     }
 
-    fn node(&self, id: u64) -> &Node {
+    fn index(&self, id: u64) -> usize {
         let index = id.checked_sub(1).expect("node ids start at 1") as usize;
-        self.nodes.get(index).unwrap_or_else(|| panic!("no node {id} in a cluster of {}", self.nodes.len()))
+        assert!(index < self.nodes.len(), "no node {id} in a cluster of {}", self.nodes.len());
+        index
+    }
+
+    fn node(&self, id: u64) -> &Node {
+        &self.nodes[self.index(id)]
     }
 
     fn node_mut(&mut self, id: u64) -> &mut Node {
-        let size = self.nodes.len();
-        let index = id.checked_sub(1).expect("node ids start at 1") as usize;
-        self.nodes.get_mut(index).unwrap_or_else(|| panic!("no node {id} in a cluster of {size}"))
+        let index = self.index(id);
+        &mut self.nodes[index]
     }
 
     /// Sends a signal with the shell's `kill` (the tests use no libc bindings).
@@ -431,7 +724,10 @@ pub struct RaftInfo {
     pub leader_id: u64,
     pub commit_index: u64,
     pub applied_index: u64,
+    /// The voters.
     pub members: Vec<u64>,
+    /// The learners (nodes being added, not yet promoted).
+    pub learners: Vec<u64>,
 }
 
 impl RaftInfo {
@@ -449,6 +745,12 @@ impl RaftInfo {
             value.parse().map_err(|_| format!("`{name}:{value}` is not a number in INFO raft"))
         };
         let members = field("members")?;
+        let ids = |name: &str, list: &str| -> Result<Vec<u64>, String> {
+            list.split(',')
+                .filter(|member| !member.is_empty())
+                .map(|member| member.parse().map_err(|_| format!("`{name}:{list}` is not a list of ids")))
+                .collect()
+        };
         Ok(RaftInfo {
             node_id: number("node_id")?,
             role: field("role")?.to_string(),
@@ -456,11 +758,8 @@ impl RaftInfo {
             leader_id: number("leader_id")?,
             commit_index: number("commit_index")?,
             applied_index: number("applied_index")?,
-            members: members
-                .split(',')
-                .filter(|member| !member.is_empty())
-                .map(|member| member.parse().map_err(|_| format!("`members:{members}` is not a list of ids")))
-                .collect::<Result<_, _>>()?,
+            members: ids("members", members)?,
+            learners: ids("learners", field("learners").unwrap_or(""))?,
         })
     }
 }

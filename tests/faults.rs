@@ -1,0 +1,550 @@
+//! Fault tests: a register workload runs through every node while the test crashes, stalls,
+//! partitions, compacts past and reconfigures the cluster. Every scenario then heals and
+//! checks that
+//!
+//! (a) the history, including a final read of every key on every node, is linearizable per
+//!     key (a checker that runs out of budget fails the test);
+//! (b) no acknowledged write is lost: every node ends with the same value per key, one that
+//!     was written, and (through the checker) not older than a write acknowledged before the
+//!     final reads began; no write refused with `CLUSTERDOWN`/`TRYAGAIN` is ever seen;
+//! (c) every node converges: same applied index, same `DBSIZE`, same values;
+//! (d) the cluster serves again within a bound after healing.
+//!
+//! Each scenario prints one line, `scenario=<name> ops=<n> ... faults=<list> result=linearizable`,
+//! straight to stdout, so it shows with or without `--nocapture`.
+//!
+//! Faults last until the workload has made a given amount of progress (or, when the cluster
+//! cannot serve, until a condition holds); nothing sleeps to let things settle. Run one test at
+//! a time: `cargo test --release --test faults -- --test-threads=1` (`make test`).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use common::linearizability::{check, Event, Op, Outcome};
+use common::workload::{History, Workload, WorkloadConfig};
+use common::{wait_until, Cluster, RaftInfo};
+use redis::Value;
+
+/// Until the live nodes agree on a leader.
+const LEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bound on the workload's progress while a fault that leaves a quorum is in force.
+const PROGRESS_TIMEOUT: Duration = Duration::from_secs(30);
+/// (d): after healing, the cluster must serve writes and reads again within this long.
+const RECOVERY_BOUND: Duration = Duration::from_secs(20);
+/// (c): after the workload stops, every node must hold the same data within this long.
+const CONVERGENCE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Until a membership change has taken effect.
+const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(60);
+/// The linearizability checker's budget; running out of it fails the scenario.
+const CHECK_BUDGET: Duration = Duration::from_secs(30);
+/// Acknowledged writes (and as many reads) that show the cluster is serving.
+const SERVING_OPS: usize = 100;
+/// Acknowledged writes (and as many reads) a fault that leaves a quorum lasts for.
+const FAULT_OPS: usize = 400;
+/// How many times each scenario injects its fault.
+const ROUNDS: usize = 3;
+
+/// One scenario: a cluster, a workload on it, and the faults injected so far.
+struct Scenario {
+    name: &'static str,
+    cluster: Cluster,
+    workload: Workload,
+    keys: Vec<String>,
+    faults: Vec<String>,
+    /// How long the cluster took to serve again after each fault was lifted.
+    recoveries: Vec<Duration>,
+    started: Instant,
+}
+
+impl Scenario {
+    /// Launches `size` nodes with `flags`, waits for a leader and starts the workload through
+    /// every node; returns once the workload is being served.
+    fn begin(name: &'static str, size: usize, flags: &[&str]) -> Scenario {
+        let started = Instant::now();
+        let mut cluster = Cluster::launch_with(size, flags);
+        cluster.wait_for_leader(LEADER_TIMEOUT);
+        let config = WorkloadConfig { key_prefix: format!("{name}:"), ..WorkloadConfig::default() };
+        let keys = config.keys();
+        let workload = Workload::start(ports(&cluster, &cluster.member_ids()), config);
+        let scenario =
+            Scenario { name, cluster, workload, keys, faults: Vec::new(), recoveries: Vec::new(), started };
+        scenario.serving("before any fault");
+        scenario
+    }
+
+    /// Records a fault for the summary line.
+    fn fault(&mut self, fault: String) {
+        self.faults.push(fault);
+    }
+
+    /// The leader every live node agrees on.
+    fn leader(&mut self) -> u64 {
+        self.cluster.wait_for_leader(LEADER_TIMEOUT)
+    }
+
+    /// Some member other than `but`.
+    fn follower(&mut self, but: u64) -> u64 {
+        self.cluster.member_ids().into_iter().find(|&id| id != but).expect("a second member")
+    }
+
+    /// Waits until the workload has been served [`SERVING_OPS`] more writes and reads.
+    fn serving(&self, what: &str) -> Duration {
+        self.workload.wait_for_progress(SERVING_OPS, SERVING_OPS, PROGRESS_TIMEOUT, what)
+    }
+
+    /// Keeps the fault in force while the workload is served [`FAULT_OPS`] more writes and
+    /// reads: the cluster must stay available while a quorum is intact.
+    fn hold(&self, what: &str) {
+        self.workload.wait_for_progress(FAULT_OPS, FAULT_OPS, PROGRESS_TIMEOUT, what);
+    }
+
+    /// (d): right after a fault was lifted, the workload must be served again within
+    /// [`RECOVERY_BOUND`]; records how long that took.
+    fn recovered(&mut self, what: &str) {
+        let took = self.workload.wait_for_progress(SERVING_OPS, SERVING_OPS, RECOVERY_BOUND, what);
+        self.recoveries.push(took);
+    }
+
+    /// Heals the network, checks (d), stops the workload, then checks (c), (b) and (a) and
+    /// prints the summary line. Every member must be running again.
+    fn finish(mut self) {
+        self.cluster.heal();
+        let members = self.cluster.member_ids();
+        assert_eq!(self.cluster.live_ids(), members, "every member must run when the scenario ends");
+        self.recovered("after the last fault was lifted");
+        let Scenario { name, cluster, workload, keys, faults, recoveries, started } = self;
+        let mut history = workload.stop();
+        assert!(history.anomalies.is_empty(), "replies no Redis server gives: {:#?}", history.anomalies);
+
+        let applied = converge(&cluster, &keys);
+        let finals = final_reads(&cluster, &keys, &mut history);
+        for key in &keys {
+            let values: Vec<&Option<u64>> = members.iter().map(|id| &finals[&(key.clone(), *id)]).collect();
+            assert!(
+                values.windows(2).all(|pair| pair[0] == pair[1]),
+                "{key}: final value per node {values:?}"
+            );
+            let acknowledged = history
+                .events
+                .iter()
+                .any(|e| e.key == *key && matches!(e.op, Op::Write(_)) && e.outcome == Outcome::Ok);
+            assert!(!acknowledged || values[0].is_some(), "{key}: acknowledged writes, yet it is missing");
+        }
+        let seen_refused: Vec<&Event> = history
+            .events
+            .iter()
+            .filter(|e| matches!(e.op, Op::Read(Some(v)) if history.refused.contains(&v)))
+            .collect();
+        assert!(seen_refused.is_empty(), "reads of writes refused as not applied: {seen_refused:#?}");
+
+        let verdict = check(&history.events, CHECK_BUDGET);
+        if !verdict.linearizable {
+            dump_history(&cluster, name, &history);
+        }
+        assert!(!verdict.timed_out, "{name}: the checker ran out of its budget: {}", verdict.explanation);
+        assert!(verdict.linearizable, "{name}: {}", verdict.explanation);
+
+        summary(&format!(
+            "scenario={name} ops={} writes_ok={} writes_unknown={} reads={} nodes={members:?} \
+             applied_index={applied} faults=[{}] max_recovery={:.1}s elapsed={:.1}s result=linearizable",
+            verdict.ops_checked,
+            history.writes(Outcome::Ok),
+            history.writes(Outcome::Unknown),
+            history.reads(),
+            faults.join(", "),
+            recoveries.iter().max().expect("at least one recovery").as_secs_f64(),
+            started.elapsed().as_secs_f64(),
+        ));
+    }
+}
+
+/// The Redis ports of these nodes.
+fn ports(cluster: &Cluster, ids: &[u64]) -> Vec<u16> {
+    ids.iter().map(|&id| cluster.redis_port(id)).collect()
+}
+
+/// Waits until every member reports the same commit and applied index, and the same `DBSIZE`;
+/// returns that applied index. Nothing writes any more, so once equal they stay equal.
+fn converge(cluster: &Cluster, keys: &[String]) -> u64 {
+    let members = cluster.member_ids();
+    let mut last = String::new();
+    let mut applied = 0;
+    wait_until(CONVERGENCE_TIMEOUT, "every node to hold the same data", || {
+        let infos: Vec<Result<RaftInfo, String>> = members.iter().map(|&id| cluster.raft_info(id)).collect();
+        let sizes: Vec<Option<i64>> = members
+            .iter()
+            .map(|&id| common::connect(cluster.redis_port(id), Duration::from_secs(5)).ok())
+            .map(|con| con.and_then(|mut con| redis::cmd("DBSIZE").query(&mut con).ok()))
+            .collect();
+        last = format!("raft: {infos:?}; dbsize: {sizes:?}");
+        let Ok(infos) = infos.into_iter().collect::<Result<Vec<_>, _>>() else { return false };
+        applied = infos[0].applied_index;
+        let same_index = infos
+            .iter()
+            .all(|info| info.applied_index == applied && info.commit_index == infos[0].commit_index);
+        let same_size = sizes.iter().all(|size| size.is_some() && *size == sizes[0]);
+        same_index && same_size && sizes[0].unwrap() as usize <= keys.len()
+    });
+    assert!(!last.is_empty());
+    applied
+}
+
+/// Reads every key on every member (linearizable reads, retried while unavailable), appends
+/// the reads to the history and checks `DBSIZE` against them; returns (key, node) → value.
+fn final_reads(
+    cluster: &Cluster,
+    keys: &[String],
+    history: &mut History,
+) -> BTreeMap<(String, u64), Option<u64>> {
+    let mut finals = BTreeMap::new();
+    for id in cluster.member_ids() {
+        let mut present = 0;
+        for key in keys {
+            let call = history.now();
+            let reply: Value = cluster.query_with_retry(id, redis::cmd("GET").arg(key), RECOVERY_BOUND);
+            let ret = history.now();
+            let value = match reply {
+                Value::Nil => None,
+                Value::BulkString(bytes) => {
+                    Some(String::from_utf8_lossy(&bytes).parse::<u64>().unwrap_or_else(|_| {
+                        panic!("node {id}: {key} holds {bytes:?}, which no client wrote")
+                    }))
+                }
+                other => panic!("node {id}: GET {key} answered {other:?}"),
+            };
+            present += value.is_some() as i64;
+            history.events.push(Event {
+                client: 1000 + id as usize,
+                key: key.clone(),
+                op: Op::Read(value),
+                outcome: Outcome::Ok,
+                call,
+                ret,
+            });
+            history.served_by.push(cluster.redis_port(id));
+            finals.insert((key.clone(), id), value);
+        }
+        let size: i64 = cluster.query_with_retry(id, &redis::cmd("DBSIZE"), RECOVERY_BOUND);
+        assert_eq!(size, present, "node {id}: DBSIZE against the keys it returned");
+    }
+    finals
+}
+
+/// Writes a failing history next to the node logs, one event per line, for investigation.
+fn dump_history(cluster: &Cluster, name: &str, history: &History) {
+    let node_of =
+        |port: u16| cluster.ids().into_iter().find(|&id| cluster.redis_port(id) == port).unwrap_or_default();
+    let mut lines: Vec<(u64, String)> = history
+        .events
+        .iter()
+        .zip(&history.served_by)
+        .map(|(e, &port)| (e.call, format!("{e:?} node={}", node_of(port))))
+        .collect();
+    lines.sort();
+    let text: String = lines.into_iter().map(|(_, line)| line + "\n").collect();
+    let path = std::env::temp_dir().join(format!("raft-kv-faults-{name}-{}.history", std::process::id()));
+    match fs::write(&path, text) {
+        Ok(()) => eprintln!("{name}: the history is in {}", path.display()),
+        Err(e) => eprintln!("{name}: cannot write the history to {}: {e}", path.display()),
+    }
+}
+
+/// Prints a summary line to stdout past the test harness's capture, so it always shows.
+fn summary(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+/// The lines of a node's log, from its `from`-th byte on.
+fn log_since(cluster: &Cluster, id: u64, from: u64) -> String {
+    let bytes = fs::read(cluster.log_path(id)).expect("read a node log");
+    String::from_utf8_lossy(&bytes[from as usize..]).into_owned()
+}
+
+fn log_len(cluster: &Cluster, id: u64) -> u64 {
+    fs::metadata(cluster.log_path(id)).map(|meta| meta.len()).unwrap_or(0)
+}
+
+#[test]
+fn leader_killed_and_restarted() {
+    let mut s = Scenario::begin("leader_crash", 3, &[]);
+    for _ in 0..ROUNDS {
+        let leader = s.leader();
+        s.cluster.kill(leader);
+        s.fault(format!("kill -9 leader {leader}"));
+        s.hold("with the old leader down");
+        s.cluster.start(leader);
+        s.fault(format!("restart {leader}"));
+        s.recovered("after the old leader restarted");
+    }
+    s.finish();
+}
+
+#[test]
+fn follower_killed_and_restarted() {
+    let mut s = Scenario::begin("follower_crash", 3, &[]);
+    for round in 0..ROUNDS {
+        let leader = s.leader();
+        let followers: Vec<u64> = s.cluster.member_ids().into_iter().filter(|&id| id != leader).collect();
+        let follower = followers[round % followers.len()];
+        s.cluster.kill(follower);
+        s.fault(format!("kill -9 follower {follower}"));
+        s.hold("with a follower down");
+        s.cluster.start(follower);
+        s.fault(format!("restart {follower}"));
+        s.recovered("after the follower restarted");
+    }
+    s.finish();
+}
+
+/// SIGSTOP freezes the leader with its sockets open; the others elect a new leader and serve.
+/// On SIGCONT the old leader still believes it leads until it hears the new term.
+#[test]
+fn stalled_leader_is_replaced_and_resumes() {
+    let mut s = Scenario::begin("leader_stall", 3, &[]);
+    for _ in 0..ROUNDS {
+        let leader = s.leader();
+        s.cluster.pause(leader);
+        s.fault(format!("SIGSTOP leader {leader}"));
+        let new_leader = s.leader();
+        assert_ne!(new_leader, leader, "a stalled node cannot stay leader");
+        s.hold("with the old leader stalled");
+        s.cluster.resume(leader);
+        s.fault(format!("SIGCONT {leader} after {new_leader} was elected"));
+        s.recovered("after the old leader continued");
+    }
+    s.finish();
+}
+
+/// Five nodes split two against three: the leader in the minority (it must stop serving and
+/// the majority elect another), then the leader in the majority, then in the minority again.
+#[test]
+fn minority_majority_partition() {
+    let mut s = Scenario::begin("partition", 5, &[]);
+    let members = s.cluster.member_ids();
+    for round in 0..ROUNDS {
+        let leader = s.leader();
+        let others: Vec<u64> = members.iter().copied().filter(|&id| id != leader).collect();
+        let (minority, majority) = if round % 2 == 0 {
+            (
+                vec![leader, others[round % 4]],
+                others.iter().copied().filter(|&id| id != others[round % 4]).collect(),
+            )
+        } else {
+            (vec![others[0], others[1]], vec![leader, others[2], others[3]])
+        };
+        s.cluster.partition(&[&minority, &majority]);
+        s.fault(format!("partition {minority:?} | {majority:?}"));
+        s.hold("from the majority side");
+        s.cluster.heal();
+        s.fault("heal".to_string());
+        s.recovered("after the partition healed");
+    }
+    s.finish();
+}
+
+#[test]
+fn isolated_leader_is_replaced() {
+    let mut s = Scenario::begin("isolated_leader", 3, &[]);
+    for _ in 0..ROUNDS {
+        let leader = s.leader();
+        s.cluster.isolate(leader);
+        s.fault(format!("isolate leader {leader}"));
+        s.hold("with the leader cut off");
+        s.cluster.heal();
+        s.fault("heal".to_string());
+        s.recovered("after the leader was reconnected");
+    }
+    s.finish();
+}
+
+/// One-way faults: the leader cannot send to one follower; a follower cannot send to the
+/// leader; the leader cannot send to anyone but still hears everyone (so the followers elect
+/// a new leader whose messages reach the old one).
+#[test]
+fn one_way_partitions() {
+    let mut s = Scenario::begin("one_way", 3, &[]);
+    let leader = s.leader();
+    let follower = s.follower(leader);
+    s.cluster.cut_one_way(leader, follower);
+    s.fault(format!("drop {leader}->{follower}"));
+    s.hold("with the leader unable to reach a follower");
+    s.cluster.heal();
+    s.fault("heal".to_string());
+    s.recovered("after healing");
+
+    let leader = s.leader();
+    let follower = s.follower(leader);
+    s.cluster.cut_one_way(follower, leader);
+    s.fault(format!("drop {follower}->{leader}"));
+    s.hold("with a follower unable to reach the leader");
+    s.cluster.heal();
+    s.fault("heal".to_string());
+    s.recovered("after healing");
+
+    let leader = s.leader();
+    for id in s.cluster.member_ids().into_iter().filter(|&id| id != leader) {
+        s.cluster.cut_one_way(leader, id);
+        s.fault(format!("drop {leader}->{id}"));
+    }
+    s.hold("with the leader unable to send to anyone");
+    s.finish();
+}
+
+#[test]
+fn whole_cluster_crash_and_restart() {
+    let mut s = Scenario::begin("cluster_crash", 3, &[]);
+    for _ in 0..ROUNDS {
+        s.hold("before the crash");
+        s.cluster.kill_all();
+        s.fault("kill -9 all".to_string());
+        for id in s.cluster.ids() {
+            s.cluster.start(id);
+        }
+        s.fault("restart all".to_string());
+        s.recovered("after the whole cluster restarted");
+    }
+    s.finish();
+}
+
+/// With a small snapshot threshold, a follower that was down while the log was compacted
+/// several times catches up by snapshot; restarted again, it starts from snapshot plus tail.
+#[test]
+fn follower_catches_up_by_snapshot_after_compaction() {
+    const THRESHOLD: u64 = 200;
+    let mut s = Scenario::begin("snapshot_catch_up", 3, &["--snapshot-threshold", "200"]);
+    let leader = s.leader();
+    let follower = s.follower(leader);
+    s.cluster.kill(follower);
+    s.fault(format!("kill -9 follower {follower}"));
+    let applied_at_kill = s.cluster.raft_info(leader).expect("INFO raft on the leader").applied_index;
+    wait_until(
+        PROGRESS_TIMEOUT,
+        "the log to grow by 5x the snapshot threshold",
+        || matches!(s.cluster.raft_info(leader), Ok(info) if info.applied_index >= applied_at_kill + 5 * THRESHOLD),
+    );
+    let leader_log = log_len(&s.cluster, leader);
+    let follower_log = log_len(&s.cluster, follower);
+    s.cluster.start(follower);
+    s.fault(format!("restart {follower} after {} entries", 5 * THRESHOLD));
+    let target = s.cluster.raft_info(leader).expect("INFO raft on the leader").commit_index;
+    wait_until(
+        RECOVERY_BOUND,
+        "the restarted follower to catch up",
+        || matches!(s.cluster.raft_info(follower), Ok(info) if info.applied_index >= target),
+    );
+    let leader_says = log_since(&s.cluster, leader, leader_log);
+    let follower_says = log_since(&s.cluster, follower, follower_log);
+    assert!(leader_says.contains("sending a snapshot"), "the leader never sent node {follower} a snapshot");
+    assert!(leader_says.contains("snapshot delivered"), "the leader's snapshot was never delivered");
+    assert!(follower_says.contains("installed a snapshot"), "node {follower} never installed a snapshot");
+    s.recovered("after the follower caught up");
+    s.hold("with the follower back");
+
+    // A restart now finds a snapshot and the log after it, not the whole log.
+    let follower_log = log_len(&s.cluster, follower);
+    s.cluster.restart(follower);
+    s.fault(format!("restart {follower} from its snapshot"));
+    s.recovered("after the follower restarted from its snapshot");
+    let follower_says = log_since(&s.cluster, follower, follower_log);
+    let (applied, log_entries) = startup_state(&follower_says)
+        .unwrap_or_else(|| panic!("no `starting raft-kv node` line from node {follower}:\n{follower_says}"));
+    assert!(
+        log_entries < applied && log_entries <= 2 * THRESHOLD,
+        "node {follower} restarted with {log_entries} log entries up to applied index {applied}"
+    );
+    s.finish();
+}
+
+/// `applied=` and `log_entries=` of a node's `starting raft-kv node` line.
+fn startup_state(log: &str) -> Option<(u64, u64)> {
+    let line = log.lines().find(|line| line.contains("starting raft-kv node"))?;
+    let field = |name: &str| -> Option<u64> {
+        let (_, rest) = line.split_once(&format!(" {name}="))?;
+        rest.split_whitespace().next()?.parse().ok()
+    };
+    Some((field("applied")?, field("log_entries")?))
+}
+
+/// A fourth node joins under load and becomes a voter; then a different node is removed, and
+/// refuses to start again. The final checks cover the new node.
+#[test]
+fn membership_changes_under_load() {
+    let mut s = Scenario::begin("membership", 3, &[]);
+    let leader = s.leader();
+    let joining = s.cluster.add_node();
+    s.cluster.add_member(leader, joining, MEMBERSHIP_TIMEOUT);
+    s.fault(format!("add node {joining}"));
+    s.workload.set_targets(ports(&s.cluster, &s.cluster.member_ids()));
+    s.hold("with the new node a voter");
+
+    let leader = s.leader();
+    let leaving = s.cluster.member_ids().into_iter().find(|&id| id != leader && id != joining).unwrap();
+    s.cluster.remove_member(leader, leaving, MEMBERSHIP_TIMEOUT);
+    s.fault(format!("remove node {leaving}"));
+    s.workload.set_targets(ports(&s.cluster, &s.cluster.member_ids()));
+    s.hold("after the removal");
+
+    s.cluster.start(leaving);
+    let status = s.cluster.wait_for_exit(leaving, MEMBERSHIP_TIMEOUT);
+    assert!(!status.success(), "removed node {leaving} started again and exited with {status}");
+    let log = fs::read_to_string(s.cluster.log_path(leaving)).expect("read the removed node's log");
+    assert!(log.contains("was removed from the cluster"), "node {leaving} does not say it was removed");
+    s.fault(format!("restart of removed {leaving} refused"));
+    s.finish();
+}
+
+/// A history recorded from a real run passes; the same history with one read turned stale
+/// (a value overwritten before the read began) is rejected.
+#[test]
+fn checker_rejects_a_stale_read_in_a_real_history() {
+    let mut cluster = Cluster::launch(3);
+    cluster.wait_for_leader(LEADER_TIMEOUT);
+    let config = WorkloadConfig { key_prefix: "stale:".to_string(), ..WorkloadConfig::default() };
+    let workload = Workload::start(ports(&cluster, &cluster.ids()), config);
+    workload.wait_for_progress(300, 300, PROGRESS_TIMEOUT, "for a history to mutate");
+    let history = workload.stop();
+    let verdict = check(&history.events, CHECK_BUDGET);
+    assert!(verdict.linearizable, "the recorded history: {}", verdict.explanation);
+
+    // A read R of key k, and two acknowledged writes of k, W1 then W2, both before R began:
+    // W1's value was overwritten before R began, so reading it is stale.
+    let events = &history.events;
+    let acknowledged_write =
+        |e: &Event| -> Option<u64> { matches!(e.outcome, Outcome::Ok).then_some(()).and(write_value(e)) };
+    let stale = events.iter().enumerate().rev().find_map(|(r, read)| {
+        let Op::Read(Some(seen)) = read.op else { return None };
+        events.iter().filter(|w1| w1.key == read.key).find_map(|w1| {
+            let old = acknowledged_write(w1).filter(|&old| old != seen)?;
+            let overwritten = events.iter().any(|w2| {
+                w2.key == read.key
+                    && acknowledged_write(w2).is_some()
+                    && w1.ret < w2.call
+                    && w2.ret < read.call
+            });
+            overwritten.then_some((r, old))
+        })
+    });
+    let (r, old) = stale.expect("a read preceded by two acknowledged writes of its key");
+    let mut mutated = history.events.clone();
+    mutated[r].op = Op::Read(Some(old));
+    let verdict = check(&mutated, CHECK_BUDGET);
+    assert!(!verdict.linearizable && !verdict.timed_out, "a stale read was accepted: {verdict:#?}");
+    assert_eq!(verdict.key.as_deref(), Some(mutated[r].key.as_str()));
+    summary(&format!(
+        "scenario=checker_rejects_stale_read ops={} faults=[read {:?} changed to stale {old}] result=rejected: {}",
+        history.events.len(), history.events[r].op, verdict.explanation
+    ));
+}
+
+fn write_value(e: &Event) -> Option<u64> {
+    match e.op {
+        Op::Write(v) => Some(v),
+        Op::Read(_) => None,
+    }
+}
