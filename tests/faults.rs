@@ -44,7 +44,7 @@ const CHECK_BUDGET: Duration = Duration::from_secs(30);
 /// Acknowledged writes (and as many reads) that show the cluster is serving.
 const SERVING_OPS: usize = 100;
 /// Acknowledged writes (and as many reads) a fault that leaves a quorum lasts for.
-const FAULT_OPS: usize = 400;
+const FAULT_OPS: usize = 1000;
 /// How many times each scenario injects its fault.
 const ROUNDS: usize = 3;
 

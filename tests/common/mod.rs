@@ -19,8 +19,13 @@
 //! running node has logged that it picked the new rules up, so a fault is in place (or gone)
 //! when the call returns.
 //!
+//! Membership: [`Cluster::add_node`] starts one more node with `--join`, [`Cluster::add_member`]
+//! and [`Cluster::remove_member`] change the membership through `RAFT.NODE` and wait until it
+//! has taken effect. [`Cluster::launch_with`] gives every node extra flags.
+//!
 //! Environment:
-//! - `RUST_LOG` is passed to the nodes (default `info`); their output goes to the log files.
+//! - `RUST_LOG` is passed to the nodes (default `info`), after `actors::peer_transport=info` so
+//!   the line a fault change waits for is always logged; their output goes to the log files.
 //! - `RAFT_KV_BIN` runs another node binary instead of the one Cargo built for this test.
 
 // Each test binary uses its own subset of the helpers.
@@ -112,10 +117,6 @@ struct FaultRules {
 }
 
 impl FaultRules {
-    fn is_empty(&self) -> bool {
-        self.drop_out.is_empty() && self.drop_in.is_empty()
-    }
-
     /// The fault-control file's text.
     fn to_file(&self) -> String {
         let out = self.drop_out.iter().map(|id| format!("drop-out {id}\n"));
@@ -384,7 +385,7 @@ impl Cluster {
             .arg(&node.fault_path)
             .args(node.join.then_some("--join"))
             .args(&extra_args)
-            .env("RUST_LOG", std::env::var_os("RUST_LOG").unwrap_or_else(|| OsString::from("info")))
+            .env("RUST_LOG", node_log_filter())
             .env("RUST_BACKTRACE", "1")
             .stdin(Stdio::null())
             .stdout(stdout)
@@ -886,6 +887,14 @@ fn drain(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<String> {
         let _ = pipe.read_to_end(&mut bytes);
         String::from_utf8_lossy(&bytes).into_owned()
     })
+}
+
+/// The nodes' `RUST_LOG`: the test's own (default `info`), but never hiding the line the harness
+/// waits for when it changes fault rules.
+fn node_log_filter() -> OsString {
+    let mut filter = OsString::from("actors::peer_transport=info,");
+    filter.push(std::env::var_os("RUST_LOG").unwrap_or_else(|| OsString::from("info")));
+    filter
 }
 
 /// Picks `count` distinct free ports on 127.0.0.1 by binding port 0. Every listener is held
