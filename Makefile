@@ -2,7 +2,8 @@
 #
 #   make cluster     build, then run the 3 nodes of the Procfile in the foreground (Ctrl-C stops them)
 #   make test        formatting check, unit tests, then the multi-process cluster tests
-#   make bench       start a fresh 3-node cluster in the background and run redis-benchmark on it
+#   make bench       raft-kv side by side with redis-server (bench/run.sh): writes docs/BENCHMARKS.md
+#   make microbench  the criterion micro-benchmarks of the codec and the apply path, full length
 #   make deps        install the system packages the above need (Debian/Ubuntu, via apt-get)
 #   make clean-data  remove the data directories of `make cluster`
 #
@@ -17,10 +18,8 @@ BIN := ./target/release/raft-kv
 # the reference the differential tests compare against. python3-redis: redis-py, the second
 # language's client the tests drive the cluster with.
 DEB_PACKAGES := libclang-dev redis-tools redis-server python3-redis
-# Extra redis-benchmark flags for `make bench`, e.g. `make bench BENCH_FLAGS=` for the full report.
-BENCH_FLAGS ?= -q
 
-.PHONY: deps build cluster test bench clean-data
+.PHONY: deps build cluster test bench microbench clean-data
 
 deps:
 	@bash -c "$$deps_script"
@@ -37,8 +36,12 @@ test: deps
 	$(CARGO) test --release --workspace --lib --bins
 	$(CARGO) test --release --test cluster --test differential -- --test-threads=1
 
+# About 10 minutes. BENCH_REPS, BENCH_N, BENCH_KEYS, BENCH_MICRO=0, BENCH_OUT: see bench/run.sh.
 bench: deps build
-	@bash -c "$$bench_script"
+	RAFTKV_BIN=$(BIN) bench/run.sh
+
+microbench:
+	$(CARGO) bench -p actors --bench codec --bench apply
 
 clean-data:
 	rm -rf data
@@ -104,53 +107,3 @@ fi
 exec python3 -m honcho start -f Procfile
 endef
 export cluster_script
-
-# The Procfile's three nodes on the Procfile's ports, but with a fresh temporary data directory,
-# so the figures do not depend on what an earlier run left behind.
-define bench_script
-set -euo pipefail
-if redis-cli -p 63791 ping >/dev/null 2>&1; then
-  echo "bench: something already answers on port 63791 (is make cluster running?); stop it first" >&2
-  exit 1
-fi
-dir=$$(mktemp -d -t raft-kv-bench.XXXXXX)
-pids=()
-stop_nodes() {
-  [ $${#pids[@]} -eq 0 ] || kill -TERM "$${pids[@]}" 2>/dev/null || true
-  for _ in $$(seq 50); do
-    alive=0
-    for pid in "$${pids[@]}"; do kill -0 "$$pid" 2>/dev/null && alive=1; done
-    [ "$$alive" -eq 0 ] && break
-    sleep 0.2
-  done
-  [ $${#pids[@]} -eq 0 ] || kill -KILL "$${pids[@]}" 2>/dev/null || true
-  rm -rf "$$dir"
-}
-trap stop_nodes EXIT
-peers=127.0.0.1:12379,127.0.0.1:22379,127.0.0.1:32379
-for id in 1 2 3; do
-  RUST_LOG="$${RUST_LOG:-warn}" $(BIN) --id "$$id" --cluster "$$peers" --port "6379$$id" \
-    --data-dir "$$dir/node$$id" >"$$dir/node$$id.log" 2>&1 &
-  pids+=($$!)
-done
-echo "bench: waiting for node1 (port 63791) to accept writes..."
-deadline=$$((SECONDS + 60))
-until [ "$$(redis-cli -p 63791 set bench:ready 1 2>/dev/null)" = "OK" ]; do
-  for pid in "$${pids[@]}"; do
-    if ! kill -0 "$$pid" 2>/dev/null; then
-      echo "bench: a node exited; the end of each node's log:" >&2
-      tail -n 20 "$$dir"/node*.log >&2
-      exit 1
-    fi
-  done
-  if [ "$$SECONDS" -ge "$$deadline" ]; then
-    echo "bench: no leader after 60 s; the end of each node's log:" >&2
-    tail -n 20 "$$dir"/node*.log >&2
-    exit 1
-  fi
-  sleep 0.2
-done
-echo "bench: redis-benchmark -t set,get -n 100000 -p 63791 $(BENCH_FLAGS)"
-redis-benchmark -t set,get -n 100000 -p 63791 $(BENCH_FLAGS)
-endef
-export bench_script
