@@ -1,7 +1,8 @@
 # raft-kv: build it, run a local 3-node cluster, test it, benchmark it.
 #
 #   make cluster     build, then run the 3 nodes of the Procfile in the foreground (Ctrl-C stops them)
-#   make test        formatting check, unit tests, then the multi-process cluster tests
+#   make test        formatting check, unit and property tests, then the multi-process cluster tests
+#   make fuzz        the seeded property tests of the decoders, with many more cases
 #   make bench       raft-kv side by side with redis-server (bench/run.sh): writes docs/BENCHMARKS.md
 #   make microbench  the criterion micro-benchmarks of the codec and the apply path, full length
 #   make deps        install the system packages the above need (Debian/Ubuntu, via apt-get)
@@ -19,7 +20,7 @@ BIN := ./target/release/raft-kv
 # language's client the tests drive the cluster with.
 DEB_PACKAGES := libclang-dev redis-tools redis-server python3-redis
 
-.PHONY: deps build cluster test bench microbench clean-data
+.PHONY: deps build cluster test bench microbench fuzz clean-data
 
 deps:
 	@bash -c "$$deps_script"
@@ -34,7 +35,8 @@ cluster: deps build
 test: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) test --release --workspace --lib --bins
-	$(CARGO) test --release --test cluster --test differential -- --test-threads=1
+	$(CARGO) test --release -p actors --test '*'
+	$(CARGO) test --release --test cluster --test differential --test hostile_clients -- --test-threads=1
 
 # About 10 minutes. BENCH_REPS, BENCH_N, BENCH_KEYS, BENCH_MICRO=0, BENCH_OUT: see bench/run.sh.
 bench: deps build
@@ -42,6 +44,14 @@ bench: deps build
 
 microbench:
 	$(CARGO) bench -p actors --bench codec --bench apply
+
+# cargo-fuzz targets are not set up (the fuzzer needs a nightly toolchain and its own build of
+# RocksDB); this soaks the seeded property tests of the same decoders (`actors/tests/`)
+# with FUZZ_CASES cases per seed instead.
+FUZZ_CASES ?= 500000
+fuzz:
+	@echo "fuzz: no cargo-fuzz targets; running the seeded property tests with $(FUZZ_CASES) cases per seed"
+	RAFTKV_PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) test --release -p actors --test '*'
 
 clean-data:
 	rm -rf data

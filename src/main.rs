@@ -36,6 +36,11 @@ struct Options {
     /// Compact the Raft log once this many applied entries follow the last compaction point.
     #[arg(long, env = "RAFTKV_SNAPSHOT_THRESHOLD", default_value_t = 20_000)]
     snapshot_threshold: u64,
+    /// Largest bulk string (value) a client may send, in bytes (like Redis's
+    /// `proto-max-bulk-len`); at most 512 MiB, since a value must fit in one Raft message.
+    #[arg(long, env = "RAFTKV_PROTO_MAX_BULK_LEN", default_value_t = 512 * 1024 * 1024,
+          value_parser = clap::value_parser!(u64).range(1024..=512 * 1024 * 1024))]
+    proto_max_bulk_len: u64,
     /// Fault tests only: a file naming peer traffic to drop (`drop-out <id>` / `drop-in <id>`).
     #[arg(long, env = "RAFTKV_FAULT_CONTROL", hide = true)]
     fault_control: Option<PathBuf>,
@@ -73,7 +78,10 @@ fn run() -> anyhow::Result<()> {
             ..Default::default()
         },
         store: Default::default(),
-        limits: Default::default(),
+        limits: actors::resp::RespLimits {
+            max_bulk_len: options.proto_max_bulk_len as usize,
+            ..Default::default()
+        },
         requirepass: options.requirepass.clone(),
         join: options.join,
         fault_control: options.fault_control.clone(),

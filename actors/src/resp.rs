@@ -81,6 +81,28 @@ impl Frame {
     pub fn bulk(b: impl Into<Bytes>) -> Frame {
         Frame::Bulk(b.into())
     }
+
+    /// About how many bytes this frame takes once encoded: never much less than the real
+    /// size in either protocol, cheap to compute. Sessions use it to bound a client's
+    /// unwritten output.
+    pub fn wire_size(&self) -> usize {
+        // A type byte, up to 20 digits and CRLF.
+        const HEADER: usize = 23;
+        match self {
+            Frame::Simple(s) | Frame::Error(s) => s.len() + 3,
+            Frame::Integer(_) => HEADER,
+            Frame::Double(_) => HEADER + 10,
+            Frame::Null | Frame::NullArray | Frame::Boolean(_) => 5,
+            Frame::Bulk(b) => HEADER + b.len() + 2,
+            Frame::Verbatim(text) => HEADER + text.len() + 6,
+            Frame::Array(items) | Frame::Set(items) => {
+                HEADER + items.iter().map(Frame::wire_size).sum::<usize>()
+            }
+            Frame::Map(pairs) => {
+                HEADER + pairs.iter().map(|(k, v)| k.wire_size() + v.wire_size()).sum::<usize>()
+            }
+        }
+    }
 }
 
 /// Size limits applied while decoding requests. The defaults are Redis's.
@@ -92,6 +114,11 @@ pub struct RespLimits {
     pub max_multibulk_len: usize,
     /// Longest accepted inline request line, and longest `*`/`$` header line.
     pub max_inline_len: usize,
+    /// Most argument bytes one request may carry, all its bulk strings together (Redis's
+    /// `client-query-buffer-limit` plays this role). A request becomes one Raft entry, and an
+    /// entry must fit in one peer frame, so this stays well under the peer transport's frame
+    /// limit. Never less than `max_bulk_len` in effect.
+    pub max_request_len: usize,
 }
 
 impl Default for RespLimits {
@@ -100,6 +127,7 @@ impl Default for RespLimits {
             max_bulk_len: 512 * 1024 * 1024,
             max_multibulk_len: 1024 * 1024,
             max_inline_len: 64 * 1024,
+            max_request_len: 512 * 1024 * 1024 + 64 * 1024,
         }
     }
 }
@@ -128,6 +156,14 @@ const MAX_PREALLOCATED_ARGS: usize = 1024;
 /// Lower bound for buffer growth while a large bulk string arrives (see `await_bulk`).
 const MIN_BULK_RESERVE: usize = 64 * 1024;
 
+/// Between requests, a read buffer larger than this (left over from a big request) is
+/// replaced by a small one, so an idle connection does not keep a big request's memory.
+const MAX_IDLE_READ_CAPACITY: usize = 64 * 1024;
+
+/// The capacity a connection's read buffer starts with, and a replaced one gets. Small, so
+/// idle connections are cheap; a burst of pipelined requests is read in several reads.
+pub const READ_BUFFER_CAPACITY: usize = 2 * 1024;
+
 /// Decodes client requests (RESP arrays of bulk strings, or inline commands) into argument
 /// vectors, and encodes reply Frames for the connection's protocol version (2 or 3).
 #[derive(Debug)]
@@ -140,6 +176,8 @@ pub struct RespCodec {
     args: Vec<Bytes>,
     /// Length announced by the `$<len>` header whose data has not fully arrived yet.
     bulk_len: Option<usize>,
+    /// Bulk bytes announced so far by the multibulk request in progress.
+    request_len: usize,
     /// How many bytes of the unterminated line at the start of the buffer have already been
     /// searched for its terminator, so a slowly arriving line is not rescanned every time.
     scanned: usize,
@@ -148,7 +186,15 @@ pub struct RespCodec {
 impl RespCodec {
     /// A codec speaking RESP2, the protocol every connection starts with.
     pub fn new(limits: RespLimits) -> Self {
-        RespCodec { limits, protocol: 2, args_left: 0, args: Vec::new(), bulk_len: None, scanned: 0 }
+        RespCodec {
+            limits,
+            protocol: 2,
+            args_left: 0,
+            args: Vec::new(),
+            bulk_len: None,
+            request_len: 0,
+            scanned: 0,
+        }
     }
 
     /// Selects the reply protocol. Versions other than 2 and 3 do not exist; anything
@@ -166,7 +212,18 @@ impl RespCodec {
         self.args_left = 0;
         self.args = Vec::new();
         self.bulk_len = None;
+        self.request_len = 0;
         self.scanned = 0;
+    }
+
+    /// Between requests: gives back the memory of a read buffer that grew for a big request
+    /// (or a big pipelined burst) once little of it is in use.
+    fn shrink_idle_buffer(src: &mut BytesMut) {
+        if src.capacity() > MAX_IDLE_READ_CAPACITY && src.len() <= READ_BUFFER_CAPACITY / 2 {
+            let mut small = BytesMut::with_capacity(READ_BUFFER_CAPACITY);
+            small.extend_from_slice(src);
+            *src = small;
+        }
     }
 
     fn consume(&mut self, src: &mut BytesMut, n: usize) {
@@ -245,6 +302,11 @@ impl RespCodec {
         match len {
             // The second bound only matters on 32-bit targets, where `len + 2` could overflow.
             Some(len) if len <= self.limits.max_bulk_len && len <= usize::MAX - 2 => {
+                let request_limit = self.limits.max_request_len.max(self.limits.max_bulk_len);
+                if self.request_len.saturating_add(len) > request_limit {
+                    return protocol_error("too big request");
+                }
+                self.request_len += len;
                 self.consume(src, cr + 2);
                 Ok(Some(len))
             }
@@ -329,6 +391,7 @@ impl Decoder for RespCodec {
         // (blank inline line, `*0`, `*-1`), so the loop always makes progress.
         loop {
             if self.args_left == 0 {
+                Self::shrink_idle_buffer(src);
                 let Some(&first) = src.first() else {
                     return Ok(None);
                 };
@@ -1179,6 +1242,65 @@ mod tests {
     }
 
     #[test]
+    fn a_request_whose_arguments_exceed_the_request_limit_is_rejected() {
+        let limits = RespLimits { max_bulk_len: 10, max_request_len: 16, ..RespLimits::default() };
+        let fits = request(&[b"SET", b"key", b"0123456789"]);
+        assert_eq!(decode_with(limits, &fits), ok(vec![cmd(&["SET", "key", "0123456789"])]));
+        // Rejected at the header, before the data arrives.
+        let outcome = decode_with(limits, b"*3\r\n$3\r\nSET\r\n$4\r\nkey1\r\n$10\r\n");
+        assert_eq!(outcome.error.as_deref(), Some("Protocol error: too big request"));
+        // The limit is per request: many requests in a row are fine.
+        let mut many = Vec::new();
+        for _ in 0..10 {
+            many.extend(request(&[b"SET", b"key", b"0123456789"]));
+        }
+        assert_eq!(decode_with(limits, &many).commands.len(), 10);
+    }
+
+    #[test]
+    fn the_read_buffer_shrinks_after_a_big_request() {
+        const LEN: usize = 4 * 1024 * 1024;
+        let mut codec = RespCodec::new(RespLimits::default());
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&request(&[b"SET", b"k", &vec![b'x'; LEN]]));
+        buf.extend_from_slice(b"PING\r\n");
+        let args = codec.decode(&mut buf).unwrap().unwrap();
+        assert_eq!(args[2].len(), LEN);
+        drop(args);
+        assert_eq!(codec.decode(&mut buf).unwrap(), Some(cmd(&["PING"])));
+        assert_eq!(codec.decode(&mut buf).unwrap(), None);
+        assert!(buf.capacity() <= MAX_IDLE_READ_CAPACITY, "an idle buffer keeps {} bytes", buf.capacity());
+    }
+
+    #[test]
+    fn wire_size_is_never_below_the_encoded_size() {
+        let frames = vec![
+            Frame::ok(),
+            Frame::error("ERR syntax error"),
+            Frame::Integer(i64::MIN),
+            Frame::bulk(vec![b'x'; 1000]),
+            Frame::Null,
+            Frame::NullArray,
+            Frame::Double(-1.234_567_890_123_456_7e-300),
+            Frame::Boolean(true),
+            Frame::Verbatim("some text".into()),
+            Frame::Array(vec![Frame::Integer(1), Frame::Set(vec![Frame::bulk("a")])]),
+            Frame::Map(vec![(Frame::bulk("k"), Frame::Double(f64::MIN))]),
+        ];
+        for frame in frames {
+            for protocol in [2, 3] {
+                let encoded = encode(frame.clone(), protocol).len();
+                assert!(frame.wire_size() >= encoded, "{frame:?}: {} < {encoded}", frame.wire_size());
+                assert!(
+                    frame.wire_size() <= 4 * encoded + 64,
+                    "{frame:?}: {} far above {encoded}",
+                    frame.wire_size()
+                );
+            }
+        }
+    }
+
+    #[test]
     fn decode_eof_drops_a_partial_request_without_error() {
         let mut codec = RespCodec::new(RespLimits::default());
         let mut buf = BytesMut::from(&b"PING\r\n*2\r\n$3\r\nGET\r\n"[..]);
@@ -1204,7 +1326,8 @@ mod tests {
     #[test]
     fn random_bytes_never_panic_and_decode_identically_however_split() {
         const ALPHABET: &[u8] = b"*$\r\n\r\n0123456789-+ \t\"'\\xAf:abc";
-        let limits = RespLimits { max_bulk_len: 64, max_multibulk_len: 8, max_inline_len: 32 };
+        let limits =
+            RespLimits { max_bulk_len: 64, max_multibulk_len: 8, max_inline_len: 32, max_request_len: 100 };
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
         for _ in 0..20_000 {
             let len = rng.below(80);

@@ -22,19 +22,39 @@
 //! does not see `w`, exactly as with Redis, while runs of reads or of writes still overlap.
 //!
 //! A protocol error is answered with `-ERR Protocol error: ...` and closes this connection only.
+//!
+//! # Backpressure
+//! Nothing a client does makes its session buffer without bound. The session stops reading
+//! from the socket (the kernel's buffers fill and TCP pushes back on the client) while
+//! [`MAX_PENDING_REQUESTS`] requests are read and not answered, or while more than
+//! [`OUTPUT_SOFT_LIMIT`] bytes of replies wait to be written because the client does not read
+//! them; it reads again as soon as both drop below. So a client pipelining 100 k commands
+//! without reading gets them all answered, in order, once it reads. Requests already read
+//! still get their replies, so a client whose replies are large can exceed the soft limit:
+//! beyond [`OUTPUT_HARD_LIMIT`] of unwritten replies (more than one reply: a single large
+//! reply is what the client asked for) it is disconnected, like Redis's
+//! `client-output-buffer-limit`. The read buffer, one request's size ([`RespLimits`]) and a
+//! MULTI queue (at most `max_request_len` bytes of arguments, the size of one Raft entry)
+//! are bounded as well, and an idle connection keeps only small buffers.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Poll, Waker};
 use std::time::Instant;
 
 use actix::prelude::*;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::future::join_all;
-use futures::SinkExt;
+use futures::Stream;
+use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
-use tokio_util::codec::{FramedRead, FramedWrite};
+use tokio::task::JoinHandle;
+use tokio_util::codec::{Encoder, FramedRead};
 use tracing::{debug, warn};
 
 use crate::command::server::valid_client_name;
@@ -42,14 +62,35 @@ use crate::command::table::{self, COMMAND_TABLE};
 use crate::command::{lookup, Command, LocalCommand, Queued, ReadQuery, TxCommand, WriteOp};
 use crate::glob::glob_match;
 use crate::redis_store::{ClientEvent, ClientInfo, Execute, RedisStore};
-use crate::resp::{Frame, RespCodec, RespError, RespLimits};
+use crate::resp::{Frame, RespCodec, RespError, RespLimits, READ_BUFFER_CAPACITY};
 
 /// The version HELLO and INFO report: the Redis release whose commands raft-kv follows.
 pub const REDIS_VERSION: &str = "7.0.0";
 
+/// The session stops reading while this many requests are read and not yet answered.
+pub const MAX_PENDING_REQUESTS: usize = 1024;
+
+/// The session stops reading while more than this many bytes of replies wait to be written.
+pub const OUTPUT_SOFT_LIMIT: usize = 1024 * 1024;
+
+/// A client with more than this many bytes of replies waiting to be written (in more than one
+/// reply) is disconnected.
+pub const OUTPUT_HARD_LIMIT: usize = 64 * 1024 * 1024;
+
+/// The writer encodes at most about this much before writing it out, so replies wait as
+/// frames (counted against the limits above) rather than as encoded bytes.
+const WRITE_BATCH: usize = 64 * 1024;
+
+/// An idle writer gives back an encoding buffer larger than this.
+const MAX_IDLE_WRITE_CAPACITY: usize = 64 * 1024;
+
+/// Each command queued in MULTI counts this much on top of its argument bytes.
+const QUEUED_COMMAND_OVERHEAD: usize = 128;
+
 /// What the Session tells its writer task.
 enum Outbound {
-    Reply(Frame),
+    /// A reply and its [`Frame::wire_size`].
+    Reply(Frame, usize),
     /// Encode the following replies with this RESP version.
     Protocol(u8),
     /// Flush what was sent and close the connection.
@@ -75,6 +116,66 @@ pub struct SessionConfig {
     pub requirepass: Option<String>,
 }
 
+/// The flow-control state a Session shares with its writer task and its reader (all three run
+/// on the session's thread, hence `Rc` and `Cell`).
+#[derive(Default)]
+struct Flow {
+    /// Requests read from the socket and not answered yet (their replies not yet released to
+    /// the writer), backlog included.
+    pending: Cell<usize>,
+    /// Replies released to the writer and not yet written to the socket, and their size.
+    unwritten_replies: Cell<usize>,
+    unwritten_bytes: Cell<usize>,
+    /// The reader, parked while reading is paused.
+    reader: Cell<Option<Waker>>,
+}
+
+impl Flow {
+    fn may_read(&self) -> bool {
+        self.pending.get() < MAX_PENDING_REQUESTS && self.unwritten_bytes.get() <= OUTPUT_SOFT_LIMIT
+    }
+
+    /// Wakes a parked reader if reading may go on.
+    fn wake_reader(&self) {
+        if self.may_read() {
+            if let Some(waker) = self.reader.take() {
+                waker.wake();
+            }
+        }
+    }
+
+    fn released(&self, bytes: usize) {
+        self.unwritten_replies.set(self.unwritten_replies.get() + 1);
+        self.unwritten_bytes.set(self.unwritten_bytes.get() + bytes);
+    }
+
+    fn written(&self, replies: usize, bytes: usize) {
+        self.unwritten_replies.set(self.unwritten_replies.get().saturating_sub(replies));
+        self.unwritten_bytes.set(self.unwritten_bytes.get().saturating_sub(bytes));
+        self.wake_reader();
+    }
+}
+
+/// The session's request stream: the socket's decoded requests, paused while [`Flow`] says
+/// the session has enough to do. While paused nothing is read, so the read buffer does not
+/// grow and the client meets TCP backpressure.
+struct GatedRead<S> {
+    inner: S,
+    flow: Rc<Flow>,
+}
+
+impl<S: Stream + Unpin> Stream for GatedRead<S> {
+    type Item = S::Item;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Option<S::Item>> {
+        if !self.flow.may_read() {
+            self.flow.reader.set(Some(cx.waker().clone()));
+            return Poll::Pending;
+        }
+        Pin::new(&mut self.inner).poll_next(cx)
+    }
+}
+
 /// A command queued inside MULTI.
 enum QueuedItem {
     /// Runs inside the EXEC entry.
@@ -94,6 +195,9 @@ pub struct Session {
     store: Addr<RedisStore>,
     config: SessionConfig,
     out: mpsc::UnboundedSender<Outbound>,
+    /// The writer task, aborted when the client is disconnected for its output.
+    writer: JoinHandle<()>,
+    flow: Rc<Flow>,
     next_request: u64,
     next_reply: u64,
     /// Replies that completed before an earlier request's reply.
@@ -107,6 +211,8 @@ pub struct Session {
     multi: Option<Vec<QueuedItem>>,
     /// A command queued in this MULTI was refused: EXEC answers EXECABORT.
     multi_failed: bool,
+    /// The size of what this MULTI queued, counted against `max_request_len`.
+    multi_bytes: usize,
     /// WATCHed keys and the versions they had.
     watched: Vec<(Bytes, u64)>,
     /// A WATCH is reading versions: requests wait here until it is done.
@@ -132,10 +238,14 @@ impl Session {
         let _ = stream.set_nodelay(true);
         let local_addr = stream.local_addr().map_or_else(|_| String::new(), |a| a.to_string());
         let (read, write) = stream.into_split();
+        // The channel is unbounded in type only: what it holds is bounded by the flow limits.
         let (out, queue) = mpsc::unbounded_channel();
-        actix_rt::spawn(write_replies(write, queue, RespCodec::new(config.limits)));
+        let flow = Rc::new(Flow::default());
+        let writer =
+            actix_rt::spawn(write_replies(write, queue, RespCodec::new(config.limits), flow.clone()));
         Session::create(move |ctx| {
-            ctx.add_stream(FramedRead::new(read, RespCodec::new(config.limits)));
+            let read = FramedRead::with_capacity(read, RespCodec::new(config.limits), READ_BUFFER_CAPACITY);
+            ctx.add_stream(GatedRead { inner: read, flow: flow.clone() });
             Session {
                 id,
                 peer,
@@ -144,6 +254,8 @@ impl Session {
                 authenticated: config.requirepass.is_none(),
                 config,
                 out,
+                writer,
+                flow,
                 next_request: 0,
                 next_reply: 0,
                 completed: BTreeMap::new(),
@@ -153,6 +265,7 @@ impl Session {
                 last_command: "NULL".into(),
                 multi: None,
                 multi_failed: false,
+                multi_bytes: 0,
                 watched: Vec::new(),
                 watch_pending: false,
                 backlog: VecDeque::new(),
@@ -179,6 +292,13 @@ impl Session {
         self.store.do_send(ClientEvent::Updated(self.client_info()));
     }
 
+    /// Publishes how many requests wait for an answer, which pauses or resumes reading.
+    fn update_pending(&self) {
+        let pending = (self.next_request - self.next_reply) as usize + self.backlog.len();
+        self.flow.pending.set(pending);
+        self.flow.wake_reader();
+    }
+
     /// Records the reply to request `seq` and writes every reply that is now next in order.
     fn complete(&mut self, seq: u64, frame: Frame, after: After, ctx: &mut Context<Self>) {
         self.completed.insert(seq, (frame, after));
@@ -187,13 +307,30 @@ impl Session {
             if let After::Protocol(version) = after {
                 let _ = self.out.send(Outbound::Protocol(version));
             }
-            let _ = self.out.send(Outbound::Reply(frame));
+            let size = frame.wire_size();
+            self.flow.released(size);
+            let _ = self.out.send(Outbound::Reply(frame, size));
             if after == After::Close {
                 let _ = self.out.send(Outbound::Close);
                 ctx.stop();
                 return;
             }
+            if self.flow.unwritten_bytes.get() > OUTPUT_HARD_LIMIT && self.flow.unwritten_replies.get() > 1 {
+                warn!(
+                    client = self.id,
+                    peer = %self.peer,
+                    unwritten_bytes = self.flow.unwritten_bytes.get(),
+                    unwritten_replies = self.flow.unwritten_replies.get(),
+                    limit = OUTPUT_HARD_LIMIT,
+                    "client does not read its replies: output buffer limit reached; closing the connection"
+                );
+                // The writer may be stuck on a socket the client does not drain: drop it.
+                self.writer.abort();
+                ctx.stop();
+                return;
+            }
         }
+        self.update_pending();
         if self.input_closed && self.next_reply == self.next_request && self.backlog.is_empty() {
             ctx.stop();
         }
@@ -247,6 +384,8 @@ impl Session {
                 );
             }
         }
+        let request_bytes =
+            args.iter().map(|arg| arg.len()).sum::<usize>() + QUEUED_COMMAND_OVERHEAD * (args.len() + 1);
         let command = match Command::parse_checked(args) {
             Ok(Ok(command)) => command,
             Ok(Err(reply)) => {
@@ -271,6 +410,16 @@ impl Session {
             ) | Command::Local(LocalCommand::Quit)
         );
         if let (Some(queue), true) = (&mut self.multi, queueable) {
+            // The whole transaction becomes one Raft entry, which must stay as small as the
+            // largest request.
+            self.multi_bytes += request_bytes;
+            let limit = self.config.limits.max_request_len.max(self.config.limits.max_bulk_len);
+            if self.multi_bytes > limit {
+                self.multi_failed = true;
+                let reply =
+                    Frame::error(format!("ERR transaction too large: its commands exceed {limit} bytes"));
+                return self.complete(seq, reply, After::Continue, ctx);
+            }
             queue.push(match command {
                 Command::Transaction(_) => QueuedItem::Local(LocalCommand::Unwatch),
                 Command::Read(q) => QueuedItem::Keyspace(Queued::Read(q)),
@@ -310,6 +459,7 @@ impl Session {
             TxCommand::Multi => {
                 self.multi = Some(Vec::new());
                 self.multi_failed = false;
+                self.multi_bytes = 0;
                 Frame::ok()
             }
             TxCommand::Discard => match self.multi.take() {
@@ -673,6 +823,21 @@ impl Actor for Session {
 impl StreamHandler<Result<Vec<Bytes>, RespError>> for Session {
     /// One decoded request, or the error that ends the connection.
     fn handle(&mut self, item: Result<Vec<Bytes>, RespError>, ctx: &mut Context<Self>) {
+        self.handle_item(item, ctx);
+        self.update_pending();
+    }
+
+    /// The client closed its side: finish answering what it sent, then stop.
+    fn finished(&mut self, ctx: &mut Context<Self>) {
+        self.input_closed = true;
+        if self.next_reply == self.next_request && self.backlog.is_empty() {
+            ctx.stop();
+        }
+    }
+}
+
+impl Session {
+    fn handle_item(&mut self, item: Result<Vec<Bytes>, RespError>, ctx: &mut Context<Self>) {
         match item {
             Ok(args) => self.handle_request(args, ctx),
             Err(RespError::Protocol(msg)) => {
@@ -687,43 +852,49 @@ impl StreamHandler<Result<Vec<Bytes>, RespError>> for Session {
             }
         }
     }
-
-    /// The client closed its side: finish answering what it sent, then stop.
-    fn finished(&mut self, ctx: &mut Context<Self>) {
-        self.input_closed = true;
-        if self.next_reply == self.next_request && self.backlog.is_empty() {
-            ctx.stop();
-        }
-    }
 }
 
-/// Owns the write half: writes replies in the order the Session released them, flushing
-/// everything that is ready at once.
+/// Owns the write half: writes replies in the order the Session released them, everything
+/// that is ready in one write, and tells [`Flow`] what went out. Idle, it holds no large buffer.
 async fn write_replies(
-    write: OwnedWriteHalf,
+    mut write: OwnedWriteHalf,
     mut queue: mpsc::UnboundedReceiver<Outbound>,
-    codec: RespCodec,
+    mut codec: RespCodec,
+    flow: Rc<Flow>,
 ) {
-    let mut sink = FramedWrite::new(write, codec);
+    let mut buf = BytesMut::new();
     while let Some(first) = queue.recv().await {
+        let (mut replies, mut bytes, mut close) = (0, 0, false);
         let mut next = Some(first);
         while let Some(item) = next {
             match item {
-                Outbound::Reply(frame) => {
-                    if sink.feed(frame).await.is_err() {
-                        return;
-                    }
+                Outbound::Reply(frame, size) => {
+                    // Encoding a Frame cannot fail.
+                    let _ = codec.encode(frame, &mut buf);
+                    replies += 1;
+                    bytes += size;
                 }
-                Outbound::Protocol(version) => sink.encoder_mut().set_protocol(version),
+                Outbound::Protocol(version) => codec.set_protocol(version),
                 Outbound::Close => {
-                    let _ = SinkExt::<Frame>::flush(&mut sink).await;
-                    return;
+                    close = true;
+                    break;
                 }
+            }
+            if buf.len() >= WRITE_BATCH {
+                break;
             }
             next = queue.try_recv().ok();
         }
-        if SinkExt::<Frame>::flush(&mut sink).await.is_err() {
+        if write.write_all_buf(&mut buf).await.is_err() {
             return;
+        }
+        flow.written(replies, bytes);
+        if close {
+            let _ = write.shutdown().await;
+            return;
+        }
+        if buf.capacity() > MAX_IDLE_WRITE_CAPACITY {
+            buf = BytesMut::new();
         }
     }
 }
