@@ -1,7 +1,9 @@
-//! The raft-kv node: parse options, set up logging, start the actors, wait for a signal.
+//! The raft-kv node: read options (flags, `RAFTKV_*` environment variables, or a TOML config
+//! file with the same names), set up logging and metrics, start the actors, wait for a signal.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
@@ -10,8 +12,17 @@ use tracing_subscriber::EnvFilter;
 
 /// A Redis-compatible key-value store whose writes are replicated with Raft.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(
+    version,
+    about,
+    after_help = "Every option can also be set with an environment variable (shown in brackets) or in \
+                  the --config file, under the option's name (e.g. `data-dir = \"data/node1\"`). \
+                  Flags win over the environment, which wins over the file."
+)]
 struct Options {
+    /// A TOML file of options, with the same names as the flags (e.g. `port = 63791`).
+    #[arg(long, env = "RAFTKV_CONFIG")]
+    config: Option<PathBuf>,
     /// This node's id: its position (1-based) in --cluster.
     #[arg(long, env = "RAFTKV_ID")]
     id: u64,
@@ -41,6 +52,23 @@ struct Options {
     #[arg(long, env = "RAFTKV_PROTO_MAX_BULK_LEN", default_value_t = 512 * 1024 * 1024,
           value_parser = clap::value_parser!(u64).range(1024..=512 * 1024 * 1024))]
     proto_max_bulk_len: u64,
+    /// Peers must prove they know this secret when they connect (same value on every node).
+    #[arg(
+        long,
+        env = "RAFTKV_CLUSTER_SECRET",
+        conflicts_with = "cluster_secret_file",
+        hide_env_values = true
+    )]
+    cluster_secret: Option<String>,
+    /// A file holding the cluster secret (its surrounding whitespace is ignored).
+    #[arg(long, env = "RAFTKV_CLUSTER_SECRET_FILE")]
+    cluster_secret_file: Option<PathBuf>,
+    /// Serve Prometheus metrics over HTTP on this address (e.g. 127.0.0.1:9121); off when unset.
+    #[arg(long, env = "RAFTKV_METRICS_ADDR")]
+    metrics_addr: Option<SocketAddr>,
+    /// Log format on stderr.
+    #[arg(long, env = "RAFTKV_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
     /// Fault tests only: a file naming peer traffic to drop (`drop-out <id>` / `drop-in <id>`).
     #[arg(long, env = "RAFTKV_FAULT_CONTROL", hide = true)]
     fault_control: Option<PathBuf>,
@@ -54,15 +82,53 @@ fn main() {
     }
 }
 
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
 fn run() -> anyhow::Result<()> {
+    load_config_file()?;
     let options = Options::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match options.log_format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().init(),
+    }
     if options.cluster.iter().any(|a| a.trim().is_empty()) {
         bail!("--cluster has an empty address");
+    }
+    let cluster_secret = match (&options.cluster_secret, &options.cluster_secret_file) {
+        (Some(secret), _) => secret.as_bytes().to_vec(),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read --cluster-secret-file {}", path.display()))?
+            .trim()
+            .as_bytes()
+            .to_vec(),
+        (None, None) => Vec::new(),
+    };
+    let loopback = options.bind.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        || options.bind == "localhost";
+    if !loopback && options.requirepass.is_none() {
+        // Redis's protected mode refuses such clients; we serve them, but say it loudly.
+        tracing::warn!(
+            bind = %options.bind,
+            "the Redis port is reachable from other hosts and no --requirepass is set: \
+             anyone who can connect can read and change every key"
+        );
+    }
+    if !loopback && cluster_secret.is_empty() {
+        tracing::warn!("no --cluster-secret: any host that can reach the peer port can pose as a node");
+    }
+    if let Some(addr) = options.metrics_addr {
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .with_http_listener(addr)
+            .install()
+            .with_context(|| format!("cannot serve metrics on {addr}"))?;
+        actors::telemetry::describe();
+        tracing::info!(%addr, "serving Prometheus metrics");
     }
     let data_dir =
         options.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("data/node{}", options.id)));
@@ -84,6 +150,7 @@ fn run() -> anyhow::Result<()> {
         },
         requirepass: options.requirepass.clone(),
         join: options.join,
+        cluster_secret,
         fault_control: options.fault_control.clone(),
     };
     let system = actix_rt::System::new();
@@ -109,4 +176,44 @@ async fn wait_for_shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
+}
+
+/// Turns the `--config` TOML file (or `RAFTKV_CONFIG`) into `RAFTKV_*` environment variables
+/// that are not already set, so the file has the lowest precedence and clap documents and
+/// validates every option in one place.
+fn load_config_file() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let from_args = args.iter().enumerate().find_map(|(i, a)| {
+        a.strip_prefix("--config=")
+            .map(str::to_string)
+            .or_else(|| (a == "--config").then(|| args.get(i + 1).cloned()).flatten())
+    });
+    let Some(path) = from_args.or_else(|| std::env::var("RAFTKV_CONFIG").ok()) else { return Ok(()) };
+    let text = std::fs::read_to_string(Path::new(&path))
+        .with_context(|| format!("cannot read config file {path}"))?;
+    let table: toml::Table = text.parse().with_context(|| format!("config file {path} is not valid TOML"))?;
+    let command = <Options as clap::CommandFactory>::command();
+    let known: Vec<&str> = command.get_arguments().filter_map(|a| a.get_long()).collect();
+    for (name, value) in table {
+        if !known.contains(&name.as_str()) || name == "config" {
+            bail!("config file {path}: unknown option {name:?} (options: {})", known.join(", "));
+        }
+        let var = format!("RAFTKV_{}", name.to_ascii_uppercase().replace('-', "_"));
+        let value = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            toml::Value::Array(items) => items
+                .iter()
+                .map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))
+                .collect::<Vec<_>>()
+                .join(","),
+            other => bail!("config file {path}: unsupported value for {name}: {other}"),
+        };
+        if std::env::var_os(&var).is_none() {
+            // Single-threaded here: nothing else reads the environment concurrently.
+            std::env::set_var(&var, value);
+        }
+    }
+    Ok(())
 }

@@ -41,6 +41,7 @@ pub mod redis_store;
 pub mod resp;
 pub mod session;
 pub mod storage;
+pub mod telemetry;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -80,6 +81,8 @@ pub struct NodeConfig {
     pub requirepass: Option<String>,
     /// Start with no membership and wait to be added (`RAFT.NODE ADD`) by the cluster.
     pub join: bool,
+    /// The secret peers prove they share when they connect (empty: none).
+    pub cluster_secret: Vec<u8>,
     /// Fault tests only: a file naming peer traffic to drop (see [`peer_transport`]).
     pub fault_control: Option<PathBuf>,
 }
@@ -161,6 +164,7 @@ pub async fn start_node(config: NodeConfig) -> std::result::Result<RunningNode, 
         peer_listener,
         inbox,
         storage_addr.clone(),
+        config.cluster_secret.clone(),
         config.fault_control.clone(),
     )
     .start();

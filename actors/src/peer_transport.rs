@@ -8,6 +8,10 @@
 //!
 //! Wire format: length-delimited frames (4-byte big-endian length). The first frame of a
 //! connection is a hello: a 4-byte magic followed by the sender's node id (u64 big-endian).
+//! The receiver answers with a random 16-byte challenge, and the sender must answer with
+//! HMAC-SHA256 over the hello and the challenge, keyed with the cluster secret
+//! (`--cluster-secret`; empty when none is set): a node that does not know the secret is refused
+//! and logged before any of its messages is read.
 //! - `RKV1`, a message connection: every following frame is one protobuf `eraftpb::Message`.
 //! - `RKVS`, a snapshot connection (one per transfer): a `MsgSnapshot` frame whose metadata
 //!   describes the checkpoint being sent, then chunks of key/value pairs of at most about 1 MiB,
@@ -30,12 +34,14 @@ use std::time::{Duration, SystemTime};
 use actix::prelude::*;
 use bytes::{BufMut, Bytes, BytesMut};
 use futures::{SinkExt, StreamExt};
+use hmac::{Hmac, Mac};
 use protobuf::Message as PbMessage;
 use raft::eraftpb::{Message, MessageType};
+use sha2::Sha256;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
-use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
+use tokio_util::codec::{Framed, FramedRead, LengthDelimitedCodec};
 use tracing::{debug, info, warn};
 
 use crate::membership::{encode_members, Member};
@@ -44,6 +50,7 @@ use crate::storage::{
     stream_checkpoint, BeginSnapshot, CheckpointInfo, CreateCheckpoint, FinishSnapshot, SnapshotChunk,
     Storage,
 };
+use crate::telemetry;
 
 /// Send these messages to their peers. Sent by RaftNode after each Ready step.
 #[derive(Message)]
@@ -58,6 +65,8 @@ pub struct SendMessages(pub Vec<Message>);
 pub struct UpdatePeers(pub Vec<Member>);
 
 const HELLO_MAGIC: &[u8; 4] = b"RKV1";
+const CHALLENGE_BYTES: usize = 16;
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 const SNAPSHOT_MAGIC: &[u8; 4] = b"RKVS";
 const SNAPSHOT_IO_TIMEOUT: Duration = Duration::from_secs(60);
 const FAULT_POLL: Duration = Duration::from_millis(100);
@@ -109,6 +118,8 @@ pub struct PeerTransport {
     raft: RaftInbox,
     storage: Addr<Storage>,
     links: HashMap<u64, mpsc::Sender<Message>>,
+    /// The cluster secret peers prove they know (empty when none is configured).
+    secret: Vec<u8>,
     /// Ids allowed to connect to us, shared with the inbound connection tasks.
     known: watch::Sender<Vec<u64>>,
     fault_file: Option<PathBuf>,
@@ -124,6 +135,7 @@ impl PeerTransport {
         listener: TcpListener,
         raft: RaftInbox,
         storage: Addr<Storage>,
+        secret: Vec<u8>,
         fault_file: Option<PathBuf>,
     ) -> Self {
         PeerTransport {
@@ -133,6 +145,7 @@ impl PeerTransport {
             raft,
             storage,
             links: HashMap::new(),
+            secret,
             known: watch::channel(Vec::new()).0,
             fault_file,
             fault_seen: None,
@@ -144,7 +157,7 @@ impl PeerTransport {
     fn open_link(&mut self, peer: u64, addr: String) {
         let (tx, rx) = mpsc::channel(QUEUE_PER_PEER);
         self.links.insert(peer, tx);
-        actix_rt::spawn(run_link(self.id, peer, addr, rx, self.raft.clone()));
+        actix_rt::spawn(run_link(self.id, peer, addr, rx, self.raft.clone(), self.secret.clone()));
     }
 
     fn publish_known(&self) {
@@ -172,6 +185,7 @@ impl PeerTransport {
         let (from, to) = (self.id, msg.to);
         let addr = self.peers.get(&to).cloned().unwrap_or_default();
         let report = self.raft.snapshot.clone();
+        let secret = self.secret.clone();
         let checkpoint = self.storage.send(CreateCheckpoint { for_peer: to });
         ctx.spawn(checkpoint.into_actor(self).map(move |result, _, _| {
             let checkpoint = match result {
@@ -185,7 +199,7 @@ impl PeerTransport {
             };
             info!(node = from, peer = to, index = checkpoint.index, "sending a snapshot");
             let spawned = std::thread::Builder::new().name(format!("snapshot-to-{to}")).spawn(move || {
-                let result = transfer_snapshot(from, &addr, msg, &checkpoint);
+                let result = transfer_snapshot(from, &addr, msg, &checkpoint, &secret);
                 let _ = std::fs::remove_dir_all(&checkpoint.dir);
                 match &result {
                     Ok(keys) => {
@@ -193,6 +207,8 @@ impl PeerTransport {
                     }
                     Err(e) => warn!(node = from, peer = to, error = %e, "snapshot transfer failed"),
                 }
+                let outcome = if result.is_ok() { "delivered" } else { "failed" };
+                metrics::counter!(telemetry::SNAPSHOTS_SENT, "result" => outcome).increment(1);
                 report.do_send(SnapshotReport { to, delivered: result.is_ok() });
             });
             if let Err(e) = spawned {
@@ -203,7 +219,13 @@ impl PeerTransport {
 }
 
 /// Sends one snapshot over a blocking connection; returns the number of keys sent.
-fn transfer_snapshot(from: u64, addr: &str, mut msg: Message, cp: &CheckpointInfo) -> std::io::Result<u64> {
+fn transfer_snapshot(
+    from: u64,
+    addr: &str,
+    mut msg: Message,
+    cp: &CheckpointInfo,
+    secret: &[u8],
+) -> std::io::Result<u64> {
     // The checkpoint, not raft-rs's compaction point, is what the follower installs.
     let meta = msg.mut_snapshot().mut_metadata();
     meta.index = cp.index;
@@ -218,12 +240,18 @@ fn transfer_snapshot(from: u64, addr: &str, mut msg: Message, cp: &CheckpointInf
     stream.set_nodelay(true)?;
     stream.set_write_timeout(Some(SNAPSHOT_IO_TIMEOUT))?;
     stream.set_read_timeout(Some(SNAPSHOT_IO_TIMEOUT))?;
+    let hello = hello_with(SNAPSHOT_MAGIC, from);
+    write_frame(&mut &stream, &hello)?;
+    let mut len = [0u8; 4];
+    (&stream).read_exact(&mut len)?;
+    if u32::from_be_bytes(len) as usize != CHALLENGE_BYTES {
+        return Err(std::io::Error::other("bad challenge from the peer"));
+    }
+    let mut challenge = [0u8; CHALLENGE_BYTES];
+    (&stream).read_exact(&mut challenge)?;
+    write_frame(&mut &stream, &proof(secret, &hello, &challenge))?;
     let mut out = std::io::BufWriter::new(&stream);
-    let mut frame = |bytes: &[u8]| -> std::io::Result<()> {
-        out.write_all(&(bytes.len() as u32).to_be_bytes())?;
-        out.write_all(bytes)
-    };
-    frame(&hello_with(SNAPSHOT_MAGIC, from))?;
+    let mut frame = |bytes: &[u8]| write_frame(&mut out, bytes);
     frame(&msg.write_to_bytes().map_err(std::io::Error::other)?)?;
     let keys = stream_checkpoint(&cp.dir, &mut frame).map_err(std::io::Error::other)?;
     frame(&[])?;
@@ -257,6 +285,7 @@ impl Actor for PeerTransport {
             step: self.raft.step.clone(),
             storage: self.storage.clone(),
             faults: self.faults.subscribe(),
+            secret: self.secret.clone(),
         };
         actix_rt::spawn(accept_peers(listener, inbound));
     }
@@ -319,6 +348,44 @@ fn frame_codec() -> LengthDelimitedCodec {
     LengthDelimitedCodec::builder().max_frame_length(MAX_FRAME).new_codec()
 }
 
+fn write_frame(out: &mut impl std::io::Write, bytes: &[u8]) -> std::io::Result<()> {
+    out.write_all(&(bytes.len() as u32).to_be_bytes())?;
+    out.write_all(bytes)
+}
+
+/// The handshake answer: HMAC-SHA256 keyed with the cluster secret over the hello and the
+/// receiver's challenge, so it cannot be replayed on another connection.
+fn proof(secret: &[u8], hello: &[u8], challenge: &[u8]) -> Vec<u8> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
+    mac.update(b"raft-kv peer v1");
+    mac.update(hello);
+    mac.update(challenge);
+    mac.finalize().into_bytes().to_vec()
+}
+
+fn verify_proof(secret: &[u8], hello: &[u8], challenge: &[u8], answer: &[u8]) -> bool {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
+    mac.update(b"raft-kv peer v1");
+    mac.update(hello);
+    mac.update(challenge);
+    mac.verify_slice(answer).is_ok() // constant time
+}
+
+/// The connecting side of the handshake: hello, then the answer to the receiver's challenge.
+async fn introduce(
+    framed: &mut Framed<TcpStream, LengthDelimitedCodec>,
+    from: u64,
+    secret: &[u8],
+) -> std::io::Result<()> {
+    let hello = hello_with(HELLO_MAGIC, from);
+    framed.send(hello.clone()).await?;
+    let challenge = tokio::time::timeout(HANDSHAKE_TIMEOUT, framed.next())
+        .await
+        .map_err(|_| std::io::Error::other("no challenge from the peer"))?
+        .ok_or_else(|| std::io::Error::other("the peer closed the connection"))??;
+    framed.send(Bytes::from(proof(secret, &hello, &challenge))).await
+}
+
 fn hello_with(magic: &[u8; 4], from: u64) -> Bytes {
     let mut b = BytesMut::with_capacity(12);
     b.put_slice(magic);
@@ -327,7 +394,14 @@ fn hello_with(magic: &[u8; 4], from: u64) -> Bytes {
 }
 
 /// Owns the connection to one peer for the life of the node.
-async fn run_link(from: u64, to: u64, addr: String, mut queue: mpsc::Receiver<Message>, raft: RaftInbox) {
+async fn run_link(
+    from: u64,
+    to: u64,
+    addr: String,
+    mut queue: mpsc::Receiver<Message>,
+    raft: RaftInbox,
+    secret: Vec<u8>,
+) {
     let mut backoff = BACKOFF_MIN;
     let mut was_connected = true;
     loop {
@@ -347,17 +421,24 @@ async fn run_link(from: u64, to: u64, addr: String, mut queue: mpsc::Receiver<Me
             }
         };
         let _ = stream.set_nodelay(true);
-        let mut sink = FramedWrite::new(stream, frame_codec());
-        if sink.send(hello_with(HELLO_MAGIC, from)).await.is_err() {
+        let mut sink = Framed::new(stream, frame_codec());
+        if let Err(e) = introduce(&mut sink, from, &secret).await {
+            debug!(node = from, peer = to, error = %e, "peer handshake failed");
+            raft.unreachable.do_send(PeerUnreachable(to));
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(BACKOFF_MAX);
             continue;
         }
         info!(node = from, peer = to, %addr, "connected to peer");
+        let connected = metrics::gauge!(telemetry::PEER_CONNECTED, "peer" => to.to_string());
+        connected.set(1.0);
         was_connected = true;
         backoff = BACKOFF_MIN;
         if let Err(e) = pump(&mut sink, &mut queue, to, &raft).await {
             match e {
                 LinkEnd::QueueClosed => return,
                 LinkEnd::Io(e) => {
+                    connected.set(0.0);
                     info!(node = from, peer = to, error = %e, "peer connection lost");
                     raft.unreachable.do_send(PeerUnreachable(to));
                 }
@@ -373,7 +454,7 @@ enum LinkEnd {
 
 /// Writes queued messages, everything already waiting in one flush.
 async fn pump(
-    sink: &mut FramedWrite<TcpStream, LengthDelimitedCodec>,
+    sink: &mut Framed<TcpStream, LengthDelimitedCodec>,
     queue: &mut mpsc::Receiver<Message>,
     _to: u64,
     _raft: &RaftInbox,
@@ -400,6 +481,7 @@ struct Inbound {
     step: Recipient<Step>,
     storage: Addr<Storage>,
     faults: watch::Receiver<FaultRules>,
+    secret: Vec<u8>,
 }
 
 async fn accept_peers(listener: TcpListener, inbound: Inbound) {
@@ -427,10 +509,10 @@ async fn accept_peers(listener: TcpListener, inbound: Inbound) {
 async fn serve_peer(stream: TcpStream, inbound: Inbound) -> Result<(), String> {
     let me = inbound.me;
     let mut frames = FramedRead::new(stream, frame_codec());
-    let (magic, from) = match frames.next().await {
+    let (magic, from, hello) = match frames.next().await {
         Some(Ok(h)) if h.len() == 12 && (&h[..4] == HELLO_MAGIC || &h[..4] == SNAPSHOT_MAGIC) => {
             let magic: [u8; 4] = h[..4].try_into().expect("4 bytes");
-            (magic, u64::from_be_bytes(h[4..].try_into().expect("8 bytes")))
+            (magic, u64::from_be_bytes(h[4..].try_into().expect("8 bytes")), h)
         }
         Some(Ok(_)) => return Err("bad hello frame".into()),
         Some(Err(e)) => return Err(format!("bad hello frame: {e}")),
@@ -438,6 +520,20 @@ async fn serve_peer(stream: TcpStream, inbound: Inbound) -> Result<(), String> {
     };
     if !inbound.known.borrow().contains(&from) {
         return Err(format!("hello from unknown node {from}"));
+    }
+    let mut challenge = [0u8; CHALLENGE_BYTES];
+    getrandom::getrandom(&mut challenge).map_err(|e| format!("no randomness for a challenge: {e}"))?;
+    let mut frame = Vec::with_capacity(4 + CHALLENGE_BYTES);
+    frame.extend_from_slice(&(CHALLENGE_BYTES as u32).to_be_bytes());
+    frame.extend_from_slice(&challenge);
+    frames.get_mut().write_all(&frame).await.map_err(|e| e.to_string())?;
+    let answer = tokio::time::timeout(HANDSHAKE_TIMEOUT, frames.next())
+        .await
+        .map_err(|_| format!("node {from} did not answer the challenge"))?
+        .ok_or_else(|| format!("node {from} closed the connection during the handshake"))?
+        .map_err(|e| format!("bad handshake frame from node {from}: {e}"))?;
+    if !verify_proof(&inbound.secret, &hello, &challenge, &answer) {
+        return Err(format!("node {from} failed peer authentication (wrong or missing --cluster-secret)"));
     }
     if &magic == SNAPSHOT_MAGIC {
         return receive_snapshot(frames, from, inbound).await;
@@ -545,14 +641,27 @@ mod tests {
         m
     }
 
-    async fn send_frames(addr: std::net::SocketAddr, frames: &[&[u8]]) {
+    /// Connects, sends `frames` (a hello first, if given, answering the challenge with
+    /// `secret`), closes the writing side and waits until the transport closes the connection.
+    async fn send_frames(addr: std::net::SocketAddr, hello: Option<Bytes>, secret: &[u8], frames: &[&[u8]]) {
         let mut stream = TcpStream::connect(addr).await.unwrap();
-        for f in frames {
-            stream.write_all(&(f.len() as u32).to_be_bytes()).await.unwrap();
-            stream.write_all(f).await.unwrap();
+        let write = |bytes: &[u8]| {
+            let mut f = (bytes.len() as u32).to_be_bytes().to_vec();
+            f.extend_from_slice(bytes);
+            f
+        };
+        if let Some(hello) = hello {
+            stream.write_all(&write(&hello)).await.unwrap();
+            let mut challenge = [0u8; 4 + CHALLENGE_BYTES];
+            if tokio::io::AsyncReadExt::read_exact(&mut stream, &mut challenge).await.is_ok() {
+                let answer = proof(secret, &hello, &challenge[4..]);
+                let _ = stream.write_all(&write(&answer)).await;
+            }
         }
-        stream.shutdown().await.unwrap();
-        // Wait until the transport has read everything and closed its side.
+        for f in frames {
+            let _ = stream.write_all(&write(f)).await;
+        }
+        let _ = stream.shutdown().await;
         let mut rest = Vec::new();
         let _ = tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut rest).await;
     }
@@ -577,16 +686,20 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         // Node 1 knows node 2 (at an address nobody listens on: outbound sends just fail).
         let peers = HashMap::from([(2, "127.0.0.1:1".to_string())]);
-        PeerTransport::new(1, peers, listener, inbox, storage, None).start();
+        PeerTransport::new(1, peers, listener, inbox, storage, b"s3cret".to_vec(), None).start();
 
         let good = heartbeat(2, 1).write_to_bytes().unwrap();
-        let hello2 = hello_with(HELLO_MAGIC, 2);
-        // Garbage instead of a hello, a hello from a node that is not a member, a message
-        // claiming another sender, an undecodable frame, and an oversized frame header.
-        send_frames(addr, &[b"GET / HTTP/1.1"]).await;
-        send_frames(addr, &[&hello_with(HELLO_MAGIC, 9), &heartbeat(9, 1).write_to_bytes().unwrap()]).await;
-        send_frames(addr, &[&hello2, &heartbeat(3, 1).write_to_bytes().unwrap()]).await;
-        send_frames(addr, &[&hello2, &[0xff, 0xff, 0xff]]).await;
+        let hello2 = Some(hello_with(HELLO_MAGIC, 2));
+        let secret = b"s3cret".as_slice();
+        // Garbage instead of a hello, a hello from a node that is not a member, a member that
+        // does not know the cluster secret, a message claiming another sender, an undecodable
+        // frame, and an oversized frame header.
+        send_frames(addr, None, secret, &[b"GET / HTTP/1.1"]).await;
+        let hello9 = Some(hello_with(HELLO_MAGIC, 9));
+        send_frames(addr, hello9, secret, &[&heartbeat(9, 1).write_to_bytes().unwrap()]).await;
+        send_frames(addr, hello2.clone(), b"wrong", &[&good]).await;
+        send_frames(addr, hello2.clone(), secret, &[&heartbeat(3, 1).write_to_bytes().unwrap()]).await;
+        send_frames(addr, hello2.clone(), secret, &[&[0xff, 0xff, 0xff]]).await;
         {
             let mut stream = TcpStream::connect(addr).await.unwrap();
             stream.write_all(&(u32::MAX).to_be_bytes()).await.unwrap();
@@ -595,7 +708,7 @@ mod tests {
         }
         assert!(steps.lock().unwrap().is_empty(), "nothing invalid reaches raft");
         // The transport still serves a well-behaved peer afterwards.
-        send_frames(addr, &[&hello2, &good, &good]).await;
+        send_frames(addr, hello2, secret, &[&good, &good]).await;
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while steps.lock().unwrap().len() < 2 {
             assert!(std::time::Instant::now() < deadline, "valid messages were not stepped");

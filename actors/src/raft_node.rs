@@ -31,6 +31,7 @@ use crate::raft_log::RaftLog;
 use crate::storage::{
     fatal, ApplyCommitted, CompactLog, InstallSnapshot, PersistReady, RecoveredState, Storage,
 };
+use crate::telemetry;
 
 /// Propose a replicated write (an encoded `Proposal`). Sent by RedisStore. Replies as soon as
 /// raft-rs accepted or refused it; the outcome arrives later through the apply path.
@@ -348,6 +349,7 @@ impl RaftNode {
         self.apply_committed(light.take_committed_entries(), ctx);
         self.raw.advance_apply();
         self.maybe_compact();
+        self.record_metrics();
         if self.raw.has_ready() || !self.new_reads.is_empty() {
             self.schedule_drive(ctx);
         }
@@ -541,6 +543,19 @@ impl RaftNode {
                 matched: if is_leader { self.raw.raft.prs().get(id).map(|pr| pr.matched) } else { None },
             })
             .collect()
+    }
+
+    fn record_metrics(&self) {
+        let raft = &self.raw.raft;
+        metrics::gauge!(telemetry::RAFT_TERM).set(raft.term as f64);
+        metrics::gauge!(telemetry::RAFT_IS_LEADER).set(if self.role == StateRole::Leader {
+            1.0
+        } else {
+            0.0
+        });
+        metrics::gauge!(telemetry::RAFT_LEADER_ID).set(raft.leader_id as f64);
+        metrics::gauge!(telemetry::RAFT_COMMIT_INDEX).set(raft.raft_log.committed as f64);
+        metrics::gauge!(telemetry::RAFT_APPLIED_INDEX).set(raft.raft_log.applied as f64);
     }
 
     fn observe_soft_state(&mut self, role: StateRole, leader: u64) {

@@ -33,6 +33,7 @@ use crate::raft_node::{
 };
 use crate::resp::Frame;
 use crate::storage::{Read, Storage};
+use crate::telemetry;
 
 /// Execute a parsed command and reply with its answer. Sent by a Session for every command
 /// that is not answered by the session itself.
@@ -131,6 +132,7 @@ pub struct NodeInfo {
 
 struct PendingWrite {
     reply: oneshot::Sender<Frame>,
+    started: Instant,
     deadline: Instant,
 }
 
@@ -206,8 +208,9 @@ impl RedisStore {
         let seq = self.next_seq;
         let origin = RequestId { node: self.info.node_id, incarnation: self.incarnation, seq };
         let data = Proposal { origin, now_ms: now_ms(), op }.encode();
-        let deadline = Instant::now() + self.timing.write_timeout;
-        self.pending_writes.insert(seq, PendingWrite { reply, deadline });
+        let started = Instant::now();
+        let deadline = started + self.timing.write_timeout;
+        self.pending_writes.insert(seq, PendingWrite { reply, started, deadline });
         let proposed = self.raft.send(Propose(data));
         ctx.spawn(proposed.into_actor(self).map(move |result, store, _| {
             let err = match result {
@@ -217,6 +220,7 @@ impl RedisStore {
             };
             // Refused outright: nothing entered the log, so the client learns it now.
             if let Some(w) = store.pending_writes.remove(&seq) {
+                metrics::counter!(telemetry::WRITES, "result" => "refused").increment(1);
                 let _ = w.reply.send(err.to_frame());
             }
         }));
@@ -278,13 +282,19 @@ impl RedisStore {
         ctx: &mut Context<Self>,
     ) {
         let index = self.raft.send(ReadIndex);
-        ctx.spawn(index.into_actor(self).map(move |result, store, _| match result {
-            Ok(Ok(index)) => store.read_at(index, query, reply),
-            Ok(Err(e)) => {
-                let _ = reply.send(e.to_frame());
-            }
-            Err(e) => {
-                let _ = reply.send(Error::from(e).to_frame());
+        let started = Instant::now();
+        ctx.spawn(index.into_actor(self).map(move |result, store, _| {
+            let ok = matches!(result, Ok(Ok(_)));
+            metrics::counter!(telemetry::READS, "result" => if ok { "ok" } else { "error" }).increment(1);
+            metrics::histogram!(telemetry::READ_INDEX_SECONDS).record(started.elapsed().as_secs_f64());
+            match result {
+                Ok(Ok(index)) => store.read_at(index, query, reply),
+                Ok(Err(e)) => {
+                    let _ = reply.send(e.to_frame());
+                }
+                Err(e) => {
+                    let _ = reply.send(Error::from(e).to_frame());
+                }
             }
         }));
     }
@@ -319,6 +329,7 @@ impl RedisStore {
                 break;
             }
             let w = entry.remove();
+            metrics::counter!(telemetry::WRITES, "result" => "timeout").increment(1);
             let ms = self.timing.write_timeout.as_millis() as u64;
             let _ = w.reply.send(Error::WriteTimeout(ms).to_frame());
         }
@@ -539,6 +550,8 @@ impl Handler<Applied> for RedisStore {
         self.applied = self.applied.max(msg.index);
         for (seq, frame) in msg.replies {
             if let Some(w) = self.pending_writes.remove(&seq) {
+                metrics::counter!(telemetry::WRITES, "result" => "ok").increment(1);
+                metrics::histogram!(telemetry::WRITE_SECONDS).record(w.started.elapsed().as_secs_f64());
                 let _ = w.reply.send(frame);
             }
         }
@@ -566,6 +579,7 @@ impl Handler<ClientEvent> for RedisStore {
                 self.clients.remove(&id);
             }
         }
+        metrics::gauge!(telemetry::CLIENT_CONNECTIONS).set(self.clients.len() as f64);
     }
 }
 

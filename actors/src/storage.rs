@@ -43,6 +43,7 @@ use crate::keyspace::{self, ApplyBatch, CF_KV};
 use crate::membership::{decode_members, encode_members, Member};
 use crate::redis_store::Applied;
 use crate::resp::Frame;
+use crate::telemetry;
 
 const CF_RAFT_LOG: &str = "raft_log";
 const CF_RAFT_STATE: &str = "raft_state";
@@ -292,7 +293,10 @@ impl Storage {
             batch.put_cf(cf(&self.db, CF_RAFT_STATE), KEY_HARD_STATE, hs.write_to_bytes().map_err(corrupt)?);
             self.hard_state = hs;
         }
-        write_synced(&self.db, batch)
+        let started = std::time::Instant::now();
+        write_synced(&self.db, batch)?;
+        metrics::histogram!(telemetry::FSYNC_SECONDS).record(started.elapsed().as_secs_f64());
+        Ok(())
     }
 
     fn apply_committed(&mut self, msg: ApplyCommitted) -> Result<Applied> {
@@ -342,6 +346,7 @@ impl Storage {
         self.hard_state = hs;
         self.applied = last;
         self.key_count = key_count;
+        metrics::gauge!(telemetry::KEYS).set(key_count as f64);
         Ok(Applied { index: last, replies })
     }
 }
