@@ -165,6 +165,9 @@ fn run() -> anyhow::Result<()> {
         // election timeout. Bounded: a stuck transfer does not keep the process alive.
         let _ =
             tokio::time::timeout(Duration::from_secs(5), node.raft.send(actors::raft_node::Shutdown)).await;
+        // Then RocksDB is closed down in order, so the exit does not race its background threads.
+        let _ =
+            tokio::time::timeout(Duration::from_secs(10), node.storage.send(actors::storage::Close)).await;
         Ok(())
     })
 }

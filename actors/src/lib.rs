@@ -93,6 +93,7 @@ pub struct RunningNode {
     pub redis_addr: SocketAddr,
     pub peer_addr: SocketAddr,
     pub raft: Addr<RaftNode>,
+    pub storage: Addr<Storage>,
 }
 
 /// Opens the data directory, binds both ports and starts the five actors. Must run inside an
@@ -122,18 +123,15 @@ pub async fn start_node(config: NodeConfig) -> std::result::Result<RunningNode, 
         .await
         .map_err(|e| format!("cannot listen for clients on {}:{}: {e}", config.bind, config.port))?;
     let raft_ctx = Context::<RaftNode>::new();
-    let running = RunningNode {
-        redis_addr: redis_listener.local_addr().map_err(|e| e.to_string())?,
-        peer_addr: peer_listener.local_addr().map_err(|e| e.to_string())?,
-        raft: raft_ctx.address(),
-    };
+    let redis_addr = redis_listener.local_addr().map_err(|e| e.to_string())?;
+    let peer_addr = peer_listener.local_addr().map_err(|e| e.to_string())?;
     info!(
         node = id,
         incarnation = recovered.incarnation,
         applied = recovered.applied,
         log_entries = recovered.entries.len(),
-        redis = %running.redis_addr,
-        peer = %running.peer_addr,
+        redis = %redis_addr,
+        peer = %peer_addr,
         "starting raft-kv node"
     );
 
@@ -184,20 +182,21 @@ pub async fn start_node(config: NodeConfig) -> std::result::Result<RunningNode, 
 
     let info = NodeInfo {
         node_id: id,
-        redis_port: running.redis_addr.port(),
+        redis_port: redis_addr.port(),
         peer_addrs: config.cluster.clone(),
         started: Instant::now(),
     };
+    let (raft_addr_for_caller, storage_for_caller) = (raft_addr.clone(), storage_addr.clone());
     store_ctx.run(RedisStore::new(info, incarnation, applied, raft_addr, storage_addr, config.store.clone()));
 
     let session_config = SessionConfig {
         bind: config.bind.clone(),
-        port: running.redis_addr.port(),
+        port: redis_addr.port(),
         limits: config.limits,
         requirepass: config.requirepass.clone(),
     };
     actix_rt::spawn(session::serve_clients(redis_listener, store_addr, session_config));
-    Ok(running)
+    Ok(RunningNode { redis_addr, peer_addr, raft: raft_addr_for_caller, storage: storage_for_caller })
 }
 
 /// raft-rs logs through `slog`; this logger hands its records to the `log` crate, which the
