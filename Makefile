@@ -36,7 +36,8 @@ test: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) test --release --workspace --lib --bins
 	$(CARGO) test --release -p actors --test '*'
-	$(CARGO) test --release --test cluster --test differential --test hostile_clients -- --test-threads=1
+	$(CARGO) test --release --test cluster --test differential --test hostile_clients --test operations -- --test-threads=1
+	$(CARGO) test --release --test faults -- --test-threads=1 --nocapture
 
 # About 10 minutes. BENCH_REPS, BENCH_N, BENCH_KEYS, BENCH_MICRO=0, BENCH_OUT: see bench/run.sh.
 bench: deps build
