@@ -161,6 +161,11 @@ fn run() -> anyhow::Result<()> {
             .context("raft-kv could not start")?;
         wait_for_shutdown_signal().await;
         tracing::info!("shutting down");
+        // No new connections, no new commands; what is under way is answered (or fails after its
+        // bounded wait) before the node goes.
+        node.clients.abort();
+        let _ =
+            tokio::time::timeout(Duration::from_secs(10), node.store.send(actors::redis_store::Drain)).await;
         // A leader hands over first, so clients see a new leader at once instead of after an
         // election timeout. Bounded: a stuck transfer does not keep the process alive.
         let _ =

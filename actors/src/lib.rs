@@ -87,13 +87,15 @@ pub struct NodeConfig {
     pub fault_control: Option<PathBuf>,
 }
 
-/// A started node: where it listens.
-#[derive(Clone)]
+/// A started node: where it listens, and the handles the binary needs to shut it down in order.
 pub struct RunningNode {
     pub redis_addr: SocketAddr,
     pub peer_addr: SocketAddr,
     pub raft: Addr<RaftNode>,
     pub storage: Addr<Storage>,
+    pub store: Addr<RedisStore>,
+    /// The task accepting client connections; aborting it closes the Redis port.
+    pub clients: actix_rt::task::JoinHandle<()>,
 }
 
 /// Opens the data directory, binds both ports and starts the five actors. Must run inside an
@@ -195,8 +197,15 @@ pub async fn start_node(config: NodeConfig) -> std::result::Result<RunningNode, 
         limits: config.limits,
         requirepass: config.requirepass.clone(),
     };
-    actix_rt::spawn(session::serve_clients(redis_listener, store_addr, session_config));
-    Ok(RunningNode { redis_addr, peer_addr, raft: raft_addr_for_caller, storage: storage_for_caller })
+    let clients = actix_rt::spawn(session::serve_clients(redis_listener, store_addr.clone(), session_config));
+    Ok(RunningNode {
+        redis_addr,
+        peer_addr,
+        raft: raft_addr_for_caller,
+        storage: storage_for_caller,
+        store: store_addr,
+        clients,
+    })
 }
 
 /// raft-rs logs through `slog`; this logger hands its records to the `log` crate, which the

@@ -41,6 +41,13 @@ use crate::telemetry;
 #[rtype(result = "Frame")]
 pub struct Execute(pub Command);
 
+/// The node is shutting down: refuse new commands, and reply once every write and read already
+/// under way has been answered (applied, or failed by its bounded wait). Sent by the binary on
+/// SIGTERM/SIGINT, after it stopped accepting connections.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Drain;
+
 /// Storage applied the log up to `index`. `replies` are the answers for writes this node
 /// proposed in this incarnation, by request sequence number. Sent by Storage after each apply.
 #[derive(Message, Debug, PartialEq)]
@@ -163,6 +170,10 @@ pub struct RedisStore {
     sweeping: bool,
     clients: BTreeMap<u64, ClientInfo>,
     stats: Stats,
+    /// Reads between their ReadIndex request and being served or parked in `waiting_reads`.
+    reads_in_flight: usize,
+    /// `Some` once draining for shutdown: who waits for the last request to be answered.
+    draining: Option<Vec<oneshot::Sender<()>>>,
 }
 
 /// Counters for `INFO stats`.
@@ -200,6 +211,8 @@ impl RedisStore {
             sweeping: false,
             clients: BTreeMap::new(),
             stats: Stats::default(),
+            reads_in_flight: 0,
+            draining: None,
         }
     }
 
@@ -283,7 +296,9 @@ impl RedisStore {
     ) {
         let index = self.raft.send(ReadIndex);
         let started = Instant::now();
+        self.reads_in_flight += 1;
         ctx.spawn(index.into_actor(self).map(move |result, store, _| {
+            store.reads_in_flight -= 1;
             let ok = matches!(result, Ok(Ok(_)));
             metrics::counter!(telemetry::READS, "result" => if ok { "ok" } else { "error" }).increment(1);
             metrics::histogram!(telemetry::READ_INDEX_SECONDS).record(started.elapsed().as_secs_f64());
@@ -322,6 +337,17 @@ impl RedisStore {
     }
 
     /// Fails writes and reads that waited past their deadline.
+    /// Answers the shutdown drain once nothing is under way any more.
+    fn check_drained(&mut self) {
+        let idle =
+            self.pending_writes.is_empty() && self.waiting_reads.is_empty() && self.reads_in_flight == 0;
+        if idle {
+            for waiter in self.draining.iter_mut().flat_map(std::mem::take) {
+                let _ = waiter.send(());
+            }
+        }
+    }
+
     fn sweep(&mut self) {
         let now = Instant::now();
         while let Some(entry) = self.pending_writes.first_entry() {
@@ -401,7 +427,7 @@ impl RedisStore {
     /// On the leader: looks at the next slice of the keyspace and proposes the deletion of the
     /// expired keys found there.
     fn sweep_expired(&mut self, ctx: &mut Context<Self>) {
-        if self.sweeping {
+        if self.sweeping || self.draining.is_some() {
             return;
         }
         self.sweeping = true;
@@ -513,7 +539,10 @@ impl Actor for RedisStore {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.run_interval(self.timing.sweep_interval, |store, _| store.sweep());
+        ctx.run_interval(self.timing.sweep_interval, |store, _| {
+            store.sweep();
+            store.check_drained();
+        });
         ctx.run_interval(EXPIRY_SWEEP_INTERVAL, |store, ctx| store.sweep_expired(ctx));
     }
 }
@@ -525,6 +554,9 @@ impl Handler<Execute> for RedisStore {
     fn handle(&mut self, msg: Execute, ctx: &mut Context<Self>) -> Self::Result {
         let (tx, rx) = oneshot::channel();
         self.stats.commands_processed += 1;
+        if self.draining.is_some() {
+            return Box::pin(async { Error::Stopped.to_frame() });
+        }
         match msg.0 {
             Command::Write(op) => self.propose(op, tx, ctx),
             Command::Read(query) => self.read(query, tx, ctx),
@@ -539,6 +571,20 @@ impl Handler<Execute> for RedisStore {
             }
         }
         Box::pin(async move { rx.await.unwrap_or_else(|_| Error::Stopped.to_frame()) })
+    }
+}
+
+impl Handler<Drain> for RedisStore {
+    type Result = ResponseFuture<()>;
+
+    /// Stops taking commands; replies when the ones under way are answered.
+    fn handle(&mut self, _: Drain, _: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        self.draining.get_or_insert_with(Vec::new).push(tx);
+        self.check_drained();
+        Box::pin(async move {
+            let _ = rx.await;
+        })
     }
 }
 
@@ -560,6 +606,7 @@ impl Handler<Applied> for RedisStore {
         for read in ready.into_values().flatten() {
             self.read_now(read.query, read.reply);
         }
+        self.check_drained();
     }
 }
 
