@@ -141,18 +141,7 @@ fn parse_expire(name: &'static str, args: &mut Args) -> Result<Option<Command>, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::command::test_args;
-
-    fn parse(parts: &[&str]) -> Result<Command, Frame> {
-        Command::parse(test_args(parts))
-    }
-
-    fn err(parts: &[&str]) -> String {
-        match parse(parts).unwrap_err() {
-            Frame::Error(e) => e,
-            other => panic!("{other:?}"),
-        }
-    }
+    use crate::command::{test_err as err, test_parse as parse};
 
     #[test]
     fn expire_options_combine_like_redis() {

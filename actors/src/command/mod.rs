@@ -448,6 +448,21 @@ pub(crate) fn test_args(parts: &[&str]) -> Vec<Bytes> {
     parts.iter().map(|p| Bytes::copy_from_slice(p.as_bytes())).collect()
 }
 
+/// Parses a command written as words, for the parsers' tests.
+#[cfg(test)]
+pub(crate) fn test_parse(parts: &[&str]) -> Result<Command, Frame> {
+    Command::parse(test_args(parts))
+}
+
+/// The text of the error a command written as words is refused with.
+#[cfg(test)]
+pub(crate) fn test_err(parts: &[&str]) -> String {
+    match test_parse(parts).unwrap_err() {
+        Frame::Error(e) => e,
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -64,10 +64,7 @@ fn address(arg: &[u8]) -> Result<String, Frame> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn parse(parts: &[&str]) -> Result<Command, Frame> {
-        Command::parse(parts.iter().map(|p| Bytes::copy_from_slice(p.as_bytes())).collect())
-    }
+    use crate::command::{test_err as err, test_parse as parse};
 
     #[test]
     fn raft_node_add_takes_an_id_and_two_addresses() {

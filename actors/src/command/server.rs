@@ -147,11 +147,7 @@ fn parse_client(args: Vec<Bytes>) -> Result<Option<Command>, Frame> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::command::test_args;
-
-    fn parse(parts: &[&str]) -> Result<Command, Frame> {
-        Command::parse(test_args(parts))
-    }
+    use crate::command::{test_err as err, test_parse as parse};
 
     #[test]
     fn hello_checks_its_version_and_options() {

@@ -254,18 +254,7 @@ pub fn format_float(value: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::command::test_args;
-
-    fn parse(parts: &[&str]) -> Result<Command, Frame> {
-        Command::parse(test_args(parts))
-    }
-
-    fn err(parts: &[&str]) -> String {
-        match parse(parts).unwrap_err() {
-            Frame::Error(e) => e,
-            other => panic!("{other:?}"),
-        }
-    }
+    use crate::command::{test_err as err, test_parse as parse};
 
     #[test]
     fn set_options_parse_into_one_write() {
