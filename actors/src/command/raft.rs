@@ -64,7 +64,7 @@ fn address(arg: &[u8]) -> Result<String, Frame> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::command::{test_err as err, test_parse as parse};
+    use crate::command::test_parse as parse;
 
     #[test]
     fn raft_node_add_takes_an_id_and_two_addresses() {

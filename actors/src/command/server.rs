@@ -147,7 +147,7 @@ fn parse_client(args: Vec<Bytes>) -> Result<Option<Command>, Frame> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::command::{test_err as err, test_parse as parse};
+    use crate::command::test_parse as parse;
 
     #[test]
     fn hello_checks_its_version_and_options() {
