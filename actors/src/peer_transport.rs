@@ -67,6 +67,8 @@ pub struct UpdatePeers(pub Vec<Member>);
 const HELLO_MAGIC: &[u8; 4] = b"RKV1";
 const CHALLENGE_BYTES: usize = 16;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The largest frame before authentication: a hello or a proof.
+const HANDSHAKE_MAX_FRAME: usize = 64;
 const SNAPSHOT_MAGIC: &[u8; 4] = b"RKVS";
 const SNAPSHOT_IO_TIMEOUT: Duration = Duration::from_secs(60);
 const FAULT_POLL: Duration = Duration::from_millis(100);
@@ -344,8 +346,9 @@ impl Handler<SendMessages> for PeerTransport {
     }
 }
 
-fn frame_codec() -> LengthDelimitedCodec {
-    LengthDelimitedCodec::builder().max_frame_length(MAX_FRAME).new_codec()
+/// Length-delimited frames of at most `max` bytes.
+fn frame_codec(max: usize) -> LengthDelimitedCodec {
+    LengthDelimitedCodec::builder().max_frame_length(max).new_codec()
 }
 
 fn write_frame(out: &mut impl std::io::Write, bytes: &[u8]) -> std::io::Result<()> {
@@ -421,8 +424,10 @@ async fn run_link(
             }
         };
         let _ = stream.set_nodelay(true);
-        let mut sink = Framed::new(stream, frame_codec());
-        if let Err(e) = introduce(&mut sink, from, &secret).await {
+        let mut sink = Framed::new(stream, frame_codec(HANDSHAKE_MAX_FRAME));
+        let introduced = introduce(&mut sink, from, &secret).await;
+        sink.codec_mut().set_max_frame_length(MAX_FRAME);
+        if let Err(e) = introduced {
             debug!(node = from, peer = to, error = %e, "peer handshake failed");
             raft.unreachable.do_send(PeerUnreachable(to));
             tokio::time::sleep(backoff).await;
@@ -508,7 +513,9 @@ async fn accept_peers(listener: TcpListener, inbound: Inbound) {
 /// Reads one inbound peer connection until it closes or misbehaves.
 async fn serve_peer(stream: TcpStream, inbound: Inbound) -> Result<(), String> {
     let me = inbound.me;
-    let mut frames = FramedRead::new(stream, frame_codec());
+    // Until the peer has proven it knows the secret, frames are tiny: a stranger announcing a
+    // huge frame must not make us reserve memory for it.
+    let mut frames = FramedRead::new(stream, frame_codec(HANDSHAKE_MAX_FRAME));
     let (magic, from, hello) = match frames.next().await {
         Some(Ok(h)) if h.len() == 12 && (&h[..4] == HELLO_MAGIC || &h[..4] == SNAPSHOT_MAGIC) => {
             let magic: [u8; 4] = h[..4].try_into().expect("4 bytes");
@@ -535,6 +542,7 @@ async fn serve_peer(stream: TcpStream, inbound: Inbound) -> Result<(), String> {
     if !verify_proof(&inbound.secret, &hello, &challenge, &answer) {
         return Err(format!("node {from} failed peer authentication (wrong or missing --cluster-secret)"));
     }
+    frames.decoder_mut().set_max_frame_length(MAX_FRAME);
     if &magic == SNAPSHOT_MAGIC {
         return receive_snapshot(frames, from, inbound).await;
     }
