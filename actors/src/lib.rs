@@ -14,7 +14,16 @@
 //!   `eraftpb::Message` frames, one reconnecting link per peer.
 //! - [`resp`] (the RESP codec), [`command`] (typed commands and the log payload),
 //!   [`keyspace`] (value layout and the apply/read logic Storage runs), [`glob`] (KEYS
-//!   patterns), [`error`].
+//!   patterns), [`raft_log`] (RaftNode's view of the log, given to raft-rs), [`membership`]
+//!   (members and their addresses), [`telemetry`] (metric names), [`error`].
+//!
+//! # Snapshots and membership
+//! Once the applied log passes a threshold, RaftNode compacts it (and Storage's copy). A peer
+//! that needs compacted entries gets a snapshot: PeerTransport asks Storage for a RocksDB
+//! checkpoint and streams it in chunks on a connection of its own; the receiving PeerTransport
+//! stages the chunks through Storage and then steps the snapshot message into RaftNode, whose
+//! Ready has Storage install it. Membership changes (`RAFT.NODE`) are Raft configuration
+//! changes carrying the new member's addresses; RaftNode applies them and tells PeerTransport.
 //!
 //! # The path of a command
 //! A client's `SET k v` is decoded by its Session and sent as `Execute` to RedisStore, which
