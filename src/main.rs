@@ -4,7 +4,6 @@
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use clap::Parser;
@@ -161,18 +160,7 @@ fn run() -> anyhow::Result<()> {
             .context("raft-kv could not start")?;
         wait_for_shutdown_signal().await;
         tracing::info!("shutting down");
-        // No new connections, no new commands; what is under way is answered (or fails after its
-        // bounded wait) before the node goes.
-        node.clients.abort();
-        let _ =
-            tokio::time::timeout(Duration::from_secs(10), node.store.send(actors::redis_store::Drain)).await;
-        // A leader hands over first, so clients see a new leader at once instead of after an
-        // election timeout. Bounded: a stuck transfer does not keep the process alive.
-        let _ =
-            tokio::time::timeout(Duration::from_secs(5), node.raft.send(actors::raft_node::Shutdown)).await;
-        // Then RocksDB is closed down in order, so the exit does not race its background threads.
-        let _ =
-            tokio::time::timeout(Duration::from_secs(10), node.storage.send(actors::storage::Close)).await;
+        node.shutdown().await;
         Ok(())
     })
 }

@@ -105,6 +105,26 @@ pub struct RunningNode {
     pub store: Addr<RedisStore>,
     /// The task accepting client connections; aborting it closes the Redis port.
     pub clients: actix_rt::task::JoinHandle<()>,
+    /// The thread Storage runs on.
+    pub storage_thread: Arbiter,
+}
+
+impl RunningNode {
+    /// Stops the node in order: no new connections or commands; what is under way is answered
+    /// (or fails after its bounded wait); a leader hands leadership over, so clients see a new
+    /// leader at once instead of after an election timeout; then RocksDB is closed on its own
+    /// thread, so the process never exits while RocksDB's threads still work. Every step is
+    /// bounded.
+    pub async fn shutdown(self) {
+        use std::time::Duration;
+        self.clients.abort();
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.store.send(redis_store::Drain)).await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.raft.send(raft_node::Shutdown)).await;
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.storage.send(storage::Close)).await;
+        // Stopping the arbiter drops Storage and with it the database; joining waits for that.
+        self.storage_thread.stop();
+        let _ = self.storage_thread.join();
+    }
 }
 
 /// Opens the data directory, binds both ports and starts the five actors. Must run inside an
@@ -214,6 +234,7 @@ pub async fn start_node(config: NodeConfig) -> std::result::Result<RunningNode, 
         storage: storage_for_caller,
         store: store_addr,
         clients,
+        storage_thread: storage_arbiter,
     })
 }
 

@@ -1,5 +1,6 @@
 //! A whole node in one process: RedisStore driven through its typed `Execute` message, and a
-//! Session driven over its socket with pipelined requests split at awkward boundaries.
+//! Session driven over its socket with pipelined requests split at awkward boundaries. Each test
+//! shuts its node down, so the process never exits with RocksDB still open on another thread.
 
 use std::time::{Duration, Instant};
 
@@ -67,6 +68,7 @@ async fn redis_store_answers_typed_commands_through_raft() {
     assert_eq!(execute(&node, &["EXISTS", "k", "n"]).await, Frame::Integer(0));
     assert_eq!(execute(&node, &["GET", "k"]).await, Frame::Null);
     assert_eq!(execute(&node, &["DBSIZE"]).await, Frame::Integer(1), "only `ready` is left");
+    node.shutdown().await;
 }
 
 #[actix_rt::test]
@@ -90,4 +92,5 @@ async fn session_answers_pipelined_requests_split_at_odd_boundaries_in_order() {
         .expect("replies arrive")
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(expected));
+    node.shutdown().await;
 }
