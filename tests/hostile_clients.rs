@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use actors::resp::encode_request;
 use common::{get, set, wait_until, Cluster};
 use redis::Value;
 
@@ -85,17 +86,6 @@ fn open_files_limit() -> usize {
     let line = limits.lines().find(|l| l.starts_with("Max open files")).expect("no open files limit");
     let soft = line.split_whitespace().nth(3).expect("a soft limit");
     soft.parse().unwrap_or(usize::MAX)
-}
-
-/// A RESP request of bulk strings.
-fn request(args: &[&[u8]]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for arg in args {
-        out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
-        out.extend_from_slice(arg);
-        out.extend_from_slice(b"\r\n");
-    }
-    out
 }
 
 /// One reply, enough of RESP for these tests: simple strings, errors, integers and bulks.
@@ -240,13 +230,13 @@ fn a_client_pipelining_100k_commands_without_reading_is_bounded_and_then_answere
     let mut flood = Vec::new();
     for i in 0..COMMANDS {
         if i % 500 == 0 {
-            flood.extend(request(&[
+            flood.extend(encode_request(&[
                 b"SET",
                 format!("flood:set:{}", i % 64).as_bytes(),
                 i.to_string().as_bytes(),
             ]));
         } else {
-            flood.extend(request(&[b"GET", format!("flood:{}", i % KEYS).as_bytes()]));
+            flood.extend(encode_request(&[b"GET", format!("flood:{}", i % KEYS).as_bytes()]));
         }
     }
     let flood_len = flood.len();
@@ -314,7 +304,7 @@ fn a_client_whose_unread_replies_pass_the_output_limit_is_disconnected() {
 
     // 64 GETs of 4 MiB, 256 MiB of replies, never read: past the 64 MiB output limit.
     let mut stream = cluster.raw_client(leader);
-    let requests: Vec<u8> = (0..GETS).flat_map(|_| request(&[b"GET", b"big"])).collect();
+    let requests: Vec<u8> = (0..GETS).flat_map(|_| encode_request(&[b"GET", b"big"])).collect();
     stream.write_all(&requests).unwrap();
     let log = cluster.log_path(leader).to_path_buf();
     wait_until(Duration::from_secs(20), "the node to log the output limit", || {

@@ -9,9 +9,9 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::wait_until;
+use common::{exit_within, wait_until};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -152,14 +152,7 @@ fn sigterm_stops_the_node_cleanly_and_it_restarts_with_its_data() {
     let _: String = redis::cmd("SET").arg("kept").arg("yes").query(&mut client(node.port)).unwrap();
     let pid = node.child.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    let deadline = Instant::now() + WAIT;
-    let status = loop {
-        if let Some(status) = node.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "the node did not exit after SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = exit_within(&mut node.child, WAIT, "the node").expect("the node exits after SIGTERM");
     assert_eq!(status.code(), Some(0), "a clean stop exits 0");
     drop(node);
     // The address book recorded in the data dir wins over --cluster, so a fresh port is fine.

@@ -11,24 +11,13 @@
 use std::hint::black_box;
 
 use actors::command::Command;
-use actors::resp::{Frame, RespCodec, RespLimits};
+use actors::resp::{encode_request, Frame, RespCodec, RespLimits};
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use tokio_util::codec::{Decoder, Encoder};
 
 /// Requests per pipelined batch.
 const PIPELINE: usize = 16;
-
-/// One RESP multibulk request, as a client library writes it.
-fn request(args: &[&[u8]]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for arg in args {
-        out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
-        out.extend_from_slice(arg);
-        out.extend_from_slice(b"\r\n");
-    }
-    out
-}
 
 /// `PIPELINE` SETs with `value_len`-byte values, or GETs when `value_len` is `None`, keyed like
 /// redis-benchmark's `key:000000000042`.
@@ -38,8 +27,8 @@ fn pipelined(value_len: Option<usize>) -> Bytes {
     for i in 0..PIPELINE {
         let key = format!("key:{i:012}");
         match value_len {
-            Some(_) => buf.extend(request(&[b"SET", key.as_bytes(), &value])),
-            None => buf.extend(request(&[b"GET", key.as_bytes()])),
+            Some(_) => buf.extend(encode_request(&[b"SET", key.as_bytes(), &value])),
+            None => buf.extend(encode_request(&[b"GET", key.as_bytes()])),
         }
     }
     Bytes::from(buf)

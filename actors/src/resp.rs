@@ -836,6 +836,18 @@ fn format_double(d: f64, out: &mut StackBuf) {
     }
 }
 
+/// One request as a client writes it: a RESP array of bulk strings. The codec never sends
+/// requests; this is for benchmarks and tests that play the client.
+pub fn encode_request(args: &[&[u8]]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for arg in args {
+        out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+        out.extend_from_slice(arg);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -894,16 +906,6 @@ mod tests {
 
     fn ok(commands: Vec<Vec<Bytes>>) -> Outcome {
         Outcome { commands, error: None }
-    }
-
-    fn request(args: &[&[u8]]) -> Vec<u8> {
-        let mut out = format!("*{}\r\n", args.len()).into_bytes();
-        for arg in args {
-            out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
-            out.extend_from_slice(arg);
-            out.extend_from_slice(b"\r\n");
-        }
-        out
     }
 
     fn protocol_error_of(input: &[u8]) -> String {
@@ -1026,7 +1028,7 @@ mod tests {
     #[test]
     fn bulk_payload_is_binary_safe() {
         let payload: Vec<u8> = (0..=255).collect();
-        let input = request(&[b"SET", b"k", &payload]);
+        let input = encode_request(&[b"SET", b"k", &payload]);
         let out = decode(&input);
         assert_eq!(out.error, None);
         assert_eq!(&out.commands[0][2][..], &payload[..]);
@@ -1244,7 +1246,7 @@ mod tests {
     #[test]
     fn a_request_whose_arguments_exceed_the_request_limit_is_rejected() {
         let limits = RespLimits { max_bulk_len: 10, max_request_len: 16, ..RespLimits::default() };
-        let fits = request(&[b"SET", b"key", b"0123456789"]);
+        let fits = encode_request(&[b"SET", b"key", b"0123456789"]);
         assert_eq!(decode_with(limits, &fits), ok(vec![cmd(&["SET", "key", "0123456789"])]));
         // Rejected at the header, before the data arrives.
         let outcome = decode_with(limits, b"*3\r\n$3\r\nSET\r\n$4\r\nkey1\r\n$10\r\n");
@@ -1252,7 +1254,7 @@ mod tests {
         // The limit is per request: many requests in a row are fine.
         let mut many = Vec::new();
         for _ in 0..10 {
-            many.extend(request(&[b"SET", b"key", b"0123456789"]));
+            many.extend(encode_request(&[b"SET", b"key", b"0123456789"]));
         }
         assert_eq!(decode_with(limits, &many).commands.len(), 10);
     }
@@ -1262,7 +1264,7 @@ mod tests {
         const LEN: usize = 4 * 1024 * 1024;
         let mut codec = RespCodec::new(RespLimits::default());
         let mut buf = BytesMut::new();
-        buf.extend_from_slice(&request(&[b"SET", b"k", &vec![b'x'; LEN]]));
+        buf.extend_from_slice(&encode_request(&[b"SET", b"k", &vec![b'x'; LEN]]));
         buf.extend_from_slice(b"PING\r\n");
         let args = codec.decode(&mut buf).unwrap().unwrap();
         assert_eq!(args[2].len(), LEN);
@@ -1362,7 +1364,7 @@ mod tests {
                     .map(|_| (0..rng.below(40)).map(|_| rng.next() as u8).collect())
                     .collect();
                 let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
-                input.extend(request(&refs));
+                input.extend(encode_request(&refs));
                 expected.push(args.into_iter().map(Bytes::from).collect::<Vec<_>>());
             }
             let cuts = rng.cuts(input.len());

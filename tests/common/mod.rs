@@ -307,17 +307,10 @@ impl Cluster {
     /// Waits until a running node exits on its own; returns its exit status. Panics if it is
     /// still running after `timeout`.
     pub fn wait_for_exit(&mut self, id: u64, timeout: Duration) -> ExitStatus {
-        let deadline = Instant::now() + timeout;
         let node = self.node_mut(id);
         let child = node.process.as_mut().unwrap_or_else(|| panic!("node {id} is not running"));
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(status)) => break status,
-                Ok(None) if Instant::now() < deadline => thread::sleep(POLL_INTERVAL),
-                Ok(None) => panic!("node {id} was still running after {timeout:?}"),
-                Err(e) => panic!("cannot wait for node {id}: {e}"),
-            }
-        };
+        let status = exit_within(child, timeout, &format!("node {id}"))
+            .unwrap_or_else(|| panic!("node {id} was still running after {timeout:?}"));
         node.process = None;
         node.paused = false;
         self.log_marker(id, &format!("exited on its own ({status})"));
@@ -419,21 +412,10 @@ impl Cluster {
             self.resume(id);
         }
         self.signal(id, "TERM");
-        let deadline = Instant::now() + STOP_TIMEOUT;
         let node = self.node_mut(id);
         let mut child = node.process.take().unwrap_or_else(|| panic!("node {id} is not running"));
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(status)) => break status,
-                Ok(None) if Instant::now() < deadline => thread::sleep(POLL_INTERVAL),
-                Ok(None) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    panic!("node {id} was still running {STOP_TIMEOUT:?} after SIGTERM");
-                }
-                Err(e) => panic!("cannot wait for node {id}: {e}"),
-            }
-        };
+        let status = exit_within(&mut child, STOP_TIMEOUT, &format!("node {id}"))
+            .unwrap_or_else(|| panic!("node {id} was still running {STOP_TIMEOUT:?} after SIGTERM"));
         self.log_marker(id, &format!("stopped with SIGTERM ({status})"));
     }
 
@@ -857,27 +839,34 @@ pub fn run_tool<S: AsRef<str>>(program: &str, args: &[S], timeout: Duration) -> 
     // Drain both pipes while the program runs, so it never blocks on a full pipe.
     let stdout = drain(child.stdout.take().expect("stdout is piped"));
     let stderr = drain(child.stderr.take().expect("stderr is piped"));
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if Instant::now() < deadline => thread::sleep(POLL_INTERVAL),
-            Ok(None) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "`{program} {}` did not finish within {timeout:?}; stdout so far: {:?}",
-                    args.join(" "),
-                    stdout.join().unwrap_or_default()
-                );
-            }
-            Err(e) => panic!("cannot wait for `{program}`: {e}"),
-        }
+    let Some(status) = exit_within(&mut child, timeout, &format!("`{program}`")) else {
+        panic!(
+            "`{program} {}` did not finish within {timeout:?}; stdout so far: {:?}",
+            args.join(" "),
+            stdout.join().unwrap_or_default()
+        );
     };
     ToolOutput {
         status,
         stdout: stdout.join().expect("stdout reader panicked"),
         stderr: stderr.join().expect("stderr reader panicked"),
+    }
+}
+
+/// Waits up to `timeout` for `child` to exit; on time-out kills it and returns `None`.
+pub fn exit_within(child: &mut Child, timeout: Duration, what: &str) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) if Instant::now() < deadline => thread::sleep(POLL_INTERVAL),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            Err(e) => panic!("cannot wait for {what}: {e}"),
+        }
     }
 }
 
