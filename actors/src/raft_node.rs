@@ -387,7 +387,6 @@ impl RaftNode {
             return;
         }
         let mut conf_state = None;
-        let members_before = self.members.clone();
         let mut removed_self = false;
         for entry in &entries {
             let change = match entry.get_entry_type() {
@@ -442,9 +441,10 @@ impl RaftNode {
                 }
             }
         }
-        let members = (self.members != members_before).then(|| self.members.clone());
-        if members.is_some() {
-            self.peers_changed.do_send(UpdatePeers(self.members.clone()));
+        // The address book only changes with the membership: no copy for ordinary entries.
+        let members = conf_state.is_some().then(|| self.members.clone());
+        if let Some(members) = &members {
+            self.peers_changed.do_send(UpdatePeers(members.clone()));
         }
         let apply = self.storage.send(ApplyCommitted { entries, conf_state, members });
         if removed_self {
