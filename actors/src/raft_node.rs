@@ -10,7 +10,7 @@
 //! synced them and `advance` is called. Once the applied log grows past a threshold, both are
 //! compacted; a peer that needs compacted entries gets a snapshot (see PeerTransport).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -171,6 +171,14 @@ impl Default for RaftTiming {
 
 type ReadWaiter = oneshot::Sender<Result<u64>>;
 
+/// A Ready handed to Storage (or one behind it) whose messages wait for it to be durable.
+struct Unpersisted {
+    number: u64,
+    /// Whether this Ready wrote anything itself; if not, it only waits for earlier ones.
+    own_persist: bool,
+    messages: Vec<Message>,
+}
+
 /// Reads that share one `read_index` request.
 struct ReadBatch {
     waiters: Vec<ReadWaiter>,
@@ -189,6 +197,8 @@ pub struct RaftNode {
     peers_changed: Recipient<UpdatePeers>,
     timing: RaftTiming,
     drive_scheduled: bool,
+    /// Readies being persisted, oldest first.
+    unpersisted: VecDeque<Unpersisted>,
     /// Reads that arrived since the last Ready; they get one read-index request together.
     new_reads: Vec<ReadWaiter>,
     /// Read-index requests in flight, by their context.
@@ -252,6 +262,7 @@ impl RaftNode {
             peers_changed,
             timing,
             drive_scheduled: false,
+            unpersisted: VecDeque::new(),
             new_reads: Vec::new(),
             reads_in_flight: HashMap::new(),
             next_read: 0,
@@ -272,9 +283,10 @@ impl RaftNode {
         }
     }
 
-    /// Processes one Ready, in raft-rs's documented order. Steps that must wait for the
-    /// Ready's entries to be durable run in [`Self::after_persist`], and the actor handles no
-    /// other message until then.
+    /// Processes one Ready, in raft-rs's documented order, without waiting for its fsync:
+    /// Storage persists it while this actor goes on stepping messages, taking proposals and
+    /// making the next Readies (raft-rs's asynchronous Ready). [`Self::on_persisted`] finishes
+    /// it. Only a Ready that installs a snapshot is waited for.
     fn on_ready(&mut self, ctx: &mut Context<Self>) {
         self.ask_read_index();
         if !self.raw.has_ready() {
@@ -311,36 +323,70 @@ impl RaftNode {
         };
         // 4. Confirmed read indexes go back to the waiting reads.
         self.release_reads(ready.take_read_states());
-        // 5. Entries and hard state are handed to raft-rs's view of the log and persisted.
-        let committed = ready.take_committed_entries();
+        // 5. Entries committed (and persisted here) earlier go to the state machine now, ahead
+        //    of this Ready's persist in Storage's mailbox. (raft-rs gives none with a snapshot.)
+        self.apply_committed(ready.take_committed_entries(), ctx);
+        // 6. Entries and hard state are handed to raft-rs's view of the log and persisted.
         let entries = ready.take_entries();
         let hard_state = ready.hs().cloned();
-        if snapshot.is_none() && entries.is_empty() && hard_state.is_none() {
-            self.after_persist(ready, committed, ctx);
-            return;
-        }
         let log = self.raw.mut_store();
         log.append(&entries);
         if let Some(hs) = &hard_state {
             log.set_hard_state(hs.clone());
         }
-        let persist = persist_ready(self.storage.clone(), snapshot, entries, hard_state);
-        ctx.wait(persist.into_actor(self).map(move |result, node, ctx| {
-            if let Err(e) = result {
-                fatal("persisting the raft log failed", &e);
-            }
-            node.after_persist(ready, committed, ctx);
-        }));
+        // 7. Messages that promise durability (a follower's votes and append responses) wait
+        //    for this Ready's persist, and for every earlier one.
+        let waiting = ready.take_persisted_messages();
+        if snapshot.is_some() {
+            let persist = persist_ready(self.storage.clone(), snapshot, entries, hard_state);
+            ctx.wait(persist.into_actor(self).map(move |result, node, ctx| {
+                if let Err(e) = result {
+                    fatal("installing a snapshot failed", &e);
+                }
+                node.after_snapshot(ready, waiting, ctx);
+            }));
+            return;
+        }
+        let number = ready.number();
+        self.raw.advance_append_async(ready);
+        self.raw.advance_apply();
+        if !entries.is_empty() || hard_state.is_some() {
+            self.unpersisted.push_back(Unpersisted { number, own_persist: true, messages: waiting });
+            let persist = self.storage.send(PersistReady { entries, hard_state });
+            ctx.spawn(persist.into_actor(self).map(move |result, node, ctx| match result {
+                Ok(Ok(())) => node.on_persisted(number, ctx),
+                Ok(Err(e)) => fatal("persisting the raft log failed", &e),
+                Err(e) => fatal("persisting the raft log failed", &e),
+            }));
+        } else if self.unpersisted.is_empty() {
+            self.send(waiting);
+        } else if !waiting.is_empty() {
+            self.unpersisted.push_back(Unpersisted { number, own_persist: false, messages: waiting });
+        }
+        self.finish_turn(ctx);
     }
 
-    /// The rest of a Ready, once its entries and hard state are durable.
-    fn after_persist(&mut self, mut ready: Ready, committed: Vec<Entry>, ctx: &mut Context<Self>) {
-        // 6. Committed entries go to the state machine (Storage applies them after the persist
-        //    it has already done: its mailbox keeps the order).
-        self.apply_committed(committed, ctx);
-        // 7. Messages that promise durability (votes, append responses) go out only now.
-        self.send(ready.take_persisted_messages());
-        // 8. Advance, then handle what that released: a new commit index, messages, entries.
+    /// Ready `number` (and every one before it) is durable: raft-rs may count it (a leader's
+    /// own match index, hence commits), and the messages that waited for it go out.
+    fn on_persisted(&mut self, number: u64, ctx: &mut Context<Self>) {
+        self.raw.on_persist_ready(number);
+        while let Some(next) = self.unpersisted.front() {
+            if next.own_persist && next.number > number {
+                break;
+            }
+            let done = self.unpersisted.pop_front().expect("front exists");
+            self.send(done.messages);
+        }
+        self.finish_turn(ctx);
+    }
+
+    /// The rest of a Ready that installed a snapshot, once it and everything before it is
+    /// durable (Storage syncs the install, and with it every earlier write).
+    fn after_snapshot(&mut self, ready: Ready, waiting: Vec<Message>, ctx: &mut Context<Self>) {
+        for earlier in std::mem::take(&mut self.unpersisted) {
+            self.send(earlier.messages);
+        }
+        self.send(waiting);
         let mut light = self.raw.advance(ready);
         if let Some(commit) = light.commit_index() {
             self.raw.mut_store().set_commit(commit);
@@ -348,6 +394,10 @@ impl RaftNode {
         self.send(light.take_messages());
         self.apply_committed(light.take_committed_entries(), ctx);
         self.raw.advance_apply();
+        self.finish_turn(ctx);
+    }
+
+    fn finish_turn(&mut self, ctx: &mut Context<Self>) {
         self.maybe_compact();
         self.record_metrics();
         if self.raw.has_ready() || !self.new_reads.is_empty() {

@@ -28,6 +28,8 @@
 use std::fs::{self, File};
 use std::io::{BufReader, BufWriter, Write as _};
 use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
 
 use actix::prelude::*;
 use bytes::Bytes;
@@ -35,6 +37,7 @@ use protobuf::Message as PbMessage;
 use raft::eraftpb::{ConfState, Entry, EntryType, HardState, SnapshotMetadata};
 use rocksdb::checkpoint::Checkpoint;
 use rocksdb::{ColumnFamilyDescriptor, FlushOptions, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+use tokio::sync::oneshot;
 use tracing::{error, info};
 
 use crate::command::{Proposal, ReadQuery};
@@ -67,8 +70,9 @@ const LOG_END: [u8; 9] = [0xff; 9];
 /// The size of one snapshot chunk on the wire.
 pub const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
 
-/// Persist the entries and hard state of one Ready, durably (fsync), before anything that
-/// depends on them is sent or acknowledged. Sent by RaftNode; replies once the write is synced.
+/// Persist the entries and hard state of one Ready, durably (fsync) when they hold entries, a
+/// new term or a vote, before anything that depends on them is sent or acknowledged. Sent by
+/// RaftNode; replies once the write is done.
 #[derive(Message)]
 #[rtype(result = "Result<()>")]
 pub struct PersistReady {
@@ -170,7 +174,10 @@ pub struct RecoveredState {
 }
 
 pub struct Storage {
-    db: DB,
+    /// Shared only with this actor's own [`WalSyncer`] thread.
+    db: Arc<DB>,
+    /// Started on the first synced Ready; stopped at [`Close`] and around a snapshot install.
+    syncer: Option<WalSyncer>,
     dir: PathBuf,
     node_id: u64,
     incarnation: u64,
@@ -240,7 +247,8 @@ impl Storage {
 
         let last_index = entries.last().map_or(snapshot_index, |e| e.index);
         let mut storage = Storage {
-            db,
+            db: Arc::new(db),
+            syncer: None,
             dir: dir.to_path_buf(),
             node_id,
             incarnation,
@@ -278,7 +286,20 @@ impl Storage {
         self
     }
 
-    fn persist_ready(&mut self, msg: PersistReady) -> Result<()> {
+    /// Persists a Ready and syncs it on this thread (for tests and tools; the actor hands the
+    /// sync to its [`WalSyncer`] instead).
+    pub fn persist_ready(&mut self, msg: PersistReady) -> Result<()> {
+        if self.write_ready(msg)? {
+            let started = std::time::Instant::now();
+            self.db.flush_wal(true)?;
+            metrics::histogram!(telemetry::FSYNC_SECONDS).record(started.elapsed().as_secs_f64());
+        }
+        Ok(())
+    }
+
+    /// Writes a Ready's entries and hard state in one batch, without syncing it, and tells
+    /// whether it must be synced before raft-rs hears that it is persisted.
+    fn write_ready(&mut self, msg: PersistReady) -> Result<bool> {
         let mut batch = WriteBatch::default();
         if let (Some(first), Some(last)) = (msg.entries.first(), msg.entries.last()) {
             let log = cf(&self.db, CF_RAFT_LOG);
@@ -297,14 +318,20 @@ impl Storage {
             debug_assert!(first.index <= self.last_index + 1, "log entries must be contiguous");
             self.last_index = last.index;
         }
+        // Entries, a term and a vote must be durable before anyone hears of them. A commit index
+        // alone need not be (as in etcd's `MustSync`): after a crash it is learnt again from the
+        // leader, and the one an apply depends on is written with that apply.
+        let mut sync = !msg.entries.is_empty();
         if let Some(hs) = msg.hard_state {
+            sync |= hs.term != self.hard_state.term || hs.vote != self.hard_state.vote;
             batch.put_cf(cf(&self.db, CF_RAFT_STATE), KEY_HARD_STATE, hs.write_to_bytes().map_err(corrupt)?);
             self.hard_state = hs;
         }
-        let started = std::time::Instant::now();
-        write_synced(&self.db, batch)?;
-        metrics::histogram!(telemetry::FSYNC_SECONDS).record(started.elapsed().as_secs_f64());
-        Ok(())
+        // Unsynced, this write is not yet durable but is already visible; nothing reads the
+        // log or hard state back before the sync except a restart, which sees only what is
+        // durable.
+        self.db.write(batch)?;
+        Ok(sync)
     }
 
     fn apply_committed(&mut self, msg: ApplyCommitted) -> Result<Applied> {
@@ -461,8 +488,9 @@ impl Storage {
             )));
         }
         put_synced(&self.db, CF_META, KEY_INSTALLING, &meta.write_to_bytes().map_err(corrupt)?)?;
-        self.db.drop_cf(CF_KV)?;
-        self.db.create_cf(CF_KV, &family_options(CF_KV))?;
+        let db = self.db_mut();
+        db.drop_cf(CF_KV)?;
+        db.create_cf(CF_KV, &family_options(CF_KV))?;
         let mut reader = BufReader::new(File::open(self.staging_path()).map_err(io_error)?);
         let mut batch = WriteBatch::default();
         let mut keys = 0u64;
@@ -573,11 +601,18 @@ pub fn fatal(what: &str, err: &dyn std::fmt::Display) -> ! {
 }
 
 impl Handler<PersistReady> for Storage {
-    type Result = Result<()>;
+    type Result = ResponseFuture<Result<()>>;
 
-    /// Writes the Ready in one synced batch; the reply means it is durable.
-    fn handle(&mut self, msg: PersistReady, _: &mut Context<Self>) -> Result<()> {
-        self.persist_ready(msg)
+    /// Writes the Ready in one batch and answers once it is durable. The sync happens on the
+    /// [`WalSyncer`] thread, so applies and reads go on meanwhile, and Readies written while
+    /// one sync runs share the next.
+    fn handle(&mut self, msg: PersistReady, _: &mut Context<Self>) -> Self::Result {
+        let synced = match self.write_ready(msg) {
+            Ok(false) => return Box::pin(std::future::ready(Ok(()))),
+            Ok(true) => self.syncer().sync(),
+            Err(e) => return Box::pin(std::future::ready(Err(e))),
+        };
+        Box::pin(async move { synced.await.unwrap_or(Err(Error::Stopped)) })
     }
 }
 
@@ -602,6 +637,9 @@ impl Handler<Close> for Storage {
 
     /// Syncs the WAL and waits for background work to stop.
     fn handle(&mut self, _: Close, _: &mut Context<Self>) {
+        if let Some(syncer) = self.syncer.take() {
+            syncer.stop();
+        }
         if let Err(e) = self.db.flush_wal(true) {
             error!(error = %e, "syncing the write-ahead log at shutdown failed");
         }
@@ -679,6 +717,68 @@ impl Handler<Read> for Storage {
 
 /// Per-family tuning: the keyspace gets bloom filters, because every write first asks whether
 /// its key exists (to keep DBSIZE exact) and most such lookups miss.
+impl Storage {
+    fn syncer(&mut self) -> &WalSyncer {
+        let db = &self.db;
+        self.syncer.get_or_insert_with(|| WalSyncer::start(Arc::clone(db)))
+    }
+
+    /// The database for the rare operations that need it exclusively (replacing a column
+    /// family): the syncer thread, after finishing the syncs asked of it, lets go of it.
+    fn db_mut(&mut self) -> &mut DB {
+        if let Some(syncer) = self.syncer.take() {
+            syncer.stop();
+        }
+        Arc::get_mut(&mut self.db).expect("only Storage holds the database once its syncer stopped")
+    }
+}
+
+/// Storage's own thread for `fsync`: it makes RocksDB's write-ahead log durable for every
+/// Ready written before the request, while the Storage thread goes on applying and reading.
+/// Requests that arrive during one sync share the next: group commit across Readies.
+struct WalSyncer {
+    requests: mpsc::Sender<oneshot::Sender<Result<()>>>,
+    thread: JoinHandle<()>,
+}
+
+impl WalSyncer {
+    fn start(db: Arc<DB>) -> WalSyncer {
+        let (requests, pending) = mpsc::channel::<oneshot::Sender<Result<()>>>();
+        let thread = std::thread::Builder::new()
+            .name("wal-sync".into())
+            .spawn(move || {
+                while let Ok(first) = pending.recv() {
+                    let waiting: Vec<_> = std::iter::once(first).chain(pending.try_iter()).collect();
+                    let started = std::time::Instant::now();
+                    let result = db.flush_wal(true).map_err(Error::from);
+                    metrics::histogram!(telemetry::FSYNC_SECONDS).record(started.elapsed().as_secs_f64());
+                    metrics::histogram!(telemetry::READIES_PER_FSYNC).record(waiting.len() as f64);
+                    for reply in waiting {
+                        let _ = reply.send(result.clone());
+                    }
+                }
+            })
+            .expect("spawning the wal-sync thread");
+        WalSyncer { requests, thread }
+    }
+
+    /// Resolves once everything written before this call is durable.
+    fn sync(&self) -> oneshot::Receiver<Result<()>> {
+        let (reply, synced) = oneshot::channel();
+        // The thread only stops when `self` does: a send cannot fail while `self` lives.
+        let _ = self.requests.send(reply);
+        synced
+    }
+
+    /// Finishes the syncs already asked for, then ends the thread and its hold on the database.
+    fn stop(self) {
+        drop(self.requests);
+        if self.thread.join().is_err() {
+            fatal("the wal-sync thread", &"it panicked");
+        }
+    }
+}
+
 fn family_options(name: &str) -> Options {
     let mut opts = Options::default();
     if name == CF_KV {

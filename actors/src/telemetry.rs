@@ -15,6 +15,7 @@ pub const WRITE_SECONDS: &str = "raftkv_write_seconds";
 pub const READS: &str = "raftkv_reads_total";
 pub const READ_INDEX_SECONDS: &str = "raftkv_read_index_seconds";
 pub const FSYNC_SECONDS: &str = "raftkv_fsync_seconds";
+pub const READIES_PER_FSYNC: &str = "raftkv_readies_per_fsync";
 pub const SNAPSHOTS_SENT: &str = "raftkv_snapshots_sent_total";
 pub const PEER_CONNECTED: &str = "raftkv_peer_connected";
 pub const CLIENT_CONNECTIONS: &str = "raftkv_client_connections";
@@ -31,7 +32,8 @@ pub fn describe() {
     describe_histogram!(WRITE_SECONDS, Unit::Seconds, "From proposal to the reply of an applied write.");
     describe_counter!(READS, "Linearizable reads on this node, by result (ok, error).");
     describe_histogram!(READ_INDEX_SECONDS, Unit::Seconds, "Time to confirm a read index with the leader.");
-    describe_histogram!(FSYNC_SECONDS, Unit::Seconds, "Synced RocksDB write of one Raft Ready.");
+    describe_histogram!(FSYNC_SECONDS, Unit::Seconds, "One sync of RocksDB's write-ahead log.");
+    describe_histogram!(READIES_PER_FSYNC, "Raft Readies made durable by one sync (group commit).");
     describe_counter!(SNAPSHOTS_SENT, "Snapshots sent to peers, by result (delivered, failed).");
     describe_gauge!(PEER_CONNECTED, "1 while the outbound connection to a peer is up.");
     describe_gauge!(CLIENT_CONNECTIONS, "Open client connections.");
