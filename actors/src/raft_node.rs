@@ -33,11 +33,12 @@ use crate::storage::{
 };
 use crate::telemetry;
 
-/// Propose a replicated write (an encoded `Proposal`). Sent by RedisStore. Replies as soon as
-/// raft-rs accepted or refused it; the outcome arrives later through the apply path.
+/// Propose replicated writes (encoded `Proposal`s), all that RedisStore gathered in one turn.
+/// Replies, for each, as soon as raft-rs accepted or refused it; the outcome arrives later
+/// through the apply path.
 #[derive(Message)]
-#[rtype(result = "Result<()>")]
-pub struct Propose(pub Vec<u8>);
+#[rtype(result = "Vec<Result<()>>")]
+pub struct Propose(pub Vec<Vec<u8>>);
 
 /// Ask for a read index: replies with the leader's commit index once a quorum has confirmed
 /// leadership, or an error after a bounded time. Sent by RedisStore for every linearizable read.
@@ -767,19 +768,25 @@ impl Handler<DriveReady> for RaftNode {
 }
 
 impl Handler<Propose> for RaftNode {
-    type Result = Result<()>;
+    type Result = Vec<Result<()>>;
 
-    /// Appends the proposal to raft-rs (a follower forwards it to the leader).
-    fn handle(&mut self, msg: Propose, ctx: &mut Context<Self>) -> Result<()> {
+    /// Appends the proposals to raft-rs (a follower forwards them to the leader).
+    fn handle(&mut self, msg: Propose, ctx: &mut Context<Self>) -> Vec<Result<()>> {
         if self.raw.raft.leader_id == INVALID_ID {
-            return Err(Error::NoLeader);
+            return vec![Err(Error::NoLeader); msg.0.len()];
         }
-        let result = self.raw.propose(Vec::new(), msg.0).map_err(|e| {
-            debug!(node = self.id, error = %e, "proposal dropped");
-            Error::ProposalDropped
-        });
+        let results = msg
+            .0
+            .into_iter()
+            .map(|data| {
+                self.raw.propose(Vec::new(), data).map_err(|e| {
+                    debug!(node = self.id, error = %e, "proposal dropped");
+                    Error::ProposalDropped
+                })
+            })
+            .collect();
         self.schedule_drive(ctx);
-        result
+        results
     }
 }
 
@@ -1059,7 +1066,7 @@ mod tests {
         let op = WriteOp::Set { key: Bytes::from_static(b"k"), value: Bytes::from_static(b"v") };
         let origin = RequestId { node: 1, incarnation: node.incarnation, seq: 42 };
         let proposal = Proposal { origin, now_ms: 0, op };
-        node.raft.send(Propose(proposal.encode())).await.unwrap().unwrap();
+        node.raft.send(Propose(vec![proposal.encode()])).await.unwrap().pop().unwrap().unwrap();
         let applied = node.recorder.applied.clone();
         wait_for("the proposal to be applied", || {
             applied.lock().unwrap().iter().any(|a| a.replies.iter().any(|(seq, _)| *seq == 42))
@@ -1068,7 +1075,13 @@ mod tests {
         let index = node.raft.send(ReadIndex).await.unwrap().unwrap();
         let applied_index = applied.lock().unwrap().iter().map(|a| a.index).max().unwrap();
         assert!(index >= 2 && index <= applied_index, "read index {index}, applied {applied_index}");
-        let value = node.storage.send(Read(ReadQuery::Get(Bytes::from_static(b"k")))).await.unwrap().unwrap();
+        let value = node
+            .storage
+            .send(Read(vec![ReadQuery::Get(Bytes::from_static(b"k"))]))
+            .await
+            .unwrap()
+            .pop()
+            .unwrap();
         assert_eq!(value, Frame::bulk("v"));
         assert!(node.recorder.sent.lock().unwrap().is_empty(), "a single node sends nothing");
     }
@@ -1079,7 +1092,7 @@ mod tests {
         let node = start_node(&[1, 2]);
         let sent = node.recorder.sent.clone();
         wait_for("a (pre-)vote request to node 2", || sent.lock().unwrap().iter().any(|m| m.to == 2)).await;
-        let proposal = node.raft.send(Propose(vec![1, 2, 3])).await.unwrap();
+        let proposal = node.raft.send(Propose(vec![vec![1, 2, 3]])).await.unwrap().pop().unwrap();
         assert!(matches!(proposal, Err(Error::NoLeader)), "{proposal:?}");
         let read = node.raft.send(ReadIndex).await.unwrap();
         assert!(matches!(read, Err(Error::NoLeader)), "{read:?}");

@@ -170,8 +170,13 @@ pub struct RedisStore {
     sweeping: bool,
     clients: BTreeMap<u64, ClientInfo>,
     stats: Stats,
-    /// Reads between their ReadIndex request and being served or parked in `waiting_reads`.
+    /// Reads between their arrival and being served or parked in `waiting_reads`.
     reads_in_flight: usize,
+    /// Writes and reads that arrived in this turn of the event loop: they go to RaftNode
+    /// together, as one `Propose` and one `ReadIndex`, when the turn's messages are handled.
+    new_proposals: Vec<(u64, Vec<u8>)>,
+    new_reads: Vec<(ReadQuery, oneshot::Sender<Frame>)>,
+    flush_scheduled: bool,
     /// `Some` once draining for shutdown: who waits for the last request to be answered.
     draining: Option<Vec<oneshot::Sender<()>>>,
 }
@@ -212,6 +217,9 @@ impl RedisStore {
             clients: BTreeMap::new(),
             stats: Stats::default(),
             reads_in_flight: 0,
+            new_proposals: Vec::new(),
+            new_reads: Vec::new(),
+            flush_scheduled: false,
             draining: None,
         }
     }
@@ -224,19 +232,62 @@ impl RedisStore {
         let started = Instant::now();
         let deadline = started + self.timing.write_timeout;
         self.pending_writes.insert(seq, PendingWrite { reply, started, deadline });
-        let proposed = self.raft.send(Propose(data));
-        ctx.spawn(proposed.into_actor(self).map(move |result, store, _| {
-            let err = match result {
-                Ok(Ok(())) => return,
-                Ok(Err(e)) => e,
-                Err(mailbox) => Error::from(mailbox),
-            };
-            // Refused outright: nothing entered the log, so the client learns it now.
-            if let Some(w) = store.pending_writes.remove(&seq) {
-                metrics::counter!(telemetry::WRITES, "result" => "refused").increment(1);
-                let _ = w.reply.send(err.to_frame());
-            }
-        }));
+        self.new_proposals.push((seq, data));
+        self.schedule_flush(ctx);
+    }
+
+    /// Sends what this turn gathered once the messages already in the mailbox are handled.
+    fn schedule_flush(&mut self, ctx: &mut Context<Self>) {
+        if !self.flush_scheduled {
+            self.flush_scheduled = true;
+            ctx.notify(Flush);
+        }
+    }
+
+    /// One `Propose` for the turn's writes and one `ReadIndex` for its reads.
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        self.flush_scheduled = false;
+        if !self.new_proposals.is_empty() {
+            let (seqs, data): (Vec<u64>, Vec<Vec<u8>>) =
+                std::mem::take(&mut self.new_proposals).into_iter().unzip();
+            let proposed = self.raft.send(Propose(data));
+            ctx.spawn(proposed.into_actor(self).map(move |result, store, _| {
+                let results = match result {
+                    Ok(results) => results,
+                    Err(mailbox) => vec![Err(Error::from(mailbox)); seqs.len()],
+                };
+                for (seq, result) in seqs.into_iter().zip(results) {
+                    // Refused outright: nothing entered the log, so the client learns it now.
+                    if let Err(e) = result {
+                        if let Some(w) = store.pending_writes.remove(&seq) {
+                            metrics::counter!(telemetry::WRITES, "result" => "refused").increment(1);
+                            let _ = w.reply.send(e.to_frame());
+                        }
+                    }
+                }
+            }));
+        }
+        if !self.new_reads.is_empty() {
+            let reads = std::mem::take(&mut self.new_reads);
+            let index = self.raft.send(ReadIndex);
+            let started = Instant::now();
+            ctx.spawn(index.into_actor(self).map(move |result, store, _| {
+                store.reads_in_flight -= reads.len();
+                let ok = matches!(result, Ok(Ok(_)));
+                let outcome = if ok { "ok" } else { "error" };
+                metrics::counter!(telemetry::READS, "result" => outcome).increment(reads.len() as u64);
+                metrics::histogram!(telemetry::READ_INDEX_SECONDS).record(started.elapsed().as_secs_f64());
+                match result {
+                    Ok(Ok(index)) => store.read_at(index, reads),
+                    Ok(Err(e)) => reads.into_iter().for_each(|(_, reply)| {
+                        let _ = reply.send(e.to_frame());
+                    }),
+                    Err(e) => reads.into_iter().for_each(|(_, reply)| {
+                        let _ = reply.send(Error::from(e).to_frame());
+                    }),
+                }
+            }));
+        }
     }
 
     fn read(&mut self, mut query: ReadQuery, reply: oneshot::Sender<Frame>, ctx: &mut Context<Self>) {
@@ -294,45 +345,42 @@ impl RedisStore {
         reply: oneshot::Sender<Frame>,
         ctx: &mut Context<Self>,
     ) {
-        let index = self.raft.send(ReadIndex);
-        let started = Instant::now();
         self.reads_in_flight += 1;
-        ctx.spawn(index.into_actor(self).map(move |result, store, _| {
-            store.reads_in_flight -= 1;
-            let ok = matches!(result, Ok(Ok(_)));
-            metrics::counter!(telemetry::READS, "result" => if ok { "ok" } else { "error" }).increment(1);
-            metrics::histogram!(telemetry::READ_INDEX_SECONDS).record(started.elapsed().as_secs_f64());
-            match result {
-                Ok(Ok(index)) => store.read_at(index, query, reply),
-                Ok(Err(e)) => {
-                    let _ = reply.send(e.to_frame());
-                }
-                Err(e) => {
-                    let _ = reply.send(Error::from(e).to_frame());
-                }
-            }
-        }));
+        self.new_reads.push((query, reply));
+        self.schedule_flush(ctx);
     }
 
-    /// Serves a read whose index is confirmed, once this node has applied up to it.
-    fn read_at(&mut self, index: u64, query: ReadQuery, reply: oneshot::Sender<Frame>) {
+    /// Serves reads whose index is confirmed, once this node has applied up to it.
+    fn read_at(&mut self, index: u64, reads: Vec<(ReadQuery, oneshot::Sender<Frame>)>) {
         if self.applied >= index {
-            self.read_now(query, reply);
+            self.read_now(reads);
         } else {
             let deadline = Instant::now() + self.timing.apply_wait_timeout;
-            self.waiting_reads.entry(index).or_default().push_back(WaitingRead { query, reply, deadline });
+            let waiting = self.waiting_reads.entry(index).or_default();
+            waiting.extend(reads.into_iter().map(|(query, reply)| WaitingRead { query, reply, deadline }));
         }
     }
 
-    fn read_now(&self, query: ReadQuery, reply: oneshot::Sender<Frame>) {
-        let read = self.storage.send(Read(query));
+    /// Reads from Storage, in one message however many reads there are.
+    fn read_now(&self, reads: Vec<(ReadQuery, oneshot::Sender<Frame>)>) {
+        if reads.is_empty() {
+            return;
+        }
+        let (queries, replies): (Vec<ReadQuery>, Vec<oneshot::Sender<Frame>>) = reads.into_iter().unzip();
+        let read = self.storage.send(Read(queries));
         actix_rt::spawn(async move {
-            let frame = match read.await {
-                Ok(Ok(frame)) => frame,
-                Ok(Err(e)) => e.to_frame(),
-                Err(e) => Error::from(e).to_frame(),
-            };
-            let _ = reply.send(frame);
+            match read.await {
+                Ok(frames) => {
+                    for (reply, frame) in replies.into_iter().zip(frames) {
+                        let _ = reply.send(frame);
+                    }
+                }
+                Err(e) => {
+                    for reply in replies {
+                        let _ = reply.send(Error::from(e).to_frame());
+                    }
+                }
+            }
         });
     }
 
@@ -395,12 +443,16 @@ impl RedisStore {
 
     fn info(&self, sections: Vec<String>, reply: oneshot::Sender<Frame>) {
         let status = self.raft.send(GetStatus);
-        let keyspace = self.storage.send(Read(ReadQuery::KeyspaceStats));
+        let keyspace = self.storage.send(Read(vec![ReadQuery::KeyspaceStats]));
         let node = self.info.clone();
         let stats = self.stats.clone();
         let clients = self.clients.len();
         actix_rt::spawn(async move {
-            let (Ok(status), Ok(Ok(Frame::Array(counts)))) = (status.await, keyspace.await) else {
+            let (Ok(status), Ok(mut keyspace)) = (status.await, keyspace.await) else {
+                let _ = reply.send(Error::Stopped.to_frame());
+                return;
+            };
+            let Some(Frame::Array(counts)) = keyspace.pop() else {
                 let _ = reply.send(Error::Stopped.to_frame());
                 return;
             };
@@ -440,8 +492,8 @@ impl RedisStore {
                 return None;
             }
             let query = ReadQuery::ExpiredKeys { after, limit: EXPIRY_SWEEP_KEYS };
-            match storage.send(Read(query)).await {
-                Ok(Ok(Frame::Array(parts))) => Some(parts),
+            match storage.send(Read(vec![query])).await.ok()?.pop() {
+                Some(Frame::Array(parts)) => Some(parts),
                 _ => None,
             }
         };
@@ -574,6 +626,19 @@ impl Handler<Execute> for RedisStore {
     }
 }
 
+/// Send the writes and reads gathered in this turn (RedisStore to itself).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Flush;
+
+impl Handler<Flush> for RedisStore {
+    type Result = ();
+
+    fn handle(&mut self, _: Flush, ctx: &mut Context<Self>) {
+        self.flush(ctx);
+    }
+}
+
 impl Handler<Drain> for RedisStore {
     type Result = ResponseFuture<()>;
 
@@ -603,9 +668,7 @@ impl Handler<Applied> for RedisStore {
         }
         let still_waiting = self.waiting_reads.split_off(&(self.applied + 1));
         let ready = std::mem::replace(&mut self.waiting_reads, still_waiting);
-        for read in ready.into_values().flatten() {
-            self.read_now(read.query, read.reply);
-        }
+        self.read_now(ready.into_values().flatten().map(|read| (read.query, read.reply)).collect());
         self.check_drained();
     }
 }

@@ -93,10 +93,12 @@ pub struct ApplyCommitted {
     pub members: Option<Vec<Member>>,
 }
 
-/// Read the applied keyspace. Sent by RedisStore once the node has applied up to the read index.
+/// Read the applied keyspace: the reads RedisStore released together, answered in order (a
+/// storage failure becomes that read's error reply). Sent by RedisStore once the node has
+/// applied up to their read index.
 #[derive(Message)]
-#[rtype(result = "Result<Frame>")]
-pub struct Read(pub ReadQuery);
+#[rtype(result = "Vec<Frame>")]
+pub struct Read(pub Vec<ReadQuery>);
 
 /// Drop the log up to and including `index` (which Storage has applied). Sent by RaftNode when
 /// the log grows past its threshold.
@@ -707,11 +709,14 @@ impl Handler<InstallSnapshot> for Storage {
 }
 
 impl Handler<Read> for Storage {
-    type Result = Result<Frame>;
+    type Result = MessageResult<Read>;
 
-    /// Answers a read from the applied keyspace.
-    fn handle(&mut self, msg: Read, _: &mut Context<Self>) -> Result<Frame> {
-        keyspace::read(&self.db, &msg.0, self.key_count)
+    /// Answers reads from the applied keyspace.
+    fn handle(&mut self, msg: Read, _: &mut Context<Self>) -> Self::Result {
+        let read = |query: &ReadQuery| {
+            keyspace::read(&self.db, query, self.key_count).unwrap_or_else(|e| e.to_frame())
+        };
+        MessageResult(msg.0.iter().map(read).collect())
     }
 }
 
@@ -1053,7 +1058,8 @@ mod tests {
         let entries = vec![entry(1, 1, set("x", "y"), 1, 1)];
         addr.send(PersistReady { entries: entries.clone(), hard_state: None }).await.unwrap().unwrap();
         addr.do_send(ApplyCommitted { entries, conf_state: None, members: None });
-        let reply = addr.send(Read(ReadQuery::Get(Bytes::from_static(b"x")))).await.unwrap().unwrap();
-        assert_eq!(reply, Frame::bulk("y"));
+        let reads = vec![ReadQuery::Get(Bytes::from_static(b"x")), ReadQuery::Get(Bytes::from_static(b"z"))];
+        let replies = addr.send(Read(reads)).await.unwrap();
+        assert_eq!(replies, vec![Frame::bulk("y"), Frame::Null]);
     }
 }
