@@ -9,6 +9,11 @@ use anyhow::{bail, Context as _};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
+/// Every request allocates a few small buffers, replies and messages across threads; glibc's
+/// malloc spent about a fifth of the leader's event-loop time on them (docs/BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A Redis-compatible key-value store whose writes are replicated with Raft.
 #[derive(Debug, Parser)]
 #[command(
