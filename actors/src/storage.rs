@@ -741,9 +741,11 @@ impl Storage {
 /// Storage's own thread for `fsync`: it makes RocksDB's write-ahead log durable for every
 /// Ready written before the request, while the Storage thread goes on applying and reading.
 /// Requests that arrive during one sync share the next: group commit across Readies.
+/// Dropping it finishes the syncs already asked for and joins the thread, so the database is
+/// never left open on it.
 struct WalSyncer {
-    requests: mpsc::Sender<oneshot::Sender<Result<()>>>,
-    thread: JoinHandle<()>,
+    requests: Option<mpsc::Sender<oneshot::Sender<Result<()>>>>,
+    thread: Option<JoinHandle<()>>,
 }
 
 impl WalSyncer {
@@ -764,22 +766,32 @@ impl WalSyncer {
                 }
             })
             .expect("spawning the wal-sync thread");
-        WalSyncer { requests, thread }
+        WalSyncer { requests: Some(requests), thread: Some(thread) }
     }
 
     /// Resolves once everything written before this call is durable.
     fn sync(&self) -> oneshot::Receiver<Result<()>> {
         let (reply, synced) = oneshot::channel();
-        // The thread only stops when `self` does: a send cannot fail while `self` lives.
-        let _ = self.requests.send(reply);
+        // The thread only stops when `self` is dropped: the send cannot fail before.
+        if let Some(requests) = &self.requests {
+            let _ = requests.send(reply);
+        }
         synced
     }
 
     /// Finishes the syncs already asked for, then ends the thread and its hold on the database.
     fn stop(self) {
-        drop(self.requests);
-        if self.thread.join().is_err() {
-            fatal("the wal-sync thread", &"it panicked");
+        drop(self);
+    }
+}
+
+impl Drop for WalSyncer {
+    fn drop(&mut self) {
+        drop(self.requests.take());
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() {
+                fatal("the wal-sync thread", &"it panicked");
+            }
         }
     }
 }
