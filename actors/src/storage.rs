@@ -1063,6 +1063,41 @@ mod tests {
     }
 
     #[actix_rt::test]
+    async fn readies_persisted_without_waiting_all_complete_and_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, _) = Storage::open(dir.path(), 1, &members(&[1]), true).unwrap();
+        let thread = Arbiter::new();
+        let addr = Storage::start_in_arbiter(&thread.handle(), move |_| s);
+        let hs = |commit| {
+            let mut hs = HardState::default();
+            hs.term = 1;
+            hs.vote = 1;
+            hs.commit = commit;
+            hs
+        };
+        // Fifty Readies in flight at once, as RaftNode sends them; the syncs they share must
+        // still answer every one, and only once it is durable.
+        let persists: Vec<_> = (1..=50)
+            .map(|i| {
+                let entries = vec![entry(i, 1, set(&format!("k{i}"), "v"), 1, 1)];
+                addr.send(PersistReady { entries, hard_state: Some(hs(i - 1)) })
+            })
+            .collect();
+        for persist in persists {
+            persist.await.unwrap().unwrap();
+        }
+        // A commit index alone is written without a sync of its own.
+        addr.send(PersistReady { entries: vec![], hard_state: Some(hs(50)) }).await.unwrap().unwrap();
+        addr.send(Close).await.unwrap();
+        thread.stop();
+        thread.join().unwrap();
+
+        let (_, rec) = Storage::open(dir.path(), 1, &members(&[1]), true).unwrap();
+        assert_eq!(rec.entries.iter().map(|e| e.index).collect::<Vec<_>>(), (1..=50).collect::<Vec<_>>());
+        assert_eq!(rec.hard_state, hs(50));
+    }
+
+    #[actix_rt::test]
     async fn storage_actor_answers_reads_after_applies_in_mailbox_order() {
         let dir = tempfile::tempdir().unwrap();
         let (s, _) = Storage::open(dir.path(), 1, &members(&[1]), true).unwrap();
