@@ -41,6 +41,13 @@ use crate::telemetry;
 #[rtype(result = "Frame")]
 pub struct Execute(pub Command);
 
+/// Execute several commands and reply with their answers, in order, once all are answered.
+/// Sent by a Session for the requests of one kind (reads or writes) that it started in one
+/// turn, typically a pipelined batch: one message instead of one per command.
+#[derive(Message)]
+#[rtype(result = "Vec<Frame>")]
+pub struct ExecuteBatch(pub Vec<Command>);
+
 /// The node is shutting down: refuse new commands, and reply once every write and read already
 /// under way has been answered (applied, or failed by its bounded wait). Sent by the binary on
 /// SIGTERM/SIGINT, after it stopped accepting connections.
@@ -599,17 +606,16 @@ impl Actor for RedisStore {
     }
 }
 
-impl Handler<Execute> for RedisStore {
-    type Result = ResponseFuture<Frame>;
-
-    /// Proposes writes, reads linearizably, answers INFO.
-    fn handle(&mut self, msg: Execute, ctx: &mut Context<Self>) -> Self::Result {
+impl RedisStore {
+    /// Proposes a write, reads linearizably, answers INFO: the reply arrives on the receiver.
+    fn execute(&mut self, command: Command, ctx: &mut Context<Self>) -> oneshot::Receiver<Frame> {
         let (tx, rx) = oneshot::channel();
         self.stats.commands_processed += 1;
         if self.draining.is_some() {
-            return Box::pin(async { Error::Stopped.to_frame() });
+            let _ = tx.send(Error::Stopped.to_frame());
+            return rx;
         }
-        match msg.0 {
+        match command {
             Command::Write(op) => self.propose(op, tx, ctx),
             Command::Read(query) => self.read(query, tx, ctx),
             Command::Info(sections) => self.info(sections, tx),
@@ -622,7 +628,31 @@ impl Handler<Execute> for RedisStore {
                 let _ = tx.send(Frame::error("ERR command not handled by the store"));
             }
         }
-        Box::pin(async move { rx.await.unwrap_or_else(|_| Error::Stopped.to_frame()) })
+        rx
+    }
+}
+
+impl Handler<Execute> for RedisStore {
+    type Result = ResponseFuture<Frame>;
+
+    fn handle(&mut self, msg: Execute, ctx: &mut Context<Self>) -> Self::Result {
+        let reply = self.execute(msg.0, ctx);
+        Box::pin(async move { reply.await.unwrap_or_else(|_| Error::Stopped.to_frame()) })
+    }
+}
+
+impl Handler<ExecuteBatch> for RedisStore {
+    type Result = ResponseFuture<Vec<Frame>>;
+
+    fn handle(&mut self, msg: ExecuteBatch, ctx: &mut Context<Self>) -> Self::Result {
+        let replies: Vec<_> = msg.0.into_iter().map(|command| self.execute(command, ctx)).collect();
+        Box::pin(async move {
+            let mut frames = Vec::with_capacity(replies.len());
+            for reply in replies {
+                frames.push(reply.await.unwrap_or_else(|_| Error::Stopped.to_frame()));
+            }
+            frames
+        })
     }
 }
 

@@ -61,7 +61,7 @@ use crate::command::server::valid_client_name;
 use crate::command::table::{self, COMMAND_TABLE};
 use crate::command::{lookup, Command, LocalCommand, Queued, ReadQuery, TxCommand, WriteOp};
 use crate::glob::glob_match;
-use crate::redis_store::{ClientEvent, ClientInfo, Execute, RedisStore};
+use crate::redis_store::{ClientEvent, ClientInfo, Execute, ExecuteBatch, RedisStore};
 use crate::resp::{Frame, RespCodec, RespError, RespLimits, READ_BUFFER_CAPACITY};
 
 /// The version HELLO and INFO report: the Redis release whose commands raft-kv follows.
@@ -223,6 +223,9 @@ pub struct Session {
     in_flight_access: Access,
     /// Requests waiting for the in-flight ones of the other kind, in request order.
     gated: VecDeque<(Access, Start)>,
+    /// Requests started in this turn: they go to RedisStore in one [`ExecuteBatch`].
+    outgoing: Vec<(u64, Command)>,
+    send_scheduled: bool,
     input_closed: bool,
 }
 
@@ -272,6 +275,8 @@ impl Session {
                 in_flight: 0,
                 in_flight_access: Access::Read,
                 gated: VecDeque::new(),
+                outgoing: Vec::new(),
+                send_scheduled: false,
                 input_closed: false,
             }
         });
@@ -441,12 +446,11 @@ impl Session {
             command => {
                 let access = if matches!(command, Command::Write(_)) { Access::Write } else { Access::Read };
                 let start: Start = Box::new(move |session, ctx| {
-                    let reply = session.store.send(Execute(command));
-                    ctx.spawn(reply.into_actor(session).map(move |result, session, ctx| {
-                        let frame = result.unwrap_or_else(|_| Frame::error("ERR node is shutting down"));
-                        session.ungate(ctx);
-                        session.complete(seq, frame, After::Continue, ctx);
-                    }));
+                    session.outgoing.push((seq, command));
+                    if !session.send_scheduled {
+                        session.send_scheduled = true;
+                        ctx.notify(SendOutgoing);
+                    }
                 });
                 self.gate(access, start, ctx);
             }
@@ -817,6 +821,33 @@ impl Actor for Session {
     fn stopped(&mut self, _: &mut Context<Self>) {
         debug!(client = self.id, peer = %self.peer, "client disconnected");
         self.store.do_send(ClientEvent::Gone(self.id));
+    }
+}
+
+/// Send the requests started in this turn (a Session to itself). It runs after the requests
+/// already read are handled, so a pipelined batch goes to RedisStore as one message.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct SendOutgoing;
+
+impl Handler<SendOutgoing> for Session {
+    type Result = ();
+
+    fn handle(&mut self, _: SendOutgoing, ctx: &mut Context<Self>) {
+        self.send_scheduled = false;
+        let (seqs, commands): (Vec<u64>, Vec<Command>) = std::mem::take(&mut self.outgoing).into_iter().unzip();
+        if commands.is_empty() {
+            return;
+        }
+        let replies = self.store.send(ExecuteBatch(commands));
+        ctx.spawn(replies.into_actor(self).map(move |result, session, ctx| {
+            let mut frames = result.unwrap_or_default().into_iter();
+            for seq in seqs {
+                let frame = frames.next().unwrap_or_else(|| Frame::error("ERR node is shutting down"));
+                session.ungate(ctx);
+                session.complete(seq, frame, After::Continue, ctx);
+            }
+        }));
     }
 }
 
