@@ -204,6 +204,8 @@ pub struct RaftNode {
     new_reads: Vec<ReadWaiter>,
     /// Read-index requests in flight, by their context.
     reads_in_flight: HashMap<Vec<u8>, ReadBatch>,
+    /// The leader changed: the requests in flight are asked again before anything else.
+    reask_reads: bool,
     next_read: u64,
     role: StateRole,
     leader: u64,
@@ -266,6 +268,7 @@ impl RaftNode {
             unpersisted: VecDeque::new(),
             new_reads: Vec::new(),
             reads_in_flight: HashMap::new(),
+            reask_reads: false,
             next_read: 0,
             role: StateRole::Follower,
             leader: INVALID_ID,
@@ -612,6 +615,8 @@ impl RaftNode {
     fn observe_soft_state(&mut self, role: StateRole, leader: u64) {
         if role != self.role || leader != self.leader {
             info!(node = self.id, term = self.raw.raft.term, ?role, leader, "raft role changed");
+            // A read-index request to the old leader is lost: ask the new one at once.
+            self.reask_reads = true;
         }
         self.role = role;
         self.leader = leader;
@@ -623,18 +628,27 @@ impl RaftNode {
         }
     }
 
-    /// Sends one read-index request for all reads that arrived since the last one.
+    /// Sends one read-index request for all reads that arrived since the last one, once the
+    /// request before it is answered: one round at a time (as etcd does), so a busy node
+    /// confirms every read that came in during a heartbeat exchange with the next exchange,
+    /// instead of starting an exchange for each turn of its event loop.
     fn ask_read_index(&mut self) {
+        if std::mem::take(&mut self.reask_reads) {
+            self.retry_or_expire_reads(true);
+        }
         if self.new_reads.is_empty() {
             return;
         }
-        let waiters = std::mem::take(&mut self.new_reads);
         if self.raw.raft.leader_id == INVALID_ID {
-            for w in waiters {
+            for w in std::mem::take(&mut self.new_reads) {
                 let _ = w.send(Err(Error::NoLeader));
             }
             return;
         }
+        if !self.reads_in_flight.is_empty() {
+            return;
+        }
+        let waiters = std::mem::take(&mut self.new_reads);
         let now = Instant::now();
         let rctx = self.next_read_context();
         self.raw.read_index(rctx.clone());
@@ -662,15 +676,15 @@ impl RaftNode {
         }
     }
 
-    /// On every tick: ask again for reads whose request may have been dropped, and fail the
-    /// ones that waited too long.
-    fn retry_or_expire_reads(&mut self) {
+    /// On every tick (and, with `now_all`, when the leader changed): ask again for reads whose
+    /// request may have been dropped, and fail the ones that waited too long.
+    fn retry_or_expire_reads(&mut self, now_all: bool) {
         let now = Instant::now();
         let leader_known = self.raw.raft.leader_id != INVALID_ID;
         let stale: Vec<Vec<u8>> = self
             .reads_in_flight
             .iter()
-            .filter(|(_, b)| now.duration_since(b.last_asked) >= self.timing.read_retry)
+            .filter(|(_, b)| now_all || now.duration_since(b.last_asked) >= self.timing.read_retry)
             .map(|(k, _)| k.clone())
             .collect();
         for rctx in stale {
@@ -749,7 +763,7 @@ impl Actor for RaftNode {
         info!(node = self.id, voters = ?self.conf_state.voters, "raft node started");
         ctx.run_interval(self.timing.tick, |node, ctx| {
             node.raw.tick();
-            node.retry_or_expire_reads();
+            node.retry_or_expire_reads(false);
             node.promote_caught_up_learners();
             node.expire_admin_requests();
             node.schedule_drive(ctx);

@@ -835,7 +835,8 @@ impl Handler<SendOutgoing> for Session {
 
     fn handle(&mut self, _: SendOutgoing, ctx: &mut Context<Self>) {
         self.send_scheduled = false;
-        let (seqs, commands): (Vec<u64>, Vec<Command>) = std::mem::take(&mut self.outgoing).into_iter().unzip();
+        let (seqs, commands): (Vec<u64>, Vec<Command>) =
+            std::mem::take(&mut self.outgoing).into_iter().unzip();
         if commands.is_empty() {
             return;
         }
