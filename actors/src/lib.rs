@@ -8,8 +8,10 @@
 //!   have applied that far.
 //! - [`raft_node`]: **RaftNode**, owns raft-rs's `RawNode`: ticks, steps peer messages, batches
 //!   proposals and reads, and runs every `Ready` (persist, send, apply, advance).
-//! - [`storage`]: **Storage**, owns RocksDB: the Raft log and hard state (synced once per
-//!   Ready), the keyspace and the applied index (written together, atomically).
+//! - [`storage`]: **Storage**, owns RocksDB: the Raft log and hard state (made durable before
+//!   raft-rs hears they are; its own `wal-sync` thread syncs the write-ahead log, one sync for
+//!   every Ready written meanwhile), the keyspace and the applied index (written together,
+//!   atomically).
 //! - [`peer_transport`]: **PeerTransport**, TCP between nodes: length-delimited protobuf
 //!   `eraftpb::Message` frames, one reconnecting link per peer.
 //! - [`resp`] (the RESP codec), [`command`] (typed commands and the log payload),
@@ -26,17 +28,22 @@
 //! changes carrying the new member's addresses; RaftNode applies them and tells PeerTransport.
 //!
 //! # The path of a command
-//! A client's `SET k v` is decoded by its Session and sent as `Execute` to RedisStore, which
-//! wraps it in a `Proposal` with a unique request id and sends `Propose` to RaftNode. RaftNode
-//! appends it to raft-rs; the next Ready hands the new entries to Storage (`PersistReady`, one
-//! fsync) while PeerTransport carries them to the followers. When a quorum has them, the entry
-//! is committed, RaftNode sends it to Storage (`ApplyCommitted`), Storage applies it to the
-//! keyspace and tells RedisStore (`Applied`) the reply it computed, and RedisStore answers the
-//! Session, which writes `+OK` in its turn. A `GET` instead asks RaftNode for a `ReadIndex`, waits
-//! until `Applied` reaches it, and reads from Storage (`Read`).
+//! A client's `SET k v` is decoded by its Session and sent to RedisStore (`ExecuteBatch`, with
+//! whatever else the client pipelined), which wraps it in a `Proposal` with a unique request id
+//! and sends it to RaftNode (`Propose`, with every write of that turn). RaftNode appends it to
+//! raft-rs; the next Ready hands the new entries to Storage (`PersistReady`) while PeerTransport
+//! carries them to the followers, and RaftNode goes on without waiting for the fsync (raft-rs's
+//! asynchronous Ready: a follower's acknowledgement leaves only once its entries are durable).
+//! When a quorum has them, the entry is committed, RaftNode sends it to Storage
+//! (`ApplyCommitted`, ahead of the next persist), Storage applies it to the keyspace and tells
+//! RedisStore (`Applied`) the reply it computed, and RedisStore answers the Session, which
+//! writes `+OK` in its turn. A `GET` instead waits for a read index (one `ReadIndex` round
+//! serves every read that arrived while the previous round was out), then until `Applied`
+//! reaches it, and reads from Storage (`Read`, all reads released together in one message).
 //!
 //! Actors share no mutable state: each owns its part and the others reach it only through its
-//! mailbox. Storage runs on its own thread so fsyncs never block client I/O.
+//! mailbox. Storage runs on its own thread (and syncs on another) so fsyncs never block
+//! client I/O.
 
 pub mod command;
 pub mod error;

@@ -5,9 +5,12 @@
 //! one Ready, which is how writes are group-committed and reads share one ReadIndex round), and
 //! drives each Ready in the order raft-rs documents (see [`RaftNode::on_ready`]).
 //!
-//! The [`RaftLog`] given to raft-rs mirrors the durable log in Storage: entries are added to it
-//! when a Ready is handed to Storage, and raft-rs only treats them as persisted once Storage has
-//! synced them and `advance` is called. Once the applied log grows past a threshold, both are
+//! Readies are persisted asynchronously (raft-rs's `advance_append_async`): RaftNode hands a
+//! Ready's entries and hard state to Storage and goes on stepping messages and taking proposals;
+//! when Storage answers that they are durable, `on_persist_ready` lets raft-rs count them (a
+//! leader's own acknowledgement) and the messages that promised durability go out, in Ready
+//! order. The [`RaftLog`] given to raft-rs mirrors the log in Storage: entries are added to it
+//! when a Ready is handed to Storage. Once the applied log grows past a threshold, both are
 //! compacted; a peer that needs compacted entries gets a snapshot (see PeerTransport).
 
 use std::collections::{HashMap, VecDeque};

@@ -1,9 +1,11 @@
 //! Storage is an actor. It owns the RocksDB database, and nothing else touches it.
 //!
-//! It runs on its own arbiter (thread), so an fsync never stalls the sessions and the Raft loop.
-//! Its mailbox is the ordering guarantee the rest of the node relies on: RaftNode sends a
-//! Ready's [`PersistReady`] before the [`ApplyCommitted`] that depends on it, and RedisStore
-//! reads ([`Read`]) only after an [`Applied`] notification says the data it needs is there.
+//! It runs on its own arbiter (thread), so an fsync never stalls the sessions and the Raft loop,
+//! and it syncs on yet another thread ([`WalSyncer`]), so applies and reads go on during an
+//! fsync. Its mailbox is the ordering guarantee the rest of the node relies on: a Ready's
+//! [`PersistReady`] is written before any later one, an [`ApplyCommitted`] only carries entries
+//! that an earlier, already durable Ready persisted, and RedisStore reads ([`Read`]) only after
+//! an [`Applied`] notification says the data it needs is there.
 //!
 //! Column families:
 //! - `raft_log`: entry index (u64 big-endian) → protobuf `Entry`
@@ -13,8 +15,10 @@
 //!   (`snapshot_index`, `snapshot_term`) and the markers of a snapshot being received or
 //!   installed
 //!
-//! Durability rules: the entries and hard state of one Ready are one `WriteBatch` written with
-//! `sync = true` (one fsync per Ready: group commit). The kv changes of a batch of committed
+//! Durability rules: the entries and hard state of one Ready are one `WriteBatch`; the reply to
+//! its `PersistReady` waits for a sync of the write-ahead log that covers it (one fsync for all
+//! the Readies written while the previous one ran: group commit). A Ready whose only change is
+//! the commit index is not synced: it is learnt again from the leader after a crash. The kv changes of a batch of committed
 //! entries, the new applied index and a commit index covering them are one atomic `WriteBatch`,
 //! so a restart resumes exactly at the applied index and never finds applied > commit.
 //!
