@@ -20,7 +20,7 @@ use actix::prelude::*;
 use protobuf::Message as PbMessage;
 use raft::eraftpb::{
     ConfChange, ConfChangeSingle, ConfChangeType, ConfChangeV2, ConfState, Entry, EntryType, Message,
-    SnapshotMetadata,
+    MessageType, SnapshotMetadata,
 };
 use raft::prelude::{Config, RawNode, Ready};
 use raft::{ReadOnlyOption, SnapshotStatus, StateRole, INVALID_ID};
@@ -342,8 +342,14 @@ impl RaftNode {
             log.set_hard_state(hs.clone());
         }
         // 7. Messages that promise durability (a follower's votes and append responses) wait
-        //    for this Ready's persist, and for every earlier one.
-        let waiting = ready.take_persisted_messages();
+        //    for this Ready's persist, and for every earlier one. raft-rs puts all of a
+        //    follower's messages there; the requests it forwards to the leader (proposals and
+        //    read-index requests, which carry no term) promise nothing and go at once.
+        let (forwarded, waiting): (Vec<_>, Vec<_>) = ready
+            .take_persisted_messages()
+            .into_iter()
+            .partition(|m| matches!(m.get_msg_type(), MessageType::MsgPropose | MessageType::MsgReadIndex));
+        self.send(forwarded);
         if snapshot.is_some() {
             let persist = persist_ready(self.storage.clone(), snapshot, entries, hard_state);
             ctx.wait(persist.into_actor(self).map(move |result, node, ctx| {
