@@ -168,6 +168,26 @@ mod tests {
         assert!(decode_message(Err(std::io::Error::other("reset")), 2, 1).is_err());
     }
 
+    /// Found by the `peer_frames` fuzz target: protobuf 2 decodes a nested message whose length
+    /// runs past the end of the frame (here the last `snapshot` field) as if it ended there, and
+    /// leaves it with an empty rather than an absent set of unknown fields. Such a message is
+    /// still judged by its addressing, and what was decoded survives re-encoding.
+    #[test]
+    fn a_nested_message_cut_short_by_the_frame_end_decodes_as_far_as_it_goes() {
+        let frame: &[u8] = &[
+            0x08, 0x05, 0x10, 0x01, 0x4a, 0x02, 0x20, 0x05, 0x10, 0x01, 0x4a, 0x02, 0x20, 0x08, 0x28, 0x07,
+            0x30, 0x01, 0x4a, 0xfc, 0xa3, 0x0e,
+        ];
+        let msg = decode_message(Ok(BytesMut::from(frame)), 0, 1).unwrap();
+        assert_eq!(
+            (msg.get_msg_type(), msg.to, msg.log_term, msg.index),
+            (MessageType::MsgRequestVote, 1, 7, 1)
+        );
+        assert!(decode_message(Ok(BytesMut::from(frame)), 2, 1).is_err(), "not from node 2");
+        let again = Message::parse_from_bytes(&msg.write_to_bytes().unwrap()).unwrap();
+        assert_eq!(format!("{again:?}"), format!("{msg:?}"));
+    }
+
     #[test]
     fn the_frame_codec_refuses_a_length_above_its_limit_before_the_data() {
         let mut written = Vec::new();
