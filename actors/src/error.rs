@@ -48,6 +48,13 @@ impl From<rocksdb::Error> for Error {
     }
 }
 
+/// A Raft entry or a member list that does not decode: the log is corrupt or incompatible.
+impl From<protocol::DecodeError> for Error {
+    fn from(e: protocol::DecodeError) -> Self {
+        Error::Corrupt(e.0)
+    }
+}
+
 impl From<actix::MailboxError> for Error {
     fn from(_: actix::MailboxError) -> Self {
         Error::Stopped

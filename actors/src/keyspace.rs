@@ -29,6 +29,8 @@ use crate::command::{ExpireCond, Expiry, LcsMode, Proposal, Queued, ReadQuery, S
 use crate::error::Result;
 use crate::glob::glob_match;
 use crate::resp::Frame;
+pub use protocol::command::NOT_INTEGER;
+pub use protocol::now_ms;
 
 pub const CF_KV: &str = "kv";
 
@@ -40,7 +42,6 @@ const KIND_STRING: u8 = 0;
 const MAX_STRING_LEN: u64 = 512 * 1024 * 1024;
 
 pub const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
-pub const NOT_INTEGER: &str = "ERR value is not an integer or out of range";
 const TOO_BIG: &str = "ERR string exceeds maximum allowed size (proto-max-bulk-len)";
 
 /// A stored value: a type tag, an absolute expiry time (0 = none), the index of the log entry
@@ -570,11 +571,6 @@ fn read_value(db: &DB, key: &[u8]) -> Result<Option<Value>> {
         Some(raw) => Ok(Some(Value::decode(&raw)?)),
         None => Ok(None),
     }
-}
-
-/// The wall clock in unix milliseconds.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Answers a read from the current (applied) state of the keyspace, judging expiry by this

@@ -14,10 +14,13 @@
 //!   atomically).
 //! - [`peer_transport`]: **PeerTransport**, TCP between nodes: length-delimited protobuf
 //!   `eraftpb::Message` frames, one reconnecting link per peer.
-//! - [`resp`] (the RESP codec), [`command`] (typed commands and the log payload),
-//!   [`keyspace`] (value layout and the apply/read logic Storage runs), [`glob`] (KEYS
+//! - [`keyspace`] (value layout and the apply/read logic Storage runs), [`glob`] (KEYS
 //!   patterns), [`raft_log`] (RaftNode's view of the log, given to raft-rs), [`membership`]
 //!   (members and their addresses), [`telemetry`] (metric names), [`error`].
+//! - From the `protocol` crate, re-exported here: [`resp`] (the RESP codec), [`command`]
+//!   (typed commands and the log payload), [`peer_wire`] (the peer port's frames and
+//!   handshake). They decode untrusted bytes and live in a crate without RocksDB or actix so
+//!   that they can be fuzzed.
 //!
 //! # Snapshots and membership
 //! Once the applied log passes a threshold, RaftNode compacts it (and Storage's copy). A peer
@@ -45,19 +48,29 @@
 //! mailbox. Storage runs on its own thread (and syncs on another) so fsyncs never block
 //! client I/O.
 
-pub mod command;
 pub mod error;
 pub mod glob;
 pub mod keyspace;
-pub mod membership;
 pub mod peer_transport;
 pub mod raft_log;
 pub mod raft_node;
 pub mod redis_store;
-pub mod resp;
 pub mod session;
 pub mod storage;
 pub mod telemetry;
+
+pub use protocol::{command, peer_wire, resp};
+
+/// Cluster membership as the nodes record it. The types live in the `protocol` crate (the
+/// `RAFT.NODE` command names members); this adds the actors' error type.
+pub mod membership {
+    pub use protocol::membership::{encode_members, upsert, ConfChangeContext, Member};
+
+    /// The member list a snapshot or the raft state carries; an undecodable one is corrupt.
+    pub fn decode_members(data: &[u8]) -> crate::Result<Vec<Member>> {
+        Ok(protocol::membership::decode_members(data)?)
+    }
+}
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

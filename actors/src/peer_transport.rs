@@ -6,8 +6,9 @@
 //! RaftNode as [`PeerUnreachable`] / [`SnapshotReport`]. Inbound, it accepts connections on
 //! the node's peer address and steps every valid message into RaftNode.
 //!
-//! Wire format: length-delimited frames (4-byte big-endian length). The first frame of a
-//! connection is a hello: a 4-byte magic followed by the sender's node id (u64 big-endian).
+//! Wire format ([`crate::peer_wire`], in the `protocol` crate so it can be fuzzed):
+//! length-delimited frames (4-byte big-endian length). The first frame of a connection is a
+//! hello: a 4-byte magic followed by the sender's node id (u64 big-endian).
 //! The receiver answers with a random 16-byte challenge, and the sender must answer with
 //! HMAC-SHA256 over the hello and the challenge, keyed with the cluster secret
 //! (`--cluster-secret`; empty when none is set): a node that does not know the secret is refused
@@ -32,12 +33,10 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use actix::prelude::*;
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
-use hmac::{Hmac, Mac};
 use protobuf::Message as PbMessage;
 use raft::eraftpb::{Message, MessageType};
-use sha2::Sha256;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
@@ -45,6 +44,10 @@ use tokio_util::codec::{Framed, FramedRead, LengthDelimitedCodec};
 use tracing::{debug, info, warn};
 
 use crate::membership::{encode_members, Member};
+use crate::peer_wire::{
+    decode_message, frame_codec, proof, verify_proof, write_frame, ConnectionKind, Hello, CHALLENGE_BYTES,
+    HANDSHAKE_MAX_FRAME, MAX_FRAME,
+};
 use crate::raft_node::{PeerUnreachable, SnapshotReport, Step};
 use crate::storage::{
     stream_checkpoint, BeginSnapshot, CheckpointInfo, CreateCheckpoint, FinishSnapshot, SnapshotChunk,
@@ -64,17 +67,9 @@ pub struct SendMessages(pub Vec<Message>);
 #[rtype(result = "()")]
 pub struct UpdatePeers(pub Vec<Member>);
 
-const HELLO_MAGIC: &[u8; 4] = b"RKV1";
-const CHALLENGE_BYTES: usize = 16;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
-/// The largest frame before authentication: a hello or a proof.
-const HANDSHAKE_MAX_FRAME: usize = 64;
-const SNAPSHOT_MAGIC: &[u8; 4] = b"RKVS";
 const SNAPSHOT_IO_TIMEOUT: Duration = Duration::from_secs(60);
 const FAULT_POLL: Duration = Duration::from_millis(100);
-/// The largest frame accepted or sent. raft-rs keeps appends under `max_size_per_msg` (1 MiB),
-/// but one entry may be as large as a client's value.
-pub const MAX_FRAME: usize = 600 << 20;
 const QUEUE_PER_PEER: usize = 8192;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
@@ -242,7 +237,7 @@ fn transfer_snapshot(
     stream.set_nodelay(true)?;
     stream.set_write_timeout(Some(SNAPSHOT_IO_TIMEOUT))?;
     stream.set_read_timeout(Some(SNAPSHOT_IO_TIMEOUT))?;
-    let hello = hello_with(SNAPSHOT_MAGIC, from);
+    let hello = Hello { kind: ConnectionKind::Snapshot, from }.encode();
     write_frame(&mut &stream, &hello)?;
     let mut len = [0u8; 4];
     (&stream).read_exact(&mut len)?;
@@ -346,54 +341,19 @@ impl Handler<SendMessages> for PeerTransport {
     }
 }
 
-/// Length-delimited frames of at most `max` bytes.
-fn frame_codec(max: usize) -> LengthDelimitedCodec {
-    LengthDelimitedCodec::builder().max_frame_length(max).new_codec()
-}
-
-fn write_frame(out: &mut impl std::io::Write, bytes: &[u8]) -> std::io::Result<()> {
-    out.write_all(&(bytes.len() as u32).to_be_bytes())?;
-    out.write_all(bytes)
-}
-
-/// The handshake answer: HMAC-SHA256 keyed with the cluster secret over the hello and the
-/// receiver's challenge, so it cannot be replayed on another connection.
-fn proof(secret: &[u8], hello: &[u8], challenge: &[u8]) -> Vec<u8> {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
-    mac.update(b"raft-kv peer v1");
-    mac.update(hello);
-    mac.update(challenge);
-    mac.finalize().into_bytes().to_vec()
-}
-
-fn verify_proof(secret: &[u8], hello: &[u8], challenge: &[u8], answer: &[u8]) -> bool {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
-    mac.update(b"raft-kv peer v1");
-    mac.update(hello);
-    mac.update(challenge);
-    mac.verify_slice(answer).is_ok() // constant time
-}
-
 /// The connecting side of the handshake: hello, then the answer to the receiver's challenge.
 async fn introduce(
     framed: &mut Framed<TcpStream, LengthDelimitedCodec>,
     from: u64,
     secret: &[u8],
 ) -> std::io::Result<()> {
-    let hello = hello_with(HELLO_MAGIC, from);
+    let hello = Hello { kind: ConnectionKind::Messages, from }.encode();
     framed.send(hello.clone()).await?;
     let challenge = tokio::time::timeout(HANDSHAKE_TIMEOUT, framed.next())
         .await
         .map_err(|_| std::io::Error::other("no challenge from the peer"))?
         .ok_or_else(|| std::io::Error::other("the peer closed the connection"))??;
     framed.send(Bytes::from(proof(secret, &hello, &challenge))).await
-}
-
-fn hello_with(magic: &[u8; 4], from: u64) -> Bytes {
-    let mut b = BytesMut::with_capacity(12);
-    b.put_slice(magic);
-    b.put_u64(from);
-    b.freeze()
 }
 
 /// Owns the connection to one peer for the life of the node.
@@ -516,12 +476,11 @@ async fn serve_peer(stream: TcpStream, inbound: Inbound) -> Result<(), String> {
     // Until the peer has proven it knows the secret, frames are tiny: a stranger announcing a
     // huge frame must not make us reserve memory for it.
     let mut frames = FramedRead::new(stream, frame_codec(HANDSHAKE_MAX_FRAME));
-    let (magic, from, hello) = match frames.next().await {
-        Some(Ok(h)) if h.len() == 12 && (&h[..4] == HELLO_MAGIC || &h[..4] == SNAPSHOT_MAGIC) => {
-            let magic: [u8; 4] = h[..4].try_into().expect("4 bytes");
-            (magic, u64::from_be_bytes(h[4..].try_into().expect("8 bytes")), h)
-        }
-        Some(Ok(_)) => return Err("bad hello frame".into()),
+    let (Hello { kind, from }, hello) = match frames.next().await {
+        Some(Ok(h)) => match Hello::decode(&h) {
+            Some(parsed) => (parsed, h),
+            None => return Err("bad hello frame".into()),
+        },
         Some(Err(e)) => return Err(format!("bad hello frame: {e}")),
         None => return Ok(()),
     };
@@ -543,7 +502,7 @@ async fn serve_peer(stream: TcpStream, inbound: Inbound) -> Result<(), String> {
         return Err(format!("node {from} failed peer authentication (wrong or missing --cluster-secret)"));
     }
     frames.decoder_mut().set_max_frame_length(MAX_FRAME);
-    if &magic == SNAPSHOT_MAGIC {
+    if kind == ConnectionKind::Snapshot {
         return receive_snapshot(frames, from, inbound).await;
     }
     while let Some(frame) = frames.next().await {
@@ -557,16 +516,6 @@ async fn serve_peer(stream: TcpStream, inbound: Inbound) -> Result<(), String> {
         inbound.step.do_send(Step(msg));
     }
     Ok(())
-}
-
-fn decode_message(frame: std::io::Result<BytesMut>, from: u64, me: u64) -> Result<Message, String> {
-    let frame = frame.map_err(|e| format!("bad frame from node {from}: {e}"))?;
-    let msg = Message::parse_from_bytes(&frame)
-        .map_err(|e| format!("undecodable message from node {from}: {e}"))?;
-    if msg.from != from || msg.to != me {
-        return Err(format!("misaddressed message {}→{} on node {from}'s connection", msg.from, msg.to));
-    }
-    Ok(msg)
 }
 
 /// Stages an incoming snapshot through Storage, then hands its message to RaftNode.
@@ -697,13 +646,13 @@ mod tests {
         PeerTransport::new(1, peers, listener, inbox, storage, b"s3cret".to_vec(), None).start();
 
         let good = heartbeat(2, 1).write_to_bytes().unwrap();
-        let hello2 = Some(hello_with(HELLO_MAGIC, 2));
+        let hello2 = Some(Hello { kind: ConnectionKind::Messages, from: 2 }.encode());
         let secret = b"s3cret".as_slice();
         // Garbage instead of a hello, a hello from a node that is not a member, a member that
         // does not know the cluster secret, a message claiming another sender, an undecodable
         // frame, and an oversized frame header.
         send_frames(addr, None, secret, &[b"GET / HTTP/1.1"]).await;
-        let hello9 = Some(hello_with(HELLO_MAGIC, 9));
+        let hello9 = Some(Hello { kind: ConnectionKind::Messages, from: 9 }.encode());
         send_frames(addr, hello9, secret, &[&heartbeat(9, 1).write_to_bytes().unwrap()]).await;
         send_frames(addr, hello2.clone(), b"wrong", &[&good]).await;
         send_frames(addr, hello2.clone(), secret, &[&heartbeat(3, 1).write_to_bytes().unwrap()]).await;

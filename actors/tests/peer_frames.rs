@@ -1,8 +1,8 @@
 //! Property test of the peer port's decoding, through the same public pieces the transport
-//! uses: tokio-util's `LengthDelimitedCodec` with [`MAX_FRAME`], then protobuf's
-//! `Message::parse_from_bytes` on each frame. Random byte streams (valid frames, mutated
-//! frames, absurd length headers, garbage), fed in random chunks, never panic; valid messages
-//! come back exactly; a length above `MAX_FRAME` is an error, not an allocation.
+//! uses: the frame codec with [`MAX_FRAME`], then protobuf's `Message::parse_from_bytes` on
+//! each frame. Random byte streams (valid frames, mutated frames, absurd length headers,
+//! garbage), fed in random chunks, never panic; valid messages come back exactly; a length
+//! above `MAX_FRAME` is an error, not an allocation.
 //!
 //! Seeded, so a failure is reproducible; `RAFTKV_PROPTEST_CASES` sets the cases per seed.
 
@@ -10,16 +10,16 @@ mod support;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use actors::peer_transport::MAX_FRAME;
+use actors::peer_wire::MAX_FRAME;
 use bytes::{BufMut, Bytes, BytesMut};
 use protobuf::Message as PbMessage;
 use raft::eraftpb::{Entry, EntryType, Message, MessageType};
 use support::{cases, Rng, SEEDS};
 use tokio_util::codec::{Decoder, LengthDelimitedCodec};
 
-/// The transport's frame codec (`peer_transport::frame_codec`).
+/// The transport's frame codec after the handshake.
 fn frame_codec() -> LengthDelimitedCodec {
-    LengthDelimitedCodec::builder().max_frame_length(MAX_FRAME).new_codec()
+    actors::peer_wire::frame_codec(MAX_FRAME)
 }
 
 const TYPES: &[MessageType] = &[

@@ -929,6 +929,17 @@ mod tests {
     /// xorshift64*: deterministic, dependency-free randomness for the fuzz-style tests.
     struct Rng(u64);
 
+    /// How many cases a randomized test runs: `RAFTKV_PROPTEST_CASES` if set, as for the
+    /// property tests in `actors/tests/` (a longer soak where the fuzzer is unavailable).
+    fn cases(default: usize) -> usize {
+        match std::env::var("RAFTKV_PROPTEST_CASES") {
+            Ok(n) => {
+                n.trim().parse().unwrap_or_else(|_| panic!("RAFTKV_PROPTEST_CASES={n:?} is not a number"))
+            }
+            Err(_) => default,
+        }
+    }
+
     impl Rng {
         fn next(&mut self) -> u64 {
             self.0 ^= self.0 >> 12;
@@ -1331,7 +1342,7 @@ mod tests {
         let limits =
             RespLimits { max_bulk_len: 64, max_multibulk_len: 8, max_inline_len: 32, max_request_len: 100 };
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-        for _ in 0..20_000 {
+        for _ in 0..cases(20_000) {
             let len = rng.below(80);
             let input: Vec<u8> = (0..len)
                 .map(|_| match rng.below(4) {
@@ -1356,7 +1367,7 @@ mod tests {
     #[test]
     fn random_requests_round_trip_across_random_splits() {
         let mut rng = Rng(42);
-        for _ in 0..2_000 {
+        for _ in 0..cases(2_000) {
             let mut input = Vec::new();
             let mut expected = Vec::new();
             for _ in 0..1 + rng.below(4) {

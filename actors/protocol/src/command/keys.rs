@@ -11,7 +11,7 @@
 //! - `TTL key`, `PTTL key`, `EXPIRETIME key`, `PEXPIRETIME key`, `PERSIST key`
 
 use super::{int_arg, lower, syntax_error, Args, Command, ExpireCond, Expiry, ReadQuery, WriteOp};
-use crate::keyspace::now_ms;
+use crate::now_ms;
 use crate::resp::Frame;
 
 /// How many keys a SCAN call visits when no COUNT is given (Redis's default).

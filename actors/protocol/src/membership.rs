@@ -40,8 +40,8 @@ pub fn encode_members(members: &[Member]) -> Vec<u8> {
     postcard::to_allocvec(members).expect("members always serialize")
 }
 
-pub fn decode_members(data: &[u8]) -> crate::Result<Vec<Member>> {
-    postcard::from_bytes(data).map_err(|e| crate::Error::Corrupt(format!("member list: {e}")))
+pub fn decode_members(data: &[u8]) -> Result<Vec<Member>, crate::DecodeError> {
+    postcard::from_bytes(data).map_err(|e| crate::DecodeError(format!("member list: {e}")))
 }
 
 /// Adds or replaces `member` in `members`, keeping them ordered by id.

@@ -21,6 +21,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::resp::Frame;
+use crate::DecodeError;
 pub use table::{lookup, CommandSpec, COMMAND_TABLE};
 
 /// What one client request asks for.
@@ -267,8 +268,8 @@ impl Proposal {
         postcard::to_allocvec(self).expect("a proposal always serializes")
     }
 
-    pub fn decode(data: &[u8]) -> crate::Result<Self> {
-        postcard::from_bytes(data).map_err(|e| crate::Error::Corrupt(e.to_string()))
+    pub fn decode(data: &[u8]) -> Result<Self, DecodeError> {
+        postcard::from_bytes(data).map_err(|e| DecodeError(e.to_string()))
     }
 }
 
@@ -400,9 +401,12 @@ pub fn parse_i64(s: &[u8]) -> Option<i64> {
     }
 }
 
+/// Redis's reply to a number argument (or a stored value) that is not an i64.
+pub const NOT_INTEGER: &str = "ERR value is not an integer or out of range";
+
 /// An integer argument, or Redis's "not an integer" error.
 pub fn int_arg(s: &[u8]) -> Result<i64, Frame> {
-    parse_i64(s).ok_or_else(|| Frame::error(crate::keyspace::NOT_INTEGER))
+    parse_i64(s).ok_or_else(|| Frame::error(NOT_INTEGER))
 }
 
 /// `-ERR wrong number of arguments for 'get' command`
@@ -439,7 +443,8 @@ pub(crate) fn unknown_subcommand(sub: &Bytes, command: &str) -> Frame {
     Frame::Error(format!("ERR unknown subcommand '{sub}'. Try {command} HELP."))
 }
 
-pub(crate) fn lower(arg: &[u8]) -> String {
+/// An argument as a lower-case string, for matching names and options case-insensitively.
+pub fn lower(arg: &[u8]) -> String {
     String::from_utf8_lossy(arg).to_ascii_lowercase()
 }
 

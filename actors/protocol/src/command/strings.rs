@@ -16,7 +16,7 @@ use bytes::Bytes;
 use super::{
     int_arg, lower, syntax_error, Args, Command, Expiry, LcsMode, ReadQuery, SetCond, SetExpiry, WriteOp,
 };
-use crate::keyspace::now_ms;
+use crate::now_ms;
 use crate::resp::Frame;
 
 pub use super::parse_i64 as parse_int;
