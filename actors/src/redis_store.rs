@@ -280,18 +280,17 @@ impl RedisStore {
             let started = Instant::now();
             ctx.spawn(index.into_actor(self).map(move |result, store, _| {
                 store.reads_in_flight -= reads.len();
-                let ok = matches!(result, Ok(Ok(_)));
-                let outcome = if ok { "ok" } else { "error" };
+                let index = result.map_err(Error::from).and_then(|index| index);
+                let outcome = if index.is_ok() { "ok" } else { "error" };
                 metrics::counter!(telemetry::READS, "result" => outcome).increment(reads.len() as u64);
                 metrics::histogram!(telemetry::READ_INDEX_SECONDS).record(started.elapsed().as_secs_f64());
-                match result {
-                    Ok(Ok(index)) => store.read_at(index, reads),
-                    Ok(Err(e)) => reads.into_iter().for_each(|(_, reply)| {
-                        let _ = reply.send(e.to_frame());
-                    }),
-                    Err(e) => reads.into_iter().for_each(|(_, reply)| {
-                        let _ = reply.send(Error::from(e).to_frame());
-                    }),
+                match index {
+                    Ok(index) => store.read_at(index, reads),
+                    Err(e) => {
+                        for (_, reply) in reads {
+                            let _ = reply.send(e.to_frame());
+                        }
+                    }
                 }
             }));
         }
