@@ -87,7 +87,7 @@ fn storage_ready(c: &mut Criterion) {
         .collect();
     let (storage, _) = Storage::open(dir.path(), 1, &members, true).expect("open Storage");
     let system = System::new();
-    let addr = system.block_on(async move { storage.start() });
+    let addr = system.block_on(async move { actors::mailbox::start(storage) });
 
     let mut group = c.benchmark_group("storage_ready");
     // Every iteration fsyncs: keep the sample count modest.

@@ -91,6 +91,53 @@ use resp::RespLimits;
 use session::SessionConfig;
 use storage::Storage;
 
+/// Mailboxes that keep every sender's messages in the order it sent them.
+///
+/// An actix mailbox holds 16 messages by default. Past that, `Addr::send` does not enqueue:
+/// it keeps the message in the future it returns and enqueues it when that future is first
+/// polled, while a later `send` (once the mailbox has drained a little) or any `do_send` goes
+/// in at once. Two sends from one actor can then arrive in the other order: a later Ready's
+/// `PersistReady` ahead of an earlier one (whose write would then cut the later entries off
+/// the log, and whose durability raft-rs would hear of too soon), an `ApplyCommitted` ahead of
+/// the one before it. Every actor that hears from another (RaftNode, RedisStore, Storage,
+/// PeerTransport) therefore gets an unbounded mailbox, where a send enqueues at the call, in
+/// call order. The load stays bounded by the senders: a Session has
+/// one batch in flight, RedisStore one read-index round, and RaftNode's messages follow the
+/// Readies raft-rs hands it.
+pub mod mailbox {
+    use actix::dev::channel;
+    use actix::prelude::*;
+
+    /// actix's capacity for "never full".
+    const UNBOUNDED: usize = 0;
+
+    /// A context, for an actor whose address must exist before it starts.
+    pub fn context<A: Actor<Context = Context<A>>>() -> Context<A> {
+        let mut ctx = Context::new();
+        ctx.set_mailbox_capacity(UNBOUNDED);
+        ctx
+    }
+
+    /// Starts `actor` on the current arbiter.
+    pub fn start<A: Actor<Context = Context<A>>>(actor: A) -> Addr<A> {
+        context().run(actor)
+    }
+
+    /// Starts the actor `make` builds on `arbiter`'s thread. The address is usable at once,
+    /// and already unbounded: no message sent before the actor starts can be held back.
+    pub fn start_in<A, F>(arbiter: &ArbiterHandle, make: F) -> Addr<A>
+    where
+        A: Actor<Context = Context<A>>,
+        F: FnOnce() -> A + Send + 'static,
+    {
+        let (sender, receiver) = channel::channel(UNBOUNDED);
+        arbiter.spawn_fn(move || {
+            Context::with_receiver(receiver).run(make());
+        });
+        Addr::new(sender)
+    }
+}
+
 /// Everything a node needs to start.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -173,7 +220,7 @@ pub async fn start_node(config: NodeConfig) -> std::result::Result<RunningNode, 
     let redis_listener = TcpListener::bind((config.bind.as_str(), config.port))
         .await
         .map_err(|e| format!("cannot listen for clients on {}:{}: {e}", config.bind, config.port))?;
-    let raft_ctx = Context::<RaftNode>::new();
+    let raft_ctx = mailbox::context::<RaftNode>();
     let redis_addr = redis_listener.local_addr().map_err(|e| e.to_string())?;
     let peer_addr = peer_listener.local_addr().map_err(|e| e.to_string())?;
     info!(
@@ -188,15 +235,14 @@ pub async fn start_node(config: NodeConfig) -> std::result::Result<RunningNode, 
 
     // The actors name each other, so the addresses of RaftNode and RedisStore exist before
     // the actors themselves start.
-    let store_ctx = Context::<RedisStore>::new();
+    let store_ctx = mailbox::context::<RedisStore>();
     let raft_addr = raft_ctx.address();
     let store_addr = store_ctx.address();
 
     let applied_sink = store_addr.clone().recipient();
     let storage_arbiter = Arbiter::new();
-    let storage_addr = Storage::start_in_arbiter(&storage_arbiter.handle(), move |_| {
-        storage.with_applied_sink(applied_sink)
-    });
+    let storage_addr =
+        mailbox::start_in(&storage_arbiter.handle(), move || storage.with_applied_sink(applied_sink));
 
     let inbox = RaftInbox {
         step: raft_addr.clone().recipient(),
@@ -215,8 +261,8 @@ pub async fn start_node(config: NodeConfig) -> std::result::Result<RunningNode, 
         storage_addr.clone(),
         config.cluster_secret.clone(),
         config.fault_control.clone(),
-    )
-    .start();
+    );
+    let transport = mailbox::start(transport);
 
     let incarnation = recovered.incarnation;
     let applied = recovered.applied;

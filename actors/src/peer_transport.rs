@@ -631,7 +631,7 @@ mod tests {
             Member { id: 2, peer_addr: "127.0.0.1:2".into(), redis_addr: String::new() },
         ];
         let (storage, _) = Storage::open(dir.path(), 1, &members, true).unwrap();
-        let storage = storage.start();
+        let storage = crate::mailbox::start(storage);
         let steps = Arc::new(Mutex::new(Vec::new()));
         let recorder = Recorder { steps: steps.clone() }.start();
         let inbox = RaftInbox {
@@ -643,7 +643,8 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         // Node 1 knows node 2 (at an address nobody listens on: outbound sends just fail).
         let peers = HashMap::from([(2, "127.0.0.1:1".to_string())]);
-        PeerTransport::new(1, peers, listener, inbox, storage, b"s3cret".to_vec(), None).start();
+        let transport = PeerTransport::new(1, peers, listener, inbox, storage, b"s3cret".to_vec(), None);
+        crate::mailbox::start(transport);
 
         let good = heartbeat(2, 1).write_to_bytes().unwrap();
         let hello2 = Some(Hello { kind: ConnectionKind::Messages, from: 2 }.encode());

@@ -1054,7 +1054,7 @@ mod tests {
         let (storage, recovered) = Storage::open(dir.path(), 1, &members, true).unwrap();
         let recorder = Recorder::default();
         let rec = recorder.clone().start();
-        let storage = storage.with_applied_sink(rec.clone().recipient()).start();
+        let storage = crate::mailbox::start(storage.with_applied_sink(rec.clone().recipient()));
         let incarnation = recovered.incarnation;
         let node = RaftNode::new(
             1,
@@ -1065,7 +1065,7 @@ mod tests {
             rec.recipient(),
         )
         .unwrap();
-        TestNode { raft: node.start(), storage, recorder, incarnation, _dir: dir }
+        TestNode { raft: crate::mailbox::start(node), storage, recorder, incarnation, _dir: dir }
     }
 
     async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {

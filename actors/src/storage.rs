@@ -1071,7 +1071,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (s, _) = Storage::open(dir.path(), 1, &members(&[1]), true).unwrap();
         let thread = Arbiter::new();
-        let addr = Storage::start_in_arbiter(&thread.handle(), move |_| s);
+        let addr = crate::mailbox::start_in(&thread.handle(), move || s);
         let hs = |commit| {
             let mut hs = HardState::default();
             hs.term = 1;
@@ -1079,9 +1079,11 @@ mod tests {
             hs.commit = commit;
             hs
         };
-        // Fifty Readies in flight at once, as RaftNode sends them; the syncs they share must
-        // still answer every one, and only once it is durable.
-        let persists: Vec<_> = (1..=50)
+        // Two hundred Readies in flight at once, as RaftNode sends them, far past actix's default
+        // mailbox of 16: they must still reach Storage in the order sent (a Ready written after a
+        // later one would cut that one's entries off the log), and the syncs they share must
+        // answer every one, and only once it is durable.
+        let persists: Vec<_> = (1..=200)
             .map(|i| {
                 let entries = vec![entry(i, 1, set(&format!("k{i}"), "v"), 1, 1)];
                 addr.send(PersistReady { entries, hard_state: Some(hs(i - 1)) })
@@ -1091,21 +1093,21 @@ mod tests {
             persist.await.unwrap().unwrap();
         }
         // A commit index alone is written without a sync of its own.
-        addr.send(PersistReady { entries: vec![], hard_state: Some(hs(50)) }).await.unwrap().unwrap();
+        addr.send(PersistReady { entries: vec![], hard_state: Some(hs(200)) }).await.unwrap().unwrap();
         addr.send(Close).await.unwrap();
         thread.stop();
         thread.join().unwrap();
 
         let (_, rec) = Storage::open(dir.path(), 1, &members(&[1]), true).unwrap();
-        assert_eq!(rec.entries.iter().map(|e| e.index).collect::<Vec<_>>(), (1..=50).collect::<Vec<_>>());
-        assert_eq!(rec.hard_state, hs(50));
+        assert_eq!(rec.entries.iter().map(|e| e.index).collect::<Vec<_>>(), (1..=200).collect::<Vec<_>>());
+        assert_eq!(rec.hard_state, hs(200));
     }
 
     #[actix_rt::test]
     async fn storage_actor_answers_reads_after_applies_in_mailbox_order() {
         let dir = tempfile::tempdir().unwrap();
         let (s, _) = Storage::open(dir.path(), 1, &members(&[1]), true).unwrap();
-        let addr = s.start();
+        let addr = crate::mailbox::start(s);
         let entries = vec![entry(1, 1, set("x", "y"), 1, 1)];
         addr.send(PersistReady { entries: entries.clone(), hard_state: None }).await.unwrap().unwrap();
         addr.do_send(ApplyCommitted { entries, conf_state: None, members: None });
