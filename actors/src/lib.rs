@@ -33,8 +33,8 @@
 //! # The path of a command
 //! A client's `SET k v` is decoded by its Session and sent to RedisStore (`ExecuteBatch`, with
 //! whatever else the client pipelined), which wraps it in a `Proposal` with a unique request id
-//! and sends it to RaftNode (`Propose`, with every write of that turn). RaftNode appends it to
-//! raft-rs; the next Ready hands the new entries to Storage (`PersistReady`) while PeerTransport
+//! and sends it to RaftNode (`Propose`), packed into one log entry with every write of that
+//! turn. RaftNode appends the entry to raft-rs; the next Ready hands the new entries to Storage (`PersistReady`) while PeerTransport
 //! carries them to the followers, and RaftNode goes on without waiting for the fsync (raft-rs's
 //! asynchronous Ready: a follower's acknowledgement leaves only once its entries are durable).
 //! When a quorum has them, the entry is committed, RaftNode sends it to Storage

@@ -27,6 +27,7 @@ use raft::{ReadOnlyOption, SnapshotStatus, StateRole, INVALID_ID};
 use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
+use crate::command::BATCH_CONTEXT;
 use crate::error::{Error, Result};
 use crate::membership::{decode_members, upsert, ConfChangeContext, Member};
 use crate::peer_transport::{SendMessages, UpdatePeers};
@@ -36,9 +37,9 @@ use crate::storage::{
 };
 use crate::telemetry;
 
-/// Propose replicated writes (encoded `Proposal`s), all that RedisStore gathered in one turn.
-/// Replies, for each, as soon as raft-rs accepted or refused it; the outcome arrives later
-/// through the apply path.
+/// Propose replicated writes, all that RedisStore gathered in one turn: each element is one
+/// log entry, a batch of encoded `Proposal`s ([`crate::command::Proposal::encode_batch`]). Replies, for each,
+/// as soon as raft-rs accepted or refused it; the outcome arrives later through the apply path.
 #[derive(Message)]
 #[rtype(result = "Vec<Result<()>>")]
 pub struct Propose(pub Vec<Vec<u8>>);
@@ -802,7 +803,7 @@ impl Handler<Propose> for RaftNode {
             .0
             .into_iter()
             .map(|data| {
-                self.raw.propose(Vec::new(), data).map_err(|e| {
+                self.raw.propose(BATCH_CONTEXT.to_vec(), data).map_err(|e| {
                     debug!(node = self.id, error = %e, "proposal dropped");
                     Error::ProposalDropped
                 })
@@ -1089,7 +1090,13 @@ mod tests {
         let op = WriteOp::Set { key: Bytes::from_static(b"k"), value: Bytes::from_static(b"v") };
         let origin = RequestId { node: 1, incarnation: node.incarnation, seq: 42 };
         let proposal = Proposal { origin, now_ms: 0, op };
-        node.raft.send(Propose(vec![proposal.encode()])).await.unwrap().pop().unwrap().unwrap();
+        node.raft
+            .send(Propose(vec![Proposal::encode_batch([proposal.encode().as_slice()].into_iter())]))
+            .await
+            .unwrap()
+            .pop()
+            .unwrap()
+            .unwrap();
         let applied = node.recorder.applied.clone();
         wait_for("the proposal to be applied", || {
             applied.lock().unwrap().iter().any(|a| a.replies.iter().any(|(seq, _)| *seq == 42))

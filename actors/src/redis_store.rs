@@ -255,20 +255,21 @@ impl RedisStore {
     fn flush(&mut self, ctx: &mut Context<Self>) {
         self.flush_scheduled = false;
         if !self.new_proposals.is_empty() {
-            let (seqs, data): (Vec<u64>, Vec<Vec<u8>>) =
-                std::mem::take(&mut self.new_proposals).into_iter().unzip();
-            let proposed = self.raft.send(Propose(data));
+            let (entries, seqs) = batch_entries(std::mem::take(&mut self.new_proposals));
+            let proposed = self.raft.send(Propose(entries));
             ctx.spawn(proposed.into_actor(self).map(move |result, store, _| {
                 let results = match result {
                     Ok(results) => results,
                     Err(mailbox) => vec![Err(Error::from(mailbox)); seqs.len()],
                 };
-                for (seq, result) in seqs.into_iter().zip(results) {
-                    // Refused outright: nothing entered the log, so the client learns it now.
+                for (seqs, result) in seqs.into_iter().zip(results) {
+                    // Refused outright: nothing entered the log, so the clients learn it now.
                     if let Err(e) = result {
-                        if let Some(w) = store.pending_writes.remove(&seq) {
-                            metrics::counter!(telemetry::WRITES, "result" => "refused").increment(1);
-                            let _ = w.reply.send(e.to_frame());
+                        for seq in seqs {
+                            if let Some(w) = store.pending_writes.remove(&seq) {
+                                metrics::counter!(telemetry::WRITES, "result" => "refused").increment(1);
+                                let _ = w.reply.send(e.to_frame());
+                            }
                         }
                     }
                 }
@@ -631,6 +632,37 @@ impl RedisStore {
     }
 }
 
+/// A log entry carries at most about this many bytes of proposals; a turn's writes beyond it
+/// go in further entries, so one huge pipeline does not become one huge Raft message.
+const MAX_BATCH_BYTES: usize = 1 << 20;
+
+/// Groups a turn's encoded proposals, in order, into log entries of at most
+/// [`MAX_BATCH_BYTES`] (or one proposal, if larger): the entries' data, and the request
+/// sequence numbers each entry carries.
+fn batch_entries(proposals: Vec<(u64, Vec<u8>)>) -> (Vec<Vec<u8>>, Vec<Vec<u64>>) {
+    let mut groups: Vec<Vec<(u64, Vec<u8>)>> = Vec::new();
+    let mut bytes = 0;
+    for (seq, data) in proposals {
+        match groups.last_mut() {
+            Some(group) if bytes + data.len() <= MAX_BATCH_BYTES => {
+                bytes += data.len();
+                group.push((seq, data));
+            }
+            _ => {
+                bytes = data.len();
+                groups.push(vec![(seq, data)]);
+            }
+        }
+    }
+    groups
+        .into_iter()
+        .map(|group| {
+            let data = Proposal::encode_batch(group.iter().map(|(_, data)| data.as_slice()));
+            (data, group.into_iter().map(|(seq, _)| seq).collect())
+        })
+        .unzip()
+}
+
 impl Handler<Execute> for RedisStore {
     type Result = ResponseFuture<Frame>;
 
@@ -745,4 +777,34 @@ pub fn format_raft_info(status: &RaftStatus, members: &[MemberStatus]) -> String
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::BATCH_CONTEXT;
+
+    #[test]
+    fn a_turns_writes_become_entries_of_bounded_size_in_order() {
+        let proposal = |seq: u64, len: usize| Proposal {
+            origin: RequestId { node: 1, incarnation: 1, seq },
+            now_ms: 0,
+            op: WriteOp::Set { key: Bytes::from(format!("k{seq}")), value: Bytes::from(vec![b'v'; len]) },
+        };
+        let third = MAX_BATCH_BYTES / 3;
+        let turn = vec![
+            proposal(1, 10),
+            proposal(2, third),
+            proposal(3, third),
+            proposal(4, third),               // would pass the bound: a new entry
+            proposal(5, MAX_BATCH_BYTES * 2), // over the bound alone: an entry of its own
+            proposal(6, 10),
+        ];
+        let encoded = turn.iter().map(|p| (p.origin.seq, p.encode())).collect();
+        let (entries, seqs) = batch_entries(encoded);
+        assert_eq!(seqs, vec![vec![1, 2, 3], vec![4], vec![5], vec![6]]);
+        let decoded: Vec<Proposal> =
+            entries.iter().flat_map(|data| Proposal::decode_entry(BATCH_CONTEXT, data).unwrap()).collect();
+        assert_eq!(decoded, turn);
+    }
 }

@@ -352,11 +352,12 @@ impl Storage {
             if entry.get_entry_type() != EntryType::EntryNormal || entry.data.is_empty() {
                 continue; // leader no-ops; conf changes were applied by RaftNode
             }
-            let proposal = Proposal::decode(&entry.data)?;
-            let origin = proposal.origin;
-            let reply = apply.apply(entry.index, proposal)?;
-            if origin.node == self.node_id && origin.incarnation == self.incarnation {
-                replies.push((origin.seq, reply));
+            for proposal in Proposal::decode_entry(&entry.context, &entry.data)? {
+                let origin = proposal.origin;
+                let reply = apply.apply(entry.index, proposal)?;
+                if origin.node == self.node_id && origin.incarnation == self.incarnation {
+                    replies.push((origin.seq, reply));
+                }
             }
         }
         if last == self.applied && msg.conf_state.is_none() && msg.members.is_none() {
@@ -856,7 +857,7 @@ fn put_synced(db: &DB, family: &str, key: &[u8], value: &[u8]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::command::{RequestId, WriteOp};
+    use crate::command::{RequestId, WriteOp, BATCH_CONTEXT};
     use bytes::Bytes;
 
     fn members(ids: &[u64]) -> Vec<Member> {
@@ -978,6 +979,40 @@ mod tests {
         let again = s.apply_committed(ApplyCommitted { entries, conf_state: None, members: None }).unwrap();
         assert!(again.replies.is_empty());
         assert_eq!(get(&s, "k"), Frame::Null);
+    }
+
+    #[test]
+    fn a_batch_entry_applies_its_proposals_in_order_and_answers_only_this_nodes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, _) = Storage::open(dir.path(), 1, &members(&[1, 2]), true).unwrap();
+        let proposal = |node, seq, op: Option<WriteOp>| {
+            let origin = RequestId { node, incarnation: 1, seq };
+            Proposal { origin, now_ms: 0, op: op.unwrap() }.encode()
+        };
+        let incr = |k: &str| Some(WriteOp::IncrBy { key: Bytes::from(k.to_string()), delta: 1 });
+        let parts = [
+            proposal(1, 7, set("n", "41")),
+            proposal(2, 7, incr("n")),
+            proposal(1, 8, incr("n")),
+            proposal(1, 9, set("m", "x")),
+        ];
+        let mut batch = entry(1, 1, None, 1, 1);
+        batch.context = BATCH_CONTEXT.to_vec().into();
+        batch.data = Proposal::encode_batch(parts.iter().map(Vec::as_slice)).into();
+        let single = entry(2, 1, incr("n"), 1, 1); // the one-proposal format still applies
+        let applied = s.apply_committed(ApplyCommitted {
+            entries: vec![batch, single],
+            conf_state: None,
+            members: None,
+        });
+        let applied = applied.unwrap();
+        assert_eq!(applied.index, 2);
+        assert_eq!(
+            applied.replies,
+            vec![(7, Frame::ok()), (8, Frame::Integer(43)), (9, Frame::ok()), (2, Frame::Integer(44))]
+        );
+        assert_eq!(get(&s, "n"), Frame::bulk("44"));
+        assert_eq!(get(&s, "m"), Frame::bulk("x"));
     }
 
     #[test]

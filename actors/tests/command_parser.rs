@@ -10,7 +10,7 @@ mod support;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use actors::command::ReadQuery;
-use actors::command::{Command, Proposal, RequestId, COMMAND_TABLE};
+use actors::command::{Command, Proposal, RequestId, BATCH_CONTEXT, COMMAND_TABLE};
 use actors::resp::{Frame, RespCodec, RespLimits};
 use bytes::{Bytes, BytesMut};
 use support::{cases, Rng, SEEDS};
@@ -164,6 +164,18 @@ fn random_argument_vectors_never_panic_and_errors_are_redis_errors() {
                             panic!("seed {seed} case {case}: [{}]: {e}", shown.join(", "))
                         });
                         assert_eq!(decoded, proposal, "seed {seed} case {case}: [{}]", shown.join(", "));
+                        // And inside a batch entry, next to another proposal.
+                        let encoded = proposal.encode();
+                        let batch =
+                            Proposal::encode_batch([encoded.as_slice(), encoded.as_slice()].into_iter());
+                        let decoded = Proposal::decode_entry(BATCH_CONTEXT, &batch).unwrap_or_else(|e| {
+                            panic!("seed {seed} case {case}: [{}] in a batch: {e}", shown.join(", "))
+                        });
+                        assert_eq!(
+                            decoded,
+                            [proposal.clone(), proposal],
+                            "seed {seed} case {case}: in a batch"
+                        );
                     }
                 }
                 Ok(Err(reply)) | Err(reply) => {

@@ -10,7 +10,7 @@
 
 use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
-use protocol::command::{Command, Proposal, ReadQuery, RequestId};
+use protocol::command::{Command, Proposal, ReadQuery, RequestId, BATCH_CONTEXT};
 use protocol::resp::{Frame, RespCodec, RespLimits};
 use tokio_util::codec::{Decoder, Encoder};
 
@@ -46,6 +46,11 @@ fn check(request: Vec<Bytes>) {
             let decoded = Proposal::decode(&proposal.encode())
                 .unwrap_or_else(|e| panic!("{request:?}: its log entry does not decode: {e}"));
             assert_eq!(decoded, proposal, "{request:?}: the log entry changed it");
+            let encoded = proposal.encode();
+            let batch = Proposal::encode_batch([encoded.as_slice(), encoded.as_slice()].into_iter());
+            let decoded = Proposal::decode_entry(BATCH_CONTEXT, &batch)
+                .unwrap_or_else(|e| panic!("{request:?}: its batch entry does not decode: {e}"));
+            assert_eq!(decoded, vec![proposal.clone(), proposal], "{request:?}: the batch entry changed it");
         }
         Ok(Ok(_)) => {}
         Ok(Err(reply)) | Err(reply) => assert_redis_error(&reply, &request),

@@ -271,7 +271,32 @@ impl Proposal {
     pub fn decode(data: &[u8]) -> Result<Self, DecodeError> {
         postcard::from_bytes(data).map_err(|e| DecodeError(e.to_string()))
     }
+
+    /// The payload of a log entry that carries several proposals, applied in order: postcard's
+    /// encoding of a `Vec<Proposal>`, joined from proposals already encoded (a count, then
+    /// each one). Such an entry is marked by [`BATCH_CONTEXT`].
+    pub fn encode_batch<'a>(encoded: impl ExactSizeIterator<Item = &'a [u8]>) -> Vec<u8> {
+        let count = postcard::to_allocvec(&encoded.len()).expect("a count always serializes");
+        let mut out = count;
+        for proposal in encoded {
+            out.extend_from_slice(proposal);
+        }
+        out
+    }
+
+    /// The proposals of a normal log entry: a batch when `context` is [`BATCH_CONTEXT`], else
+    /// one proposal (the format of entries written before batches existed).
+    pub fn decode_entry(context: &[u8], data: &[u8]) -> Result<Vec<Self>, DecodeError> {
+        if context == BATCH_CONTEXT {
+            postcard::from_bytes(data).map_err(|e| DecodeError(e.to_string()))
+        } else {
+            Ok(vec![Self::decode(data)?])
+        }
+    }
 }
+
+/// The context of a log entry whose data is a batch of proposals ([`Proposal::encode_batch`]).
+pub const BATCH_CONTEXT: &[u8] = b"batch";
 
 /// The arguments after the command name, with Redis-style accessors.
 pub struct Args {
@@ -561,5 +586,25 @@ mod tests {
         let p =
             Proposal { origin: RequestId { node: 1, incarnation: 2, seq: 3 }, now_ms: 1_700_000_000_000, op };
         assert_eq!(Proposal::decode(&p.encode()).unwrap(), p);
+    }
+
+    #[test]
+    fn a_batch_entry_decodes_to_its_proposals_in_order_and_an_unmarked_entry_to_one() {
+        let proposal = |seq, key: &'static [u8]| Proposal {
+            origin: RequestId { node: 2, incarnation: 1, seq },
+            now_ms: 5,
+            op: WriteOp::Set { key: Bytes::from_static(key), value: Bytes::from(vec![seq as u8; 300]) },
+        };
+        let batch: Vec<Proposal> = (1..=200).map(|seq| proposal(seq, b"k")).collect();
+        let encoded: Vec<Vec<u8>> = batch.iter().map(Proposal::encode).collect();
+        // 200 needs a two-byte count.
+        let data = Proposal::encode_batch(encoded.iter().map(Vec::as_slice));
+        assert_eq!(Proposal::decode_entry(BATCH_CONTEXT, &data).unwrap(), batch);
+        let empty = Proposal::encode_batch(std::iter::empty());
+        assert_eq!(Proposal::decode_entry(BATCH_CONTEXT, &empty).unwrap(), vec![]);
+        // Entries from before batches existed: no context, one proposal.
+        assert_eq!(Proposal::decode_entry(b"", &encoded[0]).unwrap(), vec![batch[0].clone()]);
+        // Cut short, a batch is an error, never a shorter list.
+        assert!(Proposal::decode_entry(BATCH_CONTEXT, &data[..data.len() - 1]).is_err());
     }
 }
