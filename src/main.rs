@@ -48,7 +48,8 @@ struct Options {
     /// Start with an empty data dir and wait to be added by the cluster (`RAFT.NODE ADD`).
     #[arg(long, env = "RAFTKV_JOIN")]
     join: bool,
-    /// Compact the Raft log once this many applied entries follow the last compaction point.
+    /// Compact the Raft log once this many applied entries follow the last compaction point
+    /// (or once its entries hold 64 MiB).
     #[arg(long, env = "RAFTKV_SNAPSHOT_THRESHOLD", default_value_t = 20_000)]
     snapshot_threshold: u64,
     /// Largest bulk string (value) a client may send, in bytes (like Redis's

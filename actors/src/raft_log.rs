@@ -21,6 +21,13 @@ pub struct RaftLog {
     snapshot_term: u64,
     /// Entries `snapshot_index + 1 ..= last_index`.
     entries: VecDeque<Entry>,
+    /// Their payload bytes (data and context), which bound the log as much as their count.
+    bytes: u64,
+}
+
+/// What an entry weighs in the log: its payload.
+fn payload(entry: &Entry) -> u64 {
+    (entry.data.len() + entry.context.len()) as u64
 }
 
 impl RaftLog {
@@ -31,7 +38,8 @@ impl RaftLog {
         snapshot_term: u64,
         entries: Vec<Entry>,
     ) -> Self {
-        RaftLog { hard_state, conf_state, snapshot_index, snapshot_term, entries: entries.into() }
+        let bytes = entries.iter().map(payload).sum();
+        RaftLog { hard_state, conf_state, snapshot_index, snapshot_term, entries: entries.into(), bytes }
     }
 
     pub fn first_index(&self) -> u64 {
@@ -44,6 +52,28 @@ impl RaftLog {
 
     pub fn snapshot_index(&self) -> u64 {
         self.snapshot_index
+    }
+
+    /// The payload bytes of the entries held.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Where to compact so that at most `keep_entries` entries, and at most `keep_bytes` of
+    /// payload, stay below `applied` (for a follower that is only a little behind).
+    pub fn compaction_point(&self, applied: u64, keep_entries: u64, keep_bytes: u64) -> u64 {
+        let mut point = applied.min(self.last_index());
+        let (mut kept, mut kept_bytes) = (0, 0);
+        while point > self.snapshot_index && kept < keep_entries {
+            let size = payload(&self.entries[(point - self.first_index()) as usize]);
+            if kept_bytes + size > keep_bytes {
+                break;
+            }
+            kept += 1;
+            kept_bytes += size;
+            point -= 1;
+        }
+        point
     }
 
     pub fn set_hard_state(&mut self, hs: HardState) {
@@ -68,7 +98,9 @@ impl RaftLog {
             self.first_index(),
             self.last_index()
         );
-        self.entries.truncate((first.index - self.first_index()) as usize);
+        let keep = (first.index - self.first_index()) as usize;
+        self.bytes -= self.entries.drain(keep..).map(|e| payload(&e)).sum::<u64>();
+        self.bytes += entries.iter().map(payload).sum::<u64>();
         self.entries.extend(entries.iter().cloned());
     }
 
@@ -78,7 +110,8 @@ impl RaftLog {
             return;
         }
         let term = self.entries[(index - self.first_index()) as usize].term;
-        self.entries.drain(..(index - self.snapshot_index) as usize);
+        self.bytes -=
+            self.entries.drain(..(index - self.snapshot_index) as usize).map(|e| payload(&e)).sum::<u64>();
         self.snapshot_index = index;
         self.snapshot_term = term;
     }
@@ -86,6 +119,7 @@ impl RaftLog {
     /// Replaces the log with an installed snapshot.
     pub fn apply_snapshot(&mut self, meta: &SnapshotMetadata) {
         self.entries.clear();
+        self.bytes = 0;
         self.snapshot_index = meta.index;
         self.snapshot_term = meta.term;
         self.conf_state = meta.get_conf_state().clone();
@@ -170,6 +204,40 @@ mod tests {
                 e
             })
             .collect()
+    }
+
+    fn sized(range: std::ops::RangeInclusive<u64>, term: u64, len: usize) -> Vec<Entry> {
+        let mut out = entries(range, term);
+        for e in &mut out {
+            e.data = vec![0; len].into();
+        }
+        out
+    }
+
+    #[test]
+    fn the_payload_count_follows_appends_conflicts_compaction_and_snapshots() {
+        let mut log = RaftLog::new(HardState::default(), ConfState::default(), 0, 0, sized(1..=4, 1, 10));
+        assert_eq!(log.bytes(), 40);
+        log.append(&sized(3..=6, 2, 100)); // 3 and 4 replaced
+        assert_eq!(log.bytes(), 20 + 400);
+        log.compact(4);
+        assert_eq!(log.bytes(), 200);
+        let mut meta = SnapshotMetadata::default();
+        meta.index = 9;
+        log.apply_snapshot(&meta);
+        assert_eq!(log.bytes(), 0);
+    }
+
+    #[test]
+    fn the_compaction_point_keeps_a_tail_bounded_by_count_and_by_bytes() {
+        let mut log = RaftLog::default();
+        log.append(&sized(1..=100, 1, 10));
+        assert_eq!(log.compaction_point(90, 20, 1_000), 70);
+        assert_eq!(log.compaction_point(90, 20, 55), 85, "five entries of 10 bytes fit in 55");
+        assert_eq!(log.compaction_point(90, 20, 5), 90, "none fits");
+        assert_eq!(log.compaction_point(10, 20, 1_000), 0, "never below the log's start");
+        log.compact(50);
+        assert_eq!(log.compaction_point(60, 20, 1_000), 50);
     }
 
     #[test]

@@ -125,6 +125,10 @@ pub struct RaftStatus {
     pub leader_id: u64,
     pub commit_index: u64,
     pub applied_index: u64,
+    /// The first index the in-memory log holds (one past the compaction point).
+    pub log_first_index: u64,
+    /// The payload bytes of the entries it holds.
+    pub log_bytes: u64,
     pub voters: Vec<u64>,
     pub learners: Vec<u64>,
 }
@@ -140,10 +144,14 @@ pub struct RaftTiming {
     pub read_retry: Duration,
     /// A read index not confirmed in this time fails the read.
     pub read_timeout: Duration,
-    /// Compact the log once this many applied entries follow the last compaction point.
+    /// Compact the log once this many applied entries follow the last compaction point...
     pub compact_after: u64,
+    /// ... or once its entries hold this many bytes (an entry carries a whole turn of writes,
+    /// so a few thousand entries may be large).
+    pub compact_after_bytes: u64,
     /// Entries kept below the applied index at compaction, so a follower that is only a little
-    /// behind catches up from the log instead of a snapshot.
+    /// behind catches up from the log instead of a snapshot; at most an eighth of
+    /// `compact_after_bytes` of them.
     pub compact_keep: u64,
     /// How long a membership change or leadership transfer may take.
     pub admin_timeout: Duration,
@@ -167,6 +175,7 @@ impl Default for RaftTiming {
             read_retry: Duration::from_millis(500),
             read_timeout: Duration::from_secs(5),
             compact_after: 20_000,
+            compact_after_bytes: 64 << 20,
             compact_keep: 2_000,
             admin_timeout: Duration::from_secs(10),
             promote_lag: 100,
@@ -419,12 +428,17 @@ impl RaftNode {
         }
     }
 
-    /// Compacts the log once enough applied entries follow the last compaction point. Storage
-    /// compacts after the applies already in its mailbox, so it never drops an unapplied entry.
+    /// Compacts the log once enough applied entries follow the last compaction point, or the
+    /// log has grown large. Storage compacts after the applies already in its mailbox, so it
+    /// never drops an unapplied entry.
     fn maybe_compact(&mut self) {
         let applied = self.raw.raft.raft_log.applied;
-        if applied >= self.raw.store().snapshot_index() + self.timing.compact_after {
-            self.compact_to(applied.saturating_sub(self.timing.compact_keep));
+        let log = self.raw.store();
+        let timing = &self.timing;
+        if applied >= log.snapshot_index() + timing.compact_after || log.bytes() >= timing.compact_after_bytes
+        {
+            let to = log.compaction_point(applied, timing.compact_keep, timing.compact_after_bytes / 8);
+            self.compact_to(to);
         }
     }
 
@@ -733,6 +747,8 @@ impl RaftNode {
             leader_id: raft.leader_id,
             commit_index: raft.raft_log.committed,
             applied_index: raft.raft_log.applied,
+            log_first_index: self.raw.store().first_index(),
+            log_bytes: self.raw.store().bytes(),
             voters: self.conf_state.voters.clone(),
             learners: self.conf_state.learners.clone(),
         }
@@ -1047,6 +1063,10 @@ mod tests {
     }
 
     fn start_node(voters: &[u64]) -> TestNode {
+        start_node_with(voters, fast_timing())
+    }
+
+    fn start_node_with(voters: &[u64], timing: RaftTiming) -> TestNode {
         let dir = tempfile::tempdir().unwrap();
         let members: Vec<Member> = voters
             .iter()
@@ -1057,15 +1077,9 @@ mod tests {
         let rec = recorder.clone().start();
         let storage = crate::mailbox::start(storage.with_applied_sink(rec.clone().recipient()));
         let incarnation = recovered.incarnation;
-        let node = RaftNode::new(
-            1,
-            recovered,
-            fast_timing(),
-            storage.clone(),
-            rec.clone().recipient(),
-            rec.recipient(),
-        )
-        .unwrap();
+        let node =
+            RaftNode::new(1, recovered, timing, storage.clone(), rec.clone().recipient(), rec.recipient())
+                .unwrap();
         TestNode { raft: crate::mailbox::start(node), storage, recorder, incarnation, _dir: dir }
     }
 
@@ -1114,6 +1128,48 @@ mod tests {
             .unwrap();
         assert_eq!(value, Frame::bulk("v"));
         assert!(node.recorder.sent.lock().unwrap().is_empty(), "a single node sends nothing");
+    }
+
+    #[actix_rt::test]
+    async fn a_log_of_few_large_entries_is_compacted_by_its_size() {
+        // Far fewer entries than `compact_after`, but over `compact_after_bytes`.
+        let timing = RaftTiming { compact_after: 1_000_000, compact_after_bytes: 64 << 10, ..fast_timing() };
+        let node = start_node_with(&[1], timing);
+        wait_for_leader(&node).await;
+        let value = Bytes::from(vec![b'v'; 4 << 10]);
+        for seq in 1..=40u64 {
+            let op = WriteOp::Set { key: Bytes::from(format!("k{seq}")), value: value.clone() };
+            let proposal =
+                Proposal { origin: RequestId { node: 1, incarnation: node.incarnation, seq }, now_ms: 0, op };
+            let entry = Proposal::encode_batch([proposal.encode().as_slice()].into_iter());
+            node.raft.send(Propose(vec![entry])).await.unwrap().pop().unwrap().unwrap();
+        }
+        let applied = node.recorder.applied.clone();
+        wait_for("every proposal to be applied", || {
+            applied
+                .lock()
+                .unwrap()
+                .iter()
+                .flat_map(|a| &a.replies)
+                .filter(|(seq, _)| (1..=40).contains(seq))
+                .count()
+                == 40
+        })
+        .await;
+        let status = node.raft.send(GetStatus).await.unwrap();
+        assert!(status.log_first_index > 20, "the log was not compacted: {status:?}");
+        // The entries kept below the applied index weigh at most an eighth of the bound.
+        assert!(status.log_bytes <= (64 << 10) / 8 + 2 * (5 << 10), "{status:?}");
+        let first = node.storage.send(Read(vec![ReadQuery::Get(Bytes::from_static(b"k1"))])).await.unwrap();
+        assert_eq!(first, vec![Frame::Bulk(value)], "compaction keeps the applied data");
+    }
+
+    async fn wait_for_leader(node: &TestNode) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while node.raft.send(GetStatus).await.unwrap().role != "leader" {
+            assert!(Instant::now() < deadline, "no election");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     #[actix_rt::test]

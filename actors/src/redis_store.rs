@@ -583,8 +583,8 @@ pub fn format_info(
         out.push_str(&format!("node_id:{}\r\nrole:{}\r\nterm:{}\r\n", status.id, status.role, status.term));
         out.push_str(&format!("leader_id:{}\r\n", status.leader_id));
         out.push_str(&format!(
-            "commit_index:{}\r\napplied_index:{}\r\n",
-            status.commit_index, status.applied_index
+            "commit_index:{}\r\napplied_index:{}\r\nlog_first_index:{}\r\nlog_bytes:{}\r\n",
+            status.commit_index, status.applied_index, status.log_first_index, status.log_bytes
         ));
         out.push_str(&format!("members:{}\r\nlearners:{}\r\n", join(&status.voters), join(&status.learners)));
         out.push_str(&format!("peers:{}\r\n\r\n", node.peer_addrs.join(",")));
