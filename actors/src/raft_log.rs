@@ -21,8 +21,10 @@ pub struct RaftLog {
     snapshot_term: u64,
     /// Entries `snapshot_index + 1 ..= last_index`.
     entries: VecDeque<Entry>,
-    /// Their payload bytes (data and context), which bound the log as much as their count.
-    bytes: u64,
+    /// A running total of the entries' payload bytes (data and context), which bound the log
+    /// as much as their count: `ends[i]` counts through `entries[i]`, `start` before the first.
+    ends: VecDeque<u64>,
+    start: u64,
 }
 
 /// What an entry weighs in the log: its payload.
@@ -38,8 +40,9 @@ impl RaftLog {
         snapshot_term: u64,
         entries: Vec<Entry>,
     ) -> Self {
-        let bytes = entries.iter().map(payload).sum();
-        RaftLog { hard_state, conf_state, snapshot_index, snapshot_term, entries: entries.into(), bytes }
+        let mut log = RaftLog { hard_state, conf_state, snapshot_index, snapshot_term, ..Default::default() };
+        log.append(&entries);
+        log
     }
 
     pub fn first_index(&self) -> u64 {
@@ -56,21 +59,27 @@ impl RaftLog {
 
     /// The payload bytes of the entries held.
     pub fn bytes(&self) -> u64 {
-        self.bytes
+        self.bytes_through(self.last_index())
+    }
+
+    /// The payload bytes of the entries held up to and including `index`.
+    pub fn bytes_through(&self, index: u64) -> u64 {
+        match index.min(self.last_index()).checked_sub(self.first_index()) {
+            Some(offset) => self.ends[offset as usize] - self.start,
+            None => 0,
+        }
     }
 
     /// Where to compact so that at most `keep_entries` entries, and at most `keep_bytes` of
     /// payload, stay below `applied` (for a follower that is only a little behind).
     pub fn compaction_point(&self, applied: u64, keep_entries: u64, keep_bytes: u64) -> u64 {
-        let mut point = applied.min(self.last_index());
-        let (mut kept, mut kept_bytes) = (0, 0);
-        while point > self.snapshot_index && kept < keep_entries {
-            let size = payload(&self.entries[(point - self.first_index()) as usize]);
-            if kept_bytes + size > keep_bytes {
-                break;
-            }
-            kept += 1;
-            kept_bytes += size;
+        let applied = applied.min(self.last_index());
+        let through_applied = self.bytes_through(applied);
+        let mut point = applied;
+        while point > self.snapshot_index
+            && applied - (point - 1) <= keep_entries
+            && through_applied - self.bytes_through(point - 1) <= keep_bytes
+        {
             point -= 1;
         }
         point
@@ -99,8 +108,13 @@ impl RaftLog {
             self.last_index()
         );
         let keep = (first.index - self.first_index()) as usize;
-        self.bytes -= self.entries.drain(keep..).map(|e| payload(&e)).sum::<u64>();
-        self.bytes += entries.iter().map(payload).sum::<u64>();
+        self.entries.truncate(keep);
+        self.ends.truncate(keep);
+        let mut total = self.ends.back().copied().unwrap_or(self.start);
+        for entry in entries {
+            total += payload(entry);
+            self.ends.push_back(total);
+        }
         self.entries.extend(entries.iter().cloned());
     }
 
@@ -110,8 +124,10 @@ impl RaftLog {
             return;
         }
         let term = self.entries[(index - self.first_index()) as usize].term;
-        self.bytes -=
-            self.entries.drain(..(index - self.snapshot_index) as usize).map(|e| payload(&e)).sum::<u64>();
+        let dropped = (index - self.snapshot_index) as usize;
+        self.entries.drain(..dropped);
+        self.start = self.ends[dropped - 1];
+        self.ends.drain(..dropped);
         self.snapshot_index = index;
         self.snapshot_term = term;
     }
@@ -119,7 +135,7 @@ impl RaftLog {
     /// Replaces the log with an installed snapshot.
     pub fn apply_snapshot(&mut self, meta: &SnapshotMetadata) {
         self.entries.clear();
-        self.bytes = 0;
+        self.ends.clear();
         self.snapshot_index = meta.index;
         self.snapshot_term = meta.term;
         self.conf_state = meta.get_conf_state().clone();
@@ -220,12 +236,19 @@ mod tests {
         assert_eq!(log.bytes(), 40);
         log.append(&sized(3..=6, 2, 100)); // 3 and 4 replaced
         assert_eq!(log.bytes(), 20 + 400);
+        assert_eq!(log.bytes_through(4), 20 + 200);
+        assert_eq!(log.bytes_through(0), 0);
         log.compact(4);
         assert_eq!(log.bytes(), 200);
+        assert_eq!((log.bytes_through(4), log.bytes_through(5), log.bytes_through(99)), (0, 100, 200));
+        log.append(&sized(7..=7, 2, 1));
+        assert_eq!(log.bytes(), 201);
         let mut meta = SnapshotMetadata::default();
         meta.index = 9;
         log.apply_snapshot(&meta);
         assert_eq!(log.bytes(), 0);
+        log.append(&sized(10..=11, 3, 7));
+        assert_eq!((log.bytes(), log.bytes_through(10)), (14, 7));
     }
 
     #[test]

@@ -146,8 +146,8 @@ pub struct RaftTiming {
     pub read_timeout: Duration,
     /// Compact the log once this many applied entries follow the last compaction point...
     pub compact_after: u64,
-    /// ... or once its entries hold this many bytes (an entry carries a whole turn of writes,
-    /// so a few thousand entries may be large).
+    /// ... or once they hold this many bytes (an entry carries a whole turn of writes, so a
+    /// few thousand entries may be large).
     pub compact_after_bytes: u64,
     /// Entries kept below the applied index at compaction, so a follower that is only a little
     /// behind catches up from the log instead of a snapshot; at most an eighth of
@@ -428,14 +428,15 @@ impl RaftNode {
         }
     }
 
-    /// Compacts the log once enough applied entries follow the last compaction point, or the
-    /// log has grown large. Storage compacts after the applies already in its mailbox, so it
-    /// never drops an unapplied entry.
+    /// Compacts the log once enough applied entries, or enough bytes of them, follow the last
+    /// compaction point. Storage compacts after the applies already in its mailbox, so it never
+    /// drops an unapplied entry.
     fn maybe_compact(&mut self) {
         let applied = self.raw.raft.raft_log.applied;
         let log = self.raw.store();
         let timing = &self.timing;
-        if applied >= log.snapshot_index() + timing.compact_after || log.bytes() >= timing.compact_after_bytes
+        if applied >= log.snapshot_index() + timing.compact_after
+            || log.bytes_through(applied) >= timing.compact_after_bytes
         {
             let to = log.compaction_point(applied, timing.compact_keep, timing.compact_after_bytes / 8);
             self.compact_to(to);
