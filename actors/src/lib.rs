@@ -34,9 +34,10 @@
 //! A client's `SET k v` is decoded by its Session and sent to RedisStore (`ExecuteBatch`, with
 //! whatever else the client pipelined), which wraps it in a `Proposal` with a unique request id
 //! and sends it to RaftNode (`Propose`), packed into one log entry with every write of that
-//! turn. RaftNode appends the entry to raft-rs; the next Ready hands the new entries to Storage (`PersistReady`) while PeerTransport
-//! carries them to the followers, and RaftNode goes on without waiting for the fsync (raft-rs's
-//! asynchronous Ready: a follower's acknowledgement leaves only once its entries are durable).
+//! turn. RaftNode appends the entry to raft-rs; the next Ready hands the new entries to Storage
+//! (`PersistReady`) while PeerTransport carries them to the followers, and RaftNode goes on
+//! without waiting for the fsync (raft-rs's asynchronous Ready: a follower's acknowledgement
+//! leaves only once its entries are durable).
 //! When a quorum has them, the entry is committed, RaftNode sends it to Storage
 //! (`ApplyCommitted`, ahead of the next persist), Storage applies it to the keyspace and tells
 //! RedisStore (`Applied`) the reply it computed, and RedisStore answers the Session, which
@@ -101,9 +102,9 @@ use storage::Storage;
 /// the log, and whose durability raft-rs would hear of too soon), an `ApplyCommitted` ahead of
 /// the one before it. Every actor that hears from another (RaftNode, RedisStore, Storage,
 /// PeerTransport) therefore gets an unbounded mailbox, where a send enqueues at the call, in
-/// call order. The load stays bounded by the senders: a Session has
-/// one batch in flight, RedisStore one read-index round, and RaftNode's messages follow the
-/// Readies raft-rs hands it.
+/// call order. The load stays bounded by the senders: a Session has one batch in flight,
+/// RedisStore one read-index round, and RaftNode's messages follow the Readies raft-rs hands
+/// it.
 pub mod mailbox {
     use actix::dev::channel;
     use actix::prelude::*;

@@ -38,8 +38,9 @@ use crate::storage::{
 use crate::telemetry;
 
 /// Propose replicated writes, all that RedisStore gathered in one turn: each element is one
-/// log entry, a batch of encoded `Proposal`s ([`crate::command::Proposal::encode_batch`]). Replies, for each,
-/// as soon as raft-rs accepted or refused it; the outcome arrives later through the apply path.
+/// log entry, a batch of encoded `Proposal`s ([`crate::command::Proposal::encode_batch`]).
+/// Replies, for each, as soon as raft-rs accepted or refused it; the outcome arrives later
+/// through the apply path.
 #[derive(Message)]
 #[rtype(result = "Vec<Result<()>>")]
 pub struct Propose(pub Vec<Vec<u8>>);

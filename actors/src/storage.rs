@@ -18,9 +18,11 @@
 //! Durability rules: the entries and hard state of one Ready are one `WriteBatch`; the reply to
 //! its `PersistReady` waits for a sync of the write-ahead log that covers it (one fsync for all
 //! the Readies written while the previous one ran: group commit). A Ready whose only change is
-//! the commit index is not synced: it is learnt again from the leader after a crash. The kv changes of a batch of committed
-//! entries, the new applied index and a commit index covering them are one atomic `WriteBatch`,
-//! so a restart resumes exactly at the applied index and never finds applied > commit.
+//! the commit index is not synced: it is learnt again from the leader after a crash. The kv
+//! changes of a batch of committed entries (each entry carrying the proposals of one turn of
+//! RedisStore), the new applied index and a commit index covering them are one atomic
+//! `WriteBatch`, so a restart resumes exactly at the applied index and never finds
+//! applied > commit.
 //!
 //! Snapshots: a leader sends a follower a RocksDB checkpoint (hard links, taken between two
 //! messages, so the keyspace matches the applied index recorded next to it), read back in
