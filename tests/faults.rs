@@ -438,11 +438,17 @@ fn follower_catches_up_by_snapshot_after_compaction() {
         "the restarted follower to catch up",
         || matches!(s.cluster.raft_info(follower), Ok(info) if info.applied_index >= target),
     );
-    let leader_says = log_since(&s.cluster, leader, leader_log);
-    let follower_says = log_since(&s.cluster, follower, follower_log);
-    assert!(leader_says.contains("sending a snapshot"), "the leader never sent node {follower} a snapshot");
-    assert!(leader_says.contains("snapshot delivered"), "the leader's snapshot was never delivered");
-    assert!(follower_says.contains("installed a snapshot"), "node {follower} never installed a snapshot");
+    // Each node logs from its own threads: wait for the lines rather than read them once.
+    let logged = |id, from, line: &str| log_since(&s.cluster, id, from).contains(line);
+    wait_until(RECOVERY_BOUND, "the leader to log sending a snapshot", || {
+        logged(leader, leader_log, "sending a snapshot")
+    });
+    wait_until(RECOVERY_BOUND, "the leader to log the snapshot's delivery", || {
+        logged(leader, leader_log, "snapshot delivered")
+    });
+    wait_until(RECOVERY_BOUND, "the follower to log installing the snapshot", || {
+        logged(follower, follower_log, "installed a snapshot")
+    });
     s.recovered("after the follower caught up");
     s.hold("with the follower back");
 
@@ -451,9 +457,13 @@ fn follower_catches_up_by_snapshot_after_compaction() {
     s.cluster.restart(follower);
     s.fault(format!("restart {follower} from its snapshot"));
     s.recovered("after the follower restarted from its snapshot");
-    let follower_says = log_since(&s.cluster, follower, follower_log);
-    let (applied, log_entries) = startup_state(&follower_says)
-        .unwrap_or_else(|| panic!("no `starting raft-kv node` line from node {follower}:\n{follower_says}"));
+    // The workload may recover through the other nodes before the follower has logged its start.
+    let mut follower_says = String::new();
+    wait_until(RECOVERY_BOUND, "the restarted follower's `starting raft-kv node` line", || {
+        follower_says = log_since(&s.cluster, follower, follower_log);
+        startup_state(&follower_says).is_some()
+    });
+    let (applied, log_entries) = startup_state(&follower_says).expect("the line was just found");
     assert!(
         log_entries < applied && log_entries <= 2 * THRESHOLD,
         "node {follower} restarted with {log_entries} log entries up to applied index {applied}"
