@@ -71,6 +71,9 @@ struct Options {
     /// Serve Prometheus metrics over HTTP on this address (e.g. 127.0.0.1:9121); off when unset.
     #[arg(long, env = "RAFTKV_METRICS_ADDR")]
     metrics_addr: Option<SocketAddr>,
+    /// When Raft log writes reach the disk. `everysec` is faster and NOT Raft-safe: see README.
+    #[arg(long, env = "RAFTKV_FSYNC", value_enum, default_value = "always")]
+    fsync: FsyncMode,
     /// Log format on stderr.
     #[arg(long, env = "RAFTKV_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -85,6 +88,15 @@ fn main() {
         eprintln!("raft-kv: {e:#}");
         std::process::exit(1);
     }
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum FsyncMode {
+    /// Sync every Raft log write before acknowledging it (Raft's rule; the default).
+    Always,
+    /// Sync log writes about once a second, like Redis's `appendfsync everysec`: faster, but a
+    /// power loss can lose acknowledged writes and let replicas diverge. Not Raft-safe.
+    Everysec,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -127,6 +139,12 @@ fn run() -> anyhow::Result<()> {
     if !loopback && cluster_secret.is_empty() {
         tracing::warn!("no --cluster-secret: any host that can reach the peer port can pose as a node");
     }
+    if matches!(options.fsync, FsyncMode::Everysec) {
+        tracing::warn!(
+            "--fsync everysec: log writes are synced about once a second; a power loss can lose \
+             acknowledged writes and let the replicas diverge"
+        );
+    }
     if let Some(addr) = options.metrics_addr {
         metrics_exporter_prometheus::PrometheusBuilder::new()
             .with_http_listener(addr)
@@ -157,6 +175,10 @@ fn run() -> anyhow::Result<()> {
         join: options.join,
         cluster_secret,
         fault_control: options.fault_control.clone(),
+        fsync: match options.fsync {
+            FsyncMode::Always => actors::storage::Fsync::Always,
+            FsyncMode::Everysec => actors::storage::Fsync::EverySec,
+        },
     };
     let system = actix_rt::System::new();
     system.block_on(async move {

@@ -183,14 +183,32 @@ fn node(clients: &mut [Connection], id: u64) -> &mut Connection {
 
 #[test]
 fn kill_all_nodes_then_restart_loses_no_acknowledged_write() {
+    kill_all_nodes_then_restart(&[]);
+}
+
+/// `--fsync everysec` leaves log writes unsynced for up to a second, but they are in the
+/// kernel already: killing every process (unlike a power loss) still loses none of them.
+#[test]
+fn kill_all_nodes_with_fsync_everysec_loses_no_acknowledged_write() {
+    kill_all_nodes_then_restart(&["--fsync", "everysec"]);
+}
+
+fn kill_all_nodes_then_restart(flags: &[&str]) {
     const KEYS: usize = 200;
     let key = |n: usize| format!("durable:{n:03}");
     // Node (n % 3) + 1 writes key n: two thirds of the writes go through followers.
     let writer = |n: usize| (n % 3) as u64 + 1;
     let value = |n: usize| format!("value {n} via node {}", writer(n));
 
-    let mut cluster = Cluster::launch(3);
+    let mut cluster = Cluster::launch_with(3, flags);
     cluster.wait_for_leader(LEADER_TIMEOUT);
+    if flags.contains(&"everysec") {
+        let log = std::fs::read_to_string(cluster.log_path(1)).unwrap_or_default();
+        assert!(
+            log.contains("--fsync everysec"),
+            "node 1 does not say it runs with --fsync everysec:\n{log}"
+        );
+    }
     let ports: Vec<(u64, u16)> = cluster.ids().into_iter().map(|id| (id, cluster.redis_port(id))).collect();
 
     // One writer per node. Once half the keys are acknowledged, every node is killed with

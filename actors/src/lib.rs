@@ -162,6 +162,8 @@ pub struct NodeConfig {
     pub cluster_secret: Vec<u8>,
     /// Fault tests only: a file naming peer traffic to drop (see [`peer_transport`]).
     pub fault_control: Option<PathBuf>,
+    /// When Raft log writes are synced (`--fsync`; anything but the default is not Raft-safe).
+    pub fsync: storage::Fsync,
 }
 
 /// A started node: where it listens, and the handles the binary needs to shut it down in order.
@@ -241,9 +243,11 @@ pub async fn start_node(config: NodeConfig) -> std::result::Result<RunningNode, 
     let store_addr = store_ctx.address();
 
     let applied_sink = store_addr.clone().recipient();
+    let fsync = config.fsync;
     let storage_arbiter = Arbiter::new();
-    let storage_addr =
-        mailbox::start_in(&storage_arbiter.handle(), move || storage.with_applied_sink(applied_sink));
+    let storage_addr = mailbox::start_in(&storage_arbiter.handle(), move || {
+        storage.with_applied_sink(applied_sink).with_fsync(fsync)
+    });
 
     let inbox = RaftInbox {
         step: raft_addr.clone().recipient(),

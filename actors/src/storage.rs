@@ -181,6 +181,23 @@ pub struct RecoveredState {
     pub snapshot_term: u64,
 }
 
+/// When a written Ready becomes durable (`--fsync`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Fsync {
+    /// Raft's rule: entries, a new term and a vote are synced before raft-rs hears that they
+    /// are persisted, so before this node acknowledges them to anyone.
+    #[default]
+    Always,
+    /// Only a new term or vote is synced at once; entries are synced about once a second,
+    /// like Redis's `appendfsync everysec`. A process crash loses nothing (the writes are in
+    /// the kernel already), but a power loss or kernel crash can lose acknowledged writes and,
+    /// together with another node's failure, make the replicas disagree. Not Raft-safe.
+    EverySec,
+}
+
+/// How often [`Fsync::EverySec`] syncs what it wrote since the last sync.
+pub const EVERYSEC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
 pub struct Storage {
     /// Shared only with this actor's own [`WalSyncer`] thread.
     db: Arc<DB>,
@@ -198,10 +215,24 @@ pub struct Storage {
     /// The staging file of a snapshot being received, and its (index, term).
     incoming: Option<(BufWriter<File>, u64, u64)>,
     applied_to: Option<Recipient<Applied>>,
+    fsync: Fsync,
+    /// Log writes made since the last sync and not synced yet ([`Fsync::EverySec`]).
+    unsynced: bool,
 }
 
 impl Actor for Storage {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        if self.fsync == Fsync::EverySec {
+            ctx.run_interval(EVERYSEC_INTERVAL, |storage, _| {
+                if std::mem::take(&mut storage.unsynced) {
+                    // Nobody waits for this sync: the writes were acknowledged already.
+                    drop(storage.syncer().sync());
+                }
+            });
+        }
+    }
 }
 
 impl Storage {
@@ -268,6 +299,8 @@ impl Storage {
             snapshot_term,
             incoming: None,
             applied_to: None,
+            fsync: Fsync::Always,
+            unsynced: false,
         };
         if let Some(meta) = get_proto::<SnapshotMetadata>(&storage.db, CF_META, KEY_INSTALLING)? {
             info!(index = meta.index, term = meta.term, "resuming an interrupted snapshot installation");
@@ -291,6 +324,12 @@ impl Storage {
     /// Where [`Applied`] notifications go (RedisStore).
     pub fn with_applied_sink(mut self, sink: Recipient<Applied>) -> Self {
         self.applied_to = Some(sink);
+        self
+    }
+
+    /// When written Readies are synced (the default is [`Fsync::Always`]).
+    pub fn with_fsync(mut self, fsync: Fsync) -> Self {
+        self.fsync = fsync;
         self
     }
 
@@ -329,7 +368,10 @@ impl Storage {
         // Entries, a term and a vote must be durable before anyone hears of them. A commit index
         // alone need not be (as in etcd's `MustSync`): after a crash it is learnt again from the
         // leader, and the one an apply depends on is written with that apply.
-        let mut sync = !msg.entries.is_empty();
+        // With `--fsync everysec` only a term and a vote are (a node that forgot its vote
+        // could vote twice in one term); the entries wait for the next periodic sync.
+        let mut sync = !msg.entries.is_empty() && self.fsync == Fsync::Always;
+        let wrote_entries = !msg.entries.is_empty();
         if let Some(hs) = msg.hard_state {
             sync |= hs.term != self.hard_state.term || hs.vote != self.hard_state.vote;
             batch.put_cf(cf(&self.db, CF_RAFT_STATE), KEY_HARD_STATE, hs.write_to_bytes().map_err(corrupt)?);
@@ -339,6 +381,8 @@ impl Storage {
         // log or hard state back before the sync except a restart, which sees only what is
         // durable.
         self.db.write(batch)?;
+        // A sync covers everything written before it.
+        self.unsynced = !sync && (self.unsynced || wrote_entries);
         Ok(sync)
     }
 
@@ -899,6 +943,39 @@ mod tests {
         assert_eq!(rec.incarnation, 1);
         assert!(rec.entries.is_empty());
         assert_eq!(rec.applied, 0);
+    }
+
+    #[test]
+    fn everysec_syncs_a_term_or_vote_at_once_and_leaves_entries_to_the_periodic_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let hs = |term, vote, commit| {
+            let mut hs = HardState::default();
+            (hs.term, hs.vote, hs.commit) = (term, vote, commit);
+            hs
+        };
+        {
+            let (s, _) = Storage::open(dir.path(), 1, &members(&[1, 2, 3]), true).unwrap();
+            let mut s = s.with_fsync(Fsync::EverySec);
+            let vote = PersistReady { entries: vec![], hard_state: Some(hs(2, 1, 0)) };
+            assert!(s.write_ready(vote).unwrap(), "a vote is synced before anyone hears of it");
+            assert!(!s.unsynced);
+            let append = PersistReady { entries: vec![entry(1, 2, set("a", "1"), 1, 1)], hard_state: None };
+            assert!(!s.write_ready(append).unwrap(), "entries wait for the periodic sync");
+            assert!(s.unsynced, "the periodic sync has something to do");
+            let commit = PersistReady {
+                entries: vec![entry(2, 2, set("b", "2"), 1, 1)],
+                hard_state: Some(hs(2, 1, 1)),
+            };
+            assert!(!s.write_ready(commit).unwrap(), "a commit index alone is never synced");
+            let new_term = PersistReady { entries: vec![], hard_state: Some(hs(3, 0, 1)) };
+            assert!(s.write_ready(new_term).unwrap());
+            assert!(!s.unsynced, "that sync covered the entries written before it");
+        }
+        // The default keeps Raft's rule: entries are synced before they are acknowledged.
+        let (mut s, rec) = Storage::open(dir.path(), 1, &members(&[1, 2, 3]), true).unwrap();
+        assert_eq!(rec.entries.len(), 2, "written entries survive a restart of the process");
+        let append = PersistReady { entries: vec![entry(3, 3, set("c", "3"), 1, 2)], hard_state: None };
+        assert!(s.write_ready(append).unwrap());
     }
 
     #[test]

@@ -27,6 +27,7 @@ async fn single_node(dir: &std::path::Path) -> RunningNode {
         join: false,
         cluster_secret: Vec::new(),
         fault_control: None,
+        fsync: Default::default(),
     };
     start_node(config).await.expect("the node starts")
 }
