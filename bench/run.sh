@@ -4,11 +4,15 @@
 # Starts, each on free loopback ports and in its own temporary directory:
 #   - a fresh 3-node raft-kv cluster (the release binary, RUST_LOG=info),
 #   - redis-server --appendonly yes --appendfsync always --save ''   (the durable peer),
-#   - redis-server --appendonly no --save ''                          (the ceiling).
+#   - redis-server --appendonly no --save ''                          (the ceiling),
+#   - redis-server --appendonly yes --appendfsync everysec --save '' and a second 3-node raft-kv
+#     cluster started with --fsync everysec: the explicit faster mode, which is not Raft-safe,
+#     benchmarked separately (the targets are judged on the default cluster only).
 # Then:
 #   1. redis-benchmark -t set,get -n N -c 50 [ | -P 16 | -d 1024 ] against the durable redis,
-#      the ceiling redis, the raft-kv leader and a raft-kv follower; REPS repetitions, medians of
-#      requests/s, p50 and p99 (from `redis-benchmark --csv`);
+#      the ceiling redis, the raft-kv leader and a raft-kv follower (and the everysec pair);
+#      REPS repetitions, medians of requests/s, p50 and p99 (from `redis-benchmark --csv`); then
+#      the everysec cluster is stopped;
 #   2. loads KEYS keys into raft-kv (MSET of 100 pairs per command, redis-cli --pipe);
 #   3. kill -9 a follower, restarts it, and times until it answers a linearizable GET of a key
 #      written just before (PING is answered before Raft is ready, so it proves nothing);
@@ -97,12 +101,16 @@ declare -A port # system -> Redis port
 declare -A node_pid node_port node_args
 free_port 'port[durable]'
 free_port 'port[ceiling]'
-mkdir -p "$tmp/redis-durable" "$tmp/redis-ceiling"
+free_port 'port[redis_es]'
+mkdir -p "$tmp/redis-durable" "$tmp/redis-ceiling" "$tmp/redis-everysec"
 redis-server --bind 127.0.0.1 --port "${port[durable]}" --dir "$tmp/redis-durable" \
   --appendonly yes --appendfsync always --save '' --logfile "$tmp/redis-durable.log" &
 pids+=($!)
 redis-server --bind 127.0.0.1 --port "${port[ceiling]}" --dir "$tmp/redis-ceiling" \
   --appendonly no --save '' --logfile "$tmp/redis-ceiling.log" &
+pids+=($!)
+redis-server --bind 127.0.0.1 --port "${port[redis_es]}" --dir "$tmp/redis-everysec" \
+  --appendonly yes --appendfsync everysec --save '' --logfile "$tmp/redis-everysec.log" &
 pids+=($!)
 
 peer_ports=()
@@ -122,6 +130,45 @@ start_node() { # id, extra args...
   pids+=($!)
 }
 for id in 1 2 3; do start_node "$id" --cluster "$cluster"; done
+
+# The second cluster, with --fsync everysec, on ports of its own.
+declare -A es_pid es_port
+es_peers=()
+for id in 1 2 3; do
+  free_port peer_port
+  es_peers+=("127.0.0.1:$peer_port")
+  free_port "es_port[$id]"
+done
+for id in 1 2 3; do
+  RUST_LOG=${RUST_LOG:-info} "$BIN" --id "$id" --port "${es_port[$id]}" --data-dir "$tmp/es-node$id" \
+    --cluster "$(IFS=,; echo "${es_peers[*]}")" --fsync everysec >>"$tmp/es-node$id.log" 2>&1 &
+  es_pid[$id]=$!
+  pids+=($!)
+done
+es_alive() {
+  local id
+  for id in "${!es_pid[@]}"; do
+    kill -0 "${es_pid[$id]}" 2>/dev/null && continue
+    log "everysec node $id exited; the end of its log:"
+    tail -n 20 "$tmp/es-node$id.log" >&2
+    exit 1
+  done
+}
+find_es_leader() { # sets port[fast] to the everysec cluster's leader
+  local deadline=$((SECONDS + 60)) id
+  while [ "$SECONDS" -lt "$deadline" ]; do
+    es_alive
+    for id in 1 2 3; do
+      if cli "${es_port[$id]}" info raft | grep -qx 'role:leader'; then
+        port[fast]=${es_port[$id]}
+        return
+      fi
+    done
+    sleep 0.2
+  done
+  log "no leader in the everysec cluster after 60 s"
+  exit 1
+}
 
 nodes_alive() {
   local id
@@ -162,8 +209,11 @@ wait_ready() { # port, what
 }
 wait_ready "${port[durable]}" "redis-server (durable)"
 wait_ready "${port[ceiling]}" "redis-server (ceiling)"
+wait_ready "${port[redis_es]}" "redis-server (everysec)"
 find_leader
 wait_ready "${node_port[$leader]}" "the raft-kv leader"
+find_es_leader
+wait_ready "${port[fast]}" "the everysec cluster's leader"
 log "raft-kv leader: node $leader; follower used: node $follower"
 
 machine_cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
@@ -176,18 +226,21 @@ run_start=$SECONDS
 workloads=(c50 P16 d1024)
 declare -A workload_flags=([c50]="" [P16]="-P 16" [d1024]="-d 1024")
 declare -A workload_label=([c50]="-c $CLIENTS" [P16]="-c $CLIENTS -P 16" [d1024]="-c $CLIENTS -d 1024")
-systems=(durable ceiling leader follower)
+systems=(durable ceiling leader follower redis_es fast)
 declare -A system_label=(
   [durable]="redis-server, appendfsync always"
   [ceiling]="redis-server, no persistence"
   [leader]="raft-kv leader"
   [follower]="raft-kv follower"
+  [redis_es]="redis-server, appendfsync everysec"
+  [fast]="raft-kv leader, \`--fsync everysec\` (not Raft-safe)"
 )
 errors=0
 for rep in $(seq "$REPS"); do
   find_leader
   port[leader]=${node_port[$leader]}
   port[follower]=${node_port[$follower]}
+  find_es_leader
   for workload in "${workloads[@]}"; do
     for system in "${systems[@]}"; do
       log "rep $rep/$REPS: ${workload_label[$workload]} against ${system_label[$system]}"
@@ -207,6 +260,9 @@ for rep in $(seq "$REPS"); do
     done
   done
 done
+# The everysec cluster has done its part; the rest of the run measures the default one.
+for id in 1 2 3; do kill -TERM "${es_pid[$id]}" 2>/dev/null || true; done
+for id in 1 2 3; do wait "${es_pid[$id]}" 2>/dev/null || true; done
 
 # median workload system test column(5 rps, 6 p50, 7 p99)
 median() {
@@ -369,14 +425,18 @@ report=$tmp/report.md
   echo "Generated by \`make bench\` ([bench/run.sh](../bench/run.sh)) on $started_at."
   echo
   echo "- Machine: $machine."
-  echo "- Everything shares it: three raft-kv nodes, two redis-servers and redis-benchmark. Load"
+  echo "- Everything shares it: six raft-kv nodes (two clusters), three redis-servers and"
+  echo "  redis-benchmark; only one system is under load at a time. Load"
   echo "  average at start: $load_start; at end: $load_end. Other engineers' builds and tests may"
   echo "  have been running too, so the figures are noisy: compare systems within one run."
   echo "- Versions: $(redis-server --version | cut -d' ' -f1-3), $(rustc --version 2>/dev/null || echo rustc), raft-kv $(git describe --always --dirty 2>/dev/null || echo '?')."
   echo "- raft-kv: 3 nodes, release build, fsync per Ready and linearizable (ReadIndex) reads on, as always."
+  echo "  The rows marked \`--fsync everysec\` are a second cluster in the explicit faster mode, which"
+  echo "  syncs log writes about once a second (a power loss can lose acknowledged writes): compare"
+  echo "  them with redis-server's \`appendfsync everysec\`. The targets below use the default cluster."
   echo "- Each figure is the median of $REPS runs of"
   echo "  \`redis-benchmark -h 127.0.0.1 -p PORT -t set,get -n $N -c $CLIENTS [-P 16 | -d 1024] --csv\`;"
-  echo "  the four systems take turns within each repetition. Latencies are redis-benchmark's, in ms."
+  echo "  the systems take turns within each repetition. Latencies are redis-benchmark's, in ms."
   [ "$errors" -eq 0 ] || echo "- redis-benchmark reported $errors error replies (\`Error from server\`) during the runs."
   echo "- Time with the cluster up: $cluster_minutes min; leader elections in that time: $elections"
   echo "  (the first one included; node 4's addition and node $follower's restart need none)."
@@ -400,6 +460,13 @@ report=$tmp/report.md
         "$(ratio "$set_rps" "$durable_set")" "$(ratio "$get_rps" "$ceiling_get")"
     done
   done
+  echo
+  echo "With \`--fsync everysec\`, raft-kv ÷ redis-server \`appendfsync everysec\`, SET:"
+  printf '%s' "$(for workload in "${workloads[@]}"; do
+    printf ' `%s` %s×;' "${workload_label[$workload]}" \
+      "$(ratio "$(median "$workload" fast SET 5)" "$(median "$workload" redis_es SET 5)")"
+  done | sed 's/^ //; s/;$/./')"
+  echo
   echo
   echo "## Targets (issue 5)"
   echo
