@@ -120,7 +120,8 @@ fn storage_ready(c: &mut Criterion) {
                     let start = Instant::now();
                     for (entries, hard_state) in readies {
                         let persist = PersistReady { entries: entries.clone(), hard_state: Some(hard_state) };
-                        addr.send(persist).await.expect("mailbox").expect("persisted");
+                        let written = addr.send(persist).await.expect("mailbox").expect("written");
+                        written.durable().await.expect("persisted");
                         let apply = ApplyCommitted { entries, conf_state: None, members: None };
                         addr.send(apply).await.expect("mailbox");
                     }

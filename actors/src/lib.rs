@@ -37,7 +37,8 @@
 //! turn. RaftNode appends the entry to raft-rs; the next Ready hands the new entries to Storage
 //! (`PersistReady`) while PeerTransport carries them to the followers, and RaftNode goes on
 //! without waiting for the fsync (raft-rs's asynchronous Ready: a follower's acknowledgement
-//! leaves only once its entries are durable).
+//! leaves only once its entries, and every earlier Ready's, are durable; Storage's sync thread
+//! tells RaftNode directly).
 //! When a quorum has them, the entry is committed, RaftNode sends it to Storage
 //! (`ApplyCommitted`, ahead of the next persist), Storage applies it to the keyspace and tells
 //! RedisStore (`Applied`) the reply it computed, and RedisStore answers the Session, which

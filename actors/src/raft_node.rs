@@ -426,9 +426,10 @@ impl RaftNode {
         if !entries.is_empty() || hard_state.is_some() {
             self.unpersisted.push_write(number, waiting);
             let persist = self.storage.send(PersistReady { entries, hard_state });
-            ctx.spawn(persist.into_actor(self).map(move |result, node, ctx| match result {
-                Ok(Ok(())) => node.on_persisted(number, ctx),
-                Ok(Err(e)) => fatal("persisting the raft log failed", &e),
+            // The sync thread wakes this actor directly once the Ready is durable.
+            let durable = async move { persist.await??.durable().await };
+            ctx.spawn(durable.into_actor(self).map(move |result, node, ctx| match result {
+                Ok(()) => node.on_persisted(number, ctx),
                 Err(e) => fatal("persisting the raft log failed", &e),
             }));
         } else {
@@ -824,7 +825,7 @@ async fn persist_ready(
         storage.send(InstallSnapshot { meta, members }).await??;
     }
     if !entries.is_empty() || hard_state.is_some() {
-        storage.send(PersistReady { entries, hard_state }).await??;
+        storage.send(PersistReady { entries, hard_state }).await??.durable().await?;
     }
     Ok(())
 }

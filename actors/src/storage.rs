@@ -78,12 +78,33 @@ pub const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
 
 /// Persist the entries and hard state of one Ready, durably (fsync) when they hold entries, a
 /// new term or a vote, before anything that depends on them is sent or acknowledged. Sent by
-/// RaftNode; replies once the write is done.
+/// RaftNode; replies once the write is done, with what its durability waits for.
 #[derive(Message)]
-#[rtype(result = "Result<()>")]
+#[rtype(result = "Result<Durability>")]
 pub struct PersistReady {
     pub entries: Vec<Entry>,
     pub hard_state: Option<HardState>,
+}
+
+/// What a written Ready waits for to be durable. The sync thread answers whoever awaits
+/// [`Durability::durable`] directly: the answer does not pass through Storage's thread, which
+/// would be one more thread to wake on the way of every write.
+#[derive(Debug)]
+pub enum Durability {
+    /// Nothing: it needed no sync of its own (a commit index alone, or `--fsync everysec`).
+    Written,
+    /// The sync of the write-ahead log that covers it.
+    Syncing(oneshot::Receiver<Result<()>>),
+}
+
+impl Durability {
+    /// Resolves once the Ready is durable (as far as its kind needs to be).
+    pub async fn durable(self) -> Result<()> {
+        match self {
+            Durability::Written => Ok(()),
+            Durability::Syncing(synced) => synced.await.unwrap_or(Err(Error::Stopped)),
+        }
+    }
 }
 
 /// Apply committed entries to the keyspace. Sent by RaftNode after the Ready that committed
@@ -654,18 +675,16 @@ pub fn fatal(what: &str, err: &dyn std::fmt::Display) -> ! {
 }
 
 impl Handler<PersistReady> for Storage {
-    type Result = ResponseFuture<Result<()>>;
+    type Result = Result<Durability>;
 
-    /// Writes the Ready in one batch and answers once it is durable. The sync happens on the
-    /// [`WalSyncer`] thread, so applies and reads go on meanwhile, and Readies written while
-    /// one sync runs share the next.
+    /// Writes the Ready in one batch and answers at once, with the sync it waits for. The sync
+    /// happens on the [`WalSyncer`] thread, so applies and reads go on meanwhile, and Readies
+    /// written while one sync runs share the next.
     fn handle(&mut self, msg: PersistReady, _: &mut Context<Self>) -> Self::Result {
-        let synced = match self.write_ready(msg) {
-            Ok(false) => return Box::pin(std::future::ready(Ok(()))),
-            Ok(true) => self.syncer().sync(),
-            Err(e) => return Box::pin(std::future::ready(Err(e))),
-        };
-        Box::pin(async move { synced.await.unwrap_or(Err(Error::Stopped)) })
+        Ok(match self.write_ready(msg)? {
+            false => Durability::Written,
+            true => Durability::Syncing(self.syncer().sync()),
+        })
     }
 }
 
@@ -1204,10 +1223,11 @@ mod tests {
             })
             .collect();
         for persist in persists {
-            persist.await.unwrap().unwrap();
+            persist.await.unwrap().unwrap().durable().await.unwrap();
         }
         // A commit index alone is written without a sync of its own.
-        addr.send(PersistReady { entries: vec![], hard_state: Some(hs(200)) }).await.unwrap().unwrap();
+        let commit = addr.send(PersistReady { entries: vec![], hard_state: Some(hs(200)) }).await.unwrap();
+        assert!(matches!(commit, Ok(Durability::Written)), "{commit:?}");
         addr.send(Close).await.unwrap();
         thread.stop();
         thread.join().unwrap();
@@ -1223,7 +1243,13 @@ mod tests {
         let (s, _) = Storage::open(dir.path(), 1, &members(&[1]), true).unwrap();
         let addr = crate::mailbox::start(s);
         let entries = vec![entry(1, 1, set("x", "y"), 1, 1)];
-        addr.send(PersistReady { entries: entries.clone(), hard_state: None }).await.unwrap().unwrap();
+        addr.send(PersistReady { entries: entries.clone(), hard_state: None })
+            .await
+            .unwrap()
+            .unwrap()
+            .durable()
+            .await
+            .unwrap();
         addr.do_send(ApplyCommitted { entries, conf_state: None, members: None });
         let reads = vec![ReadQuery::Get(Bytes::from_static(b"x")), ReadQuery::Get(Bytes::from_static(b"z"))];
         let replies = addr.send(Read(reads)).await.unwrap();
