@@ -42,7 +42,9 @@
 //! When a quorum has them, the entry is committed, RaftNode sends it to Storage
 //! (`ApplyCommitted`, ahead of the next persist), Storage applies it to the keyspace and tells
 //! RedisStore (`Applied`) the reply it computed, and RedisStore answers the Session, which
-//! writes `+OK` in its turn. A `GET` instead waits for a read index (one `ReadIndex` round
+//! writes the reply in its turn. A write whose reply cannot depend on the keyspace (`SET`,
+//! `MSET`: always `+OK`) is answered earlier, when RaftNode says its batch is committed
+//! (`Committed`, named by the entry's context): any later read waits for the apply anyway. A `GET` instead waits for a read index (one `ReadIndex` round
 //! serves every read that arrived while the previous round was out), then until `Applied`
 //! reaches it, and reads from Storage (`Read`, all reads released together in one message).
 //!
@@ -280,7 +282,8 @@ pub async fn start_node(config: NodeConfig) -> std::result::Result<RunningNode, 
         transport.clone().recipient(),
         transport.recipient(),
     )
-    .map_err(|e| format!("cannot start raft: {e}"))?;
+    .map_err(|e| format!("cannot start raft: {e}"))?
+    .with_committed_sink(store_addr.clone().recipient());
     raft_ctx.run(node);
 
     let info = NodeInfo {

@@ -27,11 +27,12 @@ use raft::{ReadOnlyOption, SnapshotStatus, StateRole, INVALID_ID};
 use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
-use crate::command::BATCH_CONTEXT;
+use crate::command::batch_origin;
 use crate::error::{Error, Result};
 use crate::membership::{decode_members, upsert, ConfChangeContext, Member};
 use crate::peer_transport::{SendMessages, UpdatePeers};
 use crate::raft_log::RaftLog;
+use crate::redis_store::Committed;
 use crate::storage::{
     fatal, ApplyCommitted, CompactLog, InstallSnapshot, PersistReady, RecoveredState, Storage,
 };
@@ -43,7 +44,14 @@ use crate::telemetry;
 /// through the apply path.
 #[derive(Message)]
 #[rtype(result = "Vec<Result<()>>")]
-pub struct Propose(pub Vec<Vec<u8>>);
+pub struct Propose(pub Vec<BatchEntry>);
+
+/// One log entry to propose: a batch of proposals and its context ([`batch_context`]).
+#[derive(Debug, Clone)]
+pub struct BatchEntry {
+    pub context: Vec<u8>,
+    pub data: Vec<u8>,
+}
 
 /// Ask for a read index: replies with the leader's commit index once a quorum has confirmed
 /// leadership, or an error after a bounded time. Sent by RedisStore for every linearizable read.
@@ -259,6 +267,8 @@ pub struct RaftNode {
     storage: Addr<Storage>,
     transport: Recipient<SendMessages>,
     peers_changed: Recipient<UpdatePeers>,
+    /// Told which of this node's batches were committed (RedisStore), if anyone.
+    committed_to: Option<Recipient<Committed>>,
     timing: RaftTiming,
     drive_scheduled: bool,
     /// Readies being persisted, oldest first.
@@ -326,6 +336,7 @@ impl RaftNode {
             storage,
             transport,
             peers_changed,
+            committed_to: None,
             timing,
             drive_scheduled: false,
             unpersisted: PersistQueue::default(),
@@ -339,6 +350,12 @@ impl RaftNode {
             next_change: 0,
             transfers: Vec::new(),
         })
+    }
+
+    /// Where to say which of this node's batches were committed (RedisStore).
+    pub fn with_committed_sink(mut self, sink: Recipient<Committed>) -> Self {
+        self.committed_to = Some(sink);
+        self
     }
 
     /// Runs a Ready soon, after the messages already in the mailbox: everything that arrives
@@ -511,6 +528,20 @@ impl RaftNode {
     fn apply_committed(&mut self, entries: Vec<Entry>, ctx: &mut Context<Self>) {
         if entries.is_empty() {
             return;
+        }
+        // This node's batches are final now: RedisStore can answer the writes whose reply does
+        // not depend on the keyspace without waiting for Storage to apply them.
+        if let Some(sink) = &self.committed_to {
+            let (id, incarnation) = (self.id, self.incarnation);
+            let mine: Vec<u64> = entries
+                .iter()
+                .filter_map(|e| batch_origin(&e.context))
+                .filter(|origin| origin.node == id && origin.incarnation == incarnation)
+                .map(|origin| origin.seq)
+                .collect();
+            if !mine.is_empty() {
+                sink.do_send(Committed(mine));
+            }
         }
         let mut conf_state = None;
         let mut removed_self = false;
@@ -866,8 +897,8 @@ impl Handler<Propose> for RaftNode {
         let results = msg
             .0
             .into_iter()
-            .map(|data| {
-                self.raw.propose(BATCH_CONTEXT.to_vec(), data).map_err(|e| {
+            .map(|entry| {
+                self.raw.propose(entry.context, entry.data).map_err(|e| {
                     debug!(node = self.id, error = %e, "proposal dropped");
                     Error::ProposalDropped
                 })
@@ -1057,7 +1088,7 @@ impl Handler<GetStatus> for RaftNode {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::command::{Proposal, ReadQuery, RequestId, WriteOp};
+    use crate::command::{batch_context, Proposal, ReadQuery, RequestId, WriteOp, BATCH_CONTEXT};
     use crate::redis_store::Applied;
     use crate::resp::Frame;
     use crate::storage::Read;
@@ -1109,6 +1140,8 @@ mod tests {
     struct Recorder {
         sent: Arc<Mutex<Vec<Message>>>,
         applied: Arc<Mutex<Vec<Applied>>>,
+        /// What RaftNode said was committed, and how many applies had arrived by then.
+        committed: Arc<Mutex<Vec<(Committed, usize)>>>,
     }
 
     impl Actor for Recorder {
@@ -1125,6 +1158,14 @@ mod tests {
     impl Handler<UpdatePeers> for Recorder {
         type Result = ();
         fn handle(&mut self, _: UpdatePeers, _: &mut Context<Self>) {}
+    }
+
+    impl Handler<Committed> for Recorder {
+        type Result = ();
+        fn handle(&mut self, msg: Committed, _: &mut Context<Self>) {
+            let applies = self.applied.lock().unwrap().len();
+            self.committed.lock().unwrap().push((msg, applies));
+        }
     }
 
     impl Handler<Applied> for Recorder {
@@ -1165,9 +1206,16 @@ mod tests {
         let rec = recorder.clone().start();
         let storage = crate::mailbox::start(storage.with_applied_sink(rec.clone().recipient()));
         let incarnation = recovered.incarnation;
-        let node =
-            RaftNode::new(1, recovered, timing, storage.clone(), rec.clone().recipient(), rec.recipient())
-                .unwrap();
+        let node = RaftNode::new(
+            1,
+            recovered,
+            timing,
+            storage.clone(),
+            rec.clone().recipient(),
+            rec.clone().recipient(),
+        )
+        .unwrap()
+        .with_committed_sink(rec.recipient());
         TestNode { raft: crate::mailbox::start(node), storage, recorder, incarnation, _dir: dir }
     }
 
@@ -1192,18 +1240,25 @@ mod tests {
         let op = WriteOp::Set { key: Bytes::from_static(b"k"), value: Bytes::from_static(b"v") };
         let origin = RequestId { node: 1, incarnation: node.incarnation, seq: 42 };
         let proposal = Proposal { origin, now_ms: 0, op };
-        node.raft
-            .send(Propose(vec![Proposal::encode_batch([proposal.encode().as_slice()].into_iter())]))
-            .await
-            .unwrap()
-            .pop()
-            .unwrap()
-            .unwrap();
+        let data = Proposal::encode_batch([proposal.encode().as_slice()].into_iter());
+        let entry = BatchEntry { context: batch_context(origin), data };
+        node.raft.send(Propose(vec![entry])).await.unwrap().pop().unwrap().unwrap();
         let applied = node.recorder.applied.clone();
         wait_for("the proposal to be applied", || {
             applied.lock().unwrap().iter().any(|a| a.replies.iter().any(|(seq, _)| *seq == 42))
         })
         .await;
+        // RaftNode named the batch as committed, by its first write, before it was applied.
+        let committed = node.recorder.committed.lock().unwrap().clone();
+        assert_eq!(committed.len(), 1, "{committed:?}");
+        assert_eq!(committed[0].0, Committed(vec![42]));
+        let applies_before = committed[0].1;
+        let applied_42_at =
+            applied.lock().unwrap().iter().position(|a| a.replies.iter().any(|(s, _)| *s == 42));
+        assert!(
+            applied_42_at.is_some_and(|at| at >= applies_before),
+            "committed after the apply: {committed:?}"
+        );
         let index = node.raft.send(ReadIndex).await.unwrap().unwrap();
         let applied_index = applied.lock().unwrap().iter().map(|a| a.index).max().unwrap();
         assert!(index >= 2 && index <= applied_index, "read index {index}, applied {applied_index}");
@@ -1229,7 +1284,8 @@ mod tests {
             let op = WriteOp::Set { key: Bytes::from(format!("k{seq}")), value: value.clone() };
             let proposal =
                 Proposal { origin: RequestId { node: 1, incarnation: node.incarnation, seq }, now_ms: 0, op };
-            let entry = Proposal::encode_batch([proposal.encode().as_slice()].into_iter());
+            let data = Proposal::encode_batch([proposal.encode().as_slice()].into_iter());
+            let entry = BatchEntry { context: BATCH_CONTEXT.to_vec(), data };
             node.raft.send(Propose(vec![entry])).await.unwrap().pop().unwrap().unwrap();
         }
         let applied = node.recorder.applied.clone();
@@ -1268,7 +1324,8 @@ mod tests {
         let node = start_node(&[1, 2]);
         let sent = node.recorder.sent.clone();
         wait_for("a (pre-)vote request to node 2", || sent.lock().unwrap().iter().any(|m| m.to == 2)).await;
-        let proposal = node.raft.send(Propose(vec![vec![1, 2, 3]])).await.unwrap().pop().unwrap();
+        let entry = BatchEntry { context: BATCH_CONTEXT.to_vec(), data: vec![1, 2, 3] };
+        let proposal = node.raft.send(Propose(vec![entry])).await.unwrap().pop().unwrap();
         assert!(matches!(proposal, Err(Error::NoLeader)), "{proposal:?}");
         let read = node.raft.send(ReadIndex).await.unwrap();
         assert!(matches!(read, Err(Error::NoLeader)), "{read:?}");

@@ -24,12 +24,12 @@ use tokio::sync::oneshot;
 use tracing::debug;
 
 use crate::command::raft::RaftAdmin;
-use crate::command::{Command, Proposal, ReadQuery, RequestId, WriteOp};
+use crate::command::{batch_context, Command, Proposal, ReadQuery, RequestId, WriteOp};
 use crate::error::Error;
 use crate::keyspace::now_ms;
 use crate::raft_node::{
-    ChangeMembership, GetMembers, GetStatus, MemberStatus, Propose, RaftNode, RaftStatus, ReadIndex,
-    TransferLeader,
+    BatchEntry, ChangeMembership, GetMembers, GetStatus, MemberStatus, Propose, RaftNode, RaftStatus,
+    ReadIndex, TransferLeader,
 };
 use crate::resp::Frame;
 use crate::storage::{Read, Storage};
@@ -63,6 +63,12 @@ pub struct Applied {
     pub index: u64,
     pub replies: Vec<(u64, Frame)>,
 }
+
+/// These batches of this node's writes (named by the sequence number of each one's first
+/// write) were committed. Sent by RaftNode before it hands them to Storage to apply.
+#[derive(Message, Debug, Clone, PartialEq)]
+#[rtype(result = "()")]
+pub struct Committed(pub Vec<u64>);
 
 /// What a Session reports about itself, for `CLIENT LIST` and `INFO`. Sent by Sessions with
 /// `do_send`; no reply.
@@ -148,6 +154,9 @@ struct PendingWrite {
     reply: oneshot::Sender<Frame>,
     started: Instant,
     deadline: Instant,
+    /// Its reply is `+OK` whatever the keyspace holds (SET, MSET), so it can be sent once the
+    /// write is committed, before it is applied.
+    blind: bool,
 }
 
 struct WaitingRead {
@@ -166,6 +175,8 @@ pub struct RedisStore {
     applied: u64,
     /// Writes waiting for their entry to be applied, in proposal order (so also by deadline).
     pending_writes: BTreeMap<u64, PendingWrite>,
+    /// The blind writes of each batch in flight, by the sequence number of its first write.
+    blind_batches: HashMap<u64, Vec<u64>>,
     /// Reads whose read index is ahead of what this node has applied, by read index.
     waiting_reads: BTreeMap<u64, VecDeque<WaitingRead>>,
     /// SCAN cursors handed out: cursor → the key the scan stopped at; oldest first in `order`.
@@ -214,6 +225,7 @@ impl RedisStore {
             timing,
             applied,
             pending_writes: BTreeMap::new(),
+            blind_batches: HashMap::new(),
             waiting_reads: BTreeMap::new(),
             scan_cursors: HashMap::new(),
             scan_order: VecDeque::new(),
@@ -235,10 +247,11 @@ impl RedisStore {
         self.next_seq += 1;
         let seq = self.next_seq;
         let origin = RequestId { node: self.info.node_id, incarnation: self.incarnation, seq };
+        let blind = matches!(op, WriteOp::Set { .. } | WriteOp::MSet { .. });
         let data = Proposal { origin, now_ms: now_ms(), op }.encode();
         let started = Instant::now();
         let deadline = started + self.timing.write_timeout;
-        self.pending_writes.insert(seq, PendingWrite { reply, started, deadline });
+        self.pending_writes.insert(seq, PendingWrite { reply, started, deadline, blind });
         self.new_proposals.push((seq, data));
         self.schedule_flush(ctx);
     }
@@ -255,7 +268,24 @@ impl RedisStore {
     fn flush(&mut self, ctx: &mut Context<Self>) {
         self.flush_scheduled = false;
         if !self.new_proposals.is_empty() {
-            let (entries, seqs) = batch_entries(std::mem::take(&mut self.new_proposals));
+            let (datas, seqs) = batch_entries(std::mem::take(&mut self.new_proposals));
+            let (node, incarnation) = (self.info.node_id, self.incarnation);
+            let entries = datas
+                .into_iter()
+                .zip(&seqs)
+                .map(|(data, seqs)| {
+                    let first = seqs[0];
+                    let blind: Vec<u64> = seqs
+                        .iter()
+                        .copied()
+                        .filter(|s| self.pending_writes.get(s).is_some_and(|w| w.blind))
+                        .collect();
+                    if !blind.is_empty() {
+                        self.blind_batches.insert(first, blind);
+                    }
+                    BatchEntry { context: batch_context(RequestId { node, incarnation, seq: first }), data }
+                })
+                .collect();
             let proposed = self.raft.send(Propose(entries));
             ctx.spawn(proposed.into_actor(self).map(move |result, store, _| {
                 let results = match result {
@@ -265,6 +295,7 @@ impl RedisStore {
                 for (seqs, result) in seqs.into_iter().zip(results) {
                     // Refused outright: nothing entered the log, so the clients learn it now.
                     if let Err(e) = result {
+                        store.blind_batches.remove(&seqs[0]);
                         for seq in seqs {
                             if let Some(w) = store.pending_writes.remove(&seq) {
                                 metrics::counter!(telemetry::WRITES, "result" => "refused").increment(1);
@@ -414,6 +445,8 @@ impl RedisStore {
             let ms = self.timing.write_timeout.as_millis() as u64;
             let _ = w.reply.send(Error::WriteTimeout(ms).to_frame());
         }
+        let pending = &self.pending_writes;
+        self.blind_batches.retain(|_, seqs| seqs.iter().any(|seq| pending.contains_key(seq)));
         for reads in self.waiting_reads.values_mut() {
             while reads.front().is_some_and(|r| r.deadline <= now) {
                 let r = reads.pop_front().expect("front exists");
@@ -711,6 +744,25 @@ impl Handler<Drain> for RedisStore {
         Box::pin(async move {
             let _ = rx.await;
         })
+    }
+}
+
+impl Handler<Committed> for RedisStore {
+    type Result = ();
+
+    /// Answers the blind writes of the committed batches at once: a later read waits for the
+    /// apply anyway (its read index is at least this commit), so no one can see them missing.
+    fn handle(&mut self, msg: Committed, _: &mut Context<Self>) {
+        for first in msg.0 {
+            for seq in self.blind_batches.remove(&first).unwrap_or_default() {
+                if let Some(w) = self.pending_writes.remove(&seq) {
+                    metrics::counter!(telemetry::WRITES, "result" => "ok").increment(1);
+                    metrics::histogram!(telemetry::WRITE_SECONDS).record(w.started.elapsed().as_secs_f64());
+                    let _ = w.reply.send(Frame::ok());
+                }
+            }
+        }
+        self.check_drained();
     }
 }
 

@@ -284,10 +284,10 @@ impl Proposal {
         out
     }
 
-    /// The proposals of a normal log entry: a batch when `context` is [`BATCH_CONTEXT`], else
-    /// one proposal (the format of entries written before batches existed).
+    /// The proposals of a normal log entry: a batch when `context` starts with
+    /// [`BATCH_CONTEXT`], else one proposal (the format of entries written before batches).
     pub fn decode_entry(context: &[u8], data: &[u8]) -> Result<Vec<Self>, DecodeError> {
-        if context == BATCH_CONTEXT {
+        if context.starts_with(BATCH_CONTEXT) {
             postcard::from_bytes(data).map_err(|e| DecodeError(e.to_string()))
         } else {
             Ok(vec![Self::decode(data)?])
@@ -295,8 +295,28 @@ impl Proposal {
     }
 }
 
-/// The context of a log entry whose data is a batch of proposals ([`Proposal::encode_batch`]).
+/// The context of a log entry whose data is a batch of proposals ([`Proposal::encode_batch`])
+/// starts with this. [`batch_context`] adds who proposed the batch.
 pub const BATCH_CONTEXT: &[u8] = b"batch";
+
+/// The context of a batch entry whose first proposal is `first`: [`BATCH_CONTEXT`], then the
+/// node, incarnation and sequence number, so the proposer recognizes its batch once committed
+/// without decoding the entry.
+pub fn batch_context(first: RequestId) -> Vec<u8> {
+    let mut context = BATCH_CONTEXT.to_vec();
+    for n in [first.node, first.incarnation, first.seq] {
+        context.extend_from_slice(&n.to_be_bytes());
+    }
+    context
+}
+
+/// The request id [`batch_context`] put in a context; `None` for any other context.
+pub fn batch_origin(context: &[u8]) -> Option<RequestId> {
+    let rest = context.strip_prefix(BATCH_CONTEXT)?;
+    let n = |i: usize| Some(u64::from_be_bytes(rest.get(i * 8..i * 8 + 8)?.try_into().ok()?));
+    (rest.len() == 24).then_some(())?;
+    Some(RequestId { node: n(0)?, incarnation: n(1)?, seq: n(2)? })
+}
 
 /// The arguments after the command name, with Redis-style accessors.
 pub struct Args {
@@ -600,6 +620,13 @@ mod tests {
         // 200 needs a two-byte count.
         let data = Proposal::encode_batch(encoded.iter().map(Vec::as_slice));
         assert_eq!(Proposal::decode_entry(BATCH_CONTEXT, &data).unwrap(), batch);
+        let first = RequestId { node: 3, incarnation: 7, seq: u64::MAX - 1 };
+        let context = batch_context(first);
+        assert_eq!(Proposal::decode_entry(&context, &data).unwrap(), batch, "a context with its proposer");
+        assert_eq!(batch_origin(&context), Some(first));
+        assert_eq!(batch_origin(BATCH_CONTEXT), None, "a batch from before the proposer was named");
+        assert_eq!(batch_origin(&context[..context.len() - 1]), None);
+        assert_eq!(batch_origin(b""), None);
         let empty = Proposal::encode_batch(std::iter::empty());
         assert_eq!(Proposal::decode_entry(BATCH_CONTEXT, &empty).unwrap(), vec![]);
         // Entries from before batches existed: no context, one proposal.
