@@ -792,12 +792,12 @@ fn random_sequence(seed: u64, len: usize) -> Vec<String> {
     let mut rng = Rng(seed.max(1));
     let mut out = Vec::with_capacity(len);
     while out.len() < len {
-        if rng.next() % 12 == 0 {
+        if rng.next().is_multiple_of(12) {
             out.push("MULTI".to_owned());
             for _ in 0..1 + rng.next() % 3 {
                 out.push(random_command(&mut rng, true));
             }
-            out.push(if rng.next() % 8 == 0 { "DISCARD" } else { "EXEC" }.to_owned());
+            out.push(if rng.next().is_multiple_of(8) { "DISCARD" } else { "EXEC" }.to_owned());
         } else {
             out.push(random_command(&mut rng, false));
         }

@@ -10,10 +10,12 @@
 //!
 //! Run: `cargo bench -p actors --bench apply` (or `make microbench` for both micro-benchmarks).
 
+#![allow(clippy::field_reassign_with_default)] // raft-rs's protobuf messages are built field by field
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use actix::{Actor as _, System};
+use actix::System;
 use actors::command::{Proposal, RequestId, WriteOp};
 use actors::keyspace::{ApplyBatch, CF_KV};
 use actors::membership::Member;

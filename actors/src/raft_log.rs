@@ -207,6 +207,7 @@ impl raft::Storage for RaftLog {
 }
 
 #[cfg(test)]
+#[allow(clippy::field_reassign_with_default)] // raft-rs's protobuf messages are built field by field
 mod tests {
     use super::*;
     use raft::Storage as _;

@@ -300,7 +300,8 @@ impl RaftNode {
     ) -> Result<Self> {
         let cs = &recovered.conf_state;
         let in_conf = cs.voters.contains(&id) || cs.learners.contains(&id);
-        if !in_conf && !(cs.voters.is_empty() && cs.learners.is_empty()) {
+        let no_membership_yet = cs.voters.is_empty() && cs.learners.is_empty();
+        if !(in_conf || no_membership_yet) {
             return Err(Error::Invalid(format!(
                 "node {id} was removed from the cluster; it will not serve again"
             )));
@@ -1086,6 +1087,7 @@ impl Handler<GetStatus> for RaftNode {
 }
 
 #[cfg(test)]
+#[allow(clippy::field_reassign_with_default)] // raft-rs's protobuf messages are built field by field
 mod tests {
     use super::*;
     use crate::command::{batch_context, Proposal, ReadQuery, RequestId, WriteOp, BATCH_CONTEXT};

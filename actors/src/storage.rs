@@ -920,6 +920,7 @@ fn put_synced(db: &DB, family: &str, key: &[u8], value: &[u8]) -> Result<()> {
 }
 
 #[cfg(test)]
+#[allow(clippy::field_reassign_with_default)] // raft-rs's protobuf messages are built field by field
 mod tests {
     use super::*;
     use crate::command::{RequestId, WriteOp, BATCH_CONTEXT};

@@ -159,7 +159,7 @@ impl Node {
             return rules;
         }
         let text = String::from_utf8_lossy(&text);
-        let Some(line) = text.lines().filter(|line| line.contains(FAULT_RULES_CHANGED)).last() else {
+        let Some(line) = text.lines().rfind(|line| line.contains(FAULT_RULES_CHANGED)) else {
             return rules;
         };
         let set = |field: &str| -> BTreeSet<u64> {

@@ -25,12 +25,12 @@ pub fn parse(name: &'static str, args: &mut Args) -> Result<Option<Command>, Fra
         "del" | "unlink" => write(WriteOp::Del { keys: args.rest() }),
         "exists" => read(ReadQuery::Exists(args.rest())),
         "touch" => read(ReadQuery::Touch(args.rest())),
-        "type" => read(ReadQuery::Type(args.next())),
+        "type" => read(ReadQuery::Type(args.arg())),
         "rename" | "renamenx" => {
-            write(WriteOp::Rename { from: args.next(), to: args.next(), only_if_absent: name == "renamenx" })
+            write(WriteOp::Rename { from: args.arg(), to: args.arg(), only_if_absent: name == "renamenx" })
         }
         "copy" => {
-            let (from, to) = (args.next(), args.next());
+            let (from, to) = (args.arg(), args.arg());
             let mut replace = false;
             while let Some(arg) = args.try_next() {
                 match lower(&arg).as_str() {
@@ -45,7 +45,7 @@ pub fn parse(name: &'static str, args: &mut Args) -> Result<Option<Command>, Fra
             }
             write(WriteOp::Copy { from, to, replace })
         }
-        "keys" => read(ReadQuery::Keys(args.next())),
+        "keys" => read(ReadQuery::Keys(args.arg())),
         "scan" => parse_scan(args),
         "randomkey" => read(ReadQuery::RandomKey { seed: random_seed() }),
         "dbsize" => read(ReadQuery::DbSize),
@@ -57,11 +57,11 @@ pub fn parse(name: &'static str, args: &mut Args) -> Result<Option<Command>, Fra
             write(WriteOp::FlushAll)
         }
         "expire" | "pexpire" | "expireat" | "pexpireat" => parse_expire(name, args),
-        "ttl" | "pttl" => read(ReadQuery::Ttl { key: args.next(), millis: name == "pttl" }),
+        "ttl" | "pttl" => read(ReadQuery::Ttl { key: args.arg(), millis: name == "pttl" }),
         "expiretime" | "pexpiretime" => {
-            read(ReadQuery::ExpireTime { key: args.next(), millis: name == "pexpiretime" })
+            read(ReadQuery::ExpireTime { key: args.arg(), millis: name == "pexpiretime" })
         }
-        "persist" => write(WriteOp::Persist { key: args.next() }),
+        "persist" => write(WriteOp::Persist { key: args.arg() }),
         _ => Ok(None),
     }
 }
@@ -71,7 +71,7 @@ fn random_seed() -> u64 {
 }
 
 fn parse_scan(args: &mut Args) -> Result<Option<Command>, Frame> {
-    let cursor = std::str::from_utf8(&args.next())
+    let cursor = std::str::from_utf8(&args.arg())
         .ok()
         .and_then(|s| s.parse::<u64>().ok())
         .ok_or_else(|| Frame::error("ERR invalid cursor"))?;
@@ -94,8 +94,8 @@ fn parse_scan(args: &mut Args) -> Result<Option<Command>, Frame> {
 }
 
 fn parse_expire(name: &'static str, args: &mut Args) -> Result<Option<Command>, Frame> {
-    let key = args.next();
-    let time = args.next();
+    let key = args.arg();
+    let time = args.arg();
     let (mut nx, mut xx, mut gt, mut lt) = (false, false, false, false);
     while let Some(arg) = args.try_next() {
         match lower(&arg).as_str() {

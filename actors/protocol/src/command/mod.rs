@@ -327,7 +327,7 @@ pub struct Args {
 impl Args {
     /// The next argument; arity was checked against the table, so callers only ask for
     /// arguments that exist, or use [`Args::try_next`].
-    pub fn next(&mut self) -> Bytes {
+    pub fn arg(&mut self) -> Bytes {
         self.args.next().expect("arity was checked")
     }
 
@@ -358,12 +358,12 @@ impl Args {
 
     /// The rest as `key value` pairs; an odd count is an arity error.
     pub fn pairs(&mut self) -> Result<Vec<(Bytes, Bytes)>, Frame> {
-        if self.len() % 2 != 0 {
+        if !self.len().is_multiple_of(2) {
             return Err(wrong_arity(self.name));
         }
         let mut out = Vec::with_capacity(self.len() / 2);
         while let Some(key) = self.args.next() {
-            out.push((key, self.next()));
+            out.push((key, self.arg()));
         }
         Ok(out)
     }

@@ -26,20 +26,20 @@ pub enum RaftAdmin {
 pub fn parse(name: &'static str, args: &mut Args) -> Result<Option<Command>, Frame> {
     let admin = match name {
         "raft.node" => {
-            let sub = lower(&args.next());
+            let sub = lower(&args.arg());
             match (sub.as_str(), args.len()) {
                 ("add", 3) => {
-                    let id = node_id(&args.next())?;
-                    let peer_addr = address(&args.next())?;
-                    let redis_addr = address(&args.next())?;
+                    let id = node_id(&args.arg())?;
+                    let peer_addr = address(&args.arg())?;
+                    let redis_addr = address(&args.arg())?;
                     RaftAdmin::AddNode(Member { id, peer_addr, redis_addr })
                 }
-                ("remove", 1) => RaftAdmin::RemoveNode(node_id(&args.next())?),
+                ("remove", 1) => RaftAdmin::RemoveNode(node_id(&args.arg())?),
                 ("add" | "remove", _) => return Err(wrong_arity(&format!("raft.node|{sub}"))),
                 _ => return Err(unknown_subcommand(&Bytes::from(sub), "RAFT.NODE")),
             }
         }
-        "raft.transfer-leader" => RaftAdmin::TransferLeader(node_id(&args.next())?),
+        "raft.transfer-leader" => RaftAdmin::TransferLeader(node_id(&args.arg())?),
         "raft.info" => RaftAdmin::Info,
         _ => return Ok(None),
     };

@@ -21,17 +21,17 @@ pub fn parse(name: &'static str, args: &mut Args) -> Result<Option<Command>, Fra
     match name {
         "ping" => match args.len() {
             0 => local(LocalCommand::Ping(None)),
-            1 => local(LocalCommand::Ping(Some(args.next()))),
+            1 => local(LocalCommand::Ping(Some(args.arg()))),
             _ => Err(wrong_arity("ping")),
         },
-        "echo" => local(LocalCommand::Echo(args.next())),
+        "echo" => local(LocalCommand::Echo(args.arg())),
         "quit" => local(LocalCommand::Quit),
-        "select" => local(LocalCommand::Select(args.next())),
+        "select" => local(LocalCommand::Select(args.arg())),
         "time" => local(LocalCommand::Time),
         "hello" => parse_hello(args),
         "auth" => match args.len() {
-            1 => local(LocalCommand::Auth { user: None, password: args.next() }),
-            2 => local(LocalCommand::Auth { user: Some(args.next()), password: args.next() }),
+            1 => local(LocalCommand::Auth { user: None, password: args.arg() }),
+            2 => local(LocalCommand::Auth { user: Some(args.arg()), password: args.arg() }),
             _ => Err(syntax_error()),
         },
         "info" => Ok(Some(Command::Info(args.rest().iter().map(|s| lower(s)).collect()))),
@@ -74,8 +74,8 @@ fn parse_hello(args: &mut Args) -> Result<Option<Command>, Frame> {
     let (mut auth, mut name) = (None, None);
     while let Some(option) = args.try_next() {
         match lower(&option).as_str() {
-            "auth" if args.len() >= 2 => auth = Some((args.next(), args.next())),
-            "setname" if !args.is_empty() => name = Some(args.next()),
+            "auth" if args.len() >= 2 => auth = Some((args.arg(), args.arg())),
+            "setname" if !args.is_empty() => name = Some(args.arg()),
             _ => {
                 return Err(Frame::error(format!(
                     "ERR Syntax error in HELLO option '{}'",

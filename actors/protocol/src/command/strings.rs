@@ -26,60 +26,60 @@ pub fn parse(name: &'static str, args: &mut Args) -> Result<Option<Command>, Fra
     let write = |op| Ok(Some(Command::Write(op)));
     let read = |q| Ok(Some(Command::Read(q)));
     match name {
-        "get" => read(ReadQuery::Get(args.next())),
+        "get" => read(ReadQuery::Get(args.arg())),
         "set" => {
-            let (key, value) = (args.next(), args.next());
+            let (key, value) = (args.arg(), args.arg());
             parse_set(key, value, args)
         }
-        "setnx" => write(WriteOp::SetNx { key: args.next(), value: args.next() }),
+        "setnx" => write(WriteOp::SetNx { key: args.arg(), value: args.arg() }),
         "setex" | "psetex" => {
-            let key = args.next();
+            let key = args.arg();
             let unit = if name == "setex" { 1000 } else { 1 };
-            let ms = relative_expiry(&args.next(), unit, name)?;
-            let value = args.next();
+            let ms = relative_expiry(&args.arg(), unit, name)?;
+            let value = args.arg();
             let expiry = SetExpiry::At(Expiry::InMs(ms));
             write(WriteOp::SetWith { key, value, cond: SetCond::Always, expiry, get: false })
         }
-        "getset" => write(WriteOp::GetSet { key: args.next(), value: args.next() }),
-        "getdel" => write(WriteOp::GetDel { key: args.next() }),
+        "getset" => write(WriteOp::GetSet { key: args.arg(), value: args.arg() }),
+        "getdel" => write(WriteOp::GetDel { key: args.arg() }),
         "getex" => parse_getex(args),
         "mget" => read(ReadQuery::MGet(args.rest())),
         "mset" => write(WriteOp::MSet { pairs: args.pairs()? }),
         "msetnx" => write(WriteOp::MSetNx { pairs: args.pairs()? }),
-        "append" => write(WriteOp::Append { key: args.next(), value: args.next() }),
-        "strlen" => read(ReadQuery::StrLen(args.next())),
+        "append" => write(WriteOp::Append { key: args.arg(), value: args.arg() }),
+        "strlen" => read(ReadQuery::StrLen(args.arg())),
         "getrange" | "substr" => {
-            let key = args.next();
-            let start = int_arg(&args.next())?;
-            let end = int_arg(&args.next())?;
+            let key = args.arg();
+            let start = int_arg(&args.arg())?;
+            let end = int_arg(&args.arg())?;
             read(ReadQuery::GetRange { key, start, end })
         }
         "setrange" => {
-            let key = args.next();
-            let offset = int_arg(&args.next())?;
+            let key = args.arg();
+            let offset = int_arg(&args.arg())?;
             if offset < 0 {
                 return Err(Frame::error("ERR offset is out of range"));
             }
-            write(WriteOp::SetRange { key, offset: offset as u64, value: args.next() })
+            write(WriteOp::SetRange { key, offset: offset as u64, value: args.arg() })
         }
-        "incr" => write(WriteOp::IncrBy { key: args.next(), delta: 1 }),
-        "decr" => write(WriteOp::IncrBy { key: args.next(), delta: -1 }),
+        "incr" => write(WriteOp::IncrBy { key: args.arg(), delta: 1 }),
+        "decr" => write(WriteOp::IncrBy { key: args.arg(), delta: -1 }),
         "incrby" => {
-            let key = args.next();
-            write(WriteOp::IncrBy { key, delta: int_arg(&args.next())? })
+            let key = args.arg();
+            write(WriteOp::IncrBy { key, delta: int_arg(&args.arg())? })
         }
         "decrby" => {
-            let key = args.next();
-            let delta = int_arg(&args.next())?;
+            let key = args.arg();
+            let delta = int_arg(&args.arg())?;
             if delta == i64::MIN {
                 return Err(Frame::error("ERR decrement would overflow"));
             }
             write(WriteOp::IncrBy { key, delta: -delta })
         }
         "incrbyfloat" => {
-            let key = args.next();
+            let key = args.arg();
             let increment =
-                parse_float(&args.next()).ok_or_else(|| Frame::error("ERR value is not a valid float"))?;
+                parse_float(&args.arg()).ok_or_else(|| Frame::error("ERR value is not a valid float"))?;
             write(WriteOp::IncrByFloat { key, increment })
         }
         "lcs" => parse_lcs(args),
@@ -183,7 +183,7 @@ fn parse_set(key: Bytes, value: Bytes, args: &mut Args) -> Result<Option<Command
 }
 
 fn parse_getex(args: &mut Args) -> Result<Option<Command>, Frame> {
-    let key = args.next();
+    let key = args.arg();
     let mut expiry = ExpiryOption::default();
     while let Some(arg) = args.try_next() {
         let option = lower(&arg);
@@ -203,7 +203,7 @@ fn parse_getex(args: &mut Args) -> Result<Option<Command>, Frame> {
 }
 
 fn parse_lcs(args: &mut Args) -> Result<Option<Command>, Frame> {
-    let (a, b) = (args.next(), args.next());
+    let (a, b) = (args.arg(), args.arg());
     let mut mode = LcsMode::default();
     while let Some(arg) = args.try_next() {
         match lower(&arg).as_str() {
