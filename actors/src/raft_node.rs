@@ -220,7 +220,7 @@ impl PersistQueue {
 
     /// Ready `number` wrote nothing: its messages only wait for the earlier Readies. Returns
     /// them at once if nothing is waiting.
-    fn push_follower(&mut self, number: u64, messages: Vec<Message>) -> Vec<Message> {
+    fn push_no_write(&mut self, number: u64, messages: Vec<Message>) -> Vec<Message> {
         if self.waiting.is_empty() {
             return messages;
         }
@@ -451,7 +451,7 @@ impl RaftNode {
                 Err(e) => fatal("persisting the raft log failed", &e),
             }));
         } else {
-            let ready_now = self.unpersisted.push_follower(number, waiting);
+            let ready_now = self.unpersisted.push_no_write(number, waiting);
             self.send(ready_now);
         }
         self.finish_turn(ctx);
@@ -1116,12 +1116,12 @@ mod tests {
         queue.push_write(5, vec![message_to(50)]);
         assert_eq!(queue.written(5), (None, vec![]));
         // Ready 6 wrote nothing: its messages wait behind 4 and 5.
-        assert!(queue.push_follower(6, vec![message_to(60)]).is_empty());
+        assert!(queue.push_no_write(6, vec![message_to(60)]).is_empty());
         let (durable, messages) = queue.written(4);
         assert_eq!(durable, Some(6));
         assert_eq!(recipients(&messages), vec![40, 50, 60]);
         // With nothing waiting, a Ready that wrote nothing sends at once.
-        assert_eq!(recipients(&queue.push_follower(7, vec![message_to(70)])), vec![70]);
+        assert_eq!(recipients(&queue.push_no_write(7, vec![message_to(70)])), vec![70]);
     }
 
     #[test]
