@@ -159,6 +159,15 @@ struct PendingWrite {
     blind: bool,
 }
 
+impl PendingWrite {
+    /// Answers the client with the write's reply, counted as a write that took effect.
+    fn succeed(self, reply: Frame) {
+        metrics::counter!(telemetry::WRITES, "result" => "ok").increment(1);
+        metrics::histogram!(telemetry::WRITE_SECONDS).record(self.started.elapsed().as_secs_f64());
+        let _ = self.reply.send(reply);
+    }
+}
+
 struct WaitingRead {
     query: ReadQuery,
     reply: oneshot::Sender<Frame>,
@@ -756,9 +765,7 @@ impl Handler<Committed> for RedisStore {
         for first in msg.0 {
             for seq in self.blind_batches.remove(&first).unwrap_or_default() {
                 if let Some(w) = self.pending_writes.remove(&seq) {
-                    metrics::counter!(telemetry::WRITES, "result" => "ok").increment(1);
-                    metrics::histogram!(telemetry::WRITE_SECONDS).record(w.started.elapsed().as_secs_f64());
-                    let _ = w.reply.send(Frame::ok());
+                    w.succeed(Frame::ok());
                 }
             }
         }
@@ -774,9 +781,7 @@ impl Handler<Applied> for RedisStore {
         self.applied = self.applied.max(msg.index);
         for (seq, frame) in msg.replies {
             if let Some(w) = self.pending_writes.remove(&seq) {
-                metrics::counter!(telemetry::WRITES, "result" => "ok").increment(1);
-                metrics::histogram!(telemetry::WRITE_SECONDS).record(w.started.elapsed().as_secs_f64());
-                let _ = w.reply.send(frame);
+                w.succeed(frame);
             }
         }
         let still_waiting = self.waiting_reads.split_off(&(self.applied + 1));

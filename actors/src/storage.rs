@@ -391,8 +391,8 @@ impl Storage {
         // leader, and the one an apply depends on is written with that apply.
         // With `--fsync everysec` only a term and a vote are (a node that forgot its vote
         // could vote twice in one term); the entries wait for the next periodic sync.
-        let mut sync = !msg.entries.is_empty() && self.fsync == Fsync::Always;
         let wrote_entries = !msg.entries.is_empty();
+        let mut sync = wrote_entries && self.fsync == Fsync::Always;
         if let Some(hs) = msg.hard_state {
             sync |= hs.term != self.hard_state.term || hs.vote != self.hard_state.vote;
             batch.put_cf(cf(&self.db, CF_RAFT_STATE), KEY_HARD_STATE, hs.write_to_bytes().map_err(corrupt)?);
