@@ -74,6 +74,11 @@ struct Options {
     /// When Raft log writes reach the disk. `everysec` is faster and NOT Raft-safe: see README.
     #[arg(long, env = "RAFTKV_FSYNC", value_enum, default_value = "always")]
     fsync: FsyncMode,
+    /// How long a write may wait to be committed before it is answered `-TIMEOUT` (its outcome
+    /// is then unknown), in milliseconds.
+    #[arg(long, env = "RAFTKV_WRITE_TIMEOUT", default_value_t = 5000,
+          value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    write_timeout: u64,
     /// Log format on stderr.
     #[arg(long, env = "RAFTKV_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -166,7 +171,10 @@ fn run() -> anyhow::Result<()> {
             compact_keep: (options.snapshot_threshold / 10).min(2_000),
             ..Default::default()
         },
-        store: Default::default(),
+        store: actors::redis_store::StoreTiming {
+            write_timeout: std::time::Duration::from_millis(options.write_timeout),
+            ..Default::default()
+        },
         limits: actors::resp::RespLimits {
             max_bulk_len: options.proto_max_bulk_len as usize,
             ..Default::default()

@@ -297,6 +297,54 @@ fn no_leader_fails_fast_instead_of_hanging() {
     cluster.set_with_retry(survivor, "after-outage", "1", WRITE_TIMEOUT);
 }
 
+/// A write whose forward to the leader is lost (dropped, then the leader killed) is answered,
+/// with an unknown outcome, as soon as the new leader commits: not after the write timeout.
+#[test]
+fn a_write_lost_with_its_leader_is_answered_once_a_new_leader_commits() {
+    // A write timeout far beyond any election, so that only the lost-write answer can come.
+    let mut cluster = Cluster::launch_with(3, &["--write-timeout", "600000"]);
+    let leader = cluster.wait_for_leader(LEADER_TIMEOUT);
+    cluster.set_with_retry(leader, "k", "before", WRITE_TIMEOUT);
+    let follower = cluster.ids().into_iter().find(|&id| id != leader).unwrap();
+    // The follower still hears the leader, so it keeps forwarding to it; what it sends is lost.
+    cluster.cut_one_way(follower, leader);
+
+    // An election takes seconds: a minute without an answer is a failure.
+    let mut writer = connect(cluster.redis_port(follower), Duration::from_secs(60)).expect("connect");
+    let mut probe = cluster.client(follower);
+    let mut processed = || -> u64 {
+        let info: String = redis::cmd("INFO").arg("stats").query(&mut probe).expect("INFO stats");
+        let line = info.lines().find_map(|l| l.strip_prefix("total_commands_processed:"));
+        line.and_then(|n| n.trim().parse().ok()).expect("total_commands_processed in INFO")
+    };
+    let before = processed();
+    let write = thread::spawn(move || {
+        let started = Instant::now();
+        let reply = redis::cmd("SET").arg("k").arg("lost").query::<Value>(&mut writer);
+        (reply, started.elapsed())
+    });
+    // RedisStore counts a command when it takes it and proposes it in that same turn; each
+    // INFO counts itself too.
+    let mut probes = 0;
+    wait_until(REPLY_TIMEOUT, "the follower to take the write", || {
+        probes += 1;
+        processed() > before + probes
+    });
+    cluster.kill(leader);
+
+    let (reply, elapsed) = write.join().expect("the writer thread");
+    match &reply {
+        Err(e) if e.code() == Some("TIMEOUT") && e.detail().is_some_and(|d| d.contains("leader changed")) => {
+        }
+        other => panic!("the lost write answered {other:?} after {elapsed:?}"),
+    }
+    // It was indeed not applied.
+    let new_leader = cluster.wait_for_leader(LEADER_TIMEOUT);
+    let value: Option<String> =
+        cluster.query_with_retry(new_leader, redis::cmd("GET").arg("k"), WRITE_TIMEOUT);
+    assert_eq!(value.as_deref(), Some("before"));
+}
+
 /// A command sent with no quorum must come back as CLUSTERDOWN or TIMEOUT, in bounded time.
 fn assert_unavailable(what: &str, reply: redis::RedisResult<Value>, elapsed: Duration) {
     match reply {

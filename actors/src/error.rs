@@ -14,6 +14,13 @@ pub enum Error {
     /// may not be applied later.
     #[error("TIMEOUT write not confirmed within {0} ms; it may or may not have been applied")]
     WriteTimeout(u64),
+    /// A write was proposed in a term that ended before it was committed: an entry of a later
+    /// term is committed and the write's is not before it, so it almost certainly never will
+    /// be (the proposal was lost with the old leader). Almost: a deposed leader may still have
+    /// forwarded it to the new one, so the client is told its outcome is unknown, at once
+    /// instead of after the write timeout.
+    #[error("TIMEOUT the raft leader changed before this write was committed; it may or may not have been applied")]
+    WriteLost,
     /// A linearizable read could not be confirmed by a quorum within the bounded wait.
     #[error("TIMEOUT read not confirmed by a raft quorum within {0} ms")]
     ReadTimeout(u64),

@@ -287,7 +287,24 @@ pub struct RaftNode {
     next_change: u64,
     /// Leadership transfers waiting for the target to lead.
     transfers: Vec<(u64, oneshot::Sender<Result<()>>, Instant)>,
+    /// This node's batches that raft-rs took and that are not committed yet, oldest first.
+    proposed: VecDeque<ProposedBatch>,
 }
+
+/// A batch of this node's writes in the log, or on its way to the leader.
+#[derive(Debug)]
+struct ProposedBatch {
+    /// The sequence number of its first write, which names it.
+    first_seq: u64,
+    /// The term this node was in when it proposed the batch.
+    term: u64,
+    at: Instant,
+}
+
+/// How long RaftNode remembers a batch that was neither committed nor lost to a leader change
+/// (a leader can drop a forwarded proposal without telling anyone, during a leadership
+/// transfer): RedisStore has long answered its writes with a timeout by then.
+const FORGET_PROPOSED_AFTER: Duration = Duration::from_secs(60);
 
 impl RaftNode {
     pub fn new(
@@ -350,6 +367,7 @@ impl RaftNode {
             pending_changes: HashMap::new(),
             next_change: 0,
             transfers: Vec::new(),
+            proposed: VecDeque::new(),
         })
     }
 
@@ -524,24 +542,50 @@ impl RaftNode {
         }
     }
 
+    /// What the newly committed `entries` mean for this node's own batches. Committed ones are
+    /// final: RedisStore can answer the writes whose reply does not depend on the keyspace
+    /// without waiting for Storage to apply them. And once an entry of term `t` is committed,
+    /// a batch proposed in an earlier term that was not committed before it is not in the
+    /// log that every later leader holds: it was lost with the leader it was sent to (or
+    /// was in this node's log as a deposed leader, and is overwritten).
+    fn committed_batches(&mut self, entries: &[Entry]) -> Committed {
+        let (id, incarnation) = (self.id, self.incarnation);
+        let batches: Vec<u64> = entries
+            .iter()
+            .filter_map(|e| batch_origin(&e.context))
+            .filter(|origin| origin.node == id && origin.incarnation == incarnation)
+            .map(|origin| origin.seq)
+            .collect();
+        if !batches.is_empty() {
+            self.proposed.retain(|p| !batches.contains(&p.first_seq));
+        }
+        let newest_term = entries.last().map_or(0, |e| e.term);
+        let mut lost = Vec::new();
+        // Proposed in order, so in order of term.
+        while self.proposed.front().is_some_and(|p| p.term < newest_term) {
+            lost.extend(self.proposed.pop_front().map(|p| p.first_seq));
+        }
+        if !lost.is_empty() {
+            debug!(
+                node = self.id,
+                batches = lost.len(),
+                term = newest_term,
+                "batches lost to a leader change"
+            );
+        }
+        Committed { batches, lost }
+    }
+
     /// Applies configuration changes to raft-rs and the address book here, and hands every
     /// entry to Storage.
     fn apply_committed(&mut self, entries: Vec<Entry>, ctx: &mut Context<Self>) {
         if entries.is_empty() {
             return;
         }
-        // This node's batches are final now: RedisStore can answer the writes whose reply does
-        // not depend on the keyspace without waiting for Storage to apply them.
+        let committed = self.committed_batches(&entries);
         if let Some(sink) = &self.committed_to {
-            let (id, incarnation) = (self.id, self.incarnation);
-            let mine: Vec<u64> = entries
-                .iter()
-                .filter_map(|e| batch_origin(&e.context))
-                .filter(|origin| origin.node == id && origin.incarnation == incarnation)
-                .map(|origin| origin.seq)
-                .collect();
-            if !mine.is_empty() {
-                sink.do_send(Committed(mine));
+            if committed != Committed::default() {
+                sink.do_send(committed);
             }
         }
         let mut conf_state = None;
@@ -872,6 +916,9 @@ impl Actor for RaftNode {
             node.retry_or_expire_reads(false);
             node.promote_caught_up_learners();
             node.expire_admin_requests();
+            while node.proposed.front().is_some_and(|p| p.at.elapsed() > FORGET_PROPOSED_AFTER) {
+                node.proposed.pop_front();
+            }
             node.schedule_drive(ctx);
         });
     }
@@ -899,10 +946,21 @@ impl Handler<Propose> for RaftNode {
             .0
             .into_iter()
             .map(|entry| {
+                let origin = batch_origin(&entry.context)
+                    .filter(|o| o.node == self.id && o.incarnation == self.incarnation);
                 self.raw.propose(entry.context, entry.data).map_err(|e| {
                     debug!(node = self.id, error = %e, "proposal dropped");
                     Error::ProposalDropped
-                })
+                })?;
+                if let Some(origin) = origin {
+                    let term = self.raw.raft.term;
+                    self.proposed.push_back(ProposedBatch {
+                        first_seq: origin.seq,
+                        term,
+                        at: Instant::now(),
+                    });
+                }
+                Ok(())
             })
             .collect();
         self.schedule_drive(ctx);
@@ -1253,7 +1311,7 @@ mod tests {
         // RaftNode named the batch as committed, by its first write, before it was applied.
         let committed = node.recorder.committed.lock().unwrap().clone();
         assert_eq!(committed.len(), 1, "{committed:?}");
-        assert_eq!(committed[0].0, Committed(vec![42]));
+        assert_eq!(committed[0].0, Committed { batches: vec![42], lost: vec![] });
         let applies_before = committed[0].1;
         let applied_42_at =
             applied.lock().unwrap().iter().position(|a| a.replies.iter().any(|(s, _)| *s == 42));
@@ -1310,6 +1368,72 @@ mod tests {
         assert!(status.log_bytes < 64 << 10, "{status:?}");
         let first = node.storage.send(Read(vec![ReadQuery::Get(Bytes::from_static(b"k1"))])).await.unwrap();
         assert_eq!(first, vec![Frame::Bulk(value)], "compaction keeps the applied data");
+    }
+
+    /// A SET of `key` as this node's batch `seq`.
+    fn set_batch(node: &TestNode, seq: u64, key: &'static str) -> BatchEntry {
+        let op = WriteOp::Set { key: Bytes::from_static(key.as_bytes()), value: Bytes::from_static(b"v") };
+        let origin = RequestId { node: 1, incarnation: node.incarnation, seq };
+        let data =
+            Proposal::encode_batch([Proposal { origin, now_ms: 0, op }.encode().as_slice()].into_iter());
+        BatchEntry { context: batch_context(origin), data }
+    }
+
+    /// What node 2, the leader, would send node 1: `entries` after (`index`, `log_term`), and
+    /// its commit index.
+    fn append_from_2(term: u64, index: u64, log_term: u64, entries: Vec<Entry>, commit: u64) -> Step {
+        let mut m = Message::default();
+        m.set_msg_type(MessageType::MsgAppend);
+        (m.from, m.to, m.term, m.index, m.log_term, m.commit) = (2, 1, term, index, log_term, commit);
+        m.set_entries(entries.into());
+        Step(m)
+    }
+
+    fn entry(term: u64, index: u64, batch: Option<BatchEntry>) -> Entry {
+        let mut e = Entry::default();
+        (e.term, e.index) = (term, index);
+        if let Some(batch) = batch {
+            (e.context, e.data) = (batch.context.into(), batch.data.into());
+        }
+        e
+    }
+
+    #[actix_rt::test]
+    async fn a_forwarded_batch_overtaken_by_a_newer_terms_commit_is_reported_lost() {
+        // Node 1 never campaigns in this test: node 2 leads, played by the test.
+        let node = start_node_with(&[1, 2], RaftTiming { election_ticks: 10_000, ..fast_timing() });
+        node.raft.send(append_from_2(1, 0, 0, vec![entry(1, 1, None)], 1)).await.unwrap();
+        let raft = node.raft.clone();
+        let mut status = raft.send(GetStatus).await.unwrap();
+        while status.leader_id != 2 || status.applied_index < 1 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            status = raft.send(GetStatus).await.unwrap();
+        }
+        // Two batches, forwarded to node 2 in term 1.
+        for (seq, key) in [(7, "lost"), (8, "kept")] {
+            node.raft.send(Propose(vec![set_batch(&node, seq, key)])).await.unwrap().pop().unwrap().unwrap();
+        }
+        let sent = node.recorder.sent.clone();
+        wait_for("both batches forwarded to node 2", || {
+            sent.lock()
+                .unwrap()
+                .iter()
+                .filter(|m| m.get_msg_type() == MessageType::MsgPropose && m.to == 2)
+                .count()
+                == 2
+        })
+        .await;
+        // Node 2 commits batch 8 in term 1; batch 7 never reached it.
+        let kept = entry(1, 2, Some(set_batch(&node, 8, "kept")));
+        node.raft.send(append_from_2(1, 1, 1, vec![kept], 2)).await.unwrap();
+        let committed = node.recorder.committed.clone();
+        wait_for("batch 8 committed", || !committed.lock().unwrap().is_empty()).await;
+        assert_eq!(committed.lock().unwrap()[0].0, Committed { batches: vec![8], lost: vec![] });
+        // A new term's leader commits its first entry: batch 7, proposed in term 1 and not
+        // committed before it, can no longer be.
+        node.raft.send(append_from_2(2, 2, 1, vec![entry(2, 3, None)], 3)).await.unwrap();
+        wait_for("batch 7 reported lost", || committed.lock().unwrap().len() == 2).await;
+        assert_eq!(committed.lock().unwrap()[1].0, Committed { batches: vec![], lost: vec![7] });
     }
 
     async fn wait_for_leader(node: &TestNode) {

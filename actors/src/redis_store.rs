@@ -4,7 +4,8 @@
 //!   the one Storage computed when it applied that very entry on this node ([`Applied`]), so a
 //!   client is answered only after its write is committed and applied. A write that cannot be
 //!   proposed fails at once (`-CLUSTERDOWN`); one whose fate stays unknown fails after a bounded
-//!   time (`-TIMEOUT`).
+//!   time (`-TIMEOUT`), or as soon as a newer leader's commit shows that it was lost with the
+//!   old leader (also `-TIMEOUT`: a deposed leader may still have passed it on).
 //! - A read asks RaftNode for a read index (the leader's commit index, confirmed by a quorum),
 //!   waits until this node has applied that far, then reads from Storage: linearizable on any
 //!   node.
@@ -15,6 +16,7 @@
 //! - It keeps the list of this node's client connections (`CLIENT LIST`, `INFO clients`),
 //!   which Sessions report with [`ClientEvent`].
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -64,11 +66,18 @@ pub struct Applied {
     pub replies: Vec<(u64, Frame)>,
 }
 
-/// These batches of this node's writes (named by the sequence number of each one's first
-/// write) were committed. Sent by RaftNode before it hands them to Storage to apply.
-#[derive(Message, Debug, Clone, PartialEq)]
+/// What became of this node's batches of writes, each named by the sequence number of its
+/// first write. Sent by RaftNode when entries are committed, before it hands them to Storage
+/// to apply.
+#[derive(Message, Debug, Clone, Default, PartialEq)]
 #[rtype(result = "()")]
-pub struct Committed(pub Vec<u64>);
+pub struct Committed {
+    /// Committed now.
+    pub batches: Vec<u64>,
+    /// Proposed in an earlier term than an entry committed now, and not committed before it:
+    /// lost with a change of leader (see [`Error::WriteLost`]).
+    pub lost: Vec<u64>,
+}
 
 /// What a Session reports about itself, for `CLIENT LIST` and `INFO`. Sent by Sessions with
 /// `do_send`; no reply.
@@ -184,8 +193,8 @@ pub struct RedisStore {
     applied: u64,
     /// Writes waiting for their entry to be applied, in proposal order (so also by deadline).
     pending_writes: BTreeMap<u64, PendingWrite>,
-    /// The blind writes of each batch in flight, by the sequence number of its first write.
-    blind_batches: HashMap<u64, Vec<u64>>,
+    /// The writes of each batch in flight, by the sequence number of its first write.
+    batches: HashMap<u64, Vec<u64>>,
     /// Reads whose read index is ahead of what this node has applied, by read index.
     waiting_reads: BTreeMap<u64, VecDeque<WaitingRead>>,
     /// SCAN cursors handed out: cursor → the key the scan stopped at; oldest first in `order`.
@@ -234,7 +243,7 @@ impl RedisStore {
             timing,
             applied,
             pending_writes: BTreeMap::new(),
-            blind_batches: HashMap::new(),
+            batches: HashMap::new(),
             waiting_reads: BTreeMap::new(),
             scan_cursors: HashMap::new(),
             scan_order: VecDeque::new(),
@@ -279,19 +288,13 @@ impl RedisStore {
         if !self.new_proposals.is_empty() {
             let (datas, seqs) = batch_entries(std::mem::take(&mut self.new_proposals));
             let (node, incarnation) = (self.info.node_id, self.incarnation);
+            let firsts: Vec<u64> = seqs.iter().map(|seqs| seqs[0]).collect();
             let entries = datas
                 .into_iter()
-                .zip(&seqs)
+                .zip(seqs)
                 .map(|(data, seqs)| {
                     let first = seqs[0];
-                    let blind: Vec<u64> = seqs
-                        .iter()
-                        .copied()
-                        .filter(|s| self.pending_writes.get(s).is_some_and(|w| w.blind))
-                        .collect();
-                    if !blind.is_empty() {
-                        self.blind_batches.insert(first, blind);
-                    }
+                    self.batches.insert(first, seqs);
                     BatchEntry { context: batch_context(RequestId { node, incarnation, seq: first }), data }
                 })
                 .collect();
@@ -299,13 +302,12 @@ impl RedisStore {
             ctx.spawn(proposed.into_actor(self).map(move |result, store, _| {
                 let results = match result {
                     Ok(results) => results,
-                    Err(mailbox) => vec![Err(Error::from(mailbox)); seqs.len()],
+                    Err(mailbox) => vec![Err(Error::from(mailbox)); firsts.len()],
                 };
-                for (seqs, result) in seqs.into_iter().zip(results) {
+                for (first, result) in firsts.into_iter().zip(results) {
                     // Refused outright: nothing entered the log, so the clients learn it now.
                     if let Err(e) = result {
-                        store.blind_batches.remove(&seqs[0]);
-                        for seq in seqs {
+                        for seq in store.batches.remove(&first).unwrap_or_default() {
                             if let Some(w) = store.pending_writes.remove(&seq) {
                                 metrics::counter!(telemetry::WRITES, "result" => "refused").increment(1);
                                 let _ = w.reply.send(e.to_frame());
@@ -455,7 +457,7 @@ impl RedisStore {
             let _ = w.reply.send(Error::WriteTimeout(ms).to_frame());
         }
         let pending = &self.pending_writes;
-        self.blind_batches.retain(|_, seqs| seqs.iter().any(|seq| pending.contains_key(seq)));
+        self.batches.retain(|_, seqs| seqs.iter().any(|seq| pending.contains_key(seq)));
         for reads in self.waiting_reads.values_mut() {
             while reads.front().is_some_and(|r| r.deadline <= now) {
                 let r = reads.pop_front().expect("front exists");
@@ -761,11 +763,23 @@ impl Handler<Committed> for RedisStore {
 
     /// Answers the blind writes of the committed batches at once: a later read waits for the
     /// apply anyway (its read index is at least this commit), so no one can see them missing.
+    /// The writes of lost batches learn now that their outcome is unknown, rather than at
+    /// their deadline.
     fn handle(&mut self, msg: Committed, _: &mut Context<Self>) {
-        for first in msg.0 {
-            for seq in self.blind_batches.remove(&first).unwrap_or_default() {
+        for first in msg.batches {
+            for seq in self.batches.remove(&first).unwrap_or_default() {
+                if let Entry::Occupied(w) = self.pending_writes.entry(seq) {
+                    if w.get().blind {
+                        w.remove().succeed(Frame::ok());
+                    }
+                }
+            }
+        }
+        for first in msg.lost {
+            for seq in self.batches.remove(&first).unwrap_or_default() {
                 if let Some(w) = self.pending_writes.remove(&seq) {
-                    w.succeed(Frame::ok());
+                    metrics::counter!(telemetry::WRITES, "result" => "lost").increment(1);
+                    let _ = w.reply.send(Error::WriteLost.to_frame());
                 }
             }
         }

@@ -28,7 +28,7 @@ pub fn describe() {
     describe_gauge!(RAFT_LEADER_ID, "The leader this node knows (0: none).");
     describe_gauge!(RAFT_COMMIT_INDEX, "Raft commit index.");
     describe_gauge!(RAFT_APPLIED_INDEX, "Raft applied index.");
-    describe_counter!(WRITES, "Writes proposed through this node, by result (ok, refused, timeout).");
+    describe_counter!(WRITES, "Writes proposed through this node, by result (ok, refused, timeout, lost).");
     describe_histogram!(WRITE_SECONDS, Unit::Seconds, "From proposal to the reply of an applied write.");
     describe_counter!(READS, "Linearizable reads on this node, by result (ok, error).");
     describe_histogram!(READ_INDEX_SECONDS, Unit::Seconds, "Time to confirm a read index with the leader.");
