@@ -65,7 +65,7 @@ fn keyspace_apply(c: &mut Criterion) {
                         })
                         .collect();
                     let start = Instant::now();
-                    let mut apply = ApplyBatch::new(&db, 0);
+                    let mut apply = ApplyBatch::new(&db, Default::default());
                     for (index, data) in &payloads {
                         let proposal = Proposal::decode(data).expect("decodes");
                         black_box(apply.apply(*index, proposal).expect("applies"));

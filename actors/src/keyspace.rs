@@ -91,6 +91,24 @@ impl Value {
     }
 }
 
+/// How many keys are stored, expired ones included (Redis's DBSIZE counts those too), and how
+/// many of them carry an expiry (`INFO keyspace`'s `expires`). Kept up to date by every apply,
+/// so neither needs a scan.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeyCounts {
+    pub keys: u64,
+    pub expires: u64,
+}
+
+impl KeyCounts {
+    /// The counts of an encoded value record being added.
+    pub fn of_record(raw: &[u8]) -> KeyCounts {
+        let expires = raw.get(1..9).is_some_and(|at| at != [0u8; 8]);
+        KeyCounts { keys: 1, expires: expires as u64 }
+    }
+
+}
+
 /// Read access to the keyspace, either the applied database or a batch being applied.
 pub trait KeyRead {
     /// The stored value, expired or not.
@@ -101,14 +119,14 @@ pub trait KeyRead {
         after: Option<&[u8]>,
         visit: &mut dyn FnMut(&[u8], &Value) -> bool,
     ) -> Result<()>;
-    /// How many keys are stored, expired ones included (Redis's DBSIZE counts those too).
-    fn key_count(&self) -> u64;
+    /// How many keys are stored, and how many of them have an expiry (with a batch's changes).
+    fn counts(&self) -> KeyCounts;
 }
 
 /// The applied database, as reads see it.
 pub struct DbView<'a> {
     pub db: &'a DB,
-    pub key_count: u64,
+    pub counts: KeyCounts,
 }
 
 impl KeyRead for DbView<'_> {
@@ -137,8 +155,8 @@ impl KeyRead for DbView<'_> {
         Ok(())
     }
 
-    fn key_count(&self) -> u64 {
-        self.key_count
+    fn counts(&self) -> KeyCounts {
+        self.counts
     }
 }
 
@@ -149,23 +167,23 @@ pub struct ApplyBatch<'a> {
     db: &'a DB,
     pub batch: WriteBatch,
     overlay: HashMap<Bytes, Option<Value>>,
-    /// Keys stored before this batch.
-    base_key_count: u64,
-    /// Change in the number of keys caused by this batch.
-    pub key_delta: i64,
+    /// The counts before this batch.
+    base: KeyCounts,
+    /// The change in the number of keys, and of keys with an expiry, caused by this batch.
+    delta: (i64, i64),
     /// The entry being applied: its index (the version it stamps) and its clock.
     index: u64,
     now: i64,
 }
 
 impl<'a> ApplyBatch<'a> {
-    pub fn new(db: &'a DB, key_count: u64) -> Self {
+    pub fn new(db: &'a DB, counts: KeyCounts) -> Self {
         ApplyBatch {
             db,
             batch: WriteBatch::default(),
             overlay: HashMap::new(),
-            base_key_count: key_count,
-            key_delta: 0,
+            base: counts,
+            delta: (0, 0),
             index: 0,
             now: 0,
         }
@@ -191,10 +209,17 @@ impl<'a> ApplyBatch<'a> {
         })
     }
 
+    /// Counts `value`'s key as added (`sign` 1) or removed (-1) by this batch.
+    fn count(&mut self, value: &Value, sign: i64) {
+        self.delta.0 += sign;
+        self.delta.1 += sign * (value.expires_at_ms != 0) as i64;
+    }
+
     fn put(&mut self, key: Bytes, mut value: Value) -> Result<()> {
-        if self.value(&key)?.is_none() {
-            self.key_delta += 1;
+        if let Some(old) = self.value(&key)? {
+            self.count(&old, -1);
         }
+        self.count(&value, 1);
         value.version = self.index;
         self.batch.put_cf(kv_cf(self.db), &key, value.encode());
         self.overlay.insert(key, Some(value));
@@ -213,10 +238,10 @@ impl<'a> ApplyBatch<'a> {
 
     /// Deletes `key`; true if it was stored (alive or not).
     fn delete(&mut self, key: &Bytes) -> Result<bool> {
-        if self.value(key)?.is_none() {
+        let Some(old) = self.value(key)? else {
             return Ok(false);
-        }
-        self.key_delta -= 1;
+        };
+        self.count(&old, -1);
         self.batch.delete_cf(kv_cf(self.db), key);
         self.overlay.insert(key.clone(), None);
         Ok(true)
@@ -536,7 +561,7 @@ impl KeyRead for ApplyBatch<'_> {
         visit: &mut dyn FnMut(&[u8], &Value) -> bool,
     ) -> Result<()> {
         let mut merged: BTreeMap<Bytes, Value> = BTreeMap::new();
-        DbView { db: self.db, key_count: 0 }.for_each_after(after, &mut |k, v| {
+        DbView { db: self.db, counts: KeyCounts::default() }.for_each_after(after, &mut |k, v| {
             merged.insert(Bytes::copy_from_slice(k), v.clone());
             true
         })?;
@@ -557,8 +582,9 @@ impl KeyRead for ApplyBatch<'_> {
         Ok(())
     }
 
-    fn key_count(&self) -> u64 {
-        (self.base_key_count as i64 + self.key_delta).max(0) as u64
+    fn counts(&self) -> KeyCounts {
+        let add = |base: u64, delta: i64| (base as i64 + delta).max(0) as u64;
+        KeyCounts { keys: add(self.base.keys, self.delta.0), expires: add(self.base.expires, self.delta.1) }
     }
 }
 
@@ -575,8 +601,8 @@ fn read_value(db: &DB, key: &[u8]) -> Result<Option<Value>> {
 
 /// Answers a read from the current (applied) state of the keyspace, judging expiry by this
 /// node's wall clock.
-pub fn read(db: &DB, query: &ReadQuery, key_count: u64) -> Result<Frame> {
-    execute_read(&DbView { db, key_count }, query, now_ms())
+pub fn read(db: &DB, query: &ReadQuery, counts: KeyCounts) -> Result<Frame> {
+    execute_read(&DbView { db, counts }, query, now_ms())
 }
 
 /// A read inside EXEC: as [`execute_read`], except that SCAN cannot hand out a cursor from inside
@@ -686,7 +712,7 @@ pub fn execute_read(ks: &dyn KeyRead, q: &ReadQuery, now: i64) -> Result<Frame> 
             Frame::Array(vec![next, Frame::Array(keys)])
         }
         ReadQuery::RandomKey { seed } => random_key(ks, *seed, now)?,
-        ReadQuery::DbSize => Frame::Integer(ks.key_count() as i64),
+        ReadQuery::DbSize => Frame::Integer(ks.counts().keys as i64),
         ReadQuery::Ttl { key, millis } => match live(key)? {
             None => Frame::Integer(-2),
             Some(v) if v.expires_at_ms == 0 => Frame::Integer(-1),
@@ -727,14 +753,8 @@ pub fn execute_read(ks: &dyn KeyRead, q: &ReadQuery, now: i64) -> Result<Frame> 
             Frame::Array(vec![next, Frame::Array(expired)])
         }
         ReadQuery::KeyspaceStats => {
-            let mut expires = 0;
-            ks.for_each_after(None, &mut |_, v| {
-                if v.expires_at_ms != 0 {
-                    expires += 1;
-                }
-                true
-            })?;
-            Frame::Array(vec![Frame::Integer(ks.key_count() as i64), Frame::Integer(expires)])
+            let counts = ks.counts();
+            Frame::Array(vec![Frame::Integer(counts.keys as i64), Frame::Integer(counts.expires as i64)])
         }
     })
 }

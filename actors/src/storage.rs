@@ -11,7 +11,7 @@
 //! - `raft_log`: entry index (u64 big-endian) → protobuf `Entry`
 //! - `raft_state`: `hard_state` and `conf_state` (protobuf), `members` (the address book)
 //! - `kv`: the user data (see [`crate::keyspace`])
-//! - `meta`: `applied_index`, `key_count`, `incarnation`, the compaction point
+//! - `meta`: `applied_index`, `key_count`, `expires_count`, `incarnation`, the compaction point
 //!   (`snapshot_index`, `snapshot_term`) and the markers of a snapshot being received or
 //!   installed
 //!
@@ -48,7 +48,7 @@ use tracing::{error, info};
 
 use crate::command::{Proposal, ReadQuery};
 use crate::error::{Error, Result};
-use crate::keyspace::{self, ApplyBatch, CF_KV};
+use crate::keyspace::{self, ApplyBatch, KeyCounts, KeyRead as _, CF_KV};
 use crate::membership::{decode_members, encode_members, Member};
 use crate::redis_store::Applied;
 use crate::resp::Frame;
@@ -64,6 +64,8 @@ const KEY_CONF_STATE: &[u8] = b"conf_state";
 const KEY_MEMBERS: &[u8] = b"members";
 const KEY_APPLIED: &[u8] = b"applied_index";
 const KEY_KEY_COUNT: &[u8] = b"key_count";
+/// How many keys have an expiry; absent in data directories from before it was kept.
+const KEY_EXPIRES_COUNT: &[u8] = b"expires_count";
 const KEY_INCARNATION: &[u8] = b"incarnation";
 const KEY_SNAPSHOT_INDEX: &[u8] = b"snapshot_index";
 const KEY_SNAPSHOT_TERM: &[u8] = b"snapshot_term";
@@ -230,7 +232,7 @@ pub struct Storage {
     hard_state: HardState,
     last_index: u64,
     applied: u64,
-    key_count: u64,
+    counts: KeyCounts,
     snapshot_index: u64,
     snapshot_term: u64,
     /// The staging file of a snapshot being received, and its (index, term).
@@ -298,7 +300,7 @@ impl Storage {
             entries.push(Entry::parse_from_bytes(&raw).map_err(corrupt)?);
         }
         let applied = get_u64(&db, KEY_APPLIED)?;
-        let key_count = get_u64(&db, KEY_KEY_COUNT)?;
+        let counts = KeyCounts { keys: get_u64(&db, KEY_KEY_COUNT)?, expires: count_expires(&db)? };
         let incarnation = get_u64(&db, KEY_INCARNATION)? + 1;
         put_synced(&db, CF_META, KEY_INCARNATION, &incarnation.to_be_bytes())?;
 
@@ -315,7 +317,7 @@ impl Storage {
             hard_state,
             last_index,
             applied,
-            key_count,
+            counts,
             snapshot_index,
             snapshot_term,
             incoming: None,
@@ -408,7 +410,7 @@ impl Storage {
     }
 
     fn apply_committed(&mut self, msg: ApplyCommitted) -> Result<Applied> {
-        let mut apply = ApplyBatch::new(&self.db, self.key_count);
+        let mut apply = ApplyBatch::new(&self.db, self.counts);
         let mut replies = Vec::new();
         let mut last = self.applied;
         for entry in &msg.entries {
@@ -430,7 +432,7 @@ impl Storage {
         if last == self.applied && msg.conf_state.is_none() && msg.members.is_none() {
             return Ok(Applied { index: last, replies });
         }
-        let key_count = (self.key_count as i64 + apply.key_delta).max(0) as u64;
+        let counts = apply.counts();
         let mut batch = std::mem::take(&mut apply.batch);
         drop(apply);
         // Applying an entry proves it committed: recording a commit index that covers it in the
@@ -448,14 +450,15 @@ impl Storage {
         }
         let meta = cf(&self.db, CF_META);
         batch.put_cf(meta, KEY_APPLIED, last.to_be_bytes());
-        batch.put_cf(meta, KEY_KEY_COUNT, key_count.to_be_bytes());
+        batch.put_cf(meta, KEY_KEY_COUNT, counts.keys.to_be_bytes());
+        batch.put_cf(meta, KEY_EXPIRES_COUNT, counts.expires.to_be_bytes());
         // No fsync: the log holds these entries durably, and after a crash the lost tail of
         // applies is replayed from it, because the applied index is lost with them.
         self.db.write(batch)?;
         self.hard_state = hs;
         self.applied = last;
-        self.key_count = key_count;
-        metrics::gauge!(telemetry::KEYS).set(key_count as f64);
+        self.counts = counts;
+        metrics::gauge!(telemetry::KEYS).set(counts.keys as f64);
         Ok(Applied { index: last, replies })
     }
 }
@@ -567,10 +570,12 @@ impl Storage {
         db.create_cf(CF_KV, &family_options(CF_KV))?;
         let mut reader = BufReader::new(File::open(self.staging_path()).map_err(io_error)?);
         let mut batch = WriteBatch::default();
-        let mut keys = 0u64;
+        let mut counts = KeyCounts::default();
         while let Some((key, value)) = read_pair(&mut reader)? {
+            let added = KeyCounts::of_record(&value);
+            counts.keys += added.keys;
+            counts.expires += added.expires;
             batch.put_cf(cf(&self.db, CF_KV), key, value);
-            keys += 1;
             if batch.size_in_bytes() >= SNAPSHOT_CHUNK_BYTES {
                 self.db.write(std::mem::take(&mut batch))?;
             }
@@ -585,7 +590,8 @@ impl Storage {
         batch.put_cf(state, KEY_MEMBERS, encode_members(members));
         let m = cf(&self.db, CF_META);
         batch.put_cf(m, KEY_APPLIED, meta.index.to_be_bytes());
-        batch.put_cf(m, KEY_KEY_COUNT, keys.to_be_bytes());
+        batch.put_cf(m, KEY_KEY_COUNT, counts.keys.to_be_bytes());
+        batch.put_cf(m, KEY_EXPIRES_COUNT, counts.expires.to_be_bytes());
         batch.put_cf(m, KEY_SNAPSHOT_INDEX, meta.index.to_be_bytes());
         batch.put_cf(m, KEY_SNAPSHOT_TERM, meta.term.to_be_bytes());
         batch.delete_cf(m, KEY_STAGED);
@@ -594,11 +600,11 @@ impl Storage {
         let _ = fs::remove_file(self.staging_path());
         self.hard_state = hs;
         self.applied = meta.index;
-        self.key_count = keys;
+        self.counts = counts;
         self.last_index = meta.index;
         self.snapshot_index = meta.index;
         self.snapshot_term = meta.term;
-        info!(index = meta.index, term = meta.term, keys, "installed a snapshot");
+        info!(index = meta.index, term = meta.term, keys = counts.keys, "installed a snapshot");
         Ok(())
     }
 }
@@ -783,9 +789,8 @@ impl Handler<Read> for Storage {
 
     /// Answers reads from the applied keyspace.
     fn handle(&mut self, msg: Read, _: &mut Context<Self>) -> Self::Result {
-        let read = |query: &ReadQuery| {
-            keyspace::read(&self.db, query, self.key_count).unwrap_or_else(|e| e.to_frame())
-        };
+        let read =
+            |query: &ReadQuery| keyspace::read(&self.db, query, self.counts).unwrap_or_else(|e| e.to_frame());
         MessageResult(msg.0.iter().map(read).collect())
     }
 }
@@ -898,6 +903,19 @@ fn read_members(db: &DB) -> Result<Vec<Member>> {
     }
 }
 
+/// The number of keys with an expiry: recorded with every apply, or counted once in a data
+/// directory written before it was recorded.
+fn count_expires(db: &DB) -> Result<u64> {
+    if db.get_pinned_cf(cf(db, CF_META), KEY_EXPIRES_COUNT)?.is_some() {
+        return get_u64(db, KEY_EXPIRES_COUNT);
+    }
+    let mut expires = 0;
+    for item in db.iterator_cf(cf(db, CF_KV), IteratorMode::Start) {
+        expires += KeyCounts::of_record(&item?.1).expires;
+    }
+    Ok(expires)
+}
+
 fn get_u64(db: &DB, key: &[u8]) -> Result<u64> {
     match db.get_pinned_cf(cf(db, CF_META), key)? {
         Some(raw) if raw.len() == 8 => Ok(u64::from_be_bytes(raw[..].try_into().expect("8 bytes"))),
@@ -923,7 +941,7 @@ fn put_synced(db: &DB, family: &str, key: &[u8], value: &[u8]) -> Result<()> {
 #[allow(clippy::field_reassign_with_default)] // raft-rs's protobuf messages are built field by field
 mod tests {
     use super::*;
-    use crate::command::{RequestId, WriteOp, BATCH_CONTEXT};
+    use crate::command::{ExpireCond, Expiry, RequestId, SetCond, SetExpiry, WriteOp, BATCH_CONTEXT};
     use bytes::Bytes;
 
     fn members(ids: &[u64]) -> Vec<Member> {
@@ -950,8 +968,66 @@ mod tests {
         })
     }
 
+    /// `SET k v EX 3600`.
+    fn set_ex(k: &str, v: &str) -> Option<WriteOp> {
+        Some(WriteOp::SetWith {
+            key: Bytes::copy_from_slice(k.as_bytes()),
+            value: Bytes::copy_from_slice(v.as_bytes()),
+            cond: SetCond::Always,
+            expiry: SetExpiry::At(Expiry::InMs(3_600_000)),
+            get: false,
+        })
+    }
+
+    /// `INFO keyspace`'s figures: (keys, keys with an expiry).
+    fn keyspace_stats(storage: &Storage) -> (i64, i64) {
+        match keyspace::read(&storage.db, &ReadQuery::KeyspaceStats, storage.counts).unwrap() {
+            Frame::Array(counts) => match counts[..] {
+                [Frame::Integer(keys), Frame::Integer(expires)] => (keys, expires),
+                _ => panic!("{counts:?}"),
+            },
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn key_and_expiry_counts_follow_every_write_and_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = |k: &str| Bytes::copy_from_slice(k.as_bytes());
+        let expire = |k: &str| {
+            Some(WriteOp::Expire { key: key(k), at: Expiry::InMs(60_000), cond: ExpireCond::Always })
+        };
+        let steps: Vec<(Option<WriteOp>, (i64, i64))> = vec![
+            (set_ex("a", "1"), (1, 1)),
+            (set("b", "1"), (2, 1)),
+            (expire("b"), (2, 2)),
+            (set("a", "2"), (2, 1)), // a plain SET drops the expiry
+            (Some(WriteOp::Persist { key: key("b") }), (2, 0)),
+            (expire("a"), (2, 1)),
+            (set_ex("a", "3"), (2, 1)),
+            (Some(WriteOp::Del { keys: vec![key("a")] }), (1, 0)),
+            (set_ex("c", "1"), (2, 1)),
+        ];
+        {
+            let (mut s, _) = Storage::open(dir.path(), 1, &members(&[1]), true).unwrap();
+            for (i, (op, expected)) in steps.into_iter().enumerate() {
+                let entries = vec![entry(i as u64 + 1, 1, op, 1, 1)];
+                s.persist_ready(PersistReady { entries: entries.clone(), hard_state: None }).unwrap();
+                s.apply_committed(ApplyCommitted { entries, conf_state: None, members: None }).unwrap();
+                assert_eq!(keyspace_stats(&s), expected, "after step {}", i + 1);
+            }
+        }
+        let (s, _) = Storage::open(dir.path(), 1, &members(&[1]), true).unwrap();
+        assert_eq!(keyspace_stats(&s), (2, 1), "after a restart");
+        // A data directory from before the expiry count was recorded: counted at the start.
+        s.db.delete_cf(cf(&s.db, CF_META), KEY_EXPIRES_COUNT).unwrap();
+        drop(s);
+        let (s, _) = Storage::open(dir.path(), 1, &members(&[1]), true).unwrap();
+        assert_eq!(keyspace_stats(&s), (2, 1), "counted from the keyspace");
+    }
+
     fn get(storage: &Storage, k: &str) -> Frame {
-        keyspace::read(&storage.db, &ReadQuery::Get(Bytes::copy_from_slice(k.as_bytes())), storage.key_count)
+        keyspace::read(&storage.db, &ReadQuery::Get(Bytes::copy_from_slice(k.as_bytes())), storage.counts)
             .unwrap()
     }
 
@@ -1033,7 +1109,7 @@ mod tests {
         assert_eq!(rec.entries.iter().map(|e| e.index).collect::<Vec<_>>(), vec![1, 2, 3]);
         assert_eq!(get(&s, "a"), Frame::bulk("1"));
         assert_eq!(get(&s, "b"), Frame::bulk("2"));
-        assert_eq!(keyspace::read(&s.db, &ReadQuery::DbSize, s.key_count).unwrap(), Frame::Integer(2));
+        assert_eq!(keyspace::read(&s.db, &ReadQuery::DbSize, s.counts).unwrap(), Frame::Integer(2));
     }
 
     #[test]
@@ -1119,8 +1195,12 @@ mod tests {
         let (leader_dir, follower_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let (mut leader, _) = Storage::open(leader_dir.path(), 1, &members(&[1, 2]), true).unwrap();
         let value = "x".repeat(5000); // several chunks' worth in total
-        let entries: Vec<Entry> =
-            (1..=400).map(|i| entry(i, 3, set(&format!("key{i}"), &value), 1, 1)).collect();
+        let entries: Vec<Entry> = (1..=400)
+            .map(|i| {
+                let (key, op) = (format!("key{i}"), if i % 100 == 50 { set_ex } else { set });
+                entry(i, 3, op(&key, &value), 1, 1)
+            })
+            .collect();
         leader.persist_ready(PersistReady { entries: entries.clone(), hard_state: None }).unwrap();
         leader.apply_committed(ApplyCommitted { entries, conf_state: None, members: None }).unwrap();
         let cp = leader.create_checkpoint(2).unwrap();
@@ -1159,9 +1239,10 @@ mod tests {
         assert!(rec.entries.is_empty());
         assert!(rec.hard_state.commit >= 400);
         assert_eq!(
-            keyspace::read(&follower.db, &ReadQuery::DbSize, follower.key_count).unwrap(),
+            keyspace::read(&follower.db, &ReadQuery::DbSize, follower.counts).unwrap(),
             Frame::Integer(400)
         );
+        assert_eq!(keyspace_stats(&follower), (400, 4), "the snapshot's keys with an expiry are counted");
     }
 
     #[test]
