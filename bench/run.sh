@@ -113,91 +113,74 @@ redis-server --bind 127.0.0.1 --port "${port[redis_es]}" --dir "$tmp/redis-every
   --appendonly yes --appendfsync everysec --save '' --logfile "$tmp/redis-everysec.log" &
 pids+=($!)
 
-peer_ports=()
-for id in 1 2 3; do
-  free_port peer_port
-  peer_ports+=("$peer_port")
-  free_port "node_port[$id]"
-done
-cluster="127.0.0.1:${peer_ports[0]},127.0.0.1:${peer_ports[1]},127.0.0.1:${peer_ports[2]}"
-
-start_node() { # id, extra args...
-  local id=$1
-  node_args[$id]="--id $id --port ${node_port[$id]} --data-dir $tmp/node$id ${*:2}"
+# raft-kv nodes are keyed by a cluster prefix and their id: 1, 2, 3 (and 4, added later) for
+# the default cluster, es1, es2, es3 for the everysec one. Each logs to $tmp/node<key>.log.
+start_node() { # key, id, extra args...
+  local key=$1 id=$2
+  node_args[$key]="--id $id --port ${node_port[$key]} --data-dir $tmp/node$key ${*:3}"
   # shellcheck disable=SC2086
-  RUST_LOG=${RUST_LOG:-info} "$BIN" ${node_args[$id]} >>"$tmp/node$id.log" 2>&1 &
-  node_pid[$id]=$!
+  RUST_LOG=${RUST_LOG:-info} "$BIN" ${node_args[$key]} >>"$tmp/node$key.log" 2>&1 &
+  node_pid[$key]=$!
   pids+=($!)
 }
-for id in 1 2 3; do start_node "$id" --cluster "$cluster"; done
-
-# The second cluster, with --fsync everysec, on ports of its own.
-declare -A es_pid es_port
-es_peers=()
-for id in 1 2 3; do
-  free_port peer_port
-  es_peers+=("127.0.0.1:$peer_port")
-  free_port "es_port[$id]"
-done
-for id in 1 2 3; do
-  RUST_LOG=${RUST_LOG:-info} "$BIN" --id "$id" --port "${es_port[$id]}" --data-dir "$tmp/es-node$id" \
-    --cluster "$(IFS=,; echo "${es_peers[*]}")" --fsync everysec >>"$tmp/es-node$id.log" 2>&1 &
-  es_pid[$id]=$!
-  pids+=($!)
-done
-es_alive() {
+peer_addrs() { # sets $addrs: three fresh peer addresses, comma-separated
+  local peer_port list=() _
+  for _ in 1 2 3; do
+    free_port peer_port
+    list+=("127.0.0.1:$peer_port")
+  done
+  addrs=$(IFS=,; echo "${list[*]}")
+}
+start_cluster() { # prefix, peer addresses, extra node args...
   local id
-  for id in "${!es_pid[@]}"; do
-    kill -0 "${es_pid[$id]}" 2>/dev/null && continue
-    log "everysec node $id exited; the end of its log:"
-    tail -n 20 "$tmp/es-node$id.log" >&2
-    exit 1
+  for id in 1 2 3; do
+    free_port "node_port[$1$id]"
+    start_node "$1$id" "$id" --cluster "$2" "${@:3}"
   done
 }
-find_es_leader() { # sets port[fast] to the everysec cluster's leader
-  local deadline=$((SECONDS + 60)) id
-  while [ "$SECONDS" -lt "$deadline" ]; do
-    es_alive
-    for id in 1 2 3; do
-      if cli "${es_port[$id]}" info raft | grep -qx 'role:leader'; then
-        port[fast]=${es_port[$id]}
-        return
-      fi
-    done
-    sleep 0.2
-  done
-  log "no leader in the everysec cluster after 60 s"
-  exit 1
-}
+peer_addrs
+cluster=$addrs
+start_cluster "" "$cluster"
+# The second cluster, with --fsync everysec.
+peer_addrs
+start_cluster es "$addrs" --fsync everysec
 
 nodes_alive() {
-  local id
-  for id in "${!node_pid[@]}"; do
-    if ! kill -0 "${node_pid[$id]}" 2>/dev/null; then
-      log "node $id exited; the end of each node's log:"
+  local key
+  for key in "${!node_pid[@]}"; do
+    if ! kill -0 "${node_pid[$key]}" 2>/dev/null; then
+      log "node $key exited; the end of each node's log:"
       tail -n 20 "$tmp"/node*.log >&2
       exit 1
     fi
   done
 }
 
-leader=""
-find_leader() { # sets $leader (node id) and $follower (the lowest other id)
+find_leader_of() { # prefix: sets $found to the key of that cluster's leader
   local deadline=$((SECONDS + 60)) id
   while [ "$SECONDS" -lt "$deadline" ]; do
     nodes_alive
     for id in 1 2 3; do
-      if cli "${node_port[$id]}" info raft | grep -qx 'role:leader'; then
-        leader=$id
-        for follower in 1 2 3; do [ "$follower" != "$leader" ] && break; done
+      if cli "${node_port[$1$id]}" info raft | grep -qx 'role:leader'; then
+        found=$1$id
         return
       fi
     done
     sleep 0.2
   done
-  log "no raft-kv leader after 60 s"
-  tail -n 20 "$tmp"/node*.log >&2
+  log "no leader in raft-kv cluster '$1' after 60 s"
+  tail -n 20 "$tmp/node$1"*.log >&2
   exit 1
+}
+leader=""
+find_leader() { # sets $leader (node id) and $follower (the lowest other id) of the default cluster
+  find_leader_of ""
+  leader=$found
+  for follower in 1 2 3; do [ "$follower" != "$leader" ] && break; done
+}
+find_es_leader() { # sets port[fast] to the everysec cluster's leader
+  find_leader_of es
+  port[fast]=${node_port[$found]}
 }
 
 wait_ready() { # port, what
@@ -261,8 +244,11 @@ for rep in $(seq "$REPS"); do
   done
 done
 # The everysec cluster has done its part; the rest of the run measures the default one.
-for id in 1 2 3; do kill -TERM "${es_pid[$id]}" 2>/dev/null || true; done
-for id in 1 2 3; do wait "${es_pid[$id]}" 2>/dev/null || true; done
+for id in 1 2 3; do kill -TERM "${node_pid[es$id]}" 2>/dev/null || true; done
+for id in 1 2 3; do
+  wait "${node_pid[es$id]}" 2>/dev/null || true
+  unset "node_pid[es$id]"
+done
 
 # median workload system test column(5 rps, 6 p50, 7 p99)
 median() {
@@ -282,9 +268,9 @@ verdict_le() { awk -v a="$1" -v b="$2" 'BEGIN { print (a <= b ? "**met**" : "mis
 find_leader
 leader_port=${node_port[$leader]}
 log "loading $KEYS keys into raft-kv through the leader (node $leader)"
-# MSET of 100 pairs per command, written by redis-cli --pipe in chunks of 20 000 keys: one pipe
-# of a million keys makes raft-kv queue every proposal at once, and the late ones time out. A
-# chunk that meets an error (a leader change on a busy machine) is sent again: MSET is idempotent.
+# MSET of 100 pairs per command, written by redis-cli --pipe in chunks of 20 000 keys, so that a
+# chunk that meets an error (a leader change on a busy machine) can be sent again: MSET is
+# idempotent. (One pipe of all the keys works too: 1 M keys load in about 3.5 s here.)
 load_chunk() { # first, count
   awk -v first="$1" -v count="$2" 'BEGIN {
     for (b = 0; b * 100 < count; b++) {
@@ -365,7 +351,7 @@ find_leader
 leader_port=${node_port[$leader]}
 free_port peer4
 free_port 'node_port[4]'
-start_node 4 --cluster "$cluster,127.0.0.1:$peer4" --join
+start_node 4 4 --cluster "$cluster,127.0.0.1:$peer4" --join
 deadline=$((SECONDS + 30))
 until [ "$(cli "${node_port[4]}" ping)" = PONG ]; do
   [ "$SECONDS" -lt "$deadline" ] || { log "node 4 does not answer PING"; exit 1; }
