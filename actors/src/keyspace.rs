@@ -106,7 +106,6 @@ impl KeyCounts {
         let expires = raw.get(1..9).is_some_and(|at| at != [0u8; 8]);
         KeyCounts { keys: 1, expires: expires as u64 }
     }
-
 }
 
 /// Read access to the keyspace, either the applied database or a batch being applied.
