@@ -74,6 +74,10 @@ struct Options {
     /// When Raft log writes reach the disk. `everysec` is faster and NOT Raft-safe: see README.
     #[arg(long, env = "RAFTKV_FSYNC", value_enum, default_value = "always")]
     fsync: FsyncMode,
+    /// Serve reads on the leader under a lease (`on`, the default) or with a read-index round
+    /// each (`off`): see README, "Reads".
+    #[arg(long, env = "RAFTKV_READ_LEASE", value_enum, default_value = "on")]
+    read_lease: Switch,
     /// How long a write may wait to be committed before it is answered `-TIMEOUT` (its outcome
     /// is then unknown), in milliseconds.
     #[arg(long, env = "RAFTKV_WRITE_TIMEOUT", default_value_t = 5000,
@@ -102,6 +106,12 @@ enum FsyncMode {
     /// Sync log writes about once a second, like Redis's `appendfsync everysec`: faster, but a
     /// power loss can lose acknowledged writes and let replicas diverge. Not Raft-safe.
     Everysec,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Switch {
+    On,
+    Off,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -169,6 +179,7 @@ fn run() -> anyhow::Result<()> {
         raft: actors::raft_node::RaftTiming {
             compact_after: options.snapshot_threshold.max(1),
             compact_keep: (options.snapshot_threshold / 10).min(2_000),
+            read_lease: options.read_lease == Switch::On,
             ..Default::default()
         },
         store: actors::redis_store::StoreTiming {

@@ -297,6 +297,38 @@ fn no_leader_fails_fast_instead_of_hanging() {
     cluster.set_with_retry(survivor, "after-outage", "1", WRITE_TIMEOUT);
 }
 
+/// The leader serves reads under a lease (`INFO raft` shows what is left of it) unless the
+/// nodes run with `--read-lease off`; reads through every node are linearizable either way.
+#[test]
+fn the_leader_holds_a_read_lease_unless_it_is_turned_off() {
+    for (flags, lease) in [(&[][..], true), (&["--read-lease", "off"][..], false)] {
+        let mut cluster = Cluster::launch_with(3, flags);
+        let leader = cluster.wait_for_leader(LEADER_TIMEOUT);
+        cluster.set_with_retry(leader, "k", "v", WRITE_TIMEOUT);
+        let mut con = cluster.client(leader);
+        let mut read_and_look = || {
+            assert_eq!(get_string(&mut con, "k").as_deref(), Some("v"));
+            cluster.raft_info(leader).expect("INFO raft on the leader").read_lease_ms
+        };
+        if lease {
+            wait_until(LEADER_TIMEOUT, "the leader to hold a read lease", || read_and_look() > 0);
+        } else {
+            for _ in 0..20 {
+                assert_eq!(read_and_look(), 0, "--read-lease off");
+            }
+        }
+        let ids = cluster.ids();
+        let mut clients: Vec<Connection> = ids.iter().map(|&id| cluster.client(id)).collect();
+        for &writer in &ids {
+            let value = format!("from {writer}");
+            set(node(&mut clients, writer), "k", &value);
+            for &reader in &ids {
+                assert_eq!(get_string(node(&mut clients, reader), "k"), Some(value.clone()), "node {reader}");
+            }
+        }
+    }
+}
+
 /// A write whose forward to the leader is lost (dropped, then the leader killed) is answered,
 /// with an unknown outcome, as soon as the new leader commits: not after the write timeout.
 #[test]

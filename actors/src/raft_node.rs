@@ -12,6 +12,11 @@
 //! order. The [`RaftLog`] given to raft-rs mirrors the log in Storage: entries are added to it
 //! when a Ready is handed to Storage. Once the applied log grows past a threshold, both are
 //! compacted; a peer that needs compacted entries gets a snapshot (see PeerTransport).
+//!
+//! Reads on the leader use a lease ([`ReadLease`]) while one is held: a read-index round
+//! confirmed by a quorum proves that no other leader can be elected for a while, and until
+//! then the leader answers read indexes from its own commit index without asking the
+//! followers again. Outside a lease, and on followers, every read takes a read-index round.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -23,7 +28,7 @@ use raft::eraftpb::{
     MessageType, SnapshotMetadata,
 };
 use raft::prelude::{Config, RawNode, Ready};
-use raft::{ReadOnlyOption, SnapshotStatus, StateRole, INVALID_ID};
+use raft::{ReadOnlyOption, SnapshotStatus, StateRole, CAMPAIGN_TRANSFER, INVALID_ID};
 use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
@@ -138,6 +143,8 @@ pub struct RaftStatus {
     pub log_first_index: u64,
     /// The payload bytes of the entries it holds.
     pub log_bytes: u64,
+    /// What is left of the leader's read lease (0: none, or not the leader).
+    pub read_lease_ms: u64,
     pub voters: Vec<u64>,
     pub learners: Vec<u64>,
 }
@@ -166,12 +173,19 @@ pub struct RaftTiming {
     pub admin_timeout: Duration,
     /// A learner within this many entries of the commit index is promoted to voter.
     pub promote_lag: u64,
+    /// Serve reads on the leader under a [`ReadLease`] (`--read-lease`).
+    pub read_lease: bool,
 }
 
 impl RaftTiming {
     /// The base election timeout.
     pub fn election_tick_duration(&self) -> Duration {
         self.tick * self.election_ticks as u32
+    }
+
+    /// How long a confirmed read-index round lets the leader serve reads alone.
+    pub fn lease_duration(&self) -> Duration {
+        self.election_tick_duration() / 2
     }
 }
 
@@ -188,11 +202,49 @@ impl Default for RaftTiming {
             compact_keep: 2_000,
             admin_timeout: Duration::from_secs(10),
             promote_lag: 100,
+            read_lease: true,
         }
     }
 }
 
 type ReadWaiter = oneshot::Sender<Result<u64>>;
+
+/// The leader's read lease: until `until` (on [`boot_time`]'s clock), in `term`, no other node
+/// can have become leader, so this node's commit index is the cluster's and a read can be
+/// served at it without a read-index round.
+///
+/// Why that holds. The lease starts when a read-index round is *asked* for and runs for half
+/// an election timeout. The heartbeats of that round reach the followers after it was asked;
+/// a quorum answered them, and each of those followers then refuses to vote, and cannot
+/// campaign, for a whole election timeout after it heard from us: raft-rs ignores vote
+/// requests while its leader is recent (`check_quorum`), its election timer counts ticks,
+/// and ticks here never run faster than the clock (they are scheduled one after another,
+/// never caught up in a burst). A follower that restarts forgets its leader, so for an
+/// election timeout after it starts a node answers no vote request at all. Any new leader
+/// needs a vote from that quorum. A leadership transfer lets its target skip those checks, so
+/// a term in which a transfer started has no lease. Pauses (SIGSTOP) and machine suspends
+/// are covered by the clock: CLOCK_BOOTTIME keeps counting through both, so a leader that
+/// wakes up late finds its lease over. What it assumes is that clocks on different machines
+/// run at about the same rate: the half election timeout left over is the margin.
+#[derive(Debug, Clone, Copy)]
+struct ReadLease {
+    term: u64,
+    until: Duration,
+}
+
+/// Time since boot, suspends included (CLOCK_BOOTTIME), for [`ReadLease`]. `Instant` counts
+/// on CLOCK_MONOTONIC, which stops while the machine is suspended.
+#[cfg(target_os = "linux")]
+fn boot_time() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn boot_time() -> Duration {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed()
+}
 
 /// A Ready handed to Storage (or one behind it) whose messages wait for it to be durable.
 struct Unpersisted {
@@ -256,6 +308,8 @@ struct ReadBatch {
     waiters: Vec<ReadWaiter>,
     first_asked: Instant,
     last_asked: Instant,
+    /// [`boot_time`] when it was first asked: where a lease it confirms starts.
+    first_asked_boot: Duration,
 }
 
 pub struct RaftNode {
@@ -289,6 +343,15 @@ pub struct RaftNode {
     transfers: Vec<(u64, oneshot::Sender<Result<()>>, Instant)>,
     /// This node's batches that raft-rs took and that are not committed yet, oldest first.
     proposed: VecDeque<ProposedBatch>,
+    /// [`boot_time`] when this actor started: it answers no vote request for an election
+    /// timeout after (see [`ReadLease`]).
+    started: Duration,
+    /// The read lease, while this node leads and holds one.
+    lease: Option<ReadLease>,
+    /// A term in which a leadership transfer started: no lease in it.
+    no_lease_term: u64,
+    /// A lease running out soon: renew it with the next read-index round.
+    renew_lease: bool,
 }
 
 /// A batch of this node's writes in the log, or on its way to the leader.
@@ -368,6 +431,10 @@ impl RaftNode {
             next_change: 0,
             transfers: Vec::new(),
             proposed: VecDeque::new(),
+            started: boot_time(),
+            lease: None,
+            no_lease_term: 0,
+            renew_lease: false,
         })
     }
 
@@ -375,6 +442,52 @@ impl RaftNode {
     pub fn with_committed_sink(mut self, sink: Recipient<Committed>) -> Self {
         self.committed_to = Some(sink);
         self
+    }
+
+    /// The next tick, one tick from now. Not `run_interval`, which fires the ticks it missed
+    /// in a burst after a stall: raft-rs's election timer counts ticks, and the read lease
+    /// relies on a follower's timer never running ahead of the clock.
+    fn schedule_tick(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_later(self.timing.tick, |node, ctx| {
+            node.raw.tick();
+            node.retry_or_expire_reads(false);
+            node.promote_caught_up_learners();
+            node.expire_admin_requests();
+            while node.proposed.front().is_some_and(|p| p.at.elapsed() > FORGET_PROPOSED_AFTER) {
+                node.proposed.pop_front();
+            }
+            node.schedule_drive(ctx);
+            node.schedule_tick(ctx);
+        });
+    }
+
+    /// The read index a read can use at once, under the lease, if this node holds one.
+    fn lease_read_index(&mut self) -> Option<u64> {
+        let lease = self.lease?;
+        let raft = &self.raw.raft;
+        if raft.lead_transferee.is_some() {
+            self.no_lease_term = raft.term;
+        }
+        let valid = raft.state == StateRole::Leader
+            && lease.term == raft.term
+            && self.no_lease_term != raft.term
+            && raft.commit_to_current_term();
+        let left = lease.until.checked_sub(boot_time()).filter(|_| valid);
+        let Some(left) = left else {
+            self.lease = None;
+            return None;
+        };
+        if left < self.timing.lease_duration() / 2 {
+            self.renew_lease = true;
+        }
+        Some(raft.raft_log.committed)
+    }
+
+    /// A leadership transfer starts: its target may be elected without the votes a lease
+    /// counts on.
+    fn end_lease_for_term(&mut self) {
+        self.no_lease_term = self.raw.raft.term;
+        self.lease = None;
     }
 
     /// Runs a Ready soon, after the messages already in the mailbox: everything that arrives
@@ -765,6 +878,7 @@ impl RaftNode {
             info!(node = self.id, term = self.raw.raft.term, ?role, leader, "raft role changed");
             // A read-index request to the old leader is lost: ask the new one at once.
             self.reask_reads = true;
+            self.lease = None;
         }
         self.role = role;
         self.leader = leader;
@@ -784,7 +898,8 @@ impl RaftNode {
         if std::mem::take(&mut self.reask_reads) {
             self.retry_or_expire_reads(true);
         }
-        if self.new_reads.is_empty() {
+        let renew = std::mem::take(&mut self.renew_lease);
+        if self.new_reads.is_empty() && !renew {
             return;
         }
         if self.raw.raft.leader_id == INVALID_ID {
@@ -800,7 +915,8 @@ impl RaftNode {
         let now = Instant::now();
         let rctx = self.next_read_context();
         self.raw.read_index(rctx.clone());
-        self.reads_in_flight.insert(rctx, ReadBatch { waiters, first_asked: now, last_asked: now });
+        let batch = ReadBatch { waiters, first_asked: now, last_asked: now, first_asked_boot: boot_time() };
+        self.reads_in_flight.insert(rctx, batch);
     }
 
     /// A context unique across the cluster and across restarts: the leader drops a read-index
@@ -817,6 +933,17 @@ impl RaftNode {
     fn release_reads(&mut self, states: Vec<raft::ReadState>) {
         for state in states {
             if let Some(batch) = self.reads_in_flight.remove(&state.request_ctx) {
+                let raft = &self.raw.raft;
+                if self.timing.read_lease
+                    && raft.state == StateRole::Leader
+                    && raft.lead_transferee.is_none()
+                    && self.no_lease_term != raft.term
+                {
+                    let until = batch.first_asked_boot + self.timing.lease_duration();
+                    if self.lease.is_none_or(|l| l.term != raft.term || l.until < until) {
+                        self.lease = Some(ReadLease { term: raft.term, until });
+                    }
+                }
                 for w in batch.waiters {
                     let _ = w.send(Ok(state.index));
                 }
@@ -873,6 +1000,13 @@ impl RaftNode {
             applied_index: raft.raft_log.applied,
             log_first_index: self.raw.store().first_index(),
             log_bytes: self.raw.store().bytes(),
+            read_lease_ms: self
+                .lease
+                .filter(|l| {
+                    raft.state == StateRole::Leader && l.term == raft.term && self.no_lease_term != raft.term
+                })
+                .and_then(|l| l.until.checked_sub(boot_time()))
+                .map_or(0, |left| left.as_millis() as u64),
             voters: self.conf_state.voters.clone(),
             learners: self.conf_state.learners.clone(),
         }
@@ -911,16 +1045,7 @@ impl Actor for RaftNode {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         info!(node = self.id, voters = ?self.conf_state.voters, "raft node started");
-        ctx.run_interval(self.timing.tick, |node, ctx| {
-            node.raw.tick();
-            node.retry_or_expire_reads(false);
-            node.promote_caught_up_learners();
-            node.expire_admin_requests();
-            while node.proposed.front().is_some_and(|p| p.at.elapsed() > FORGET_PROPOSED_AFTER) {
-                node.proposed.pop_front();
-            }
-            node.schedule_drive(ctx);
-        });
+        self.schedule_tick(ctx);
     }
 }
 
@@ -973,6 +1098,12 @@ impl Handler<ReadIndex> for RaftNode {
 
     /// Queues the read for the next read-index request.
     fn handle(&mut self, _: ReadIndex, ctx: &mut Context<Self>) -> Self::Result {
+        if let Some(index) = self.lease_read_index() {
+            if self.renew_lease {
+                self.schedule_drive(ctx);
+            }
+            return Box::pin(async move { Ok(index) });
+        }
         let (tx, rx) = oneshot::channel();
         self.new_reads.push(tx);
         self.schedule_drive(ctx);
@@ -985,6 +1116,36 @@ impl Handler<Step> for RaftNode {
 
     /// Steps a peer's message into raft-rs.
     fn handle(&mut self, msg: Step, ctx: &mut Context<Self>) {
+        match msg.0.get_msg_type() {
+            // Just started: this node may have promised a leader, before it restarted, not to
+            // vote for a while (see `ReadLease`). A transfer's forced vote is the exception.
+            MessageType::MsgRequestVote | MessageType::MsgRequestPreVote
+                if msg.0.context != CAMPAIGN_TRANSFER
+                    && boot_time() < self.started + self.timing.election_tick_duration() =>
+            {
+                debug!(node = self.id, from = msg.0.from, "vote request ignored: just started");
+                return;
+            }
+            // A follower asks this leader to hand leadership over.
+            MessageType::MsgTransferLeader => self.end_lease_for_term(),
+            // A follower's read-index request: under the lease it needs no round either.
+            MessageType::MsgReadIndex if msg.0.from != self.id => {
+                if let Some(index) = self.lease_read_index() {
+                    let mut request = msg.0;
+                    let mut reply = Message::default();
+                    reply.set_msg_type(MessageType::MsgReadIndexResp);
+                    (reply.to, reply.from, reply.term, reply.index) =
+                        (request.from, self.id, self.raw.raft.term, index);
+                    reply.set_entries(request.take_entries());
+                    self.send(vec![reply]);
+                    if self.renew_lease {
+                        self.schedule_drive(ctx);
+                    }
+                    return;
+                }
+            }
+            _ => {}
+        }
         if let Err(e) = self.raw.step(msg.0) {
             debug!(node = self.id, error = %e, "peer message rejected");
         }
@@ -1089,6 +1250,7 @@ impl Handler<TransferLeader> for RaftNode {
             let _ = tx.send(Ok(()));
         } else {
             info!(node = self.id, target, "transferring leadership");
+            self.end_lease_for_term();
             self.raw.transfer_leader(target);
             self.transfers.push((target, tx, Instant::now() + self.timing.admin_timeout));
             self.schedule_drive(ctx);
@@ -1116,6 +1278,7 @@ impl Handler<Shutdown> for RaftNode {
         let Some(target) = target else { return Box::pin(async {}) };
         info!(node = self.id, target, "shutting down: handing leadership over first");
         let (tx, rx) = oneshot::channel();
+        self.end_lease_for_term();
         self.raw.transfer_leader(target);
         let deadline = Instant::now() + self.timing.election_tick_duration() * 2;
         self.transfers.push((target, tx, deadline));
@@ -1396,6 +1559,100 @@ mod tests {
             (e.context, e.data) = (batch.context.into(), batch.data.into());
         }
         e
+    }
+
+    /// A message from node 2 (played by the test) to node 1.
+    fn from_2(kind: MessageType, term: u64) -> Message {
+        let mut m = Message::default();
+        m.set_msg_type(kind);
+        (m.from, m.to, m.term) = (2, 1, term);
+        m
+    }
+
+    /// Waits for node 1 to send node 2 a message of `kind` that `sent` did not hold before
+    /// position `after`, and returns it.
+    async fn next_sent(node: &TestNode, after: usize, kind: MessageType) -> Message {
+        let sent = node.recorder.sent.clone();
+        let found = || sent.lock().unwrap()[after..].iter().find(|m| m.get_msg_type() == kind).cloned();
+        wait_for(&format!("node 1 to send {kind:?}"), || found().is_some()).await;
+        found().unwrap()
+    }
+
+    /// Makes node 1 the leader of [1, 2] in term 1, with its first entry committed, node 2
+    /// being played by the test.
+    async fn lead_with_node_2_played(node: &TestNode) {
+        node.raft.send(Step(from_2(MessageType::MsgHup, 0))).await.unwrap();
+        let pre_vote = next_sent(node, 0, MessageType::MsgRequestPreVote).await;
+        node.raft.send(Step(from_2(MessageType::MsgRequestPreVoteResponse, pre_vote.term))).await.unwrap();
+        let vote = next_sent(node, 0, MessageType::MsgRequestVote).await;
+        node.raft.send(Step(from_2(MessageType::MsgRequestVoteResponse, vote.term))).await.unwrap();
+        let append = next_sent(node, 0, MessageType::MsgAppend).await;
+        let mut ack = from_2(MessageType::MsgAppendResponse, vote.term);
+        ack.index = append.index + append.entries.len() as u64;
+        node.raft.send(Step(ack)).await.unwrap();
+        let raft = node.raft.clone();
+        let mut status = raft.send(GetStatus).await.unwrap();
+        while status.role != "leader" || status.commit_index < 1 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            status = raft.send(GetStatus).await.unwrap();
+        }
+    }
+
+    /// A ReadIndex that node 1 must answer alone: node 2 answers nothing meanwhile.
+    async fn read_under_lease(node: &TestNode) -> u64 {
+        node.raft.send(ReadIndex).await.unwrap().expect("answered without a round")
+    }
+
+    /// A ReadIndex that must wait for node 2 to confirm a heartbeat round.
+    async fn read_with_round(node: &TestNode) -> u64 {
+        use futures::FutureExt as _;
+        let after = node.recorder.sent.lock().unwrap().len();
+        let mut read = Box::pin(node.raft.send(ReadIndex));
+        let sent = node.recorder.sent.clone();
+        let round = || {
+            let sent = sent.lock().unwrap();
+            sent[after..]
+                .iter()
+                .find(|m| m.get_msg_type() == MessageType::MsgHeartbeat && !m.context.is_empty())
+                .cloned()
+        };
+        wait_for("a heartbeat round", || round().is_some()).await;
+        assert!((&mut read).now_or_never().is_none(), "answered before node 2 confirmed");
+        let heartbeat = round().unwrap();
+        let mut ack = from_2(MessageType::MsgHeartbeatResponse, heartbeat.term);
+        ack.context = heartbeat.context.clone();
+        node.raft.send(Step(ack)).await.unwrap();
+        read.await.unwrap().unwrap()
+    }
+
+    #[actix_rt::test]
+    async fn a_confirmed_read_round_lets_the_leader_answer_reads_alone_until_a_transfer() {
+        // An election timeout of 2 s: a lease of 1 s, ample for the reads below.
+        let timing = RaftTiming { tick: Duration::from_millis(10), election_ticks: 200, ..fast_timing() };
+        let node = start_node_with(&[1, 2], timing);
+        lead_with_node_2_played(&node).await;
+        assert_eq!(read_with_round(&node).await, 1, "the first read takes a round");
+        assert_eq!(read_under_lease(&node).await, 1, "the next one is answered under the lease");
+        // A transfer's target may be elected without node 2's promise: no lease in this term.
+        let _transfer = node.raft.send(TransferLeader(2));
+        assert_eq!(read_with_round(&node).await, 1, "after a transfer started, a round again");
+        assert_eq!(read_with_round(&node).await, 1, "and no lease for the rest of the term");
+    }
+
+    #[actix_rt::test]
+    async fn a_node_answers_no_vote_request_for_an_election_timeout_after_it_starts() {
+        let timing = fast_timing();
+        let window = timing.election_tick_duration();
+        let node = start_node_with(&[1, 2], timing);
+        let window_ends = boot_time() + window; // at or after the node's own
+        let term = || async { node.raft.send(GetStatus).await.unwrap().term };
+        node.raft.send(Step(from_2(MessageType::MsgRequestVote, 5))).await.unwrap();
+        assert_eq!(term().await, 0, "a vote request right after the start is ignored");
+        // The condition here is time itself: the window is one election timeout long.
+        tokio::time::sleep(window_ends.saturating_sub(boot_time())).await;
+        node.raft.send(Step(from_2(MessageType::MsgRequestVote, 5))).await.unwrap();
+        assert_eq!(term().await, 5, "after the window the request is heard");
+        next_sent(&node, 0, MessageType::MsgRequestVoteResponse).await;
     }
 
     #[actix_rt::test]

@@ -630,6 +630,7 @@ pub fn format_info(
             "commit_index:{}\r\napplied_index:{}\r\nlog_first_index:{}\r\nlog_bytes:{}\r\n",
             status.commit_index, status.applied_index, status.log_first_index, status.log_bytes
         ));
+        out.push_str(&format!("read_lease_ms:{}\r\n", status.read_lease_ms));
         out.push_str(&format!("members:{}\r\nlearners:{}\r\n", join(&status.voters), join(&status.learners)));
         out.push_str(&format!("peers:{}\r\n\r\n", node.peer_addrs.join(",")));
     }

@@ -707,6 +707,8 @@ pub struct RaftInfo {
     pub leader_id: u64,
     pub commit_index: u64,
     pub applied_index: u64,
+    /// What is left of the leader's read lease (0 on followers).
+    pub read_lease_ms: u64,
     /// The voters.
     pub members: Vec<u64>,
     /// The learners (nodes being added, not yet promoted).
@@ -741,6 +743,7 @@ impl RaftInfo {
             leader_id: number("leader_id")?,
             commit_index: number("commit_index")?,
             applied_index: number("applied_index")?,
+            read_lease_ms: number("read_lease_ms")?,
             members: ids("members", members)?,
             learners: ids("learners", field("learners").unwrap_or(""))?,
         })
