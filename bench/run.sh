@@ -381,7 +381,7 @@ hwm_restarted=$(read_hwm "${node_pid[$follower]}")
 hwm[4]=$(read_hwm "${node_pid[4]}")
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 # Elections during the run: each "became leader" line in a node's log.
-elections=$(cat "$tmp"/node*.log | grep -c 'became leader' || true)
+elections=$(cat "$tmp"/node[0-9]*.log | grep -c 'became leader' || true) # the default cluster's
 cluster_minutes=$(awk -v s=$((SECONDS - run_start)) 'BEGIN { printf "%.1f", s / 60 }')
 stop_all
 
@@ -416,7 +416,8 @@ report=$tmp/report.md
   echo "  average at start: $load_start; at end: $load_end. Other engineers' builds and tests may"
   echo "  have been running too, so the figures are noisy: compare systems within one run."
   echo "- Versions: $(redis-server --version | cut -d' ' -f1-3), $(rustc --version 2>/dev/null || echo rustc), raft-kv $(git describe --always --dirty 2>/dev/null || echo '?')."
-  echo "- raft-kv: 3 nodes, release build, fsync per Ready and linearizable (ReadIndex) reads on, as always."
+  echo "- raft-kv: 3 nodes, release build, fsync per Ready and linearizable reads on, as always (ReadIndex, and the"
+  echo "  leader's read lease, on by default: see README, \"Reads\")."
   echo "  The rows marked \`--fsync everysec\` are a second cluster in the explicit faster mode, which"
   echo "  syncs log writes about once a second (a power loss can lose acknowledged writes): compare"
   echo "  them with redis-server's \`appendfsync everysec\`. The targets below use the default cluster."
