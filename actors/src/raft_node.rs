@@ -461,26 +461,31 @@ impl RaftNode {
         });
     }
 
-    /// The read index a read can use at once, under the lease, if this node holds one.
-    fn lease_read_index(&mut self) -> Option<u64> {
-        let lease = self.lease?;
-        let raft = &self.raw.raft;
-        if raft.lead_transferee.is_some() {
-            self.no_lease_term = raft.term;
-        }
+    /// What is left of the read lease, if this node holds a valid one.
+    fn lease_left(&self) -> Option<Duration> {
+        let (lease, raft) = (self.lease?, &self.raw.raft);
         let valid = raft.state == StateRole::Leader
             && lease.term == raft.term
             && self.no_lease_term != raft.term
+            && raft.lead_transferee.is_none()
             && raft.commit_to_current_term();
-        let left = lease.until.checked_sub(boot_time()).filter(|_| valid);
-        let Some(left) = left else {
+        lease.until.checked_sub(boot_time()).filter(|_| valid)
+    }
+
+    /// The read index a read can use at once, under the lease, if this node holds one; asks
+    /// for a renewal in the lease's second half.
+    fn lease_read_index(&mut self) -> Option<u64> {
+        if self.raw.raft.lead_transferee.is_some() {
+            self.end_lease_for_term();
+        }
+        let Some(left) = self.lease_left() else {
             self.lease = None;
             return None;
         };
         if left < self.timing.lease_duration() / 2 {
             self.renew_lease = true;
         }
-        Some(raft.raft_log.committed)
+        Some(self.raw.raft.raft_log.committed)
     }
 
     /// A leadership transfer starts: its target may be elected without the votes a lease
@@ -1000,13 +1005,7 @@ impl RaftNode {
             applied_index: raft.raft_log.applied,
             log_first_index: self.raw.store().first_index(),
             log_bytes: self.raw.store().bytes(),
-            read_lease_ms: self
-                .lease
-                .filter(|l| {
-                    raft.state == StateRole::Leader && l.term == raft.term && self.no_lease_term != raft.term
-                })
-                .and_then(|l| l.until.checked_sub(boot_time()))
-                .map_or(0, |left| left.as_millis() as u64),
+            read_lease_ms: self.lease_left().map_or(0, |left| left.as_millis() as u64),
             voters: self.conf_state.voters.clone(),
             learners: self.conf_state.learners.clone(),
         }

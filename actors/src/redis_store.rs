@@ -175,6 +175,12 @@ impl PendingWrite {
         metrics::histogram!(telemetry::WRITE_SECONDS).record(self.started.elapsed().as_secs_f64());
         let _ = self.reply.send(reply);
     }
+
+    /// Answers the client with an error, counted under `result`.
+    fn fail(self, result: &'static str, error: &Error) {
+        metrics::counter!(telemetry::WRITES, "result" => result).increment(1);
+        let _ = self.reply.send(error.to_frame());
+    }
 }
 
 struct WaitingRead {
@@ -309,8 +315,7 @@ impl RedisStore {
                     if let Err(e) = result {
                         for seq in store.batches.remove(&first).unwrap_or_default() {
                             if let Some(w) = store.pending_writes.remove(&seq) {
-                                metrics::counter!(telemetry::WRITES, "result" => "refused").increment(1);
-                                let _ = w.reply.send(e.to_frame());
+                                w.fail("refused", &e);
                             }
                         }
                     }
@@ -451,10 +456,8 @@ impl RedisStore {
             if entry.get().deadline > now {
                 break;
             }
-            let w = entry.remove();
-            metrics::counter!(telemetry::WRITES, "result" => "timeout").increment(1);
             let ms = self.timing.write_timeout.as_millis() as u64;
-            let _ = w.reply.send(Error::WriteTimeout(ms).to_frame());
+            entry.remove().fail("timeout", &Error::WriteTimeout(ms));
         }
         let pending = &self.pending_writes;
         self.batches.retain(|_, seqs| seqs.iter().any(|seq| pending.contains_key(seq)));
@@ -779,8 +782,7 @@ impl Handler<Committed> for RedisStore {
         for first in msg.lost {
             for seq in self.batches.remove(&first).unwrap_or_default() {
                 if let Some(w) = self.pending_writes.remove(&seq) {
-                    metrics::counter!(telemetry::WRITES, "result" => "lost").increment(1);
-                    let _ = w.reply.send(Error::WriteLost.to_frame());
+                    w.fail("lost", &Error::WriteLost);
                 }
             }
         }
