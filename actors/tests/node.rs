@@ -7,13 +7,17 @@ use std::time::{Duration, Instant};
 use actors::command::Command;
 use actors::raft_node::RaftTiming;
 use actors::redis_store::Execute;
-use actors::resp::Frame;
+use actors::resp::{Frame, RespLimits};
 use actors::{start_node, NodeConfig, RunningNode};
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 async fn single_node(dir: &std::path::Path) -> RunningNode {
+    single_node_with(dir, Default::default()).await
+}
+
+async fn single_node_with(dir: &std::path::Path, limits: RespLimits) -> RunningNode {
     let config = NodeConfig {
         id: 1,
         cluster: vec!["127.0.0.1:0".into()],
@@ -22,7 +26,7 @@ async fn single_node(dir: &std::path::Path) -> RunningNode {
         data_dir: dir.to_path_buf(),
         raft: RaftTiming { tick: Duration::from_millis(10), ..Default::default() },
         store: Default::default(),
-        limits: Default::default(),
+        limits,
         requirepass: None,
         join: false,
         cluster_secret: Vec::new(),
@@ -93,5 +97,51 @@ async fn session_answers_pipelined_requests_split_at_odd_boundaries_in_order() {
         .expect("replies arrive")
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(expected));
+    node.shutdown().await;
+}
+
+/// Sends `requests` and reads exactly the bytes of `expected` back.
+async fn exchange(stream: &mut TcpStream, requests: &[u8], expected: &[u8]) {
+    stream.write_all(requests).await.unwrap();
+    let mut got = vec![0u8; expected.len()];
+    tokio::time::timeout(Duration::from_secs(20), stream.read_exact(&mut got))
+        .await
+        .expect("replies arrive")
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(expected));
+}
+
+#[actix_rt::test]
+async fn a_transaction_larger_than_a_request_is_refused_and_applies_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    // A whole transaction becomes one Raft entry, so it may hold no more than one request:
+    // 4000 bytes here, counting each queued command's arguments plus a fixed overhead (about
+    // 1.4 KB for each SET below).
+    let limits = RespLimits { max_bulk_len: 1000, max_request_len: 4000, ..RespLimits::default() };
+    let node = single_node_with(dir.path(), limits).await;
+    wait_for_leadership(&node).await;
+    let mut stream = TcpStream::connect(node.redis_addr).await.unwrap();
+    let set = |key: &str| {
+        let value = "v".repeat(900);
+        format!("*3\r\n$3\r\nSET\r\n${}\r\n{key}\r\n${}\r\n{value}\r\n", key.len(), value.len())
+    };
+    exchange(&mut stream, b"*1\r\n$5\r\nMULTI\r\n", b"+OK\r\n").await;
+    exchange(&mut stream, set("a").as_bytes(), b"+QUEUED\r\n").await;
+    exchange(&mut stream, set("b").as_bytes(), b"+QUEUED\r\n").await;
+    exchange(
+        &mut stream,
+        set("c").as_bytes(),
+        b"-ERR transaction too large: its commands exceed 4000 bytes\r\n",
+    )
+    .await;
+    exchange(
+        &mut stream,
+        b"*1\r\n$4\r\nEXEC\r\n",
+        b"-EXECABORT Transaction discarded because of previous errors.\r\n",
+    )
+    .await;
+    // Nothing was applied, and the connection goes on.
+    exchange(&mut stream, b"*2\r\n$6\r\nEXISTS\r\n$1\r\na\r\n", b":0\r\n").await;
+    exchange(&mut stream, set("a").as_bytes(), b"+OK\r\n").await;
     node.shutdown().await;
 }
