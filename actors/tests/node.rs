@@ -91,18 +91,18 @@ async fn session_answers_pipelined_requests_split_at_odd_boundaries_in_order() {
         stream.flush().await.unwrap();
     }
     let expected: &[u8] = b"+OK\r\n$5\r\nfirst\r\n+PONG\r\n+OK\r\n$6\r\nsecond\r\n$3\r\nx y\r\n";
-    let mut got = vec![0u8; expected.len()];
-    tokio::time::timeout(Duration::from_secs(20), stream.read_exact(&mut got))
-        .await
-        .expect("replies arrive")
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(expected));
+    read_expected(&mut stream, expected).await;
     node.shutdown().await;
 }
 
 /// Sends `requests` and reads exactly the bytes of `expected` back.
 async fn exchange(stream: &mut TcpStream, requests: &[u8], expected: &[u8]) {
     stream.write_all(requests).await.unwrap();
+    read_expected(stream, expected).await;
+}
+
+/// Reads as many bytes as `expected` holds and checks they are those.
+async fn read_expected(stream: &mut TcpStream, expected: &[u8]) {
     let mut got = vec![0u8; expected.len()];
     tokio::time::timeout(Duration::from_secs(20), stream.read_exact(&mut got))
         .await
