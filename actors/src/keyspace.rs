@@ -101,10 +101,10 @@ pub struct KeyCounts {
 }
 
 impl KeyCounts {
-    /// The counts of an encoded value record being added.
-    pub fn of_record(raw: &[u8]) -> KeyCounts {
-        let expires = raw.get(1..9).is_some_and(|at| at != [0u8; 8]);
-        KeyCounts { keys: 1, expires: expires as u64 }
+    /// Counts one more stored key, given its encoded value record.
+    pub fn add_record(&mut self, raw: &[u8]) {
+        self.keys += 1;
+        self.expires += raw.get(1..9).is_some_and(|at| at != [0u8; 8]) as u64;
     }
 }
 

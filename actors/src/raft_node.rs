@@ -306,10 +306,10 @@ impl PersistQueue {
 /// Reads that share one `read_index` request.
 struct ReadBatch {
     waiters: Vec<ReadWaiter>,
-    first_asked: Instant,
-    last_asked: Instant,
-    /// [`boot_time`] when it was first asked: where a lease it confirms starts.
-    first_asked_boot: Duration,
+    /// When it was first and last asked for, on [`boot_time`]'s clock (a lease it confirms
+    /// starts at `first_asked`).
+    first_asked: Duration,
+    last_asked: Duration,
 }
 
 pub struct RaftNode {
@@ -472,27 +472,30 @@ impl RaftNode {
         lease.until.checked_sub(boot_time()).filter(|_| valid)
     }
 
-    /// The read index a read can use at once, under the lease, if this node holds one; asks
-    /// for a renewal in the lease's second half.
-    fn lease_read_index(&mut self) -> Option<u64> {
-        if self.raw.raft.lead_transferee.is_some() {
-            self.end_lease_for_term();
-        }
+    /// The read index a read can use at once, under the lease, if this node holds one; in the
+    /// lease's second half it also has the next Ready ask for a renewal.
+    fn lease_read_index(&mut self, ctx: &mut Context<Self>) -> Option<u64> {
         let Some(left) = self.lease_left() else {
             self.lease = None;
             return None;
         };
         if left < self.timing.lease_duration() / 2 {
             self.renew_lease = true;
+            self.schedule_drive(ctx);
         }
         Some(self.raw.raft.raft_log.committed)
     }
 
-    /// A leadership transfer starts: its target may be elected without the votes a lease
-    /// counts on.
-    fn end_lease_for_term(&mut self) {
-        self.no_lease_term = self.raw.raft.term;
-        self.lease = None;
+    /// A leadership transfer under way (however it started: RAFT.TRANSFER-LEADER, shutdown,
+    /// or a follower's request) ends the lease for the rest of the term: its target may be
+    /// elected without the votes a lease counts on. Checked on every Ready and tick; the
+    /// transfer lasts at least until its target leads or an election timeout passes, and
+    /// `lease_left` refuses the lease meanwhile anyway.
+    fn note_transfer(&mut self) {
+        if self.raw.raft.lead_transferee.is_some() {
+            self.no_lease_term = self.raw.raft.term;
+            self.lease = None;
+        }
     }
 
     /// Runs a Ready soon, after the messages already in the mailbox: everything that arrives
@@ -509,6 +512,7 @@ impl RaftNode {
     /// making the next Readies (raft-rs's asynchronous Ready). [`Self::on_persisted`] finishes
     /// it. Only a Ready that installs a snapshot is waited for.
     fn on_ready(&mut self, ctx: &mut Context<Self>) {
+        self.note_transfer();
         self.ask_read_index();
         if !self.raw.has_ready() {
             return;
@@ -917,11 +921,10 @@ impl RaftNode {
             return;
         }
         let waiters = std::mem::take(&mut self.new_reads);
-        let now = Instant::now();
+        let now = boot_time();
         let rctx = self.next_read_context();
         self.raw.read_index(rctx.clone());
-        let batch = ReadBatch { waiters, first_asked: now, last_asked: now, first_asked_boot: boot_time() };
-        self.reads_in_flight.insert(rctx, batch);
+        self.reads_in_flight.insert(rctx, ReadBatch { waiters, first_asked: now, last_asked: now });
     }
 
     /// A context unique across the cluster and across restarts: the leader drops a read-index
@@ -944,7 +947,7 @@ impl RaftNode {
                     && raft.lead_transferee.is_none()
                     && self.no_lease_term != raft.term
                 {
-                    let until = batch.first_asked_boot + self.timing.lease_duration();
+                    let until = batch.first_asked + self.timing.lease_duration();
                     if self.lease.is_none_or(|l| l.term != raft.term || l.until < until) {
                         self.lease = Some(ReadLease { term: raft.term, until });
                     }
@@ -959,17 +962,17 @@ impl RaftNode {
     /// On every tick (and, with `now_all`, when the leader changed): ask again for reads whose
     /// request may have been dropped, and fail the ones that waited too long.
     fn retry_or_expire_reads(&mut self, now_all: bool) {
-        let now = Instant::now();
+        let now = boot_time();
         let leader_known = self.raw.raft.leader_id != INVALID_ID;
         let stale: Vec<Vec<u8>> = self
             .reads_in_flight
             .iter()
-            .filter(|(_, b)| now_all || now.duration_since(b.last_asked) >= self.timing.read_retry)
+            .filter(|(_, b)| now_all || now.saturating_sub(b.last_asked) >= self.timing.read_retry)
             .map(|(k, _)| k.clone())
             .collect();
         for rctx in stale {
             let mut batch = self.reads_in_flight.remove(&rctx).expect("key just listed");
-            if now.duration_since(batch.first_asked) >= self.timing.read_timeout {
+            if now.saturating_sub(batch.first_asked) >= self.timing.read_timeout {
                 let err = if leader_known {
                     Error::ReadTimeout(self.timing.read_timeout.as_millis() as u64)
                 } else {
@@ -1097,10 +1100,7 @@ impl Handler<ReadIndex> for RaftNode {
 
     /// Queues the read for the next read-index request.
     fn handle(&mut self, _: ReadIndex, ctx: &mut Context<Self>) -> Self::Result {
-        if let Some(index) = self.lease_read_index() {
-            if self.renew_lease {
-                self.schedule_drive(ctx);
-            }
+        if let Some(index) = self.lease_read_index(ctx) {
             return Box::pin(async move { Ok(index) });
         }
         let (tx, rx) = oneshot::channel();
@@ -1125,11 +1125,9 @@ impl Handler<Step> for RaftNode {
                 debug!(node = self.id, from = msg.0.from, "vote request ignored: just started");
                 return;
             }
-            // A follower asks this leader to hand leadership over.
-            MessageType::MsgTransferLeader => self.end_lease_for_term(),
             // A follower's read-index request: under the lease it needs no round either.
             MessageType::MsgReadIndex if msg.0.from != self.id => {
-                if let Some(index) = self.lease_read_index() {
+                if let Some(index) = self.lease_read_index(ctx) {
                     let mut request = msg.0;
                     let mut reply = Message::default();
                     reply.set_msg_type(MessageType::MsgReadIndexResp);
@@ -1137,9 +1135,6 @@ impl Handler<Step> for RaftNode {
                         (request.from, self.id, self.raw.raft.term, index);
                     reply.set_entries(request.take_entries());
                     self.send(vec![reply]);
-                    if self.renew_lease {
-                        self.schedule_drive(ctx);
-                    }
                     return;
                 }
             }
@@ -1249,7 +1244,6 @@ impl Handler<TransferLeader> for RaftNode {
             let _ = tx.send(Ok(()));
         } else {
             info!(node = self.id, target, "transferring leadership");
-            self.end_lease_for_term();
             self.raw.transfer_leader(target);
             self.transfers.push((target, tx, Instant::now() + self.timing.admin_timeout));
             self.schedule_drive(ctx);
@@ -1277,7 +1271,6 @@ impl Handler<Shutdown> for RaftNode {
         let Some(target) = target else { return Box::pin(async {}) };
         info!(node = self.id, target, "shutting down: handing leadership over first");
         let (tx, rx) = oneshot::channel();
-        self.end_lease_for_term();
         self.raw.transfer_leader(target);
         let deadline = Instant::now() + self.timing.election_tick_duration() * 2;
         self.transfers.push((target, tx, deadline));

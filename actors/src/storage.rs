@@ -572,9 +572,7 @@ impl Storage {
         let mut batch = WriteBatch::default();
         let mut counts = KeyCounts::default();
         while let Some((key, value)) = read_pair(&mut reader)? {
-            let added = KeyCounts::of_record(&value);
-            counts.keys += added.keys;
-            counts.expires += added.expires;
+            counts.add_record(&value);
             batch.put_cf(cf(&self.db, CF_KV), key, value);
             if batch.size_in_bytes() >= SNAPSHOT_CHUNK_BYTES {
                 self.db.write(std::mem::take(&mut batch))?;
@@ -909,11 +907,11 @@ fn count_expires(db: &DB) -> Result<u64> {
     if db.get_pinned_cf(cf(db, CF_META), KEY_EXPIRES_COUNT)?.is_some() {
         return get_u64(db, KEY_EXPIRES_COUNT);
     }
-    let mut expires = 0;
+    let mut counts = KeyCounts::default();
     for item in db.iterator_cf(cf(db, CF_KV), IteratorMode::Start) {
-        expires += KeyCounts::of_record(&item?.1).expires;
+        counts.add_record(&item?.1);
     }
-    Ok(expires)
+    Ok(counts.expires)
 }
 
 fn get_u64(db: &DB, key: &[u8]) -> Result<u64> {
