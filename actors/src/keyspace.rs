@@ -598,10 +598,11 @@ fn read_value(db: &DB, key: &[u8]) -> Result<Option<Value>> {
     }
 }
 
-/// Answers a read from the current (applied) state of the keyspace, judging expiry by this
-/// node's wall clock.
-pub fn read(db: &DB, query: &ReadQuery, counts: KeyCounts) -> Result<Frame> {
-    execute_read(&DbView { db, counts }, query, now_ms())
+/// Answers reads from the current (applied) state of the keyspace, judging expiry by this
+/// node's wall clock, read once for all of them; a read that fails answers its error.
+pub fn read(db: &DB, queries: &[ReadQuery], counts: KeyCounts) -> Vec<Frame> {
+    let (view, now) = (DbView { db, counts }, now_ms());
+    queries.iter().map(|q| execute_read(&view, q, now).unwrap_or_else(|e| e.to_frame())).collect()
 }
 
 /// A read inside EXEC: as [`execute_read`], except that SCAN cannot hand out a cursor from inside

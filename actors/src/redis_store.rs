@@ -16,8 +16,10 @@
 //! - It keeps the list of this node's client connections (`CLIENT LIST`, `INFO clients`),
 //!   which Sessions report with [`ClientEvent`].
 
+use std::cell::{Cell, RefCell};
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -159,8 +161,79 @@ pub struct NodeInfo {
     pub started: Instant,
 }
 
+/// Where the answer to one command goes: a channel of its own (`Execute`), or its place in the
+/// answer to an `ExecuteBatch`, which is sent once every place is filled. A reply dropped
+/// unsent answers `-ERR node is shutting down` (RedisStore stopped).
+struct Reply(Option<ReplyTo>);
+
+enum ReplyTo {
+    Own(oneshot::Sender<Frame>),
+    Place(Rc<BatchAnswer>, usize),
+}
+
+/// The answers of one `ExecuteBatch`, filled in any order, sent together.
+struct BatchAnswer {
+    frames: RefCell<Vec<Frame>>,
+    missing: Cell<usize>,
+    done: Cell<Option<oneshot::Sender<Vec<Frame>>>>,
+}
+
+impl Reply {
+    fn own(sender: oneshot::Sender<Frame>) -> Reply {
+        Reply(Some(ReplyTo::Own(sender)))
+    }
+
+    /// `n` replies for the places of one batch answer, and the receiver of that answer.
+    fn batch(n: usize) -> (Vec<Reply>, oneshot::Receiver<Vec<Frame>>) {
+        let (tx, rx) = oneshot::channel();
+        let answer = Rc::new(BatchAnswer {
+            frames: RefCell::new(vec![Frame::Null; n]),
+            missing: Cell::new(n),
+            done: Cell::new(Some(tx)),
+        });
+        if n == 0 {
+            answer.finish();
+        }
+        ((0..n).map(|i| Reply(Some(ReplyTo::Place(Rc::clone(&answer), i)))).collect(), rx)
+    }
+
+    fn send(mut self, frame: Frame) {
+        match self.0.take() {
+            Some(ReplyTo::Own(sender)) => {
+                let _ = sender.send(frame);
+            }
+            Some(ReplyTo::Place(answer, i)) => answer.fill(i, frame),
+            None => {}
+        }
+    }
+}
+
+impl Drop for Reply {
+    fn drop(&mut self) {
+        if let Some(ReplyTo::Place(answer, i)) = self.0.take() {
+            answer.fill(i, Error::Stopped.to_frame());
+        }
+    }
+}
+
+impl BatchAnswer {
+    fn fill(&self, i: usize, frame: Frame) {
+        self.frames.borrow_mut()[i] = frame;
+        self.missing.set(self.missing.get() - 1);
+        if self.missing.get() == 0 {
+            self.finish();
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(done) = self.done.take() {
+            let _ = done.send(self.frames.take());
+        }
+    }
+}
+
 struct PendingWrite {
-    reply: oneshot::Sender<Frame>,
+    reply: Reply,
     started: Instant,
     deadline: Instant,
     /// Its reply is `+OK` whatever the keyspace holds (SET, MSET), so it can be sent once the
@@ -173,19 +246,19 @@ impl PendingWrite {
     fn succeed(self, reply: Frame) {
         metrics::counter!(telemetry::WRITES, "result" => "ok").increment(1);
         metrics::histogram!(telemetry::WRITE_SECONDS).record(self.started.elapsed().as_secs_f64());
-        let _ = self.reply.send(reply);
+        self.reply.send(reply);
     }
 
     /// Answers the client with an error, counted under `result`.
     fn fail(self, result: &'static str, error: &Error) {
         metrics::counter!(telemetry::WRITES, "result" => result).increment(1);
-        let _ = self.reply.send(error.to_frame());
+        self.reply.send(error.to_frame());
     }
 }
 
 struct WaitingRead {
     query: ReadQuery,
-    reply: oneshot::Sender<Frame>,
+    reply: Reply,
     deadline: Instant,
 }
 
@@ -217,7 +290,7 @@ pub struct RedisStore {
     /// Writes and reads that arrived in this turn of the event loop: they go to RaftNode
     /// together, as one `Propose` and one `ReadIndex`, when the turn's messages are handled.
     new_proposals: Vec<(u64, Vec<u8>)>,
-    new_reads: Vec<(ReadQuery, oneshot::Sender<Frame>)>,
+    new_reads: Vec<(ReadQuery, Reply)>,
     flush_scheduled: bool,
     /// `Some` once draining for shutdown: who waits for the last request to be answered.
     draining: Option<Vec<oneshot::Sender<()>>>,
@@ -267,7 +340,7 @@ impl RedisStore {
         }
     }
 
-    fn propose(&mut self, op: WriteOp, reply: oneshot::Sender<Frame>, ctx: &mut Context<Self>) {
+    fn propose(&mut self, op: WriteOp, reply: Reply, ctx: &mut Context<Self>) {
         self.next_seq += 1;
         let seq = self.next_seq;
         let origin = RequestId { node: self.info.node_id, incarnation: self.incarnation, seq };
@@ -336,7 +409,7 @@ impl RedisStore {
                     Ok(index) => store.read_at(index, reads),
                     Err(e) => {
                         for (_, reply) in reads {
-                            let _ = reply.send(e.to_frame());
+                            reply.send(e.to_frame());
                         }
                     }
                 }
@@ -344,14 +417,14 @@ impl RedisStore {
         }
     }
 
-    fn read(&mut self, mut query: ReadQuery, reply: oneshot::Sender<Frame>, ctx: &mut Context<Self>) {
+    fn read(&mut self, mut query: ReadQuery, reply: Reply, ctx: &mut Context<Self>) {
         if let ReadQuery::Scan { cursor, after, .. } = &mut query {
             if *cursor != 0 {
                 match self.scan_cursors.get(cursor) {
                     Some(key) => *after = Some(key.clone()),
                     None => {
                         // A cursor this node never issued (or forgot): the scan is over.
-                        let _ = reply.send(Frame::Array(vec![Frame::bulk("0"), Frame::Array(vec![])]));
+                        reply.send(Frame::Array(vec![Frame::bulk("0"), Frame::Array(vec![])]));
                         return;
                     }
                 }
@@ -360,11 +433,11 @@ impl RedisStore {
             ctx.spawn(
                 async move { rx.await.unwrap_or_else(|_| Error::Stopped.to_frame()) }.into_actor(self).map(
                     move |frame, store, _| {
-                        let _ = reply.send(store.scan_reply(frame));
+                        reply.send(store.scan_reply(frame));
                     },
                 ),
             );
-            return self.read_linearizable(query, tx, ctx);
+            return self.read_linearizable(query, Reply::own(tx), ctx);
         }
         self.read_linearizable(query, reply, ctx)
     }
@@ -393,19 +466,14 @@ impl RedisStore {
         Frame::Array(vec![Frame::bulk(cursor.to_string()), keys])
     }
 
-    fn read_linearizable(
-        &mut self,
-        query: ReadQuery,
-        reply: oneshot::Sender<Frame>,
-        ctx: &mut Context<Self>,
-    ) {
+    fn read_linearizable(&mut self, query: ReadQuery, reply: Reply, ctx: &mut Context<Self>) {
         self.reads_in_flight += 1;
         self.new_reads.push((query, reply));
         self.schedule_flush(ctx);
     }
 
     /// Serves reads whose index is confirmed, once this node has applied up to it.
-    fn read_at(&mut self, index: u64, reads: Vec<(ReadQuery, oneshot::Sender<Frame>)>) {
+    fn read_at(&mut self, index: u64, reads: Vec<(ReadQuery, Reply)>) {
         if self.applied >= index {
             self.read_now(reads);
         } else {
@@ -416,22 +484,22 @@ impl RedisStore {
     }
 
     /// Reads from Storage, in one message however many reads there are.
-    fn read_now(&self, reads: Vec<(ReadQuery, oneshot::Sender<Frame>)>) {
+    fn read_now(&self, reads: Vec<(ReadQuery, Reply)>) {
         if reads.is_empty() {
             return;
         }
-        let (queries, replies): (Vec<ReadQuery>, Vec<oneshot::Sender<Frame>>) = reads.into_iter().unzip();
+        let (queries, replies): (Vec<ReadQuery>, Vec<Reply>) = reads.into_iter().unzip();
         let read = self.storage.send(Read(queries));
         actix_rt::spawn(async move {
             match read.await {
                 Ok(frames) => {
                     for (reply, frame) in replies.into_iter().zip(frames) {
-                        let _ = reply.send(frame);
+                        reply.send(frame);
                     }
                 }
                 Err(e) => {
                     for reply in replies {
-                        let _ = reply.send(Error::from(e).to_frame());
+                        reply.send(Error::from(e).to_frame());
                     }
                 }
             }
@@ -465,7 +533,7 @@ impl RedisStore {
             while reads.front().is_some_and(|r| r.deadline <= now) {
                 let r = reads.pop_front().expect("front exists");
                 let ms = self.timing.apply_wait_timeout.as_millis() as u64;
-                let _ = r.reply.send(Frame::error(format!(
+                r.reply.send(Frame::error(format!(
                     "TIMEOUT this node did not catch up with the leader within {ms} ms"
                 )));
             }
@@ -474,7 +542,7 @@ impl RedisStore {
     }
 
     /// `RAFT.*`: membership and leadership changes, and `RAFT.INFO`, carried out by RaftNode.
-    fn raft_admin(&self, admin: RaftAdmin, reply: oneshot::Sender<Frame>) {
+    fn raft_admin(&self, admin: RaftAdmin, reply: Reply) {
         let raft = self.raft.clone();
         actix_rt::spawn(async move {
             let done = |result: Result<crate::Result<()>, MailboxError>| match result {
@@ -491,11 +559,11 @@ impl RedisStore {
                     _ => Error::Stopped.to_frame(),
                 },
             };
-            let _ = reply.send(frame);
+            reply.send(frame);
         });
     }
 
-    fn info(&self, sections: Vec<String>, reply: oneshot::Sender<Frame>) {
+    fn info(&self, sections: Vec<String>, reply: Reply) {
         let status = self.raft.send(GetStatus);
         let keyspace = self.storage.send(Read(vec![ReadQuery::KeyspaceStats]));
         let node = self.info.clone();
@@ -503,11 +571,11 @@ impl RedisStore {
         let clients = self.clients.len();
         actix_rt::spawn(async move {
             let (Ok(status), Ok(mut keyspace)) = (status.await, keyspace.await) else {
-                let _ = reply.send(Error::Stopped.to_frame());
+                reply.send(Error::Stopped.to_frame());
                 return;
             };
             let Some(Frame::Array(counts)) = keyspace.pop() else {
-                let _ = reply.send(Error::Stopped.to_frame());
+                reply.send(Error::Stopped.to_frame());
                 return;
             };
             let count = |i: usize| match counts.get(i) {
@@ -516,7 +584,7 @@ impl RedisStore {
             };
             let keyspace = KeyspaceInfo { keys: count(0), expires: count(1) };
             let text = format_info(&node, &status, &keyspace, &stats, clients, &sections);
-            let _ = reply.send(Frame::Verbatim(text));
+            reply.send(Frame::Verbatim(text));
         });
     }
 
@@ -571,7 +639,7 @@ impl RedisStore {
             }
             debug!(count = keys.len(), "proposing the deletion of expired keys");
             let (tx, rx) = oneshot::channel();
-            store.propose(WriteOp::ExpireKeys { keys }, tx, ctx);
+            store.propose(WriteOp::ExpireKeys { keys }, Reply::own(tx), ctx);
             ctx.spawn(async move { rx.await.ok() }.into_actor(store).map(|reply, store, _| {
                 if let Some(Frame::Integer(n)) = reply {
                     store.stats.expired_keys += n as u64;
@@ -655,28 +723,23 @@ impl Actor for RedisStore {
 }
 
 impl RedisStore {
-    /// Proposes a write, reads linearizably, answers INFO: the reply arrives on the receiver.
-    fn execute(&mut self, command: Command, ctx: &mut Context<Self>) -> oneshot::Receiver<Frame> {
-        let (tx, rx) = oneshot::channel();
+    /// Proposes a write, reads linearizably, answers INFO: the answer goes to `reply`.
+    fn execute(&mut self, command: Command, reply: Reply, ctx: &mut Context<Self>) {
         self.stats.commands_processed += 1;
         if self.draining.is_some() {
-            let _ = tx.send(Error::Stopped.to_frame());
-            return rx;
+            return reply.send(Error::Stopped.to_frame());
         }
         match command {
-            Command::Write(op) => self.propose(op, tx, ctx),
-            Command::Read(query) => self.read(query, tx, ctx),
-            Command::Info(sections) => self.info(sections, tx),
-            Command::Raft(admin) => self.raft_admin(admin, tx),
-            Command::ClientList => {
-                let _ = tx.send(self.client_list());
-            }
+            Command::Write(op) => self.propose(op, reply, ctx),
+            Command::Read(query) => self.read(query, reply, ctx),
+            Command::Info(sections) => self.info(sections, reply),
+            Command::Raft(admin) => self.raft_admin(admin, reply),
+            Command::ClientList => reply.send(self.client_list()),
             cmd @ (Command::Local(_) | Command::Transaction(_)) => {
                 debug!(?cmd, "session command reached the store");
-                let _ = tx.send(Frame::error("ERR command not handled by the store"));
+                reply.send(Frame::error("ERR command not handled by the store"));
             }
         }
-        rx
     }
 }
 
@@ -715,8 +778,9 @@ impl Handler<Execute> for RedisStore {
     type Result = ResponseFuture<Frame>;
 
     fn handle(&mut self, msg: Execute, ctx: &mut Context<Self>) -> Self::Result {
-        let reply = self.execute(msg.0, ctx);
-        Box::pin(async move { reply.await.unwrap_or_else(|_| Error::Stopped.to_frame()) })
+        let (tx, rx) = oneshot::channel();
+        self.execute(msg.0, Reply::own(tx), ctx);
+        Box::pin(async move { rx.await.unwrap_or_else(|_| Error::Stopped.to_frame()) })
     }
 }
 
@@ -724,14 +788,12 @@ impl Handler<ExecuteBatch> for RedisStore {
     type Result = ResponseFuture<Vec<Frame>>;
 
     fn handle(&mut self, msg: ExecuteBatch, ctx: &mut Context<Self>) -> Self::Result {
-        let replies: Vec<_> = msg.0.into_iter().map(|command| self.execute(command, ctx)).collect();
-        Box::pin(async move {
-            let mut frames = Vec::with_capacity(replies.len());
-            for reply in replies {
-                frames.push(reply.await.unwrap_or_else(|_| Error::Stopped.to_frame()));
-            }
-            frames
-        })
+        let (replies, answer) = Reply::batch(msg.0.len());
+        for (command, reply) in msg.0.into_iter().zip(replies) {
+            self.execute(command, reply, ctx);
+        }
+        // A batch answer is always sent: a place never filled is filled when its reply drops.
+        Box::pin(async move { answer.await.unwrap_or_default() })
     }
 }
 
@@ -857,6 +919,26 @@ pub fn format_raft_info(status: &RaftStatus, members: &[MemberStatus]) -> String
 mod tests {
     use super::*;
     use crate::command::BATCH_CONTEXT;
+
+    #[test]
+    fn a_batch_answer_is_sent_once_every_place_is_filled_in_request_order() {
+        let (mut replies, mut answer) = Reply::batch(3);
+        let third = replies.pop().unwrap();
+        let second = replies.pop().unwrap();
+        third.send(Frame::Integer(3));
+        replies.pop().unwrap().send(Frame::Integer(1));
+        assert!(answer.try_recv().is_err(), "the second place is still empty");
+        // A reply dropped unsent (RedisStore stopped) still answers its client.
+        drop(second);
+        assert_eq!(
+            answer.try_recv().unwrap(),
+            vec![Frame::Integer(1), Error::Stopped.to_frame(), Frame::Integer(3)]
+        );
+
+        let (replies, mut empty) = Reply::batch(0);
+        assert!(replies.is_empty());
+        assert_eq!(empty.try_recv().unwrap(), Vec::<Frame>::new());
+    }
 
     #[test]
     fn a_turns_writes_become_entries_of_bounded_size_in_order() {

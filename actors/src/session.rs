@@ -38,7 +38,7 @@
 //! are bounded as well, and an idle connection keeps only small buffers.
 
 use std::cell::Cell;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -89,8 +89,8 @@ const QUEUED_COMMAND_OVERHEAD: usize = 128;
 
 /// What the Session tells its writer task.
 enum Outbound {
-    /// A reply and its [`Frame::wire_size`].
-    Reply(Frame, usize),
+    /// Replies released together, in order, each with its [`Frame::wire_size`].
+    Replies(Vec<(Frame, usize)>),
     /// Encode the following replies with this RESP version.
     Protocol(u8),
     /// Flush what was sent and close the connection.
@@ -200,13 +200,14 @@ pub struct Session {
     flow: Rc<Flow>,
     next_request: u64,
     next_reply: u64,
-    /// Replies that completed before an earlier request's reply.
-    completed: BTreeMap<u64, (Frame, After)>,
+    /// Replies by request, from `next_reply` on: `None` until that request is answered.
+    completed: VecDeque<Option<(Frame, After)>>,
     name: Option<Bytes>,
     protocol: u8,
     authenticated: bool,
     connected: Instant,
-    last_command: String,
+    /// The name of the last command, as the client sent it (`CLIENT LIST` lowers it).
+    last_command: Bytes,
     /// `Some` between MULTI and EXEC/DISCARD.
     multi: Option<Vec<QueuedItem>>,
     /// A command queued in this MULTI was refused: EXEC answers EXECABORT.
@@ -261,11 +262,11 @@ impl Session {
                 flow,
                 next_request: 0,
                 next_reply: 0,
-                completed: BTreeMap::new(),
+                completed: VecDeque::new(),
                 name: None,
                 protocol: 2,
                 connected: Instant::now(),
-                last_command: "NULL".into(),
+                last_command: Bytes::from_static(b"NULL"),
                 multi: None,
                 multi_failed: false,
                 multi_bytes: 0,
@@ -306,16 +307,36 @@ impl Session {
 
     /// Records the reply to request `seq` and writes every reply that is now next in order.
     fn complete(&mut self, seq: u64, frame: Frame, after: After, ctx: &mut Context<Self>) {
-        self.completed.insert(seq, (frame, after));
-        while let Some((frame, after)) = self.completed.remove(&self.next_reply) {
+        self.record(seq, frame, after);
+        self.release(ctx);
+    }
+
+    /// Records the reply to request `seq`, to be released by [`Session::release`].
+    fn record(&mut self, seq: u64, frame: Frame, after: After) {
+        let slot = (seq - self.next_reply) as usize;
+        if self.completed.len() <= slot {
+            self.completed.resize_with(slot + 1, || None);
+        }
+        self.completed[slot] = Some((frame, after));
+    }
+
+    /// Hands every reply that is next in order to the writer, in one message.
+    fn release(&mut self, ctx: &mut Context<Self>) {
+        let mut replies = Vec::new();
+        while let Some(Some(_)) = self.completed.front() {
+            let (frame, after) = self.completed.pop_front().flatten().expect("front is answered");
             self.next_reply += 1;
             if let After::Protocol(version) = after {
+                if !replies.is_empty() {
+                    let _ = self.out.send(Outbound::Replies(std::mem::take(&mut replies)));
+                }
                 let _ = self.out.send(Outbound::Protocol(version));
             }
             let size = frame.wire_size();
             self.flow.released(size);
-            let _ = self.out.send(Outbound::Reply(frame, size));
+            replies.push((frame, size));
             if after == After::Close {
+                let _ = self.out.send(Outbound::Replies(replies));
                 let _ = self.out.send(Outbound::Close);
                 ctx.stop();
                 return;
@@ -335,6 +356,9 @@ impl Session {
                 return;
             }
         }
+        if !replies.is_empty() {
+            let _ = self.out.send(Outbound::Replies(replies));
+        }
         self.update_pending();
         if self.input_closed && self.next_reply == self.next_request && self.backlog.is_empty() {
             ctx.stop();
@@ -345,12 +369,29 @@ impl Session {
     /// else once those of the other kind are answered. `start` must call [`Session::ungate`]
     /// when its reply arrives.
     fn gate(&mut self, access: Access, start: Start, ctx: &mut Context<Self>) {
-        if self.gated.is_empty() && (self.in_flight == 0 || self.in_flight_access == access) {
-            self.in_flight += 1;
-            self.in_flight_access = access;
+        if self.admit(access) {
             start(self, ctx);
         } else {
             self.gated.push_back((access, start));
+        }
+    }
+
+    /// Counts a request of this kind as in flight if it may be sent to RedisStore now.
+    fn admit(&mut self, access: Access) -> bool {
+        let now = self.gated.is_empty() && (self.in_flight == 0 || self.in_flight_access == access);
+        if now {
+            self.in_flight += 1;
+            self.in_flight_access = access;
+        }
+        now
+    }
+
+    /// Adds a request to this turn's [`ExecuteBatch`].
+    fn send_in_batch(&mut self, seq: u64, command: Command, ctx: &mut Context<Self>) {
+        self.outgoing.push((seq, command));
+        if !self.send_scheduled {
+            self.send_scheduled = true;
+            ctx.notify(SendOutgoing);
         }
     }
 
@@ -376,7 +417,7 @@ impl Session {
         let seq = self.next_request;
         self.next_request += 1;
         if let Some(name) = args.first() {
-            self.last_command = String::from_utf8_lossy(name).to_ascii_lowercase();
+            self.last_command = name.clone();
         }
         if !self.authenticated {
             let allowed = args.first().map(|n| crate::command::lower(n));
@@ -445,13 +486,11 @@ impl Session {
             Command::Transaction(tx) => self.transaction(seq, tx, ctx),
             command => {
                 let access = if matches!(command, Command::Write(_)) { Access::Write } else { Access::Read };
-                let start: Start = Box::new(move |session, ctx| {
-                    session.outgoing.push((seq, command));
-                    if !session.send_scheduled {
-                        session.send_scheduled = true;
-                        ctx.notify(SendOutgoing);
-                    }
-                });
+                if self.admit(access) {
+                    // What `gate` does, without boxing the start.
+                    return self.send_in_batch(seq, command, ctx);
+                }
+                let start: Start = Box::new(move |session, ctx| session.send_in_batch(seq, command, ctx));
                 self.gate(access, start, ctx);
             }
         }
@@ -664,18 +703,15 @@ impl Session {
             LocalCommand::CommandInfo(names) if names.is_empty() => {
                 Frame::Array(COMMAND_TABLE.iter().map(table::info).collect())
             }
-            LocalCommand::CommandInfo(names) => Frame::Array(
-                names
-                    .iter()
-                    .map(|n| lookup(&crate::command::lower(n)).map_or(Frame::Null, table::info))
-                    .collect(),
-            ),
+            LocalCommand::CommandInfo(names) => {
+                Frame::Array(names.iter().map(|n| lookup(n).map_or(Frame::Null, table::info)).collect())
+            }
             LocalCommand::CommandDocs(names) if names.is_empty() => {
                 Frame::Map(COMMAND_TABLE.iter().map(table::docs).collect())
             }
-            LocalCommand::CommandDocs(names) => Frame::Map(
-                names.iter().filter_map(|n| lookup(&crate::command::lower(n))).map(table::docs).collect(),
-            ),
+            LocalCommand::CommandDocs(names) => {
+                Frame::Map(names.iter().filter_map(|n| lookup(n)).map(table::docs).collect())
+            }
             LocalCommand::ClientSetName(name) => {
                 self.name = (!name.is_empty()).then_some(name);
                 self.report();
@@ -684,7 +720,10 @@ impl Session {
             LocalCommand::ClientGetName => self.name.clone().map_or(Frame::Null, Frame::Bulk),
             LocalCommand::ClientId => Frame::Integer(self.id as i64),
             LocalCommand::ClientInfo => {
-                let line = self.client_info().line(self.multi.as_ref().map(Vec::len), &self.last_command);
+                let line = self.client_info().line(
+                    self.multi.as_ref().map(Vec::len),
+                    &String::from_utf8_lossy(&self.last_command).to_ascii_lowercase(),
+                );
                 Frame::Verbatim(format!("{line}\n"))
             }
             LocalCommand::ClientSetInfo => Frame::ok(),
@@ -846,8 +885,9 @@ impl Handler<SendOutgoing> for Session {
             for seq in seqs {
                 let frame = frames.next().unwrap_or_else(|| Frame::error("ERR node is shutting down"));
                 session.ungate(ctx);
-                session.complete(seq, frame, After::Continue, ctx);
+                session.record(seq, frame, After::Continue);
             }
+            session.release(ctx);
         }));
     }
 }
@@ -895,40 +935,59 @@ async fn write_replies(
     flow: Rc<Flow>,
 ) {
     let mut buf = BytesMut::new();
-    while let Some(first) = queue.recv().await {
-        let (mut replies, mut bytes, mut close) = (0, 0, false);
-        let mut next = Some(first);
-        while let Some(item) = next {
+    // Replies encoded into `buf` and not yet written, and their size.
+    let mut unwritten = (0, 0);
+    while let Some(mut item) = queue.recv().await {
+        loop {
             match item {
-                Outbound::Reply(frame, size) => {
-                    // Encoding a Frame cannot fail.
-                    let _ = codec.encode(frame, &mut buf);
-                    replies += 1;
-                    bytes += size;
+                Outbound::Replies(frames) => {
+                    for (frame, size) in frames {
+                        // Encoding a Frame cannot fail.
+                        let _ = codec.encode(frame, &mut buf);
+                        unwritten = (unwritten.0 + 1, unwritten.1 + size);
+                        if buf.len() >= WRITE_BATCH
+                            && !write_out(&mut write, &mut buf, &mut unwritten, &flow).await
+                        {
+                            return;
+                        }
+                    }
                 }
                 Outbound::Protocol(version) => codec.set_protocol(version),
                 Outbound::Close => {
-                    close = true;
-                    break;
+                    if write_out(&mut write, &mut buf, &mut unwritten, &flow).await {
+                        let _ = write.shutdown().await;
+                    }
+                    return;
                 }
             }
-            if buf.len() >= WRITE_BATCH {
-                break;
+            match queue.try_recv() {
+                Ok(next) => item = next,
+                Err(_) => break,
             }
-            next = queue.try_recv().ok();
         }
-        if write.write_all_buf(&mut buf).await.is_err() {
-            return;
-        }
-        flow.written(replies, bytes);
-        if close {
-            let _ = write.shutdown().await;
+        if !write_out(&mut write, &mut buf, &mut unwritten, &flow).await {
             return;
         }
         if buf.capacity() > MAX_IDLE_WRITE_CAPACITY {
             buf = BytesMut::new();
         }
     }
+}
+
+/// Writes what `buf` holds and tells [`Flow`] that the `unwritten` replies went out; false if
+/// the connection is gone.
+async fn write_out(
+    write: &mut OwnedWriteHalf,
+    buf: &mut BytesMut,
+    unwritten: &mut (usize, usize),
+    flow: &Flow,
+) -> bool {
+    if write.write_all_buf(buf).await.is_err() {
+        return false;
+    }
+    let (replies, bytes) = std::mem::take(unwritten);
+    flow.written(replies, bytes);
+    true
 }
 
 /// Accepts client connections forever, one Session each.

@@ -787,9 +787,7 @@ impl Handler<Read> for Storage {
 
     /// Answers reads from the applied keyspace.
     fn handle(&mut self, msg: Read, _: &mut Context<Self>) -> Self::Result {
-        let read =
-            |query: &ReadQuery| keyspace::read(&self.db, query, self.counts).unwrap_or_else(|e| e.to_frame());
-        MessageResult(msg.0.iter().map(read).collect())
+        MessageResult(keyspace::read(&self.db, &msg.0, self.counts))
     }
 }
 
@@ -979,7 +977,7 @@ mod tests {
 
     /// `INFO keyspace`'s figures: (keys, keys with an expiry).
     fn keyspace_stats(storage: &Storage) -> (i64, i64) {
-        match keyspace::read(&storage.db, &ReadQuery::KeyspaceStats, storage.counts).unwrap() {
+        match read_one(storage, ReadQuery::KeyspaceStats) {
             Frame::Array(counts) => match counts[..] {
                 [Frame::Integer(keys), Frame::Integer(expires)] => (keys, expires),
                 _ => panic!("{counts:?}"),
@@ -1024,9 +1022,12 @@ mod tests {
         assert_eq!(keyspace_stats(&s), (2, 1), "counted from the keyspace");
     }
 
+    fn read_one(storage: &Storage, query: ReadQuery) -> Frame {
+        keyspace::read(&storage.db, &[query], storage.counts).remove(0)
+    }
+
     fn get(storage: &Storage, k: &str) -> Frame {
-        keyspace::read(&storage.db, &ReadQuery::Get(Bytes::copy_from_slice(k.as_bytes())), storage.counts)
-            .unwrap()
+        read_one(storage, ReadQuery::Get(Bytes::copy_from_slice(k.as_bytes())))
     }
 
     #[test]
@@ -1107,7 +1108,7 @@ mod tests {
         assert_eq!(rec.entries.iter().map(|e| e.index).collect::<Vec<_>>(), vec![1, 2, 3]);
         assert_eq!(get(&s, "a"), Frame::bulk("1"));
         assert_eq!(get(&s, "b"), Frame::bulk("2"));
-        assert_eq!(keyspace::read(&s.db, &ReadQuery::DbSize, s.counts).unwrap(), Frame::Integer(2));
+        assert_eq!(read_one(&s, ReadQuery::DbSize), Frame::Integer(2));
     }
 
     #[test]
@@ -1236,10 +1237,7 @@ mod tests {
         assert_eq!((rec.applied, rec.snapshot_index, rec.snapshot_term), (meta.index, 400, 3));
         assert!(rec.entries.is_empty());
         assert!(rec.hard_state.commit >= 400);
-        assert_eq!(
-            keyspace::read(&follower.db, &ReadQuery::DbSize, follower.counts).unwrap(),
-            Frame::Integer(400)
-        );
+        assert_eq!(read_one(&follower, ReadQuery::DbSize), Frame::Integer(400));
         assert_eq!(keyspace_stats(&follower), (400, 4), "the snapshot's keys with an expiry are counted");
     }
 

@@ -385,8 +385,7 @@ impl Command {
         let Some(first) = args.first() else {
             return Err(Frame::error("ERR empty command"));
         };
-        let name = String::from_utf8_lossy(first).to_ascii_lowercase();
-        let Some(spec) = lookup(&name) else {
+        let Some(spec) = lookup(first) else {
             return Err(unknown_command(&args));
         };
         let argc = args.len() as i64;

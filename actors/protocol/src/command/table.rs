@@ -141,9 +141,10 @@ pub const COMMAND_TABLE: &[CommandSpec] = &[
     spec("watch", -2, TX, ALL_KEYS, "transactions", "2.2.0", "Monitors changes to keys to determine the execution of a transaction.", "key..."),
 ];
 
-/// Looks a command up by its lower-case name.
-pub fn lookup(name: &str) -> Option<&'static CommandSpec> {
-    COMMAND_TABLE.iter().find(|c| c.name == name)
+/// Looks a command up by its name, in any case.
+pub fn lookup(name: impl AsRef<[u8]>) -> Option<&'static CommandSpec> {
+    let name = name.as_ref();
+    COMMAND_TABLE.iter().find(|c| c.name.as_bytes().eq_ignore_ascii_case(name))
 }
 
 /// One `COMMAND INFO` entry: name, arity, flags, first key, last key, step, ACL categories,
