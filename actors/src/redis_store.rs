@@ -232,6 +232,19 @@ impl BatchAnswer {
     }
 }
 
+/// The clocks a write reads when it is proposed, read once for the commands of one message.
+#[derive(Clone, Copy)]
+struct Now {
+    instant: Instant,
+    wall_ms: i64,
+}
+
+impl Now {
+    fn read() -> Now {
+        Now { instant: Instant::now(), wall_ms: now_ms() }
+    }
+}
+
 struct PendingWrite {
     reply: Reply,
     started: Instant,
@@ -340,13 +353,13 @@ impl RedisStore {
         }
     }
 
-    fn propose(&mut self, op: WriteOp, reply: Reply, ctx: &mut Context<Self>) {
+    fn propose(&mut self, op: WriteOp, reply: Reply, now: Now, ctx: &mut Context<Self>) {
         self.next_seq += 1;
         let seq = self.next_seq;
         let origin = RequestId { node: self.info.node_id, incarnation: self.incarnation, seq };
         let blind = matches!(op, WriteOp::Set { .. } | WriteOp::MSet { .. });
-        let data = Proposal { origin, now_ms: now_ms(), op }.encode();
-        let started = Instant::now();
+        let data = Proposal { origin, now_ms: now.wall_ms, op }.encode();
+        let started = now.instant;
         let deadline = started + self.timing.write_timeout;
         self.pending_writes.insert(seq, PendingWrite { reply, started, deadline, blind });
         self.new_proposals.push((seq, data));
@@ -639,7 +652,7 @@ impl RedisStore {
             }
             debug!(count = keys.len(), "proposing the deletion of expired keys");
             let (tx, rx) = oneshot::channel();
-            store.propose(WriteOp::ExpireKeys { keys }, Reply::own(tx), ctx);
+            store.propose(WriteOp::ExpireKeys { keys }, Reply::own(tx), Now::read(), ctx);
             ctx.spawn(async move { rx.await.ok() }.into_actor(store).map(|reply, store, _| {
                 if let Some(Frame::Integer(n)) = reply {
                     store.stats.expired_keys += n as u64;
@@ -724,13 +737,13 @@ impl Actor for RedisStore {
 
 impl RedisStore {
     /// Proposes a write, reads linearizably, answers INFO: the answer goes to `reply`.
-    fn execute(&mut self, command: Command, reply: Reply, ctx: &mut Context<Self>) {
+    fn execute(&mut self, command: Command, reply: Reply, now: Now, ctx: &mut Context<Self>) {
         self.stats.commands_processed += 1;
         if self.draining.is_some() {
             return reply.send(Error::Stopped.to_frame());
         }
         match command {
-            Command::Write(op) => self.propose(op, reply, ctx),
+            Command::Write(op) => self.propose(op, reply, now, ctx),
             Command::Read(query) => self.read(query, reply, ctx),
             Command::Info(sections) => self.info(sections, reply),
             Command::Raft(admin) => self.raft_admin(admin, reply),
@@ -779,7 +792,7 @@ impl Handler<Execute> for RedisStore {
 
     fn handle(&mut self, msg: Execute, ctx: &mut Context<Self>) -> Self::Result {
         let (tx, rx) = oneshot::channel();
-        self.execute(msg.0, Reply::own(tx), ctx);
+        self.execute(msg.0, Reply::own(tx), Now::read(), ctx);
         Box::pin(async move { rx.await.unwrap_or_else(|_| Error::Stopped.to_frame()) })
     }
 }
@@ -789,8 +802,9 @@ impl Handler<ExecuteBatch> for RedisStore {
 
     fn handle(&mut self, msg: ExecuteBatch, ctx: &mut Context<Self>) -> Self::Result {
         let (replies, answer) = Reply::batch(msg.0.len());
+        let now = Now::read();
         for (command, reply) in msg.0.into_iter().zip(replies) {
-            self.execute(command, reply, ctx);
+            self.execute(command, reply, now, ctx);
         }
         // A batch answer is always sent: a place never filled is filled when its reply drops.
         Box::pin(async move { answer.await.unwrap_or_default() })
