@@ -226,7 +226,8 @@ impl<'a> ApplyBatch<'a> {
     }
 
     /// Stores a string value with the given absolute expiry, or deletes the key when that
-    /// expiry has already passed (as Redis does for `SET ... PXAT <past>`).
+    /// expiry has already passed (`SET ... PXAT <past>`): no read sees it either way, and
+    /// DBSIZE does not count it (Redis 7.0 stores it and counts it until it reclaims it).
     fn put_string(&mut self, key: Bytes, data: Bytes, expires_at_ms: u64) -> Result<()> {
         if expires_at_ms != 0 && (expires_at_ms as i64) < self.now {
             self.delete(&key)?;

@@ -1263,22 +1263,16 @@ mod tests {
         assert_eq!(verdict.key.as_deref(), Some("k"));
     }
 
-    /// xorshift64*: a tiny deterministic generator for the randomized tests.
-    struct Rng(u64);
+    /// The seeded generator (fastrand's) of the randomized tests, with the draws they use.
+    struct Rng(fastrand::Rng);
 
     impl Rng {
         fn new(seed: u64) -> Self {
-            Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+            Rng(fastrand::Rng::with_seed(seed))
         }
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        }
-        /// Uniform in `0..n` (n > 0), close enough for tests.
+        /// Uniform in `0..n` (n > 0).
         fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
+            self.0.u64(..n)
         }
         fn percent(&mut self, p: u64) -> bool {
             self.below(100) < p

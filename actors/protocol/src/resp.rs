@@ -926,9 +926,6 @@ mod tests {
         String::from_utf8(buf.as_bytes().to_vec()).unwrap()
     }
 
-    /// xorshift64*: deterministic, dependency-free randomness for the fuzz-style tests.
-    struct Rng(u64);
-
     /// How many cases a randomized test runs: `RAFTKV_PROPTEST_CASES` if set, as for the
     /// property tests in `actors/tests/` (a longer soak where the fuzzer is unavailable).
     fn cases(default: usize) -> usize {
@@ -940,23 +937,11 @@ mod tests {
         }
     }
 
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-
-        fn cuts(&mut self, len: usize) -> Vec<usize> {
-            let mut cuts: Vec<usize> = (0..self.below(6)).map(|_| self.below(len + 1)).collect();
-            cuts.sort_unstable();
-            cuts
-        }
+    /// Up to five sorted cut points in `0..=len`, where a split test divides its input.
+    fn cuts(rng: &mut fastrand::Rng, len: usize) -> Vec<usize> {
+        let mut cuts: Vec<usize> = (0..rng.usize(..6)).map(|_| rng.usize(..=len)).collect();
+        cuts.sort_unstable();
+        cuts
     }
 
     /// Input mixing every request shape the decoder knows.
@@ -1341,17 +1326,17 @@ mod tests {
         const ALPHABET: &[u8] = b"*$\r\n\r\n0123456789-+ \t\"'\\xAf:abc";
         let limits =
             RespLimits { max_bulk_len: 64, max_multibulk_len: 8, max_inline_len: 32, max_request_len: 100 };
-        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut rng = fastrand::Rng::with_seed(0x9e37_79b9_7f4a_7c15);
         for _ in 0..cases(20_000) {
-            let len = rng.below(80);
+            let len = rng.usize(..80);
             let input: Vec<u8> = (0..len)
-                .map(|_| match rng.below(4) {
-                    0 => rng.next() as u8,
-                    _ => ALPHABET[rng.below(ALPHABET.len())],
+                .map(|_| match rng.usize(..4) {
+                    0 => rng.u8(..),
+                    _ => ALPHABET[rng.usize(..ALPHABET.len())],
                 })
                 .collect();
             let whole = decode_with(limits, &input);
-            let cuts = rng.cuts(input.len());
+            let cuts = cuts(&mut rng, input.len());
             assert_eq!(
                 decode_split(limits, &input, &cuts),
                 whole,
@@ -1366,19 +1351,19 @@ mod tests {
 
     #[test]
     fn random_requests_round_trip_across_random_splits() {
-        let mut rng = Rng(42);
+        let mut rng = fastrand::Rng::with_seed(42);
         for _ in 0..cases(2_000) {
             let mut input = Vec::new();
             let mut expected = Vec::new();
-            for _ in 0..1 + rng.below(4) {
-                let args: Vec<Vec<u8>> = (0..1 + rng.below(4))
-                    .map(|_| (0..rng.below(40)).map(|_| rng.next() as u8).collect())
+            for _ in 0..1 + rng.usize(..4) {
+                let args: Vec<Vec<u8>> = (0..1 + rng.usize(..4))
+                    .map(|_| (0..rng.usize(..40)).map(|_| rng.u8(..)).collect())
                     .collect();
                 let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
                 input.extend(encode_request(&refs));
                 expected.push(args.into_iter().map(Bytes::from).collect::<Vec<_>>());
             }
-            let cuts = rng.cuts(input.len());
+            let cuts = cuts(&mut rng, input.len());
             assert_eq!(decode_split(RespLimits::default(), &input, &cuts), ok(expected));
         }
     }
@@ -1474,9 +1459,9 @@ mod tests {
 
     #[test]
     fn formatted_doubles_round_trip() {
-        let mut rng = Rng(7);
+        let mut rng = fastrand::Rng::with_seed(7);
         for _ in 0..100_000 {
-            let value = f64::from_bits(rng.next());
+            let value = f64::from_bits(rng.u64(..));
             if value.is_finite() {
                 let text = double(value);
                 assert_eq!(text.parse::<f64>().unwrap(), value, "{text}");

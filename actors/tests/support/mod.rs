@@ -1,30 +1,26 @@
-//! Seeded randomness for the property tests of this directory: a tiny xorshift generator, so
-//! a failure names a seed and a case that reproduce it exactly, without a fuzzing toolchain.
+//! Seeded randomness for the property tests of this directory (fastrand's generator), so a
+//! failure names a seed and a case that reproduce it exactly, without a fuzzing toolchain.
 //!
 //! `RAFTKV_PROPTEST_CASES=<n>` runs `n` cases per seed instead of each test's default (more
 //! for a long soak, fewer for a quick check).
 
 #![allow(dead_code)]
 
-/// xorshift64*: deterministic, dependency-free, good enough to explore input spaces.
-pub struct Rng(u64);
+/// A seeded generator with the few draws these tests use.
+pub struct Rng(fastrand::Rng);
 
 impl Rng {
     pub fn new(seed: u64) -> Rng {
-        // Zero is xorshift's one fixed point.
-        Rng(seed.max(1))
+        Rng(fastrand::Rng::with_seed(seed))
     }
 
     pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        self.0.u64(..)
     }
 
     /// Uniform in `0..n` (`n > 0`).
     pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
+        self.0.usize(..n)
     }
 
     /// True with probability `1/n`.
@@ -37,7 +33,7 @@ impl Rng {
     }
 
     pub fn bytes(&mut self, max_len: usize) -> Vec<u8> {
-        (0..self.below(max_len + 1)).map(|_| self.next() as u8).collect()
+        (0..self.below(max_len + 1)).map(|_| self.0.u8(..)).collect()
     }
 }
 
