@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
 use clap::Parser;
+use tokio::signal::unix::{signal, SignalKind};
 use tracing_subscriber::EnvFilter;
 
 /// Every request allocates a few small buffers, replies and messages across threads; glibc's
@@ -201,6 +202,11 @@ fn run() -> anyhow::Result<()> {
     };
     let system = actix_rt::System::new();
     system.block_on(async move {
+        // A write past the file-size limit (`ulimit -f`) then fails with EFBIG and stops the
+        // node through its storage-error path, as a full disk does, instead of SIGXFSZ killing
+        // it without a word. (A handler, once registered, stays for the process's lifetime.)
+        let _file_too_large = signal(SignalKind::from_raw(rustix::process::Signal::XFSZ.as_raw()))
+            .context("cannot handle SIGXFSZ")?;
         let node = actors::start_node(config)
             .await
             .map_err(anyhow::Error::msg)
@@ -213,8 +219,7 @@ fn run() -> anyhow::Result<()> {
 }
 
 async fn wait_for_shutdown_signal() {
-    let mut term =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}

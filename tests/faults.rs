@@ -1,5 +1,5 @@
 //! Fault tests: a register workload runs through every node while the test crashes, stalls,
-//! partitions, compacts past and reconfigures the cluster. Every scenario then heals and
+//! partitions, compacts past, reconfigures the cluster and fills a node's disk. Every scenario then heals and
 //! checks that
 //!
 //! (a) the history, including a final read of every key on every node, is linearizable per
@@ -22,6 +22,9 @@ mod common;
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
 use std::time::{Duration, Instant};
 
 use common::linearizability::{check, Event, Op, Outcome};
@@ -47,6 +50,8 @@ const SERVING_OPS: usize = 100;
 const FAULT_OPS: usize = 1000;
 /// How many times each scenario injects its fault.
 const ROUNDS: usize = 3;
+/// The largest file a node with a "full disk" may write: room to start and serve a while.
+const FULL_DISK_BYTES: u64 = 8 << 20;
 
 /// One scenario: a cluster, a workload on it, and the faults injected so far.
 struct Scenario {
@@ -490,6 +495,80 @@ fn follower_catches_up_by_snapshot_after_compaction() {
         log_entries < applied && log_entries <= 2 * THRESHOLD,
         "node {follower} restarted with {log_entries} log entries up to applied index {applied}"
     );
+    s.finish();
+}
+
+/// A node whose disk fills stops: RocksDB refuses the write, and the node says why and exits
+/// (code 70) instead of serving from a log it could not extend; the others go on, and once
+/// there is room again it restarts and catches up. The full disk is a file-size limit
+/// (`RLIMIT_FSIZE`, which the node turns into a write error like ENOSPC); the node leads when
+/// its disk fills, so its writes in flight are lost with it and a new leader takes over.
+#[test]
+fn a_node_whose_disk_fills_stops_and_rejoins() {
+    let mut s = Scenario::begin("disk_full", 3, &[]);
+    let victim = s.leader();
+    s.cluster.stop(victim);
+    s.cluster.limit_file_size(victim, Some(FULL_DISK_BYTES));
+    s.cluster.start(victim);
+    s.fault(format!("restart {victim} with files limited to {} MiB", FULL_DISK_BYTES >> 20));
+    s.recovered("after the node with the small disk restarted");
+    wait_until(LEADER_TIMEOUT, "the node with the small disk to lead", || {
+        let leader = s.cluster.wait_for_leader(LEADER_TIMEOUT);
+        if leader != victim {
+            // Refused while it catches up: asked again until it leads.
+            let _ =
+                redis::cmd("RAFT.TRANSFER-LEADER").arg(victim).query::<Value>(&mut s.cluster.client(leader));
+        }
+        leader == victim
+    });
+    s.hold("with the node with the small disk leading");
+
+    // Large values, replicated to every node, fill it up; through another node, retried as
+    // the leadership moves. (One key, overwritten: the log grows all the same.)
+    const FILLER: &str = "disk_full:filler";
+    let log_from = log_len(&s.cluster, victim);
+    let filling = Arc::new(AtomicBool::new(true));
+    let filler = {
+        let via = s.follower(victim);
+        let (port, filling) = (s.cluster.redis_port(via), Arc::clone(&filling));
+        thread::spawn(move || {
+            let value = vec![b'x'; 256 * 1024];
+            let mut written = 0;
+            while filling.load(Ordering::Relaxed) {
+                let Ok(mut con) = common::connect(port, PROGRESS_TIMEOUT) else {
+                    thread::sleep(Duration::from_millis(50));
+                    continue;
+                };
+                while filling.load(Ordering::Relaxed) {
+                    match redis::cmd("SET").arg(FILLER).arg(&value).query::<()>(&mut con) {
+                        Ok(()) => written += 1,
+                        // No leader for a moment, or a lost write: again, on a new connection.
+                        Err(_) => break,
+                    }
+                }
+            }
+            written
+        })
+    };
+    let status = s.cluster.wait_for_exit(victim, PROGRESS_TIMEOUT);
+    filling.store(false, Ordering::Relaxed);
+    let written = filler.join().expect("the filler thread");
+    s.fault(format!("disk of {victim} full after {written} values of 256 KiB"));
+    let said = log_since(&s.cluster, victim, log_from);
+    assert_eq!(status.code(), Some(70), "node {victim} exited with {status}; its log:\n{said}");
+    assert!(
+        said.contains("raft-kv: fatal:") && said.contains("File too large"),
+        "node {victim} did not say that its storage failed; its log:\n{said}"
+    );
+    s.hold("with the node whose disk filled down");
+
+    s.cluster.limit_file_size(victim, None);
+    s.cluster.start(victim);
+    s.fault(format!("restart {victim} with room again"));
+    s.recovered("after the node whose disk filled restarted");
+    // The checks count the workload's keys: the filler goes.
+    let deleted: i64 = s.cluster.query_with_retry(victim, redis::cmd("DEL").arg(FILLER), RECOVERY_BOUND);
+    assert_eq!(deleted, 1);
     s.finish();
 }
 

@@ -107,6 +107,8 @@ struct Node {
     log_offset: u64,
     /// Removed from the cluster (`RAFT.NODE REMOVE`) and exited: no longer a member.
     removed: bool,
+    /// The largest file the node may write (`RLIMIT_FSIZE`, set with `prlimit` when it starts).
+    file_size_limit: Option<u64>,
 }
 
 /// The Raft traffic one node drops: messages to (`drop-out`) and from (`drop-in`) these peers.
@@ -143,6 +145,7 @@ impl Node {
             paused: false,
             removed: false,
             log_offset: 0,
+            file_size_limit: None,
         }
     }
 
@@ -362,7 +365,14 @@ impl Cluster {
         node.log_offset = log.metadata().map(|meta| meta.len()).unwrap_or(0);
         let stdout = log.try_clone().expect("cannot clone the log file handle");
 
-        let mut command = Command::new(&binary);
+        let mut command = match node.file_size_limit {
+            Some(bytes) => {
+                let mut command = Command::new("prlimit");
+                command.arg(format!("--fsize={bytes}")).arg("--").arg(&binary);
+                command
+            }
+            None => Command::new(&binary),
+        };
         command
             .arg("--id")
             .arg(id.to_string())
@@ -392,6 +402,12 @@ impl Cluster {
         let child = command.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
         node.process = Some(child);
         node.paused = false;
+    }
+
+    /// Limits the size of every file the node writes from its next start on (`None`: no
+    /// limit): a write past it fails (EFBIG), as on a full disk.
+    pub fn limit_file_size(&mut self, id: u64, bytes: Option<u64>) {
+        self.node_mut(id).file_size_limit = bytes;
     }
 
     /// Kills a running node with SIGKILL (a crash: nothing is flushed) and waits for it to exit.
