@@ -297,6 +297,48 @@ fn no_leader_fails_fast_instead_of_hanging() {
     cluster.set_with_retry(survivor, "after-outage", "1", WRITE_TIMEOUT);
 }
 
+/// Every node's `RAFT.INFO` lists every member with the Redis address clients reach it on: the
+/// initial members, whom `--cluster` names by peer address only, add their own through the log,
+/// and the address book keeps them across a restart of the whole cluster.
+#[test]
+fn raft_info_lists_every_members_redis_address_on_every_node() {
+    let mut cluster = Cluster::launch(3);
+    cluster.wait_for_leader(LEADER_TIMEOUT);
+    let ids = cluster.ids();
+    let expected: Vec<String> = ids
+        .iter()
+        .map(|&id| {
+            format!(
+                "member:id={id},peer={},redis=127.0.0.1:{},",
+                cluster.peer_addr(id),
+                cluster.redis_port(id)
+            )
+        })
+        .collect();
+    let raft_info = |cluster: &Cluster, id| -> Option<String> {
+        let mut con = connect(cluster.redis_port(id), REPLY_TIMEOUT).ok()?;
+        redis::cmd("RAFT.INFO").query(&mut con).ok()
+    };
+    let lists_all = |text: &str| expected.iter().all(|line| text.contains(line.as_str()));
+    wait_until(CATCH_UP_TIMEOUT, "every node to list every member's Redis address", || {
+        ids.iter().all(|&id| raft_info(&cluster, id).is_some_and(|text| lists_all(&text)))
+    });
+
+    cluster.kill_all();
+    for &id in &ids {
+        cluster.start(id);
+    }
+    for &id in &ids {
+        let mut first = None;
+        wait_until(LEADER_TIMEOUT, &format!("node {id} to answer RAFT.INFO"), || {
+            first = raft_info(&cluster, id);
+            first.is_some()
+        });
+        let text = first.expect("just answered");
+        assert!(lists_all(&text), "node {id} forgot addresses across its restart:\n{text}");
+    }
+}
+
 /// The leader serves reads under a lease (`INFO raft` shows what is left of it) unless the
 /// nodes run with `--read-lease off`; reads through every node are linearizable either way.
 #[test]

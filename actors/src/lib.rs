@@ -202,6 +202,17 @@ impl RunningNode {
 
 /// Opens the data directory, binds both ports and starts the five actors. Must run inside an
 /// actix `System`.
+/// The Redis address this node gives the address book: the one it listens on, or, listening
+/// on every interface, its peer address's host (where the other nodes reach it) with the
+/// Redis port.
+fn advertised_redis_addr(listening: SocketAddr, own_peer_addr: &str) -> String {
+    if !listening.ip().is_unspecified() {
+        return listening.to_string();
+    }
+    let host = own_peer_addr.rsplit_once(':').map_or(own_peer_addr, |(host, _)| host);
+    format!("{host}:{}", listening.port())
+}
+
 pub async fn start_node(config: NodeConfig) -> std::result::Result<RunningNode, String> {
     let id = config.id;
     let index = usize::try_from(id).ok().filter(|&i| i >= 1 && i <= config.cluster.len());
@@ -283,7 +294,8 @@ pub async fn start_node(config: NodeConfig) -> std::result::Result<RunningNode, 
         transport.recipient(),
     )
     .map_err(|e| format!("cannot start raft: {e}"))?
-    .with_committed_sink(store_addr.clone().recipient());
+    .with_committed_sink(store_addr.clone().recipient())
+    .with_redis_addr(advertised_redis_addr(redis_addr, &own_peer_addr));
     raft_ctx.run(node);
 
     let info = NodeInfo {
@@ -318,4 +330,19 @@ pub async fn start_node(config: NodeConfig) -> std::result::Result<RunningNode, 
 pub fn raft_logger() -> slog::Logger {
     use slog::Drain;
     slog::Logger::root(slog_stdlog::StdLog.fuse(), slog::o!())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::advertised_redis_addr;
+
+    #[test]
+    fn the_advertised_redis_address_is_one_clients_can_reach() {
+        let listening = |addr: &str| addr.parse().unwrap();
+        assert_eq!(advertised_redis_addr(listening("127.0.0.1:6379"), "127.0.0.1:12379"), "127.0.0.1:6379");
+        assert_eq!(advertised_redis_addr(listening("10.0.0.5:6379"), "node1.local:12379"), "10.0.0.5:6379");
+        // Listening everywhere: where the other nodes reach this one.
+        assert_eq!(advertised_redis_addr(listening("0.0.0.0:6379"), "node1.local:12379"), "node1.local:6379");
+        assert_eq!(advertised_redis_addr(listening("[::]:6379"), "[fd00::1]:12379"), "[fd00::1]:6379");
+    }
 }

@@ -323,6 +323,10 @@ pub struct RaftNode {
     peers_changed: Recipient<UpdatePeers>,
     /// Told which of this node's batches were committed (RedisStore), if anyone.
     committed_to: Option<Recipient<Committed>>,
+    /// This node's Redis address, for the address book when it lacks one (see
+    /// [`RaftNode::advertise_redis_addr`]), and when it was last proposed.
+    redis_addr: Option<String>,
+    advertised: Option<Instant>,
     timing: RaftTiming,
     drive_scheduled: bool,
     /// Readies being persisted, oldest first.
@@ -418,6 +422,8 @@ impl RaftNode {
             transport,
             peers_changed,
             committed_to: None,
+            redis_addr: None,
+            advertised: None,
             timing,
             drive_scheduled: false,
             unpersisted: PersistQueue::default(),
@@ -444,6 +450,13 @@ impl RaftNode {
         self
     }
 
+    /// This node's Redis address (`host:port`), which it writes into the address book if that
+    /// lacks it.
+    pub fn with_redis_addr(mut self, addr: String) -> Self {
+        self.redis_addr = Some(addr);
+        self
+    }
+
     /// The next tick, one tick from now. Not `run_interval`, which fires the ticks it missed
     /// in a burst after a stall: raft-rs's election timer counts ticks, and the read lease
     /// relies on a follower's timer never running ahead of the clock.
@@ -452,6 +465,7 @@ impl RaftNode {
             node.raw.tick();
             node.retry_or_expire_reads(false);
             node.promote_caught_up_learners();
+            node.advertise_redis_addr();
             node.expire_admin_requests();
             while node.proposed.front().is_some_and(|p| p.at.elapsed() > FORGET_PROPOSED_AFTER) {
                 node.proposed.pop_front();
@@ -806,6 +820,32 @@ impl RaftNode {
             debug!(node = self.id, error = %e, "conf change dropped");
             Error::ProposalDropped
         })
+    }
+
+    /// Writes this node's Redis address into the address book (`RAFT.INFO`'s `redis=`) when
+    /// its entry has none: the initial members, whom `--cluster` names by peer address only.
+    /// The change re-adds this voter with its full entry: no change to raft-rs's configuration,
+    /// applied in log order on every node like any membership change. Proposed again after two
+    /// election timeouts if it was dropped (no leader yet, another change pending).
+    fn advertise_redis_addr(&mut self) {
+        let Some(addr) = &self.redis_addr else { return };
+        let Some(me) = self.members.iter().find(|m| m.id == self.id) else { return };
+        let again = self.advertised.is_none_or(|at| at.elapsed() >= 2 * self.timing.election_tick_duration());
+        if !me.redis_addr.is_empty()
+            || !again
+            || !self.conf_state.voters.contains(&self.id)
+            || self.raw.raft.leader_id == INVALID_ID
+        {
+            return;
+        }
+        let member = Member { redis_addr: addr.clone(), ..me.clone() };
+        self.advertised = Some(Instant::now());
+        debug!(node = self.id, redis = %addr, "adding this node's Redis address to the address book");
+        let _ = self.propose_change(
+            ConfChangeType::AddNode,
+            self.id,
+            ConfChangeContext { origin: None, member: Some(member) },
+        );
     }
 
     /// On the leader: promotes a learner that has caught up.
