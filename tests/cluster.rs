@@ -339,6 +339,35 @@ fn raft_info_lists_every_members_redis_address_on_every_node() {
     }
 }
 
+/// A SCAN cursor is valid on the node that issued it, until that node restarts: another node,
+/// or the same one after a restart, refuses it with an error rather than ending the scan early
+/// (which would silently leave out the keys it had not reached).
+#[test]
+fn a_scan_cursor_from_another_node_or_an_earlier_run_is_refused() {
+    let mut cluster = Cluster::launch(3);
+    let leader = cluster.wait_for_leader(LEADER_TIMEOUT);
+    let mset: Vec<String> = (0..20).flat_map(|i| [format!("k{i}"), "v".to_owned()]).collect();
+    let reply: Value = cluster.query_with_retry(leader, redis::cmd("MSET").arg(&mset), WRITE_TIMEOUT);
+    assert_eq!(reply, Value::Okay);
+    let (issuer, other) = (leader, cluster.ids().into_iter().find(|&id| id != leader).unwrap());
+    let scan = |con: &mut Connection, cursor: &str| {
+        redis::cmd("SCAN").arg(cursor).arg("COUNT").arg(5).query::<(String, Vec<String>)>(con)
+    };
+    let mut con = cluster.client(issuer);
+    let (cursor, _) = scan(&mut con, "0").expect("a first SCAN");
+    assert_ne!(cursor, "0", "20 keys take more than one SCAN of 5");
+    let (next, _) = scan(&mut con, &cursor).expect("the issuer continues its scan");
+
+    let refused = |result: redis::RedisResult<(String, Vec<String>)>| match result {
+        Err(e) => e.to_string().contains("invalid cursor"),
+        Ok(reply) => panic!("a foreign cursor was answered {reply:?}"),
+    };
+    assert!(refused(scan(&mut cluster.client(other), &cursor)), "another node");
+    cluster.restart(issuer);
+    let _: Value = cluster.query_with_retry(issuer, redis::cmd("GET").arg("k0"), WRITE_TIMEOUT);
+    assert!(refused(scan(&mut cluster.client(issuer), &next)), "the issuer after a restart");
+}
+
 /// The leader serves reads under a lease (`INFO raft` shows what is left of it) unless the
 /// nodes run with `--read-lease off`; reads through every node are linearizable either way.
 #[test]

@@ -10,6 +10,8 @@
 //!   waits until this node has applied that far, then reads from Storage: linearizable on any
 //!   node.
 //! - SCAN cursors are tokens this node hands out: each stands for the key a scan stopped at.
+//!   They name the node and its incarnation, so a cursor from another node, or from before a
+//!   restart, is refused with an error rather than taken for another scan's or ending silently.
 //! - On the leader, an expiry sweeper walks the keyspace a slice at a time and proposes the
 //!   deletion of the keys it finds expired ([`WriteOp::ExpireKeys`]); the entry deletes them only
 //!   if they are still expired at the entry's time, so every replica removes the same keys.
@@ -130,8 +132,15 @@ impl ClientInfo {
 const EXPIRY_SWEEP_INTERVAL: Duration = Duration::from_millis(200);
 const EXPIRY_SWEEP_KEYS: usize = 1000;
 
-/// How many SCAN cursors a node remembers; older ones answer an empty, finished scan.
+/// How many SCAN cursors a node remembers; older ones are refused as invalid.
 const MAX_SCAN_CURSORS: usize = 10_000;
+
+/// The number before this incarnation's first SCAN cursor. Cursors look like Redis's, opaque
+/// numbers below 2^63 and never 0 (which means "done"): the node id in bits 48..63, the
+/// incarnation in bits 32..48, then a count.
+fn first_cursor(node_id: u64, incarnation: u64) -> u64 {
+    ((node_id & 0x7fff) << 48) | ((incarnation & 0xffff) << 32)
+}
 
 /// Bounded waits for requests that cannot complete.
 #[derive(Debug, Clone)]
@@ -326,6 +335,7 @@ impl RedisStore {
         storage: Addr<Storage>,
         timing: StoreTiming,
     ) -> Self {
+        let node_id = info.node_id;
         RedisStore {
             info,
             incarnation,
@@ -339,8 +349,7 @@ impl RedisStore {
             waiting_reads: BTreeMap::new(),
             scan_cursors: HashMap::new(),
             scan_order: VecDeque::new(),
-            // Cursors look like Redis's: opaque numbers, never 0 (which means "done").
-            next_cursor: 0,
+            next_cursor: first_cursor(node_id, incarnation),
             sweep_after: None,
             sweeping: false,
             clients: BTreeMap::new(),
@@ -436,8 +445,12 @@ impl RedisStore {
                 match self.scan_cursors.get(cursor) {
                     Some(key) => *after = Some(key.clone()),
                     None => {
-                        // A cursor this node never issued (or forgot): the scan is over.
-                        reply.send(Frame::Array(vec![Frame::bulk("0"), Frame::Array(vec![])]));
+                        // Ending the scan here would drop the keys it has not reached yet.
+                        reply.send(Frame::error(
+                            "ERR invalid cursor: this node did not issue it since it started, or has \
+                             forgotten it (SCAN cursors are valid only on the node that issued \
+                             them); start the scan again from 0",
+                        ));
                         return;
                     }
                 }
