@@ -1177,6 +1177,12 @@ impl Handler<Step> for RaftNode {
                     self.send(vec![reply]);
                     return;
                 }
+                // No lease: raft-rs confirms this request with a round, and a round of this
+                // node's own alongside gives it the lease, which only its own rounds do. Else a
+                // leader whose reads all come through followers would never hold one.
+                if self.timing.read_lease && self.role == StateRole::Leader {
+                    self.renew_lease = true;
+                }
             }
             _ => {}
         }
@@ -1669,6 +1675,47 @@ mod tests {
         let _transfer = node.raft.send(TransferLeader(2));
         assert_eq!(read_with_round(&node).await, 1, "after a transfer started, a round again");
         assert_eq!(read_with_round(&node).await, 1, "and no lease for the rest of the term");
+    }
+
+    #[actix_rt::test]
+    async fn reads_that_only_followers_forward_also_give_the_leader_a_lease() {
+        let timing = RaftTiming { tick: Duration::from_millis(10), election_ticks: 200, ..fast_timing() };
+        let node = start_node_with(&[1, 2], timing);
+        lead_with_node_2_played(&node).await;
+        let term = node.raft.send(GetStatus).await.unwrap().term;
+        let forwarded = |ctx: &[u8]| {
+            let mut request = from_2(MessageType::MsgReadIndex, term);
+            let mut entry = Entry::default();
+            entry.data = ctx.to_vec().into();
+            request.set_entries(vec![entry].into());
+            Step(request)
+        };
+        let sent = node.recorder.sent.clone();
+        let rounds_after = |after: usize| -> Vec<Message> {
+            let sent = sent.lock().unwrap();
+            let round = |m: &&Message| m.get_msg_type() == MessageType::MsgHeartbeat && !m.context.is_empty();
+            sent[after..].iter().filter(round).cloned().collect()
+        };
+
+        // No lease yet: node 2's request takes a round, and the leader starts one of its own.
+        let after = sent.lock().unwrap().len();
+        node.raft.send(forwarded(b"first")).await.unwrap();
+        wait_for("two heartbeat rounds", || rounds_after(after).len() >= 2).await;
+        for heartbeat in rounds_after(after) {
+            let mut ack = from_2(MessageType::MsgHeartbeatResponse, heartbeat.term);
+            ack.context = heartbeat.context.clone();
+            node.raft.send(Step(ack)).await.unwrap();
+        }
+        let answer = next_sent(&node, after, MessageType::MsgReadIndexResp).await;
+        assert_eq!(answer.entries[0].data.as_ref(), b"first");
+        assert!(node.raft.send(GetStatus).await.unwrap().read_lease_ms > 0, "the leader holds a lease");
+
+        // Under it, the next forwarded request is answered at once, without a round.
+        let after = sent.lock().unwrap().len();
+        node.raft.send(forwarded(b"second")).await.unwrap();
+        let answer = next_sent(&node, after, MessageType::MsgReadIndexResp).await;
+        assert_eq!(answer.entries[0].data.as_ref(), b"second");
+        assert!(rounds_after(after).is_empty(), "no round for a read under the lease");
     }
 
     #[actix_rt::test]
