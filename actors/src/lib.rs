@@ -200,8 +200,6 @@ impl RunningNode {
     }
 }
 
-/// Opens the data directory, binds both ports and starts the five actors. Must run inside an
-/// actix `System`.
 /// The Redis address this node gives the address book: the one it listens on, or, listening
 /// on every interface, its peer address's host (where the other nodes reach it) with the
 /// Redis port.
@@ -213,6 +211,8 @@ fn advertised_redis_addr(listening: SocketAddr, own_peer_addr: &str) -> String {
     format!("{host}:{}", listening.port())
 }
 
+/// Opens the data directory, binds both ports and starts the five actors. Must run inside an
+/// actix `System`.
 pub async fn start_node(config: NodeConfig) -> std::result::Result<RunningNode, String> {
     let id = config.id;
     let index = usize::try_from(id).ok().filter(|&i| i >= 1 && i <= config.cluster.len());
