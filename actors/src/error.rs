@@ -28,6 +28,11 @@ pub enum Error {
     /// transfer is under way). Nothing was applied; the client may retry.
     #[error("TRYAGAIN raft dropped the proposal, retry")]
     ProposalDropped,
+    /// A membership change was asked of the leader while an earlier one is not applied yet
+    /// (raft-rs takes one at a time, and a new leader counts its first entry as one). Nothing
+    /// was changed; the client may retry.
+    #[error("TRYAGAIN another membership change is in progress, retry")]
+    ChangeInProgress,
     /// RocksDB failed. The node stops after reporting this: it never continues on a broken log.
     #[error("ERR storage failure: {0}")]
     Storage(String),

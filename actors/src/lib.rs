@@ -68,7 +68,9 @@ pub use protocol::{command, peer_wire, resp};
 /// Cluster membership as the nodes record it. The types live in the `protocol` crate (the
 /// `RAFT.NODE` command names members); this adds the actors' error type.
 pub mod membership {
-    pub use protocol::membership::{encode_members, upsert, ConfChangeContext, Member};
+    pub use protocol::membership::{
+        address_record, encode_address, encode_members, upsert, ConfChangeContext, Member, ADDRESS_CONTEXT,
+    };
 
     /// The member list a snapshot or the raft state carries; an undecodable one is corrupt.
     pub fn decode_members(data: &[u8]) -> crate::Result<Vec<Member>> {

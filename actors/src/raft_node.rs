@@ -34,7 +34,9 @@ use tracing::{debug, info, warn};
 
 use crate::command::batch_origin;
 use crate::error::{Error, Result};
-use crate::membership::{decode_members, upsert, ConfChangeContext, Member};
+use crate::membership::{
+    address_record, decode_members, encode_address, upsert, ConfChangeContext, Member, ADDRESS_CONTEXT,
+};
 use crate::peer_transport::{SendMessages, UpdatePeers};
 use crate::raft_log::RaftLog;
 use crate::redis_store::Committed;
@@ -725,10 +727,16 @@ impl RaftNode {
             }
         }
         let mut conf_state = None;
+        let mut addresses_changed = false;
         let mut removed_self = false;
         for entry in &entries {
             let change = match entry.get_entry_type() {
-                EntryType::EntryNormal => continue,
+                EntryType::EntryNormal => {
+                    if let Some(member) = address_record(&entry.context, &entry.data) {
+                        addresses_changed |= self.record_address(member);
+                    }
+                    continue;
+                }
                 EntryType::EntryConfChange => {
                     ConfChange::parse_from_bytes(&entry.data).map(conf_change_v2).map_err(|e| e.to_string())
                 }
@@ -779,8 +787,9 @@ impl RaftNode {
                 }
             }
         }
-        // The address book only changes with the membership: no copy for ordinary entries.
-        let members = conf_state.is_some().then(|| self.members.clone());
+        // The address book only changes with the membership and address records: no copy for
+        // ordinary entries.
+        let members = (conf_state.is_some() || addresses_changed).then(|| self.members.clone());
         if let Some(members) = &members {
             self.peers_changed.do_send(UpdatePeers(members.clone()));
         }
@@ -824,28 +833,37 @@ impl RaftNode {
 
     /// Writes this node's Redis address into the address book (`RAFT.INFO`'s `redis=`) when
     /// its entry has none: the initial members, whom `--cluster` names by peer address only.
-    /// The change re-adds this voter with its full entry: no change to raft-rs's configuration,
-    /// applied in log order on every node like any membership change. Proposed again after two
-    /// election timeouts if it was dropped (no leader yet, another change pending).
+    /// It goes through the log as an address record ([`ADDRESS_CONTEXT`]), a normal entry,
+    /// so it is applied in log order on every node and persisted with the address book, yet
+    /// neither waits for nor blocks a membership change (raft-rs allows one pending at a time).
+    /// Proposed again after two election timeouts if it was lost (no leader yet, a leader
+    /// change).
     fn advertise_redis_addr(&mut self) {
         let Some(addr) = &self.redis_addr else { return };
         let Some(me) = self.members.iter().find(|m| m.id == self.id) else { return };
         let again = self.advertised.is_none_or(|at| at.elapsed() >= 2 * self.timing.election_tick_duration());
-        if !me.redis_addr.is_empty()
-            || !again
-            || !self.conf_state.voters.contains(&self.id)
-            || self.raw.raft.leader_id == INVALID_ID
-        {
+        if !me.redis_addr.is_empty() || !again || self.raw.raft.leader_id == INVALID_ID {
             return;
         }
-        let member = Member { redis_addr: addr.clone(), ..me.clone() };
+        let record = encode_address(&Member { redis_addr: addr.clone(), ..me.clone() });
         self.advertised = Some(Instant::now());
         debug!(node = self.id, redis = %addr, "adding this node's Redis address to the address book");
-        let _ = self.propose_change(
-            ConfChangeType::AddNode,
-            self.id,
-            ConfChangeContext { origin: None, member: Some(member) },
-        );
+        if let Err(e) = self.raw.propose(ADDRESS_CONTEXT.to_vec(), record) {
+            debug!(node = self.id, error = %e, "address record dropped");
+        }
+    }
+
+    /// Applies an address record: the member's Redis address, if it is still the member the
+    /// record was made for (a removed node's record must not bring it back). Returns whether
+    /// the address book changed.
+    fn record_address(&mut self, record: Member) -> bool {
+        match self.members.iter_mut().find(|m| m.id == record.id && m.peer_addr == record.peer_addr) {
+            Some(member) if member.redis_addr != record.redis_addr => {
+                member.redis_addr = record.redis_addr;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// On the leader: promotes a learner that has caught up.
@@ -1239,6 +1257,11 @@ impl RaftNode {
         if self.raw.raft.leader_id == INVALID_ID {
             return Err(Error::NoLeader);
         }
+        // raft-rs would turn the change into an empty entry: say so now instead of timing out.
+        // (A follower forwards it; the leader drops it there, and it times out.)
+        if self.role == StateRole::Leader && self.raw.raft.has_pending_conf() {
+            return Err(Error::ChangeInProgress);
+        }
         let cs = &self.conf_state;
         let is_member = |id: u64| cs.voters.contains(&id) || cs.learners.contains(&id);
         let origin = Some((self.id, self.incarnation, self.next_change + 1));
@@ -1457,6 +1480,11 @@ mod tests {
     }
 
     fn start_node_with(voters: &[u64], timing: RaftTiming) -> TestNode {
+        start_node_full(voters, timing, None)
+    }
+
+    /// `redis_addr`: the Redis address node 1 records in the address book for itself.
+    fn start_node_full(voters: &[u64], timing: RaftTiming, redis_addr: Option<&str>) -> TestNode {
         let dir = tempfile::tempdir().unwrap();
         let members: Vec<Member> = voters
             .iter()
@@ -1477,6 +1505,10 @@ mod tests {
         )
         .unwrap()
         .with_committed_sink(rec.recipient());
+        let node = match redis_addr {
+            Some(addr) => node.with_redis_addr(addr.to_owned()),
+            None => node,
+        };
         TestNode { raft: crate::mailbox::start(node), storage, recorder, incarnation, _dir: dir }
     }
 
@@ -1716,6 +1748,41 @@ mod tests {
         let answer = next_sent(&node, after, MessageType::MsgReadIndexResp).await;
         assert_eq!(answer.entries[0].data.as_ref(), b"second");
         assert!(rounds_after(after).is_empty(), "no round for a read under the lease");
+    }
+
+    #[actix_rt::test]
+    async fn a_members_redis_address_is_recorded_through_the_log_without_blocking_a_membership_change() {
+        let node = start_node_full(&[1, 2], fast_timing(), Some("127.0.0.1:6391"));
+        lead_with_node_2_played(&node).await;
+        // Node 1 proposes its Redis address ...
+        let sent = node.recorder.sent.clone();
+        let carries_address = |e: &Entry| {
+            [&e.data[..], &e.context[..]].iter().any(|b| b.windows(14).any(|w| w == b"127.0.0.1:6391"))
+        };
+        let record_sent = || {
+            let sent = sent.lock().unwrap();
+            sent.iter()
+                .any(|m| m.get_msg_type() == MessageType::MsgAppend && m.entries.iter().any(carries_address))
+        };
+        wait_for("node 1 to send its address record", record_sent).await;
+        // ... and a membership change proposed while that is uncommitted is not dropped
+        // (raft-rs drops a conf change while another one is pending).
+        let after = node.recorder.sent.lock().unwrap().len();
+        let member = Member { id: 3, peer_addr: "127.0.0.1:3".into(), redis_addr: "127.0.0.1:6393".into() };
+        let change = node.raft.send(ChangeMembership::Add(member));
+        // One change at a time: another one, asked meanwhile, is refused at once.
+        let other = Member { id: 4, peer_addr: "127.0.0.1:4".into(), redis_addr: String::new() };
+        let refused = node.raft.send(ChangeMembership::Add(other)).await.unwrap();
+        assert!(matches!(refused, Err(Error::ChangeInProgress)), "{refused:?}");
+        let append = next_sent(&node, after, MessageType::MsgAppend).await;
+        let mut ack = from_2(MessageType::MsgAppendResponse, append.term);
+        ack.index = append.index + append.entries.len() as u64;
+        node.raft.send(Step(ack)).await.unwrap();
+        change.await.unwrap().expect("the membership change was applied");
+        let members = node.raft.send(GetMembers).await.unwrap();
+        let redis = |id| members.iter().find(|s| s.member.id == id).map(|s| s.member.redis_addr.clone());
+        assert_eq!(redis(1).as_deref(), Some("127.0.0.1:6391"), "{members:?}");
+        assert_eq!(redis(3).as_deref(), Some("127.0.0.1:6393"), "{members:?}");
     }
 
     #[actix_rt::test]

@@ -49,7 +49,7 @@ use tracing::{error, info};
 use crate::command::{Proposal, ReadQuery};
 use crate::error::{Error, Result};
 use crate::keyspace::{self, ApplyBatch, KeyCounts, KeyRead as _, CF_KV};
-use crate::membership::{decode_members, encode_members, Member};
+use crate::membership::{decode_members, encode_members, Member, ADDRESS_CONTEXT};
 use crate::redis_store::Applied;
 use crate::resp::Frame;
 use crate::telemetry;
@@ -116,7 +116,8 @@ impl Durability {
 #[rtype(result = "()")]
 pub struct ApplyCommitted {
     pub entries: Vec<Entry>,
-    /// The membership after these entries, when they contain a configuration change.
+    /// The membership after these entries, when they contain a configuration change or an
+    /// address record.
     pub conf_state: Option<ConfState>,
     /// The address book after these entries, when it changed.
     pub members: Option<Vec<Member>>,
@@ -418,8 +419,11 @@ impl Storage {
                 continue; // already applied before a restart
             }
             last = entry.index;
-            if entry.get_entry_type() != EntryType::EntryNormal || entry.data.is_empty() {
-                continue; // leader no-ops; conf changes were applied by RaftNode
+            if entry.get_entry_type() != EntryType::EntryNormal
+                || entry.data.is_empty()
+                || entry.context == ADDRESS_CONTEXT
+            {
+                continue; // leader no-ops; conf changes and address records were applied by RaftNode
             }
             for proposal in Proposal::decode_entry(&entry.context, &entry.data)? {
                 let origin = proposal.origin;

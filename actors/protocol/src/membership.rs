@@ -36,6 +36,22 @@ impl ConfChangeContext {
     }
 }
 
+/// The context of a normal log entry whose data is an address record: a [`Member`] telling
+/// every node where that member's Redis port listens ([`encode_address`]). The initial
+/// members, whom `--cluster` names by peer address only, add their Redis address this way.
+/// It is not a configuration change, so it never waits for, or blocks, a membership change.
+pub const ADDRESS_CONTEXT: &[u8] = b"member-address";
+
+pub fn encode_address(member: &Member) -> Vec<u8> {
+    postcard::to_allocvec(member).expect("a member always serializes")
+}
+
+/// The member an entry's `context` and `data` record the address of, if it is an address
+/// record ([`ADDRESS_CONTEXT`]) that decodes.
+pub fn address_record(context: &[u8], data: &[u8]) -> Option<Member> {
+    (context == ADDRESS_CONTEXT).then(|| postcard::from_bytes(data).ok()).flatten()
+}
+
 pub fn encode_members(members: &[Member]) -> Vec<u8> {
     postcard::to_allocvec(members).expect("members always serialize")
 }
@@ -49,4 +65,19 @@ pub fn upsert(members: &mut Vec<Member>, member: Member) {
     members.retain(|m| m.id != member.id);
     members.push(member);
     members.sort_by_key(|m| m.id);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_record_is_recognized_by_its_context_only() {
+        let member = Member { id: 2, peer_addr: "10.0.0.2:12379".into(), redis_addr: "10.0.0.2:6379".into() };
+        let data = encode_address(&member);
+        assert_eq!(address_record(ADDRESS_CONTEXT, &data), Some(member));
+        assert_eq!(address_record(b"batch", &data), None, "another entry's context");
+        assert_eq!(address_record(b"", &data), None);
+        assert_eq!(address_record(ADDRESS_CONTEXT, &data[..data.len() - 1]), None, "a truncated record");
+    }
 }
