@@ -40,7 +40,7 @@ struct Options {
     /// Address the Redis port listens on.
     #[arg(long, env = "RAFTKV_BIND", default_value = "127.0.0.1")]
     bind: String,
-    /// Where the node keeps its Raft log and data [default: data/node<ID>].
+    /// Where the node keeps its Raft log and data (default: `data/node<ID>`).
     #[arg(long, env = "RAFTKV_DATA_DIR")]
     data_dir: Option<PathBuf>,
     /// Require clients to AUTH with this password (like Redis's `requirepass`).

@@ -53,7 +53,7 @@ use crate::telemetry;
 #[rtype(result = "Vec<Result<()>>")]
 pub struct Propose(pub Vec<BatchEntry>);
 
-/// One log entry to propose: a batch of proposals and its context ([`batch_context`]).
+/// One log entry to propose: a batch of proposals and its context ([`crate::command::batch_context`]).
 #[derive(Debug, Clone)]
 pub struct BatchEntry {
     pub context: Vec<u8>,

@@ -1,6 +1,6 @@
 //! Cluster membership as the nodes record it: who the members are and where to reach them.
 //!
-//! raft-rs tracks *which* ids vote ([`raft::eraftpb::ConfState`]); this module adds *where* they
+//! raft-rs tracks *which* ids vote (raft-rs's `ConfState`); this module adds *where* they
 //! are. Every configuration change carries a [`ConfChangeContext`] naming the member it adds,
 //! so each node updates its address book when it applies the change, and a snapshot carries the
 //! whole book, so a node that catches up by snapshot learns it too.
