@@ -14,6 +14,13 @@
 //! is deleted by that write (lazy expiry); the others are deleted by the leader's sweeper
 //! through [`WriteOp::ExpireKeys`].
 //!
+//! # Order
+//! Keys are stored in the order of a stable 64-bit hash of the key, their *position*
+//! ([`position`]): the RocksDB key is the position (big-endian) followed by the key. A SCAN
+//! cursor is the position to resume at, so it means the same on every node and across
+//! restarts, and, as with Redis's hash-table cursors, a key present for the whole scan is
+//! returned at least once.
+//!
 //! # Versions
 //! Every stored value records the index of the log entry that last wrote it. `WATCH` reads
 //! these versions and `EXEC` carries them into its entry: the transaction aborts at apply time
@@ -108,16 +115,35 @@ impl KeyCounts {
     }
 }
 
+/// Where `key` lies in the keyspace's order: a stable hash of it (XXH3, 64 bits), the same on
+/// every node and in every version that reads this layout.
+pub fn position(key: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(key)
+}
+
+/// The RocksDB key of `key`: its position, big-endian, then the key.
+fn stored_key(key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + key.len());
+    out.extend_from_slice(&position(key).to_be_bytes());
+    out.extend_from_slice(key);
+    out
+}
+
+/// The position and the key a RocksDB key stands for.
+fn split_stored_key(stored: &[u8]) -> Result<(u64, &[u8])> {
+    match stored.split_first_chunk::<8>() {
+        Some((position, key)) => Ok((u64::from_be_bytes(*position), key)),
+        None => Err(crate::Error::Corrupt(format!("keyspace record key of {} bytes", stored.len()))),
+    }
+}
+
 /// Read access to the keyspace, either the applied database or a batch being applied.
 pub trait KeyRead {
     /// The stored value, expired or not.
     fn value(&self, key: &[u8]) -> Result<Option<Value>>;
-    /// Visits stored keys in byte order, from `after` (exclusive) on, until `visit` says stop.
-    fn for_each_after(
-        &self,
-        after: Option<&[u8]>,
-        visit: &mut dyn FnMut(&[u8], &Value) -> bool,
-    ) -> Result<()>;
+    /// Visits stored keys in the keyspace's order, from position `from` on, with their
+    /// positions, until `visit` says stop.
+    fn for_each_from(&self, from: u64, visit: &mut dyn FnMut(u64, &[u8], &Value) -> bool) -> Result<()>;
     /// How many keys are stored, and how many of them have an expiry (with a batch's changes).
     fn counts(&self) -> KeyCounts;
 }
@@ -133,21 +159,12 @@ impl KeyRead for DbView<'_> {
         read_value(self.db, key)
     }
 
-    fn for_each_after(
-        &self,
-        after: Option<&[u8]>,
-        visit: &mut dyn FnMut(&[u8], &Value) -> bool,
-    ) -> Result<()> {
-        let mode = match after {
-            Some(after) => IteratorMode::From(after, Direction::Forward),
-            None => IteratorMode::Start,
-        };
-        for item in self.db.iterator_cf(kv_cf(self.db), mode) {
-            let (key, raw) = item?;
-            if after.is_some_and(|a| a == &key[..]) {
-                continue;
-            }
-            if !visit(&key, &Value::decode(&raw)?) {
+    fn for_each_from(&self, from: u64, visit: &mut dyn FnMut(u64, &[u8], &Value) -> bool) -> Result<()> {
+        let start = from.to_be_bytes();
+        for item in self.db.iterator_cf(kv_cf(self.db), IteratorMode::From(&start, Direction::Forward)) {
+            let (stored, raw) = item?;
+            let (position, key) = split_stored_key(&stored)?;
+            if !visit(position, key, &Value::decode(&raw)?) {
                 break;
             }
         }
@@ -220,7 +237,7 @@ impl<'a> ApplyBatch<'a> {
         }
         self.count(&value, 1);
         value.version = self.index;
-        self.batch.put_cf(kv_cf(self.db), &key, value.encode());
+        self.batch.put_cf(kv_cf(self.db), stored_key(&key), value.encode());
         self.overlay.insert(key, Some(value));
         Ok(())
     }
@@ -242,7 +259,7 @@ impl<'a> ApplyBatch<'a> {
             return Ok(false);
         };
         self.count(&old, -1);
-        self.batch.delete_cf(kv_cf(self.db), key);
+        self.batch.delete_cf(kv_cf(self.db), stored_key(key));
         self.overlay.insert(key.clone(), None);
         Ok(true)
     }
@@ -472,7 +489,7 @@ impl<'a> ApplyBatch<'a> {
             }
             WriteOp::FlushAll => {
                 let mut keys = Vec::new();
-                self.for_each_after(None, &mut |key, _| {
+                self.for_each_from(0, &mut |_, key, _| {
                     keys.push(Bytes::copy_from_slice(key));
                     true
                 })?;
@@ -535,7 +552,7 @@ impl<'a> ApplyBatch<'a> {
                         Queued::Write(op) => self.write(op)?,
                         Queued::Read(query) => {
                             let now = self.now;
-                            query_in_transaction(self, &query, now)?
+                            execute_read(self, &query, now)?
                         }
                     });
                 }
@@ -555,27 +572,24 @@ impl KeyRead for ApplyBatch<'_> {
 
     /// Merges the database with this batch's pending changes. Only transactions (KEYS, SCAN,
     /// RANDOMKEY inside EXEC) and FLUSHALL iterate here, so a simple full merge is enough.
-    fn for_each_after(
-        &self,
-        after: Option<&[u8]>,
-        visit: &mut dyn FnMut(&[u8], &Value) -> bool,
-    ) -> Result<()> {
-        let mut merged: BTreeMap<Bytes, Value> = BTreeMap::new();
-        DbView { db: self.db, counts: KeyCounts::default() }.for_each_after(after, &mut |k, v| {
-            merged.insert(Bytes::copy_from_slice(k), v.clone());
+    fn for_each_from(&self, from: u64, visit: &mut dyn FnMut(u64, &[u8], &Value) -> bool) -> Result<()> {
+        let mut merged: BTreeMap<(u64, Bytes), Value> = BTreeMap::new();
+        DbView { db: self.db, counts: KeyCounts::default() }.for_each_from(from, &mut |p, k, v| {
+            merged.insert((p, Bytes::copy_from_slice(k)), v.clone());
             true
         })?;
         for (key, pending) in &self.overlay {
-            if after.is_some_and(|a| &key[..] <= a) {
+            let p = position(key);
+            if p < from {
                 continue;
             }
             match pending {
-                Some(v) => merged.insert(key.clone(), v.clone()),
-                None => merged.remove(key),
+                Some(v) => merged.insert((p, key.clone()), v.clone()),
+                None => merged.remove(&(p, key.clone())),
             };
         }
-        for (key, value) in &merged {
-            if !visit(key, value) {
+        for ((p, key), value) in &merged {
+            if !visit(*p, key, value) {
                 break;
             }
         }
@@ -593,7 +607,7 @@ fn kv_cf(db: &DB) -> &rocksdb::ColumnFamily {
 }
 
 fn read_value(db: &DB, key: &[u8]) -> Result<Option<Value>> {
-    match db.get_pinned_cf(kv_cf(db), key)? {
+    match db.get_pinned_cf(kv_cf(db), stored_key(key))? {
         Some(raw) => Ok(Some(Value::decode(&raw)?)),
         None => Ok(None),
     }
@@ -606,22 +620,28 @@ pub fn read(db: &DB, queries: &[ReadQuery], counts: KeyCounts) -> Vec<Frame> {
     queries.iter().map(|q| execute_read(&view, q, now).unwrap_or_else(|e| e.to_frame())).collect()
 }
 
-/// A read inside EXEC: as [`execute_read`], except that SCAN cannot hand out a cursor from inside
-/// the log, so cursor 0 scans everything and answers cursor 0.
-fn query_in_transaction(ks: &dyn KeyRead, q: &ReadQuery, now: i64) -> Result<Frame> {
-    if let ReadQuery::Scan { cursor, pattern, kind, .. } = q {
-        let mut keys = Vec::new();
-        if *cursor == 0 {
-            ks.for_each_after(None, &mut |key, v| {
-                if v.alive_at(now) && scan_matches(key, v, pattern, kind) {
-                    keys.push(Frame::Bulk(Bytes::copy_from_slice(key)));
-                }
-                true
-            })?;
+/// Visits about `count` stored keys from position `from` on (Redis's COUNT: work done, not keys
+/// returned), and returns the position to resume at, 0 once the keyspace is exhausted. It never
+/// stops between two keys of the same position, so resuming there repeats and skips none. (The
+/// position to resume at is never 0: it follows a position already visited.)
+fn visit_slice(
+    ks: &dyn KeyRead,
+    from: u64,
+    count: usize,
+    visit: &mut dyn FnMut(&[u8], &Value),
+) -> Result<u64> {
+    let (mut visited, mut last, mut next) = (0, None, 0);
+    ks.for_each_from(from, &mut |p, key, v| {
+        if visited >= count && last != Some(p) {
+            next = p;
+            return false;
         }
-        return Ok(Frame::Array(vec![Frame::bulk("0"), Frame::Array(keys)]));
-    }
-    execute_read(ks, q, now)
+        visited += 1;
+        last = Some(p);
+        visit(key, v);
+        true
+    })?;
+    Ok(next)
 }
 
 fn scan_matches(key: &[u8], v: &Value, pattern: &Option<Bytes>, kind: &Option<Bytes>) -> bool {
@@ -682,7 +702,7 @@ pub fn execute_read(ks: &dyn KeyRead, q: &ReadQuery, now: i64) -> Result<Frame> 
         ReadQuery::Type(key) => Frame::Simple(live(key)?.map_or("none", |v| v.type_name()).into()),
         ReadQuery::Keys(pattern) => {
             let mut out = Vec::new();
-            ks.for_each_after(None, &mut |key, v| {
+            ks.for_each_from(0, &mut |_, key, v| {
                 if v.alive_at(now) && (&pattern[..] == b"*" || glob_match(pattern, key)) {
                     out.push(Frame::Bulk(Bytes::copy_from_slice(key)));
                 }
@@ -690,27 +710,14 @@ pub fn execute_read(ks: &dyn KeyRead, q: &ReadQuery, now: i64) -> Result<Frame> 
             })?;
             Frame::Array(out)
         }
-        ReadQuery::Scan { after, count, pattern, kind, .. } => {
-            // Visits about `count` stored keys, like Redis's COUNT (work done, not keys
-            // returned), and answers `[next key to resume after, or nil; keys]`.
+        ReadQuery::Scan { cursor, count, pattern, kind } => {
             let mut keys = Vec::new();
-            let mut visited = 0;
-            let mut last: Option<Bytes> = None;
-            let mut more = false;
-            ks.for_each_after(after.as_deref(), &mut |key, v| {
-                if visited == *count {
-                    more = true;
-                    return false;
-                }
-                visited += 1;
-                last = Some(Bytes::copy_from_slice(key));
+            let next = visit_slice(ks, *cursor, *count, &mut |key, v| {
                 if v.alive_at(now) && scan_matches(key, v, pattern, kind) {
                     keys.push(Frame::Bulk(Bytes::copy_from_slice(key)));
                 }
-                true
             })?;
-            let next = if more { last.map_or(Frame::Null, Frame::Bulk) } else { Frame::Null };
-            Frame::Array(vec![next, Frame::Array(keys)])
+            Frame::Array(vec![Frame::bulk(next.to_string()), Frame::Array(keys)])
         }
         ReadQuery::RandomKey { seed } => random_key(ks, *seed, now)?,
         ReadQuery::DbSize => Frame::Integer(ks.counts().keys as i64),
@@ -737,21 +744,15 @@ pub fn execute_read(ks: &dyn KeyRead, q: &ReadQuery, now: i64) -> Result<Frame> 
             }
             Frame::Array(out)
         }
-        ReadQuery::ExpiredKeys { after, limit } => {
-            // `[next key to resume after, or nil; expired keys]`, visiting at most `limit`.
+        ReadQuery::ExpiredKeys { from, limit } => {
+            // `[position to resume at, 0 when done; expired keys]`.
             let mut expired = Vec::new();
-            let mut visited = 0;
-            let mut last = None;
-            ks.for_each_after(after.as_deref(), &mut |key, v| {
-                visited += 1;
-                last = Some(Bytes::copy_from_slice(key));
+            let next = visit_slice(ks, *from, *limit, &mut |key, v| {
                 if !v.alive_at(now) {
                     expired.push(Frame::Bulk(Bytes::copy_from_slice(key)));
                 }
-                visited < *limit
             })?;
-            let next = if visited >= *limit { last.map_or(Frame::Null, Frame::Bulk) } else { Frame::Null };
-            Frame::Array(vec![next, Frame::Array(expired)])
+            Frame::Array(vec![Frame::Integer(next as i64), Frame::Array(expired)])
         }
         ReadQuery::KeyspaceStats => {
             let counts = ks.counts();
@@ -779,16 +780,16 @@ fn substring(s: &[u8], start: i64, end: i64) -> Bytes {
     Bytes::copy_from_slice(&s[start as usize..=end as usize])
 }
 
-/// A pseudo-random live key: a seek to a random point of the key order, wrapping around.
+/// A pseudo-random live key: the first one from a random position of the keyspace's order on,
+/// wrapping around.
 fn random_key(ks: &dyn KeyRead, seed: u64, now: i64) -> Result<Frame> {
     let mut x = seed | 1;
     x ^= x << 13;
     x ^= x >> 7;
     x ^= x << 17;
-    let start = x.to_be_bytes();
     let mut found = None;
-    for after in [Some(&start[..1]), None] {
-        ks.for_each_after(after, &mut |key, v| {
+    for from in [x, 0] {
+        ks.for_each_from(from, &mut |_, key, v| {
             if v.alive_at(now) {
                 found = Some(Bytes::copy_from_slice(key));
             }
@@ -872,4 +873,60 @@ fn lcs(a: &[u8], b: &[u8], mode: &LcsMode) -> Frame {
         (Frame::bulk("matches"), Frame::Array(matches)),
         (Frame::bulk("len"), Frame::Integer(len as i64)),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Stored keys at chosen positions (a hash collision, which XXH3 makes too rare to meet).
+    struct Positions(Vec<(u64, &'static str)>);
+
+    impl KeyRead for Positions {
+        fn value(&self, _: &[u8]) -> Result<Option<Value>> {
+            Ok(None)
+        }
+
+        fn for_each_from(&self, from: u64, visit: &mut dyn FnMut(u64, &[u8], &Value) -> bool) -> Result<()> {
+            let value = Value::string(Bytes::new());
+            for &(p, key) in self.0.iter().filter(|(p, _)| *p >= from) {
+                if !visit(p, key.as_bytes(), &value) {
+                    break;
+                }
+            }
+            Ok(())
+        }
+
+        fn counts(&self) -> KeyCounts {
+            KeyCounts::default()
+        }
+    }
+
+    #[test]
+    fn a_scan_slice_never_ends_between_two_keys_of_one_position() {
+        let ks = Positions(vec![(3, "a"), (5, "b"), (5, "c"), (5, "d"), (9, "e")]);
+        let slice = |from, count| {
+            let mut keys = Vec::new();
+            let next =
+                visit_slice(&ks, from, count, &mut |k, _| keys.push(String::from_utf8(k.to_vec()).unwrap()));
+            (next.unwrap(), keys)
+        };
+        assert_eq!(slice(0, 1), (5, vec!["a".to_owned()]));
+        assert_eq!(
+            slice(5, 1),
+            (9, vec!["b".to_owned(), "c".to_owned(), "d".to_owned()]),
+            "the whole position"
+        );
+        assert_eq!(slice(0, 2), (9, vec!["a".to_owned(), "b".to_owned(), "c".to_owned(), "d".to_owned()]));
+        assert_eq!(slice(9, 1), (0, vec!["e".to_owned()]), "exhausted: cursor 0");
+        assert_eq!(slice(6, 10), (0, vec!["e".to_owned()]), "a cursor between positions");
+    }
+
+    #[test]
+    fn positions_are_stable() {
+        // Stored data and cursors depend on these: a different hash would need a new layout.
+        assert_eq!(position(b""), 0x2d06800538d394c2);
+        assert_eq!(position(b"key:1"), position(b"key:1"));
+        assert_ne!(position(b"key:1"), position(b"key:2"));
+    }
 }

@@ -9,9 +9,8 @@
 //! - A read asks RaftNode for a read index (the leader's commit index, confirmed by a quorum),
 //!   waits until this node has applied that far, then reads from Storage: linearizable on any
 //!   node.
-//! - SCAN cursors are tokens this node hands out: each stands for the key a scan stopped at.
-//!   They name the node and its incarnation, so a cursor from another node, or from before a
-//!   restart, is refused with an error rather than taken for another scan's or ending silently.
+//! - SCAN needs no state here: its cursor is a position in the keyspace's order (see
+//!   [`crate::keyspace`]), which every node shares, so a scan may go on through any node.
 //! - On the leader, an expiry sweeper walks the keyspace a slice at a time and proposes the
 //!   deletion of the keys it finds expired ([`WriteOp::ExpireKeys`]); the entry deletes them only
 //!   if they are still expired at the entry's time, so every replica removes the same keys.
@@ -131,16 +130,6 @@ impl ClientInfo {
 /// How often the leader looks for expired keys, and how many stored keys one look visits.
 const EXPIRY_SWEEP_INTERVAL: Duration = Duration::from_millis(200);
 const EXPIRY_SWEEP_KEYS: usize = 1000;
-
-/// How many SCAN cursors a node remembers; older ones are refused as invalid.
-const MAX_SCAN_CURSORS: usize = 10_000;
-
-/// The number before this incarnation's first SCAN cursor. Cursors look like Redis's, opaque
-/// numbers below 2^63 and never 0 (which means "done"): the node id in bits 48..63, the
-/// incarnation in bits 32..48, then a count.
-fn first_cursor(node_id: u64, incarnation: u64) -> u64 {
-    ((node_id & 0x7fff) << 48) | ((incarnation & 0xffff) << 32)
-}
 
 /// Bounded waits for requests that cannot complete.
 #[derive(Debug, Clone)]
@@ -298,12 +287,8 @@ pub struct RedisStore {
     batches: HashMap<u64, Vec<u64>>,
     /// Reads whose read index is ahead of what this node has applied, by read index.
     waiting_reads: BTreeMap<u64, VecDeque<WaitingRead>>,
-    /// SCAN cursors handed out: cursor → the key the scan stopped at; oldest first in `order`.
-    scan_cursors: HashMap<u64, Bytes>,
-    scan_order: VecDeque<u64>,
-    next_cursor: u64,
-    /// Where the expiry sweeper resumes, and whether a sweep is under way.
-    sweep_after: Option<Bytes>,
+    /// Where the expiry sweeper resumes (a keyspace position), and whether a sweep is under way.
+    sweep_from: u64,
     sweeping: bool,
     clients: BTreeMap<u64, ClientInfo>,
     stats: Stats,
@@ -335,7 +320,6 @@ impl RedisStore {
         storage: Addr<Storage>,
         timing: StoreTiming,
     ) -> Self {
-        let node_id = info.node_id;
         RedisStore {
             info,
             incarnation,
@@ -347,10 +331,7 @@ impl RedisStore {
             pending_writes: BTreeMap::new(),
             batches: HashMap::new(),
             waiting_reads: BTreeMap::new(),
-            scan_cursors: HashMap::new(),
-            scan_order: VecDeque::new(),
-            next_cursor: first_cursor(node_id, incarnation),
-            sweep_after: None,
+            sweep_from: 0,
             sweeping: false,
             clients: BTreeMap::new(),
             stats: Stats::default(),
@@ -437,59 +418,6 @@ impl RedisStore {
                 }
             }));
         }
-    }
-
-    fn read(&mut self, mut query: ReadQuery, reply: Reply, ctx: &mut Context<Self>) {
-        if let ReadQuery::Scan { cursor, after, .. } = &mut query {
-            if *cursor != 0 {
-                match self.scan_cursors.get(cursor) {
-                    Some(key) => *after = Some(key.clone()),
-                    None => {
-                        // Ending the scan here would drop the keys it has not reached yet.
-                        reply.send(Frame::error(
-                            "ERR invalid cursor: this node did not issue it since it started, or has \
-                             forgotten it (SCAN cursors are valid only on the node that issued \
-                             them); start the scan again from 0",
-                        ));
-                        return;
-                    }
-                }
-            }
-            let (tx, rx) = oneshot::channel();
-            ctx.spawn(
-                async move { rx.await.unwrap_or_else(|_| Error::Stopped.to_frame()) }.into_actor(self).map(
-                    move |frame, store, _| {
-                        reply.send(store.scan_reply(frame));
-                    },
-                ),
-            );
-            return self.read_linearizable(query, Reply::own(tx), ctx);
-        }
-        self.read_linearizable(query, reply, ctx)
-    }
-
-    /// Turns Storage's `[resume key or nil, keys]` into `[cursor, keys]`.
-    fn scan_reply(&mut self, frame: Frame) -> Frame {
-        let Frame::Array(mut parts) = frame else { return frame };
-        if parts.len() != 2 {
-            return Frame::Array(parts);
-        }
-        let keys = parts.pop().expect("two parts");
-        let cursor = match parts.pop().expect("two parts") {
-            Frame::Bulk(resume) => {
-                self.next_cursor += 1;
-                let cursor = self.next_cursor;
-                self.scan_cursors.insert(cursor, resume);
-                self.scan_order.push_back(cursor);
-                if self.scan_order.len() > MAX_SCAN_CURSORS {
-                    let oldest = self.scan_order.pop_front().expect("not empty");
-                    self.scan_cursors.remove(&oldest);
-                }
-                cursor
-            }
-            _ => 0,
-        };
-        Frame::Array(vec![Frame::bulk(cursor.to_string()), keys])
     }
 
     fn read_linearizable(&mut self, query: ReadQuery, reply: Reply, ctx: &mut Context<Self>) {
@@ -633,13 +561,13 @@ impl RedisStore {
         self.sweeping = true;
         let status = self.raft.send(GetStatus);
         let storage = self.storage.clone();
-        let after = self.sweep_after.clone();
+        let from = self.sweep_from;
         let work = async move {
             let status = status.await.ok()?;
             if status.role != "leader" {
                 return None;
             }
-            let query = ReadQuery::ExpiredKeys { after, limit: EXPIRY_SWEEP_KEYS };
+            let query = ReadQuery::ExpiredKeys { from, limit: EXPIRY_SWEEP_KEYS };
             match storage.send(Read(vec![query])).await.ok()?.pop() {
                 Some(Frame::Array(parts)) => Some(parts),
                 _ => None,
@@ -649,9 +577,9 @@ impl RedisStore {
             store.sweeping = false;
             let Some(mut parts) = found else { return };
             let (Some(Frame::Array(expired)), Some(resume)) = (parts.pop(), parts.pop()) else { return };
-            store.sweep_after = match resume {
-                Frame::Bulk(key) => Some(key),
-                _ => None,
+            store.sweep_from = match resume {
+                Frame::Integer(from) => from as u64,
+                _ => 0,
             };
             let keys: Vec<Bytes> = expired
                 .into_iter()
@@ -757,7 +685,7 @@ impl RedisStore {
         }
         match command {
             Command::Write(op) => self.propose(op, reply, now, ctx),
-            Command::Read(query) => self.read(query, reply, ctx),
+            Command::Read(query) => self.read_linearizable(query, reply, ctx),
             Command::Info(sections) => self.info(sections, reply),
             Command::Raft(admin) => self.raft_admin(admin, reply),
             Command::ClientList => reply.send(self.client_list()),

@@ -11,7 +11,7 @@
 //! - `raft_log`: entry index (u64 big-endian) → protobuf `Entry`
 //! - `raft_state`: `hard_state` and `conf_state` (protobuf), `members` (the address book)
 //! - `kv`: the user data (see [`crate::keyspace`])
-//! - `meta`: `applied_index`, `key_count`, `expires_count`, `incarnation`, the compaction point
+//! - `meta`: `applied_index`, `key_count`, `expires_count`, `incarnation`, `kv_layout`, the compaction point
 //!   (`snapshot_index`, `snapshot_term`) and the markers of a snapshot being received or
 //!   installed
 //!
@@ -67,6 +67,11 @@ const KEY_KEY_COUNT: &[u8] = b"key_count";
 /// How many keys have an expiry; absent in data directories from before it was kept.
 const KEY_EXPIRES_COUNT: &[u8] = b"expires_count";
 const KEY_INCARNATION: &[u8] = b"incarnation";
+/// How the `kv` family lays keys out: [`KV_LAYOUT`]. Absent in a data directory written before
+/// keys were ordered by position, which this version cannot read.
+const KEY_KV_LAYOUT: &[u8] = b"kv_layout";
+/// Keys prefixed by their position in the keyspace's order (see [`crate::keyspace`]).
+const KV_LAYOUT: u64 = 1;
 const KEY_SNAPSHOT_INDEX: &[u8] = b"snapshot_index";
 const KEY_SNAPSHOT_TERM: &[u8] = b"snapshot_term";
 /// The (index, term) of a completely received snapshot waiting in the staging file.
@@ -278,6 +283,7 @@ impl Storage {
         let db = DB::open_cf_descriptors(&opts, dir, cfs)?;
         // Checkpoints only live while they are being sent.
         let _ = fs::remove_dir_all(dir.join("checkpoints"));
+        check_kv_layout(&db, dir)?;
 
         let hard_state: HardState = get_proto(&db, CF_RAFT_STATE, KEY_HARD_STATE)?.unwrap_or_default();
         let conf_state = match get_proto::<ConfState>(&db, CF_RAFT_STATE, KEY_CONF_STATE)? {
@@ -903,6 +909,22 @@ fn read_members(db: &DB) -> Result<Vec<Member>> {
     }
 }
 
+/// Refuses a keyspace laid out otherwise than this version reads it (an earlier version's keys,
+/// in byte order, would be misread); records the layout in a new data directory.
+fn check_kv_layout(db: &DB, dir: &Path) -> Result<()> {
+    match get_u64(db, KEY_KV_LAYOUT)? {
+        KV_LAYOUT => Ok(()),
+        0 if db.iterator_cf(cf(db, CF_KV), IteratorMode::Start).next().is_none() => {
+            put_synced(db, CF_META, KEY_KV_LAYOUT, &KV_LAYOUT.to_be_bytes())
+        }
+        other => Err(Error::Storage(format!(
+            "the keyspace in {} is in layout {other}, which this version of raft-kv cannot read (it \
+             reads layout {KV_LAYOUT}); move the data directory away to start this node empty",
+            dir.display()
+        ))),
+    }
+}
+
 /// The number of keys with an expiry: recorded with every apply, or counted once in a data
 /// directory written before it was recorded.
 fn count_expires(db: &DB) -> Result<u64> {
@@ -1032,6 +1054,70 @@ mod tests {
 
     fn get(storage: &Storage, k: &str) -> Frame {
         read_one(storage, ReadQuery::Get(Bytes::copy_from_slice(k.as_bytes())))
+    }
+
+    /// One `SCAN cursor COUNT count`: the next cursor and the keys.
+    fn scan(storage: &Storage, cursor: u64, count: usize) -> (u64, Vec<String>) {
+        let query = ReadQuery::Scan { cursor, count, pattern: None, kind: None };
+        let Frame::Array(parts) = read_one(storage, query) else { panic!("not an array") };
+        let [Frame::Bulk(next), Frame::Array(keys)] = &parts[..] else { panic!("{parts:?}") };
+        let keys = keys.iter().map(|k| match k {
+            Frame::Bulk(k) => String::from_utf8(k.to_vec()).unwrap(),
+            other => panic!("{other:?}"),
+        });
+        (std::str::from_utf8(next).unwrap().parse().unwrap(), keys.collect())
+    }
+
+    #[test]
+    fn a_scan_started_on_one_node_goes_on_through_another_and_across_a_restart() {
+        let (dir1, dir2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let entries: Vec<Entry> =
+            (1..=50).map(|i| entry(i, 1, set(&format!("key:{i}"), "v"), 1, 1)).collect();
+        let open_with_data = |dir: &Path| {
+            let (mut s, _) = Storage::open(dir, 1, &members(&[1]), true).unwrap();
+            s.persist_ready(PersistReady { entries: entries.clone(), hard_state: None }).unwrap();
+            s.apply_committed(ApplyCommitted { entries: entries.clone(), conf_state: None, members: None })
+                .unwrap();
+            s
+        };
+        let (node1, node2) = (open_with_data(dir1.path()), open_with_data(dir2.path()));
+        let mut nodes = [Some(node1), Some(node2)];
+        let (mut cursor, mut seen, mut calls) = (0, Vec::new(), 0);
+        loop {
+            // Alternate between the nodes, and restart node 1 halfway.
+            if calls == 6 {
+                nodes[0] = None;
+                nodes[0] = Some(Storage::open(dir1.path(), 1, &members(&[1]), true).unwrap().0);
+            }
+            let (next, keys) = scan(nodes[calls % 2].as_ref().unwrap(), cursor, 4);
+            calls += 1;
+            seen.extend(keys);
+            assert!(next == 0 || next > cursor, "cursors move forward: {cursor} -> {next}");
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        assert!(calls > 6, "50 keys take more than a few SCANs of 4: {calls}");
+        seen.sort();
+        let mut expected: Vec<String> = (1..=50).map(|i| format!("key:{i}")).collect();
+        expected.sort();
+        assert_eq!(seen, expected, "every key exactly once");
+    }
+
+    #[test]
+    fn a_keyspace_in_another_layout_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (mut s, _) = Storage::open(dir.path(), 1, &members(&[1]), true).unwrap();
+            let entries = vec![entry(1, 1, set("k", "v"), 1, 1)];
+            s.persist_ready(PersistReady { entries: entries.clone(), hard_state: None }).unwrap();
+            s.apply_committed(ApplyCommitted { entries, conf_state: None, members: None }).unwrap();
+            // What an earlier version left: its keys, and no layout.
+            s.db.delete_cf(cf(&s.db, CF_META), KEY_KV_LAYOUT).unwrap();
+        }
+        let refused = Storage::open(dir.path(), 1, &members(&[1]), true).err().expect("refused");
+        assert!(refused.to_string().contains("layout 0"), "{refused}");
     }
 
     #[test]

@@ -90,7 +90,7 @@ fn parse_scan(args: &mut Args) -> Result<Option<Command>, Frame> {
             _ => return Err(syntax_error()),
         }
     }
-    Ok(Some(Command::Read(ReadQuery::Scan { cursor, after: None, count, pattern, kind })))
+    Ok(Some(Command::Read(ReadQuery::Scan { cursor, count, pattern, kind })))
 }
 
 fn parse_expire(name: &'static str, args: &mut Args) -> Result<Option<Command>, Frame> {
@@ -182,13 +182,7 @@ mod tests {
         assert_eq!(err(&["scan", "0", "type"]), "ERR syntax error");
         assert_eq!(
             parse(&["scan", "0", "MATCH", "a*", "COUNT", "5"]).unwrap(),
-            Command::Read(ReadQuery::Scan {
-                cursor: 0,
-                after: None,
-                count: 5,
-                pattern: Some("a*".into()),
-                kind: None
-            })
+            Command::Read(ReadQuery::Scan { cursor: 0, count: 5, pattern: Some("a*".into()), kind: None })
         );
     }
 

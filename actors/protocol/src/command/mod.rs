@@ -122,9 +122,9 @@ pub enum ReadQuery {
     Type(Bytes),
     /// `KEYS pattern`
     Keys(Bytes),
-    /// `SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]`. RedisStore turns the client's
-    /// `cursor` into `after`, the key the previous call stopped at.
-    Scan { cursor: u64, after: Option<Bytes>, count: usize, pattern: Option<Bytes>, kind: Option<Bytes> },
+    /// `SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]`. The cursor is a position in the
+    /// keyspace's hash order: any node can continue a scan, before or after a restart.
+    Scan { cursor: u64, count: usize, pattern: Option<Bytes>, kind: Option<Bytes> },
     /// `RANDOMKEY`
     RandomKey { seed: u64 },
     /// `DBSIZE`
@@ -135,8 +135,9 @@ pub enum ReadQuery {
     ExpireTime { key: Bytes, millis: bool },
     /// WATCH: the version of each key (0 when absent).
     Versions(Vec<Bytes>),
-    /// The expiry sweeper: up to `limit` stored keys after `after`, the expired ones.
-    ExpiredKeys { after: Option<Bytes>, limit: usize },
+    /// The expiry sweeper: about `limit` stored keys from position `from` on (see SCAN), the
+    /// expired ones.
+    ExpiredKeys { from: u64, limit: usize },
     /// INFO keyspace: `[keys, keys with an expiry]`.
     KeyspaceStats,
 }
