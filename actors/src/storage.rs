@@ -1039,8 +1039,7 @@ mod tests {
             let (mut s, _) = Storage::open(dir.path(), 1, &members(&[1]), true).unwrap();
             for (i, (op, expected)) in steps.into_iter().enumerate() {
                 let entries = vec![entry(i as u64 + 1, 1, op, 1, 1)];
-                s.persist_ready(PersistReady { entries: entries.clone(), hard_state: None }).unwrap();
-                s.apply_committed(ApplyCommitted { entries, conf_state: None, members: None }).unwrap();
+                persist_and_apply(&mut s, entries);
                 assert_eq!(keyspace_stats(&s), expected, "after step {}", i + 1);
             }
         }
@@ -1051,6 +1050,12 @@ mod tests {
         drop(s);
         let (s, _) = Storage::open(dir.path(), 1, &members(&[1]), true).unwrap();
         assert_eq!(keyspace_stats(&s), (2, 1), "counted from the keyspace");
+    }
+
+    /// Persists `entries` as one Ready and applies them all.
+    fn persist_and_apply(s: &mut Storage, entries: Vec<Entry>) {
+        s.persist_ready(PersistReady { entries: entries.clone(), hard_state: None }).unwrap();
+        s.apply_committed(ApplyCommitted { entries, conf_state: None, members: None }).unwrap();
     }
 
     fn read_one(storage: &Storage, query: ReadQuery) -> Frame {
@@ -1080,9 +1085,7 @@ mod tests {
             (1..=50).map(|i| entry(i, 1, set(&format!("key:{i}"), "v"), 1, 1)).collect();
         let open_with_data = |dir: &Path| {
             let (mut s, _) = Storage::open(dir, 1, &members(&[1]), true).unwrap();
-            s.persist_ready(PersistReady { entries: entries.clone(), hard_state: None }).unwrap();
-            s.apply_committed(ApplyCommitted { entries: entries.clone(), conf_state: None, members: None })
-                .unwrap();
+            persist_and_apply(&mut s, entries.clone());
             s
         };
         let (node1, node2) = (open_with_data(dir1.path()), open_with_data(dir2.path()));
@@ -1116,8 +1119,7 @@ mod tests {
         {
             let (mut s, _) = Storage::open(dir.path(), 1, &members(&[1]), true).unwrap();
             let entries = vec![entry(1, 1, set("k", "v"), 1, 1)];
-            s.persist_ready(PersistReady { entries: entries.clone(), hard_state: None }).unwrap();
-            s.apply_committed(ApplyCommitted { entries, conf_state: None, members: None }).unwrap();
+            persist_and_apply(&mut s, entries);
             // What an earlier version left: its keys, and no layout.
             s.db.delete_cf(cf(&s.db, CF_META), KEY_KV_LAYOUT).unwrap();
         }
@@ -1227,8 +1229,7 @@ mod tests {
         {
             let (mut s, _) = Storage::open(dir.path(), 1, &members(&[1]), true).unwrap();
             let entries = vec![entry(1, 1, set("k", "v"), 1, 1)];
-            s.persist_ready(PersistReady { entries: entries.clone(), hard_state: None }).unwrap();
-            s.apply_committed(ApplyCommitted { entries, conf_state: None, members: None }).unwrap();
+            persist_and_apply(&mut s, entries);
         }
         let (_, rec) = Storage::open(dir.path(), 1, &members(&[1]), true).unwrap();
         assert!(rec.hard_state.commit >= rec.applied, "{} < {}", rec.hard_state.commit, rec.applied);
