@@ -26,7 +26,7 @@
 //! these versions and `EXEC` carries them into its entry: the transaction aborts at apply time
 //! if any differs, which gives every replica the same verdict.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use bytes::{Bytes, BytesMut};
 use rocksdb::{Direction, IteratorMode, WriteBatch, DB};
@@ -570,27 +570,44 @@ impl KeyRead for ApplyBatch<'_> {
         read_value(self.db, key)
     }
 
-    /// Merges the database with this batch's pending changes. Only transactions (KEYS, SCAN,
-    /// RANDOMKEY inside EXEC) and FLUSHALL iterate here, so a simple full merge is enough.
+    /// Merges the database with this batch's pending changes, in order, as it goes: a SCAN
+    /// inside EXEC reads only about COUNT keys, whatever the size of the keyspace.
     fn for_each_from(&self, from: u64, visit: &mut dyn FnMut(u64, &[u8], &Value) -> bool) -> Result<()> {
-        let mut merged: BTreeMap<(u64, Bytes), Value> = BTreeMap::new();
-        DbView { db: self.db, counts: KeyCounts::default() }.for_each_from(from, &mut |p, k, v| {
-            merged.insert((p, Bytes::copy_from_slice(k)), v.clone());
-            true
-        })?;
-        for (key, pending) in &self.overlay {
-            let p = position(key);
-            if p < from {
-                continue;
+        let mut pending: Vec<_> = self
+            .overlay
+            .iter()
+            .map(|(key, value)| ((position(key), &key[..]), value.as_ref()))
+            .filter(|((p, _), _)| *p >= from)
+            .collect();
+        pending.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut pending = pending.into_iter().peekable();
+        // Visits a pending value (a pending deletion visits nothing); false once told to stop.
+        let mut visit_pending =
+            |(p, key): (u64, &[u8]), value: Option<&Value>| value.is_none_or(|v| visit(p, key, v));
+        let mut stopped = false;
+        DbView { db: self.db, counts: KeyCounts::default() }.for_each_from(from, &mut |p, key, value| {
+            // The pending changes that come before this stored key, or replace it.
+            while let Some(&(at, pending_value)) = pending.peek() {
+                if at > (p, key) {
+                    break;
+                }
+                pending.next();
+                if !visit_pending(at, pending_value) {
+                    stopped = true;
+                    return false;
+                }
+                if at == (p, key) {
+                    return true; // the stored value was overwritten or deleted by this batch
+                }
             }
-            match pending {
-                Some(v) => merged.insert((p, key.clone()), v.clone()),
-                None => merged.remove(&(p, key.clone())),
-            };
-        }
-        for ((p, key), value) in &merged {
-            if !visit(*p, key, value) {
-                break;
+            stopped = !visit_pending((p, key), Some(value));
+            !stopped
+        })?;
+        if !stopped {
+            for (at, value) in pending {
+                if !visit_pending(at, value) {
+                    break;
+                }
             }
         }
         Ok(())
@@ -920,6 +937,56 @@ mod tests {
         assert_eq!(slice(0, 2), (9, vec!["a".to_owned(), "b".to_owned(), "c".to_owned(), "d".to_owned()]));
         assert_eq!(slice(9, 1), (0, vec!["e".to_owned()]), "exhausted: cursor 0");
         assert_eq!(slice(6, 10), (0, vec!["e".to_owned()]), "a cursor between positions");
+    }
+
+    #[test]
+    fn a_batch_visits_its_pending_changes_merged_into_the_database_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = rocksdb::Options::default();
+        (opts.create_if_missing(true), opts.create_missing_column_families(true));
+        let db = DB::open_cf(&opts, dir.path(), [CF_KV]).unwrap();
+        let key = |i: u32| Bytes::from(format!("k{i}"));
+        let value = |v: &str| Value::string(Bytes::copy_from_slice(v.as_bytes()));
+        let mut stored = ApplyBatch::new(&db, KeyCounts::default());
+        for i in 0..40 {
+            stored.put(key(i), value("old")).unwrap();
+        }
+        db.write(std::mem::take(&mut stored.batch)).unwrap();
+        drop(stored);
+        // Pending in the next batch: new keys, overwrites and deletions, not written yet.
+        let mut batch = ApplyBatch::new(&db, KeyCounts { keys: 40, expires: 0 });
+        let mut expected: Vec<(u64, Bytes, Bytes)> =
+            (0..40).map(|i| (position(&key(i)), key(i), Bytes::from_static(b"old"))).collect();
+        for i in (0..40).step_by(3) {
+            batch.put(key(i), value("new")).unwrap();
+            expected.iter_mut().find(|e| e.1 == key(i)).unwrap().2 = Bytes::from_static(b"new");
+        }
+        for i in (1..40).step_by(4) {
+            batch.delete(&key(i)).unwrap();
+            expected.retain(|e| e.1 != key(i));
+        }
+        for i in 40..50 {
+            batch.put(key(i), value("added")).unwrap();
+            expected.push((position(&key(i)), key(i), Bytes::from_static(b"added")));
+        }
+        expected.sort();
+        let visit_from = |from: u64, limit: usize| {
+            let mut seen = Vec::new();
+            batch
+                .for_each_from(from, &mut |p, k, v| {
+                    seen.push((p, Bytes::copy_from_slice(k), v.data.clone()));
+                    seen.len() < limit
+                })
+                .unwrap();
+            seen
+        };
+        assert_eq!(visit_from(0, usize::MAX), expected, "everything, in order");
+        let middle = expected[expected.len() / 2].0;
+        let from_middle: Vec<_> = expected.iter().filter(|e| e.0 >= middle).cloned().collect();
+        assert_eq!(visit_from(middle, usize::MAX), from_middle);
+        for limit in 1..expected.len() {
+            assert_eq!(visit_from(0, limit), expected[..limit], "stopped after {limit}");
+        }
     }
 
     #[test]
