@@ -25,7 +25,7 @@ const TOOL_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// How raft-kv's replies may differ from Redis's, and why. The harness applies exactly these.
 pub const DOCUMENTED_DIFFERENCES: &[(&str, &str)] = &[
-    ("KEYS", "keys come in the order of a 64-bit hash of each key (Redis: its hash table's); the harness compares them sorted"),
+    ("KEYS", "keys come in the order of a hash of each key (Redis: its hash table's); the harness compares them sorted"),
     ("SCAN", "cursors are positions in that order, so they differ from Redis's; the harness compares whole iterations"),
     ("TTL/PTTL", "the two servers are asked at different instants; compared within 1 s / 1500 ms"),
     (

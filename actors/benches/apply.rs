@@ -27,7 +27,8 @@ use rocksdb::{Options, DB};
 
 /// Entries per batch: one client, a pipelined/concurrent handful, and a busy Ready.
 const BATCH_SIZES: [usize; 3] = [1, 16, 128];
-/// Keys cycle through this many names, like `redis-benchmark -r 1000000`.
+/// Keys cycle through this many names, written in sequence (the keyspace's hash order makes
+/// that cost about what random keys do).
 const KEYSPACE: u64 = 1_000_000;
 
 /// The log payload of `SET key:<n> xxx`, proposed by node 1 in its first incarnation.
