@@ -121,10 +121,10 @@ impl Durability {
 #[rtype(result = "()")]
 pub struct ApplyCommitted {
     pub entries: Vec<Entry>,
-    /// The membership after these entries, when they contain a configuration change or an
-    /// address record.
+    /// The membership after these entries, when they contain a configuration change.
     pub conf_state: Option<ConfState>,
-    /// The address book after these entries, when it changed.
+    /// The address book after these entries, when it changed (a configuration change or an
+    /// address record).
     pub members: Option<Vec<Member>>,
 }
 
@@ -883,9 +883,9 @@ fn family_options(name: &str) -> Options {
         let mut table = rocksdb::BlockBasedOptions::default();
         table.set_bloom_filter(10.0, false);
         opts.set_block_based_table_factory(&table);
-        // A bloom filter over the memtable's keys too: most writes look up a key that does not
-        // exist yet (to keep DBSIZE exact), and keys in hash order make every such miss a walk
-        // through the memtable's skiplist without it.
+        // A bloom filter over the memtable's keys too: every write looks its key up first (to
+        // keep DBSIZE exact), and for a new key, in hash order, that miss would otherwise walk
+        // the memtable's skiplist through cold cache lines.
         opts.set_memtable_whole_key_filtering(true);
         opts.set_memtable_prefix_bloom_ratio(0.1);
     }
