@@ -93,11 +93,23 @@ struct Options {
 }
 
 fn main() {
+    no_transparent_huge_pages();
     if let Err(e) = run() {
         // One clear line for an operator, not a backtrace.
         eprintln!("raft-kv: {e:#}");
         std::process::exit(1);
     }
+}
+
+/// mimalloc asks for transparent huge pages on its arenas, so every first touch of memory it
+/// had returned to the kernel faulted in and zeroed 2 MiB at once: a sixth of Storage's
+/// thread under pipelined writes (which allocate and free large log entries), and latency
+/// spikes on whichever thread took the fault. With 4 KiB pages `-P 16` SET took 5–10 % less
+/// CPU and its p99 fell by a third (docs/BENCHMARKS.md, eighth round). Best effort: a kernel
+/// without the switch keeps its default.
+fn no_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    let _ = rustix::thread::disable_transparent_huge_pages(true);
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
