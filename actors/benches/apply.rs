@@ -71,9 +71,7 @@ fn keyspace_apply(c: &mut Criterion) {
                         let proposal = Proposal::decode(data).expect("decodes");
                         black_box(apply.apply(*index, proposal).expect("applies"));
                     }
-                    let batch = std::mem::take(&mut apply.batch);
-                    drop(apply);
-                    db.write(batch).expect("write");
+                    db.write(apply.into_write_batch().0).expect("write");
                     spent += start.elapsed();
                 }
                 spent

@@ -180,10 +180,11 @@ impl KeyRead for DbView<'_> {
 
 /// The writes of one batch of committed entries, collected into one atomic RocksDB `WriteBatch`.
 /// Later entries of the batch must see the effects of earlier ones before anything is written,
-/// so reads go through an overlay of this batch's pending changes first.
+/// so reads go through an overlay of this batch's pending changes first; the overlay, each
+/// touched key's final state, is what gets written ([`ApplyBatch::into_write_batch`]).
 pub struct ApplyBatch<'a> {
     db: &'a DB,
-    pub batch: WriteBatch,
+    /// Every key this batch changed: its new value, or `None` once deleted.
     overlay: HashMap<Bytes, Option<Value>>,
     /// The counts before this batch.
     base: KeyCounts,
@@ -196,15 +197,7 @@ pub struct ApplyBatch<'a> {
 
 impl<'a> ApplyBatch<'a> {
     pub fn new(db: &'a DB, counts: KeyCounts) -> Self {
-        ApplyBatch {
-            db,
-            batch: WriteBatch::default(),
-            overlay: HashMap::new(),
-            base: counts,
-            delta: (0, 0),
-            index: 0,
-            now: 0,
-        }
+        ApplyBatch { db, overlay: HashMap::new(), base: counts, delta: (0, 0), index: 0, now: 0 }
     }
 
     /// The value of `key` if it is alive at the entry's time. An expired one is deleted.
@@ -239,7 +232,6 @@ impl<'a> ApplyBatch<'a> {
         }
         self.count(&value, 1);
         value.version = self.index;
-        self.batch.put_cf(kv_cf(self.db), stored_key(&key), value.encode());
         self.overlay.insert(key, Some(value));
         Ok(())
     }
@@ -261,7 +253,6 @@ impl<'a> ApplyBatch<'a> {
             return Ok(false);
         };
         self.count(&old, -1);
-        self.batch.delete_cf(kv_cf(self.db), stored_key(key));
         self.overlay.insert(key.clone(), None);
         Ok(true)
     }
@@ -277,6 +268,21 @@ impl<'a> ApplyBatch<'a> {
             Expiry::InMs(ms) => self.now.saturating_add(ms),
             Expiry::AtMs(at) => at,
         }
+    }
+
+    /// The batch's changes as one RocksDB `WriteBatch`, and the counts after them. Each key the
+    /// batch touched is written once, in its final state: a key set a hundred times in one
+    /// batch (a hot key, a counter, `redis-benchmark`'s one key) costs RocksDB one write.
+    pub fn into_write_batch(self) -> (WriteBatch, KeyCounts) {
+        let counts = self.counts();
+        let (kv, mut batch) = (kv_cf(self.db), WriteBatch::default());
+        for (key, value) in self.overlay {
+            match value {
+                Some(value) => batch.put_cf(kv, stored_key(&key), value.encode()),
+                None => batch.delete_cf(kv, stored_key(&key)),
+            }
+        }
+        (batch, counts)
     }
 
     /// Applies one committed entry and returns the reply its client gets.
@@ -942,6 +948,38 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_writes_each_key_it_touched_once_in_its_final_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = rocksdb::Options::default();
+        (opts.create_if_missing(true), opts.create_missing_column_families(true));
+        let db = DB::open_cf(&opts, dir.path(), [CF_KV]).unwrap();
+        let value = |v: &str| Value::string(Bytes::copy_from_slice(v.as_bytes()));
+        let (hot, gone, kept) = (Bytes::from("hot"), Bytes::from("gone"), Bytes::from("kept"));
+        let mut first = ApplyBatch::new(&db, KeyCounts::default());
+        first.put(gone.clone(), value("old")).unwrap();
+        db.write(first.into_write_batch().0).unwrap();
+
+        let mut batch = ApplyBatch::new(&db, KeyCounts { keys: 1, expires: 0 });
+        for i in 0..100 {
+            batch.index = i;
+            batch.put(hot.clone(), value(&format!("v{i}"))).unwrap();
+        }
+        batch.put(gone.clone(), value("new")).unwrap();
+        batch.delete(&gone).unwrap();
+        batch.put(kept.clone(), value("x")).unwrap();
+        batch.delete(&kept).unwrap();
+        batch.put(kept.clone(), value("y")).unwrap();
+        let (write, counts) = batch.into_write_batch();
+        assert_eq!(write.len(), 3, "one write per key, not one per command");
+        assert_eq!(counts, KeyCounts { keys: 2, expires: 0 });
+        db.write(write).unwrap();
+        let stored = read_value(&db, &hot).unwrap().unwrap();
+        assert_eq!((stored.data, stored.version), (Bytes::from("v99"), 99), "the last SET wins");
+        assert_eq!(read_value(&db, &gone).unwrap(), None);
+        assert_eq!(read_value(&db, &kept).unwrap().unwrap().data, Bytes::from("y"));
+    }
+
+    #[test]
     fn a_batch_visits_its_pending_changes_merged_into_the_database_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let mut opts = rocksdb::Options::default();
@@ -953,8 +991,7 @@ mod tests {
         for i in 0..40 {
             stored.put(key(i), value("old")).unwrap();
         }
-        db.write(std::mem::take(&mut stored.batch)).unwrap();
-        drop(stored);
+        db.write(stored.into_write_batch().0).unwrap();
         // Pending in the next batch: new keys, overwrites and deletions, not written yet.
         let mut batch = ApplyBatch::new(&db, KeyCounts { keys: 40, expires: 0 });
         let mut expected: Vec<(u64, Bytes, Bytes)> =

@@ -48,7 +48,7 @@ use tracing::{error, info};
 
 use crate::command::{Proposal, ReadQuery};
 use crate::error::{Error, Result};
-use crate::keyspace::{self, ApplyBatch, KeyCounts, KeyRead as _, CF_KV};
+use crate::keyspace::{self, ApplyBatch, KeyCounts, CF_KV};
 use crate::membership::{decode_members, encode_members, Member, ADDRESS_CONTEXT};
 use crate::redis_store::Applied;
 use crate::resp::Frame;
@@ -442,9 +442,7 @@ impl Storage {
         if last == self.applied && msg.conf_state.is_none() && msg.members.is_none() {
             return Ok(Applied { index: last, replies });
         }
-        let counts = apply.counts();
-        let mut batch = std::mem::take(&mut apply.batch);
-        drop(apply);
+        let (mut batch, counts) = apply.into_write_batch();
         // Applying an entry proves it committed: recording a commit index that covers it in the
         // same batch keeps `applied <= commit` true on disk, which raft-rs checks at restart.
         let mut hs = self.hard_state.clone();
