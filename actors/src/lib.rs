@@ -73,7 +73,8 @@ pub use protocol::{command, peer_wire, resp};
 /// `RAFT.NODE` command names members); this adds the actors' error type.
 pub mod membership {
     pub use protocol::membership::{
-        address_record, encode_address, encode_members, upsert, ConfChangeContext, Member, ADDRESS_CONTEXT,
+        address_record, encode_address, encode_members, is_membership_record, refused_change, upsert,
+        ConfChangeContext, Member, ADDRESS_CONTEXT, REFUSED_CHANGE_CONTEXT,
     };
 
     /// The member list a snapshot or the raft state carries; an undecodable one is corrupt.

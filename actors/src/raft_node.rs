@@ -35,7 +35,8 @@ use tracing::{debug, info, warn};
 use crate::command::batch_origin;
 use crate::error::{Error, Result};
 use crate::membership::{
-    address_record, decode_members, encode_address, upsert, ConfChangeContext, Member, ADDRESS_CONTEXT,
+    address_record, decode_members, encode_address, refused_change, upsert, ConfChangeContext, Member,
+    ADDRESS_CONTEXT, REFUSED_CHANGE_CONTEXT,
 };
 use crate::peer_transport::{SendMessages, UpdatePeers};
 use crate::raft_log::RaftLog;
@@ -734,6 +735,8 @@ impl RaftNode {
                 EntryType::EntryNormal => {
                     if let Some(member) = address_record(&entry.context, &entry.data) {
                         addresses_changed |= self.record_address(member);
+                    } else if let Some(refused) = refused_change(&entry.context, &entry.data) {
+                        self.answer_change(refused.origin, Err(Error::ChangeInProgress));
                     }
                     continue;
                 }
@@ -779,13 +782,7 @@ impl RaftNode {
             info!(node = self.id, term = self.raw.raft.term, voters = ?cs.voters, learners = ?cs.learners, "membership changed");
             self.conf_state = cs.clone();
             conf_state = Some(cs);
-            if let Some((node, incarnation, seq)) = context.and_then(|c| c.origin) {
-                if node == self.id && incarnation == self.incarnation {
-                    if let Some((reply, _)) = self.pending_changes.remove(&seq) {
-                        let _ = reply.send(Ok(()));
-                    }
-                }
-            }
+            self.answer_change(context.and_then(|c| c.origin), Ok(()));
         }
         // The address book only changes with the membership and address records: no copy for
         // ordinary entries.
@@ -802,6 +799,45 @@ impl RaftNode {
             }));
         } else {
             ctx.spawn(apply.into_actor(self).map(|_, _, _| ()));
+        }
+    }
+
+    /// Answers the membership change that `origin` names, if this node (in this incarnation)
+    /// proposed it and still waits for it.
+    fn answer_change(&mut self, origin: Option<(u64, u64, u64)>, result: Result<()>) {
+        if let Some((node, incarnation, seq)) = origin {
+            if node == self.id && incarnation == self.incarnation {
+                if let Some((reply, _)) = self.pending_changes.remove(&seq) {
+                    let _ = reply.send(result);
+                }
+            }
+        }
+    }
+
+    /// On the leader, while a membership change is pending: turns the membership changes in a
+    /// follower's forwarded proposal into records of their refusal, normal entries that tell
+    /// the follower to answer `-TRYAGAIN` once they commit. raft-rs would refuse them all the
+    /// same, as empty entries that name nobody, and the follower's client would wait out the
+    /// admin timeout.
+    fn refuse_forwarded_changes(&self, proposal: &mut Message) {
+        if self.role != StateRole::Leader || !self.raw.raft.has_pending_conf() {
+            return;
+        }
+        let from = proposal.from;
+        for entry in proposal.mut_entries().iter_mut() {
+            let context = match entry.get_entry_type() {
+                EntryType::EntryNormal => continue,
+                EntryType::EntryConfChange => ConfChange::parse_from_bytes(&entry.data).map(|cc| cc.context),
+                EntryType::EntryConfChangeV2 => {
+                    ConfChangeV2::parse_from_bytes(&entry.data).map(|cc| cc.context)
+                }
+            };
+            debug!(node = self.id, from, "refusing a forwarded membership change: another is pending");
+            let mut refused = Entry::default();
+            refused.set_entry_type(EntryType::EntryNormal);
+            refused.context = REFUSED_CHANGE_CONTEXT.to_vec().into();
+            refused.data = context.unwrap_or_default();
+            *entry = refused;
         }
     }
 
@@ -1172,7 +1208,7 @@ impl Handler<Step> for RaftNode {
     type Result = ();
 
     /// Steps a peer's message into raft-rs.
-    fn handle(&mut self, msg: Step, ctx: &mut Context<Self>) {
+    fn handle(&mut self, mut msg: Step, ctx: &mut Context<Self>) {
         match msg.0.get_msg_type() {
             // Just started: this node may have promised a leader, before it restarted, not to
             // vote for a while (see `ReadLease`). A transfer's forced vote is the exception.
@@ -1202,6 +1238,7 @@ impl Handler<Step> for RaftNode {
                     self.renew_lease = true;
                 }
             }
+            MessageType::MsgPropose => self.refuse_forwarded_changes(&mut msg.0),
             _ => {}
         }
         if let Err(e) = self.raw.step(msg.0) {
@@ -1258,7 +1295,8 @@ impl RaftNode {
             return Err(Error::NoLeader);
         }
         // raft-rs would turn the change into an empty entry: say so now instead of timing out.
-        // (A follower forwards it; the leader drops it there, and it times out.)
+        // (A follower forwards it; the leader records its refusal in the log, for the follower
+        // to answer: `refuse_forwarded_changes`.)
         if self.role == StateRole::Leader && self.raw.raft.has_pending_conf() {
             return Err(Error::ChangeInProgress);
         }
@@ -1783,6 +1821,73 @@ mod tests {
         let redis = |id| members.iter().find(|s| s.member.id == id).map(|s| s.member.redis_addr.clone());
         assert_eq!(redis(1).as_deref(), Some("127.0.0.1:6391"), "{members:?}");
         assert_eq!(redis(3).as_deref(), Some("127.0.0.1:6393"), "{members:?}");
+    }
+
+    /// A membership change as a follower forwards it: a proposal of one conf change entry.
+    fn forwarded_change(origin: (u64, u64, u64)) -> Message {
+        let mut single = ConfChangeSingle::default();
+        single.set_change_type(ConfChangeType::RemoveNode);
+        single.node_id = 2;
+        let mut cc = ConfChangeV2::default();
+        cc.set_changes(vec![single].into());
+        cc.context = ConfChangeContext { origin: Some(origin), member: None }.encode().into();
+        let mut e = Entry::default();
+        e.set_entry_type(EntryType::EntryConfChangeV2);
+        e.data = cc.write_to_bytes().unwrap().into();
+        let mut m = from_2(MessageType::MsgPropose, 0);
+        m.set_entries(vec![e].into());
+        m
+    }
+
+    #[actix_rt::test]
+    async fn a_change_forwarded_while_another_is_pending_is_refused_through_the_log() {
+        let node = start_node(&[1, 2]);
+        lead_with_node_2_played(&node).await;
+        // Node 1's own change stays pending: node 2 does not acknowledge it.
+        let after = node.recorder.sent.lock().unwrap().len();
+        let member = Member { id: 3, peer_addr: "127.0.0.1:3".into(), redis_addr: String::new() };
+        let _pending = node.raft.send(ChangeMembership::Add(member));
+        next_sent(&node, after, MessageType::MsgAppend).await;
+        // Node 2 forwards a change of its own: the leader appends the record of its refusal.
+        let after = node.recorder.sent.lock().unwrap().len();
+        node.raft.send(Step(forwarded_change((2, 7, 1)))).await.unwrap();
+        let append = next_sent(&node, after, MessageType::MsgAppend).await;
+        let [record] = append.get_entries() else { panic!("one entry: {:?}", append.entries) };
+        assert_eq!(record.get_entry_type(), EntryType::EntryNormal, "not a conf change any more");
+        let refused = refused_change(&record.context, &record.data).expect("a refused change record");
+        assert_eq!(refused.origin, Some((2, 7, 1)), "it names the follower's request");
+    }
+
+    #[actix_rt::test]
+    async fn a_follower_answers_a_change_the_leader_refused_at_once() {
+        // Node 1 never campaigns in this test: node 2 leads, played by the test.
+        let node = start_node_with(&[1, 2], RaftTiming { election_ticks: 10_000, ..fast_timing() });
+        node.raft.send(append_from_2(1, 0, 0, vec![entry(1, 1, None)], 1)).await.unwrap();
+        let raft = node.raft.clone();
+        let mut status = raft.send(GetStatus).await.unwrap();
+        while status.leader_id != 2 || status.applied_index < 1 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            status = raft.send(GetStatus).await.unwrap();
+        }
+        let member = Member { id: 3, peer_addr: "127.0.0.1:3".into(), redis_addr: String::new() };
+        let change = node.raft.send(ChangeMembership::Add(member));
+        let sent = node.recorder.sent.clone();
+        let forwarded = || {
+            let sent = sent.lock().unwrap();
+            let propose = sent.iter().find(|m| m.get_msg_type() == MessageType::MsgPropose)?;
+            Some(ConfChangeV2::parse_from_bytes(&propose.entries[0].data).unwrap().context)
+        };
+        wait_for("the change forwarded to node 2", || forwarded().is_some()).await;
+        // Node 2 had a change of its own pending: it commits the record of this one's refusal.
+        let mut record = entry(1, 2, None);
+        (record.context, record.data) = (REFUSED_CHANGE_CONTEXT.to_vec().into(), forwarded().unwrap());
+        node.raft.send(append_from_2(1, 1, 1, vec![record], 2)).await.unwrap();
+        let answer = change.await.unwrap();
+        assert!(matches!(answer, Err(Error::ChangeInProgress)), "{answer:?}");
+        // Storage skipped the record (it is not a batch of writes) and went on.
+        while raft.send(GetStatus).await.unwrap().applied_index < 2 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     #[actix_rt::test]

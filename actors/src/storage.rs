@@ -49,7 +49,7 @@ use tracing::{error, info};
 use crate::command::{Proposal, ReadQuery};
 use crate::error::{Error, Result};
 use crate::keyspace::{self, ApplyBatch, KeyCounts, CF_KV};
-use crate::membership::{decode_members, encode_members, Member, ADDRESS_CONTEXT};
+use crate::membership::{decode_members, encode_members, is_membership_record, Member};
 use crate::redis_store::Applied;
 use crate::resp::Frame;
 use crate::telemetry;
@@ -427,9 +427,9 @@ impl Storage {
             last = entry.index;
             if entry.get_entry_type() != EntryType::EntryNormal
                 || entry.data.is_empty()
-                || entry.context == ADDRESS_CONTEXT
+                || is_membership_record(&entry.context)
             {
-                continue; // leader no-ops; conf changes and address records were applied by RaftNode
+                continue; // leader no-ops; conf changes and membership records were applied by RaftNode
             }
             for proposal in Proposal::decode_entry(&entry.context, &entry.data)? {
                 let origin = proposal.origin;

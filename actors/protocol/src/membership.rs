@@ -52,6 +52,25 @@ pub fn address_record(context: &[u8], data: &[u8]) -> Option<Member> {
     (context == ADDRESS_CONTEXT).then(|| postcard::from_bytes(data).ok()).flatten()
 }
 
+/// The context of a normal log entry recording that the leader refused a membership change a
+/// follower forwarded, because another change was pending (raft-rs allows one at a time). Its
+/// data is the refused change's [`ConfChangeContext`], so the node that proposed it answers its
+/// client `-TRYAGAIN` at once. raft-rs itself would turn the change into an empty entry that
+/// names nobody, and the proposer would wait out its timeout.
+pub const REFUSED_CHANGE_CONTEXT: &[u8] = b"member-change-refused";
+
+/// The refused change an entry's `context` and `data` record, if it is such a record
+/// ([`REFUSED_CHANGE_CONTEXT`]) that decodes.
+pub fn refused_change(context: &[u8], data: &[u8]) -> Option<ConfChangeContext> {
+    (context == REFUSED_CHANGE_CONTEXT).then(|| ConfChangeContext::decode(data)).flatten()
+}
+
+/// Whether a normal entry with this context is a membership record (an address record or a
+/// refused change), which RaftNode applies and the keyspace does not.
+pub fn is_membership_record(context: &[u8]) -> bool {
+    context == ADDRESS_CONTEXT || context == REFUSED_CHANGE_CONTEXT
+}
+
 pub fn encode_members(members: &[Member]) -> Vec<u8> {
     postcard::to_allocvec(members).expect("members always serialize")
 }
@@ -79,5 +98,15 @@ mod tests {
         assert_eq!(address_record(b"batch", &data), None, "another entry's context");
         assert_eq!(address_record(b"", &data), None);
         assert_eq!(address_record(ADDRESS_CONTEXT, &data[..data.len() - 1]), None, "a truncated record");
+    }
+
+    #[test]
+    fn a_refused_change_names_its_origin() {
+        let change = ConfChangeContext { origin: Some((2, 5, 9)), member: None };
+        let data = change.encode();
+        assert_eq!(refused_change(REFUSED_CHANGE_CONTEXT, &data), Some(change));
+        assert_eq!(refused_change(ADDRESS_CONTEXT, &data), None, "another record");
+        assert!(is_membership_record(REFUSED_CHANGE_CONTEXT) && is_membership_record(ADDRESS_CONTEXT));
+        assert!(!is_membership_record(b"") && !is_membership_record(b"batch"));
     }
 }
