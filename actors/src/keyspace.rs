@@ -950,12 +950,18 @@ mod tests {
         assert_eq!(slice(6, 10), (0, vec!["e".to_owned()]), "a cursor between positions");
     }
 
-    #[test]
-    fn a_batch_writes_each_key_it_touched_once_in_its_final_state() {
+    /// A RocksDB with the keyspace's column family, in a directory that lives as long as it.
+    fn kv_db() -> (tempfile::TempDir, DB) {
         let dir = tempfile::tempdir().unwrap();
         let mut opts = rocksdb::Options::default();
         (opts.create_if_missing(true), opts.create_missing_column_families(true));
         let db = DB::open_cf(&opts, dir.path(), [CF_KV]).unwrap();
+        (dir, db)
+    }
+
+    #[test]
+    fn a_batch_writes_each_key_it_touched_once_in_its_final_state() {
+        let (_dir, db) = kv_db();
         let value = |v: &str| Value::string(Bytes::copy_from_slice(v.as_bytes()));
         let (hot, gone, kept) = (Bytes::from("hot"), Bytes::from("gone"), Bytes::from("kept"));
         let mut first = ApplyBatch::new(&db, KeyCounts::default());
@@ -984,10 +990,7 @@ mod tests {
 
     #[test]
     fn a_batch_visits_its_pending_changes_merged_into_the_database_in_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut opts = rocksdb::Options::default();
-        (opts.create_if_missing(true), opts.create_missing_column_families(true));
-        let db = DB::open_cf(&opts, dir.path(), [CF_KV]).unwrap();
+        let (_dir, db) = kv_db();
         let key = |i: u32| Bytes::from(format!("k{i}"));
         let value = |v: &str| Value::string(Bytes::copy_from_slice(v.as_bytes()));
         let mut stored = ApplyBatch::new(&db, KeyCounts::default());

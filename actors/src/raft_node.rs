@@ -1686,6 +1686,19 @@ mod tests {
         found().unwrap()
     }
 
+    /// A node 1 that follows node 2, played by the test, in term 1, with the first entry
+    /// applied. It never campaigns.
+    async fn follow_node_2_played() -> TestNode {
+        let node = start_node_with(&[1, 2], RaftTiming { election_ticks: 10_000, ..fast_timing() });
+        node.raft.send(append_from_2(1, 0, 0, vec![entry(1, 1, None)], 1)).await.unwrap();
+        let mut status = node.raft.send(GetStatus).await.unwrap();
+        while status.leader_id != 2 || status.applied_index < 1 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            status = node.raft.send(GetStatus).await.unwrap();
+        }
+        node
+    }
+
     /// Makes node 1 the leader of [1, 2] in term 1, with its first entry committed, node 2
     /// being played by the test.
     async fn lead_with_node_2_played(node: &TestNode) {
@@ -1860,15 +1873,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn a_follower_answers_a_change_the_leader_refused_at_once() {
-        // Node 1 never campaigns in this test: node 2 leads, played by the test.
-        let node = start_node_with(&[1, 2], RaftTiming { election_ticks: 10_000, ..fast_timing() });
-        node.raft.send(append_from_2(1, 0, 0, vec![entry(1, 1, None)], 1)).await.unwrap();
-        let raft = node.raft.clone();
-        let mut status = raft.send(GetStatus).await.unwrap();
-        while status.leader_id != 2 || status.applied_index < 1 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            status = raft.send(GetStatus).await.unwrap();
-        }
+        let node = follow_node_2_played().await;
         let member = Member { id: 3, peer_addr: "127.0.0.1:3".into(), redis_addr: String::new() };
         let change = node.raft.send(ChangeMembership::Add(member));
         let sent = node.recorder.sent.clone();
@@ -1885,7 +1890,7 @@ mod tests {
         let answer = change.await.unwrap();
         assert!(matches!(answer, Err(Error::ChangeInProgress)), "{answer:?}");
         // Storage skipped the record (it is not a batch of writes) and went on.
-        while raft.send(GetStatus).await.unwrap().applied_index < 2 {
+        while node.raft.send(GetStatus).await.unwrap().applied_index < 2 {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
@@ -1908,15 +1913,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn a_forwarded_batch_overtaken_by_a_newer_terms_commit_is_reported_lost() {
-        // Node 1 never campaigns in this test: node 2 leads, played by the test.
-        let node = start_node_with(&[1, 2], RaftTiming { election_ticks: 10_000, ..fast_timing() });
-        node.raft.send(append_from_2(1, 0, 0, vec![entry(1, 1, None)], 1)).await.unwrap();
-        let raft = node.raft.clone();
-        let mut status = raft.send(GetStatus).await.unwrap();
-        while status.leader_id != 2 || status.applied_index < 1 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            status = raft.send(GetStatus).await.unwrap();
-        }
+        let node = follow_node_2_played().await;
         // Two batches, forwarded to node 2 in term 1.
         for (seq, key) in [(7, "lost"), (8, "kept")] {
             node.raft.send(Propose(vec![set_batch(&node, seq, key)])).await.unwrap().pop().unwrap().unwrap();
