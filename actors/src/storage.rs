@@ -799,8 +799,6 @@ impl Handler<Read> for Storage {
     }
 }
 
-/// Per-family tuning: the keyspace gets bloom filters, because every write first asks whether
-/// its key exists (to keep DBSIZE exact) and most such lookups miss.
 impl Storage {
     fn syncer(&mut self) -> &WalSyncer {
         let db = &self.db;
@@ -875,6 +873,8 @@ impl Drop for WalSyncer {
     }
 }
 
+/// Per-family tuning: the keyspace gets bloom filters, because every write first asks whether
+/// its key exists (to keep DBSIZE exact) and most such lookups miss.
 fn family_options(name: &str) -> Options {
     let mut opts = Options::default();
     if name == CF_KV {
