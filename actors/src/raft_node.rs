@@ -731,21 +731,13 @@ impl RaftNode {
         let mut addresses_changed = false;
         let mut removed_self = false;
         for entry in &entries {
-            let change = match entry.get_entry_type() {
-                EntryType::EntryNormal => {
-                    if let Some(member) = address_record(&entry.context, &entry.data) {
-                        addresses_changed |= self.record_address(member);
-                    } else if let Some(refused) = refused_change(&entry.context, &entry.data) {
-                        self.answer_change(refused.origin, Err(Error::ChangeInProgress));
-                    }
-                    continue;
+            let Some(change) = conf_change_of(entry) else {
+                if let Some(member) = address_record(&entry.context, &entry.data) {
+                    addresses_changed |= self.record_address(member);
+                } else if let Some(refused) = refused_change(&entry.context, &entry.data) {
+                    self.answer_change(refused.origin, Err(Error::ChangeInProgress));
                 }
-                EntryType::EntryConfChange => {
-                    ConfChange::parse_from_bytes(&entry.data).map(conf_change_v2).map_err(|e| e.to_string())
-                }
-                EntryType::EntryConfChangeV2 => {
-                    ConfChangeV2::parse_from_bytes(&entry.data).map_err(|e| e.to_string())
-                }
+                continue;
             };
             let applied = change.and_then(|cc| {
                 let cs = self.raw.apply_conf_change(&cc).map_err(|e| e.to_string())?;
@@ -825,18 +817,12 @@ impl RaftNode {
         }
         let from = proposal.from;
         for entry in proposal.mut_entries().iter_mut() {
-            let context = match entry.get_entry_type() {
-                EntryType::EntryNormal => continue,
-                EntryType::EntryConfChange => ConfChange::parse_from_bytes(&entry.data).map(|cc| cc.context),
-                EntryType::EntryConfChangeV2 => {
-                    ConfChangeV2::parse_from_bytes(&entry.data).map(|cc| cc.context)
-                }
-            };
+            let Some(change) = conf_change_of(entry) else { continue };
             debug!(node = self.id, from, "refusing a forwarded membership change: another is pending");
             let mut refused = Entry::default();
             refused.set_entry_type(EntryType::EntryNormal);
             refused.context = REFUSED_CHANGE_CONTEXT.to_vec().into();
-            refused.data = context.unwrap_or_default();
+            refused.data = change.map(|cc| cc.context).unwrap_or_default();
             *entry = refused;
         }
     }
@@ -1107,6 +1093,17 @@ impl RaftNode {
             learners: self.conf_state.learners.clone(),
         }
     }
+}
+
+/// The configuration change a conf change entry carries (as a `ConfChangeV2`), or why it does
+/// not decode; `None` for a normal entry.
+fn conf_change_of(entry: &Entry) -> Option<std::result::Result<ConfChangeV2, String>> {
+    let change = match entry.get_entry_type() {
+        EntryType::EntryNormal => return None,
+        EntryType::EntryConfChange => ConfChange::parse_from_bytes(&entry.data).map(conf_change_v2),
+        EntryType::EntryConfChangeV2 => ConfChangeV2::parse_from_bytes(&entry.data),
+    };
+    Some(change.map_err(|e| e.to_string()))
 }
 
 /// The single-change form of a (legacy) `ConfChange`.
