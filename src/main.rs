@@ -50,7 +50,8 @@ struct Options {
     #[arg(long, env = "RAFTKV_JOIN")]
     join: bool,
     /// Compact the Raft log once this many applied entries follow the last compaction point
-    /// (or once its entries hold 64 MiB).
+    /// (or once its entries hold 64 MiB); a leader waits up to twice that for a follower that
+    /// can still catch up from the log.
     #[arg(long, env = "RAFTKV_SNAPSHOT_THRESHOLD", default_value_t = 20_000)]
     snapshot_threshold: u64,
     /// Largest bulk string (value) a client may send, in bytes (like Redis's

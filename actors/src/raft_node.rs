@@ -651,18 +651,38 @@ impl RaftNode {
     }
 
     /// Compacts the log once enough applied entries, or enough bytes of them, follow the last
-    /// compaction point. Storage compacts after the applies already in its mailbox, so it never
-    /// drops an unapplied entry.
+    /// compaction point. A leader first waits for a follower that still finds its next entries
+    /// in the log but would not after the compaction (one back from a restart, or slow), until
+    /// the log holds twice as much: so a short absence is made up from the log, not by sending
+    /// the whole keyspace. Storage compacts after the applies already in its mailbox, so it
+    /// never drops an unapplied entry.
     fn maybe_compact(&mut self) {
         let applied = self.raw.raft.raft_log.applied;
         let log = self.raw.store();
         let timing = &self.timing;
-        if applied >= log.snapshot_index() + timing.compact_after
-            || log.bytes_through(applied) >= timing.compact_after_bytes
-        {
-            let to = log.compaction_point(applied, timing.compact_keep, timing.compact_after_bytes / 8);
-            self.compact_to(to);
+        let past_intervals = |n: u64| {
+            applied >= log.snapshot_index() + n * timing.compact_after
+                || log.bytes_through(applied) >= n * timing.compact_after_bytes
+        };
+        if !past_intervals(1) {
+            return;
         }
+        let to = log.compaction_point(applied, timing.compact_keep, timing.compact_after_bytes / 8);
+        if !past_intervals(2) && self.cuts_off_a_follower(to) {
+            return;
+        }
+        self.compact_to(to);
+    }
+
+    /// Whether, as leader, compacting to `to` would take away the next entries of a follower
+    /// that still finds them in the log.
+    fn cuts_off_a_follower(&self, to: u64) -> bool {
+        if self.role != StateRole::Leader {
+            return false;
+        }
+        let compacted = self.raw.store().snapshot_index();
+        let prs = self.raw.raft.prs();
+        prs.iter().any(|(&id, pr)| id != self.id && (compacted..to).contains(&pr.matched))
     }
 
     fn compact_to(&mut self, to: u64) {
@@ -1558,13 +1578,7 @@ mod tests {
     #[actix_rt::test]
     async fn a_single_node_elects_itself_commits_applies_and_confirms_reads() {
         let node = start_node(&[1]);
-        let mut status = node.raft.send(GetStatus).await.unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while status.role != "leader" {
-            assert!(Instant::now() < deadline, "no election");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            status = node.raft.send(GetStatus).await.unwrap();
-        }
+        wait_for_leader(&node).await;
         let op = WriteOp::Set { key: Bytes::from_static(b"k"), value: Bytes::from_static(b"v") };
         let origin = RequestId { node: 1, incarnation: node.incarnation, seq: 42 };
         let proposal = Proposal { origin, now_ms: 0, op };
@@ -1638,6 +1652,74 @@ mod tests {
         assert_eq!(first, vec![Frame::Bulk(value)], "compaction keeps the applied data");
     }
 
+    /// As leader of [1, 2, 3], node 1 appends a SET entry for each of `seqs`; once it has sent
+    /// node 2 the log up to `last`, node 2 acknowledges it, and the entries are applied.
+    async fn append_acked_by_2(
+        node: &TestNode,
+        seqs: std::ops::RangeInclusive<u64>,
+        last: u64,
+    ) -> RaftStatus {
+        for seq in seqs {
+            node.raft.send(Propose(vec![set_batch(node, seq, "k")])).await.unwrap().pop().unwrap().unwrap();
+        }
+        let sent = node.recorder.sent.clone();
+        wait_for("node 1 to send node 2 its whole log", || {
+            sent.lock().unwrap().iter().any(|m| {
+                m.to == 2
+                    && m.get_msg_type() == MessageType::MsgAppend
+                    && m.index + m.entries.len() as u64 == last
+            })
+        })
+        .await;
+        ack_as(node, 2, last).await;
+        status_once(node, |s| s.applied_index >= last).await
+    }
+
+    /// Node 1's status, once `done` holds for it.
+    async fn status_once(node: &TestNode, done: impl Fn(&RaftStatus) -> bool) -> RaftStatus {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let status = node.raft.send(GetStatus).await.unwrap();
+            if done(&status) {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "timed out; last status {status:?}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Node `from` (played by the test) tells leader node 1 that it holds its log up to `index`.
+    async fn ack_as(node: &TestNode, from: u64, index: u64) {
+        let term = node.raft.send(GetStatus).await.unwrap().term;
+        let mut ack = Message::default();
+        ack.set_msg_type(MessageType::MsgAppendResponse);
+        (ack.from, ack.to, ack.term, ack.index) = (from, 1, term, index);
+        node.raft.send(Step(ack)).await.unwrap();
+    }
+
+    #[actix_rt::test]
+    async fn a_leader_waits_to_compact_for_a_follower_the_log_can_still_catch_up() {
+        let timing = RaftTiming { compact_after: 10, compact_keep: 2, election_ticks: 200, ..fast_timing() };
+        let node = start_node_with(&[1, 2, 3], timing);
+        // Node 2 votes and acknowledges; node 3 says nothing: it matches nothing yet.
+        lead_with_node_2_played(&node).await;
+        // Entry 1 is the leader's empty one, entries 2..=16 the SETs.
+        let status = append_acked_by_2(&node, 1..=15, 16).await;
+        assert_eq!(status.log_first_index, 1, "compacted past node 3's next entry: {status:?}");
+
+        // Node 3 catches up: the compaction (to 2 entries below the applied index) goes ahead.
+        ack_as(&node, 3, 16).await;
+        let status = status_once(&node, |s| s.log_first_index > 1).await;
+        assert_eq!(status.log_first_index, 15, "{status:?}");
+
+        // Node 3 falls silent at 16. Past one compaction interval the leader still waits...
+        let status = append_acked_by_2(&node, 16..=29, 30).await;
+        assert_eq!(status.log_first_index, 15, "compacted past node 3's next entry: {status:?}");
+        // ... but not past two: a log that long is better replaced by a snapshot.
+        let status = append_acked_by_2(&node, 30..=40, 41).await;
+        assert_eq!(status.log_first_index, 40, "the log kept growing for node 3: {status:?}");
+    }
+
     /// A SET of `key` as this node's batch `seq`.
     fn set_batch(node: &TestNode, seq: u64, key: &'static str) -> BatchEntry {
         let op = WriteOp::Set { key: Bytes::from_static(key.as_bytes()), value: Bytes::from_static(b"v") };
@@ -1688,18 +1770,14 @@ mod tests {
     async fn follow_node_2_played() -> TestNode {
         let node = start_node_with(&[1, 2], RaftTiming { election_ticks: 10_000, ..fast_timing() });
         node.raft.send(append_from_2(1, 0, 0, vec![entry(1, 1, None)], 1)).await.unwrap();
-        let mut status = node.raft.send(GetStatus).await.unwrap();
-        while status.leader_id != 2 || status.applied_index < 1 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            status = node.raft.send(GetStatus).await.unwrap();
-        }
+        status_once(&node, |s| s.leader_id == 2 && s.applied_index >= 1).await;
         node
     }
 
-    /// Makes node 1 the leader of [1, 2] in term 1, with its first entry committed, node 2
-    /// being played by the test.
+    /// Makes node 1 the leader in term 1, with its first entry committed, once its election
+    /// timer fires: node 2, played by the test, votes for it and acknowledges that entry (a
+    /// quorum with node 1 of two or three voters).
     async fn lead_with_node_2_played(node: &TestNode) {
-        node.raft.send(Step(from_2(MessageType::MsgHup, 0))).await.unwrap();
         let pre_vote = next_sent(node, 0, MessageType::MsgRequestPreVote).await;
         node.raft.send(Step(from_2(MessageType::MsgRequestPreVoteResponse, pre_vote.term))).await.unwrap();
         let vote = next_sent(node, 0, MessageType::MsgRequestVote).await;
@@ -1708,12 +1786,7 @@ mod tests {
         let mut ack = from_2(MessageType::MsgAppendResponse, vote.term);
         ack.index = append.index + append.entries.len() as u64;
         node.raft.send(Step(ack)).await.unwrap();
-        let raft = node.raft.clone();
-        let mut status = raft.send(GetStatus).await.unwrap();
-        while status.role != "leader" || status.commit_index < 1 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            status = raft.send(GetStatus).await.unwrap();
-        }
+        status_once(node, |s| s.role == "leader" && s.commit_index >= 1).await;
     }
 
     /// A ReadIndex that node 1 must answer alone: node 2 answers nothing meanwhile.
@@ -1887,9 +1960,7 @@ mod tests {
         let answer = change.await.unwrap();
         assert!(matches!(answer, Err(Error::ChangeInProgress)), "{answer:?}");
         // Storage skipped the record (it is not a batch of writes) and went on.
-        while node.raft.send(GetStatus).await.unwrap().applied_index < 2 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        status_once(&node, |s| s.applied_index >= 2).await;
     }
 
     #[actix_rt::test]
@@ -1939,11 +2010,7 @@ mod tests {
     }
 
     async fn wait_for_leader(node: &TestNode) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while node.raft.send(GetStatus).await.unwrap().role != "leader" {
-            assert!(Instant::now() < deadline, "no election");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        status_once(node, |s| s.role == "leader").await;
     }
 
     #[actix_rt::test]
