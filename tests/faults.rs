@@ -1,6 +1,6 @@
 //! Fault tests: a register workload runs through every node while the test crashes, stalls,
-//! partitions, compacts past, reconfigures the cluster and fills a node's disk. Every scenario then heals and
-//! checks that
+//! partitions, compacts past, reconfigures the cluster, fills a node's disk and empties one's
+//! data directory. Every scenario then heals and checks that
 //!
 //! (a) the history, including a final read of every key on every node, is linearizable per
 //!     key (a checker that runs out of budget fails the test);
@@ -607,6 +607,41 @@ fn membership_changes_under_load() {
     let log = fs::read_to_string(s.cluster.log_path(leaving)).expect("read the removed node's log");
     assert!(log.contains("was removed from the cluster"), "node {leaving} does not say it was removed");
     s.fault(format!("restart of removed {leaving} refused"));
+    s.finish();
+}
+
+/// A follower whose data directory is emptied while it is down does not rejoin under its id (it
+/// forgot its log and perhaps a vote): the leader's next heartbeat counts entries it lacks, and
+/// it stops, saying how to replace it. It is removed, and a new node takes its place.
+#[test]
+fn a_node_that_lost_its_data_stops_and_is_replaced() {
+    let mut s = Scenario::begin("lost_data", 3, &[]);
+    let leader = s.leader();
+    let victim = s.follower(leader);
+    s.cluster.kill(victim);
+    fs::remove_dir_all(s.cluster.data_dir(victim)).expect("empty the victim's data directory");
+    s.fault(format!("kill -9 {victim}, empty its data directory"));
+    let log_from = log_len(&s.cluster, victim);
+    s.cluster.start(victim);
+    let status = s.cluster.wait_for_exit(victim, PROGRESS_TIMEOUT);
+    let said = log_since(&s.cluster, victim, log_from);
+    assert_eq!(status.code(), Some(70), "node {victim} exited with {status}; its log:\n{said}");
+    assert!(
+        said.contains("raft-kv: fatal: this node lost Raft state")
+            && said.contains(&format!("RAFT.NODE REMOVE {victim}")),
+        "node {victim} did not say that it lost its log; its log:\n{said}"
+    );
+    s.fault(format!("restart {victim} empty: it stops"));
+    s.recovered("with the node that lost its data down");
+
+    let leader = s.leader();
+    s.cluster.remove_member(leader, victim, MEMBERSHIP_TIMEOUT);
+    s.fault(format!("remove node {victim}"));
+    let new = s.cluster.add_node();
+    s.cluster.add_member(leader, new, MEMBERSHIP_TIMEOUT);
+    s.fault(format!("add node {new} in its place"));
+    s.workload.set_targets(ports(&s.cluster, &s.cluster.member_ids()));
+    s.hold("with the new node a voter");
     s.finish();
 }
 

@@ -674,6 +674,50 @@ impl RaftNode {
         self.compact_to(to);
     }
 
+    /// Why the leader's `heartbeat` cannot be answered, if it says this node holds entries its
+    /// log does not: the leader only counts entries a node said it had made durable, so this
+    /// node has lost them (its data directory was emptied or replaced, or `--fsync everysec`
+    /// met a power loss), and with them perhaps a vote. It must not take part again under its
+    /// id; raft-rs would panic here anyway.
+    fn lost_log(&self, heartbeat: &Message) -> Option<String> {
+        let last = self.raw.raft.raft_log.last_index();
+        (heartbeat.commit > last).then(|| {
+            format!(
+                "leader {} counts entries up to {} that this node (id {}) does not have (its log ends at \
+                 {last}): its data directory was emptied or replaced, or lost synced writes. Remove it from \
+                 the cluster through another node (RAFT.NODE REMOVE {}) and add a new member in its place \
+                 (an empty node started with --join, then RAFT.NODE ADD)",
+                heartbeat.from, heartbeat.commit, self.id, self.id
+            )
+        })
+    }
+
+    /// As leader, a follower's `rejection` of an append, if it shows that the follower no longer
+    /// has entries it acknowledged: the entries it matched agree with this log, so a follower
+    /// that still had them would point at or past them. raft-rs would send it the log again
+    /// from its hint, and it would rejoin having forgotten its vote; instead the rejection is
+    /// dropped, and the follower is sent a heartbeat counting those entries, which stops it
+    /// (see [`Self::lost_log`]).
+    fn answer_lost_log(&self, rejection: &Message) -> Option<Message> {
+        let raft = &self.raw.raft;
+        let matched = raft.prs().get(rejection.from)?.matched;
+        if rejection.term != raft.term || rejection.index < matched || rejection.reject_hint >= matched {
+            return None;
+        }
+        warn!(
+            node = self.id,
+            follower = rejection.from,
+            matched,
+            its_log_ends_at = rejection.reject_hint,
+            "a follower lost log entries it had acknowledged; it is told so and must be replaced"
+        );
+        let mut heartbeat = Message::default();
+        heartbeat.set_msg_type(MessageType::MsgHeartbeat);
+        (heartbeat.to, heartbeat.from, heartbeat.term) = (rejection.from, self.id, raft.term);
+        heartbeat.commit = matched.min(raft.raft_log.committed);
+        Some(heartbeat)
+    }
+
     /// Whether, as leader, compacting to `to` would take away the next entries of a follower
     /// that still finds them in the log.
     fn cuts_off_a_follower(&self, to: u64) -> bool {
@@ -1256,6 +1300,17 @@ impl Handler<Step> for RaftNode {
                 }
             }
             MessageType::MsgPropose => self.refuse_forwarded_changes(&mut msg.0),
+            MessageType::MsgHeartbeat if msg.0.term >= self.raw.raft.term => {
+                if let Some(lost) = self.lost_log(&msg.0) {
+                    fatal("this node lost Raft state the cluster relies on", &lost);
+                }
+            }
+            MessageType::MsgAppendResponse if msg.0.reject && self.role == StateRole::Leader => {
+                if let Some(heartbeat) = self.answer_lost_log(&msg.0) {
+                    self.send(vec![heartbeat]);
+                    return;
+                }
+            }
             _ => {}
         }
         if let Err(e) = self.raw.step(msg.0) {
@@ -1652,8 +1707,8 @@ mod tests {
         assert_eq!(first, vec![Frame::Bulk(value)], "compaction keeps the applied data");
     }
 
-    /// As leader of [1, 2, 3], node 1 appends a SET entry for each of `seqs`; once it has sent
-    /// node 2 the log up to `last`, node 2 acknowledges it, and the entries are applied.
+    /// As leader, node 1 appends a SET entry for each of `seqs`; once it has sent node 2 the log
+    /// up to `last`, node 2 acknowledges it, and the entries are applied.
     async fn append_acked_by_2(
         node: &TestNode,
         seqs: std::ops::RangeInclusive<u64>,
@@ -1718,6 +1773,40 @@ mod tests {
         // ... but not past two: a log that long is better replaced by a snapshot.
         let status = append_acked_by_2(&node, 30..=40, 41).await;
         assert_eq!(status.log_first_index, 40, "the log kept growing for node 3: {status:?}");
+    }
+
+    #[actix_rt::test]
+    async fn a_follower_that_lost_what_it_acknowledged_is_told_so_instead_of_sent_the_log_again() {
+        let node = start_node_with(&[1, 2], RaftTiming { election_ticks: 200, ..fast_timing() });
+        lead_with_node_2_played(&node).await;
+        append_acked_by_2(&node, 1..=5, 6).await;
+        // Two more appends go out (7, then 8); node 2, emptied meanwhile, rejects the second:
+        // its log ends at 0.
+        for (seq, last) in [(6, 7), (7, 8)] {
+            let after = node.recorder.sent.lock().unwrap().len();
+            node.raft.send(Propose(vec![set_batch(&node, seq, "k")])).await.unwrap().pop().unwrap().unwrap();
+            let append = next_sent(&node, after, MessageType::MsgAppend).await;
+            assert_eq!(append.index + append.entries.len() as u64, last);
+        }
+        let term = node.raft.send(GetStatus).await.unwrap().term;
+        let after = node.recorder.sent.lock().unwrap().len();
+        for rejected in [7, 6] {
+            let mut rejection = from_2(MessageType::MsgAppendResponse, term);
+            (rejection.reject, rejection.index, rejection.reject_hint) = (true, rejected, 0);
+            node.raft.send(Step(rejection)).await.unwrap();
+        }
+        let heartbeat = next_sent(&node, after, MessageType::MsgHeartbeat).await;
+        assert_eq!(heartbeat.commit, 6, "the heartbeat counts what node 2 acknowledged");
+        // raft-rs would have probed back to node 2's hint and sent it the log from the start.
+        node.raft.send(Propose(vec![set_batch(&node, 8, "k")])).await.unwrap().pop().unwrap().unwrap();
+        let sent = node.recorder.sent.clone();
+        let appends = || -> Vec<(u64, u64)> {
+            let sent = sent.lock().unwrap();
+            let appends = sent[after..].iter().filter(|m| m.get_msg_type() == MessageType::MsgAppend);
+            appends.map(|m| (m.index, m.index + m.entries.len() as u64)).collect()
+        };
+        wait_for("the append of entry 9", || appends().iter().any(|&(_, last)| last == 9)).await;
+        assert!(appends().iter().all(|&(from, _)| from >= 6), "the log sent again: {:?}", appends());
     }
 
     /// A SET of `key` as this node's batch `seq`.
