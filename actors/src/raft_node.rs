@@ -674,50 +674,6 @@ impl RaftNode {
         self.compact_to(to);
     }
 
-    /// Why the leader's `heartbeat` cannot be answered, if it says this node holds entries its
-    /// log does not: the leader only counts entries a node said it had made durable, so this
-    /// node has lost them (its data directory was emptied or replaced, or `--fsync everysec`
-    /// met a power loss), and with them perhaps a vote. It must not take part again under its
-    /// id; raft-rs would panic here anyway.
-    fn lost_log(&self, heartbeat: &Message) -> Option<String> {
-        let last = self.raw.raft.raft_log.last_index();
-        (heartbeat.commit > last).then(|| {
-            format!(
-                "leader {} counts entries up to {} that this node (id {}) does not have (its log ends at \
-                 {last}): its data directory was emptied or replaced, or lost synced writes. Remove it from \
-                 the cluster through another node (RAFT.NODE REMOVE {}) and add a new member in its place \
-                 (an empty node started with --join, then RAFT.NODE ADD)",
-                heartbeat.from, heartbeat.commit, self.id, self.id
-            )
-        })
-    }
-
-    /// As leader, a follower's `rejection` of an append, if it shows that the follower no longer
-    /// has entries it acknowledged: the entries it matched agree with this log, so a follower
-    /// that still had them would point at or past them. raft-rs would send it the log again
-    /// from its hint, and it would rejoin having forgotten its vote; instead the rejection is
-    /// dropped, and the follower is sent a heartbeat counting those entries, which stops it
-    /// (see [`Self::lost_log`]).
-    fn answer_lost_log(&self, rejection: &Message) -> Option<Message> {
-        let raft = &self.raw.raft;
-        let matched = raft.prs().get(rejection.from)?.matched;
-        if rejection.term != raft.term || rejection.index < matched || rejection.reject_hint >= matched {
-            return None;
-        }
-        warn!(
-            node = self.id,
-            follower = rejection.from,
-            matched,
-            its_log_ends_at = rejection.reject_hint,
-            "a follower lost log entries it had acknowledged; it is told so and must be replaced"
-        );
-        let mut heartbeat = Message::default();
-        heartbeat.set_msg_type(MessageType::MsgHeartbeat);
-        (heartbeat.to, heartbeat.from, heartbeat.term) = (rejection.from, self.id, raft.term);
-        heartbeat.commit = matched.min(raft.raft_log.committed);
-        Some(heartbeat)
-    }
-
     /// Whether, as leader, compacting to `to` would take away the next entries of a follower
     /// that still finds them in the log.
     fn cuts_off_a_follower(&self, to: u64) -> bool {
@@ -889,6 +845,50 @@ impl RaftNode {
             refused.data = change.map(|cc| cc.context).unwrap_or_default();
             *entry = refused;
         }
+    }
+
+    /// Why the leader's `heartbeat` cannot be answered, if it says this node holds entries its
+    /// log does not: the leader only counts entries a node said it had made durable, so this
+    /// node has lost them (its data directory was emptied or replaced, or `--fsync everysec`
+    /// met a power loss), and with them perhaps a vote. It must not take part again under its
+    /// id; raft-rs would panic here anyway.
+    fn lost_log(&self, heartbeat: &Message) -> Option<String> {
+        let last = self.raw.raft.raft_log.last_index();
+        (heartbeat.commit > last).then(|| {
+            format!(
+                "leader {} counts entries up to {} that this node (id {}) does not have (its log ends at \
+                 {last}): its data directory was emptied or replaced, or lost synced writes. Remove it from \
+                 the cluster through another node (RAFT.NODE REMOVE {}) and add a new member in its place \
+                 (an empty node started with --join, then RAFT.NODE ADD)",
+                heartbeat.from, heartbeat.commit, self.id, self.id
+            )
+        })
+    }
+
+    /// As leader, a follower's `rejection` of an append, if it shows that the follower no longer
+    /// has entries it acknowledged: the entries it matched agree with this log, so a follower
+    /// that still had them would point at or past them. raft-rs would send it the log again
+    /// from its hint, and it would rejoin having forgotten its vote; instead the rejection is
+    /// dropped, and the follower is sent a heartbeat counting those entries, which stops it
+    /// (see [`Self::lost_log`]).
+    fn answer_lost_log(&self, rejection: &Message) -> Option<Message> {
+        let raft = &self.raw.raft;
+        let matched = raft.prs().get(rejection.from)?.matched;
+        if rejection.term != raft.term || rejection.index < matched || rejection.reject_hint >= matched {
+            return None;
+        }
+        warn!(
+            node = self.id,
+            follower = rejection.from,
+            matched,
+            its_log_ends_at = rejection.reject_hint,
+            "a follower lost log entries it had acknowledged; it is told so and must be replaced"
+        );
+        let mut heartbeat = Message::default();
+        heartbeat.set_msg_type(MessageType::MsgHeartbeat);
+        (heartbeat.to, heartbeat.from, heartbeat.term) = (rejection.from, self.id, raft.term);
+        heartbeat.commit = matched.min(raft.raft_log.committed);
+        Some(heartbeat)
     }
 
     fn set_members(&mut self, members: Vec<Member>) {
