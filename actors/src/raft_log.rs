@@ -71,18 +71,23 @@ impl RaftLog {
     }
 
     /// Where to compact so that at most `keep_entries` entries, and at most `keep_bytes` of
-    /// payload, stay below `applied` (for a follower that is only a little behind).
+    /// payload, stay below `applied` (for a follower that is only a little behind): the lowest
+    /// such point. A leader holding compaction for a follower asks on every turn, so it is a
+    /// binary search (the bytes kept only shrink as the point rises).
     pub fn compaction_point(&self, applied: u64, keep_entries: u64, keep_bytes: u64) -> u64 {
         let applied = applied.min(self.last_index());
         let through_applied = self.bytes_through(applied);
-        let mut point = applied;
-        while point > self.snapshot_index
-            && applied - (point - 1) <= keep_entries
-            && through_applied - self.bytes_through(point - 1) <= keep_bytes
-        {
-            point -= 1;
+        let (mut low, mut high) =
+            (self.snapshot_index.max(applied.saturating_sub(keep_entries)).min(applied), applied);
+        while low < high {
+            let mid = low + (high - low) / 2;
+            if through_applied - self.bytes_through(mid) <= keep_bytes {
+                high = mid;
+            } else {
+                low = mid + 1;
+            }
         }
-        point
+        low
     }
 
     pub fn set_hard_state(&mut self, hs: HardState) {
@@ -262,6 +267,32 @@ mod tests {
         assert_eq!(log.compaction_point(10, 20, 1_000), 0, "never below the log's start");
         log.compact(50);
         assert_eq!(log.compaction_point(60, 20, 1_000), 50);
+    }
+
+    #[test]
+    fn the_compaction_point_is_the_lowest_that_keeps_both_bounds() {
+        let mut log = RaftLog::default();
+        for index in 1..=60 {
+            log.append(&sized(index..=index, 1, (index as usize * 7) % 13));
+        }
+        log.compact(5);
+        for applied in 5..=60 {
+            for keep_entries in [0, 1, 3, 10, 100] {
+                for keep_bytes in [0, 6, 20, 45, 1_000] {
+                    let keeps = |point: u64| {
+                        applied - point <= keep_entries
+                            && log.bytes_through(applied) - log.bytes_through(point) <= keep_bytes
+                    };
+                    let lowest =
+                        (5..=applied).find(|&point| keeps(point)).expect("applied itself keeps none");
+                    assert_eq!(
+                        log.compaction_point(applied, keep_entries, keep_bytes),
+                        lowest,
+                        "applied {applied}, keep {keep_entries} entries and {keep_bytes} bytes"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
