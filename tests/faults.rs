@@ -611,8 +611,8 @@ fn membership_changes_under_load() {
 }
 
 /// A follower whose data directory is emptied while it is down does not rejoin under its id (it
-/// forgot its log and perhaps a vote): the leader's next heartbeat counts entries it lacks, and
-/// it stops, saying how to replace it. It is removed, and a new node takes its place.
+/// forgot its log and perhaps a vote): the leader tells it of entries it had acknowledged and
+/// lacks, and it stops, saying how to replace it. It is removed, and a new node takes its place.
 #[test]
 fn a_node_that_lost_its_data_stops_and_is_replaced() {
     let mut s = Scenario::begin("lost_data", 3, &[]);
