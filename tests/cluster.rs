@@ -297,11 +297,12 @@ fn no_leader_fails_fast_instead_of_hanging() {
     cluster.set_with_retry(survivor, "after-outage", "1", WRITE_TIMEOUT);
 }
 
-/// Every node's `RAFT.INFO` lists every member with the Redis address clients reach it on: the
-/// initial members, whom `--cluster` names by peer address only, add their own through the log,
-/// and the address book keeps them across a restart of the whole cluster.
+/// Every node's `RAFT.INFO` lists every member with the Redis address clients reach it on and
+/// the store id of its data directory: the initial members, whom `--cluster` names by peer
+/// address only, add both through the log, and the address book keeps them across a restart
+/// of the whole cluster.
 #[test]
-fn raft_info_lists_every_members_redis_address_on_every_node() {
+fn raft_info_lists_every_members_redis_address_and_store_on_every_node() {
     let mut cluster = Cluster::launch(3);
     cluster.wait_for_leader(LEADER_TIMEOUT);
     let ids = cluster.ids();
@@ -319,10 +320,24 @@ fn raft_info_lists_every_members_redis_address_on_every_node() {
         let mut con = connect(cluster.redis_port(id), REPLY_TIMEOUT).ok()?;
         redis::cmd("RAFT.INFO").query(&mut con).ok()
     };
-    let lists_all = |text: &str| expected.iter().all(|line| text.contains(line.as_str()));
-    wait_until(CATCH_UP_TIMEOUT, "every node to list every member's Redis address", || {
+    // `store=` is 16 hex digits once known, empty before.
+    let store_of = |text: &str, id: u64| -> Option<String> {
+        let line = text.lines().find(|l| l.starts_with(&format!("member:id={id},")))?;
+        let store = line.split(',').find_map(|field| field.strip_prefix("store="))?;
+        (store.len() == 16 && store.chars().all(|c| c.is_ascii_hexdigit())).then(|| store.to_owned())
+    };
+    let lists_all = |text: &str| {
+        expected.iter().all(|line| text.contains(line.as_str()))
+            && ids.iter().all(|&id| store_of(text, id).is_some())
+    };
+    wait_until(CATCH_UP_TIMEOUT, "every node to list every member's Redis address and store", || {
         ids.iter().all(|&id| raft_info(&cluster, id).is_some_and(|text| lists_all(&text)))
     });
+    let before = raft_info(&cluster, ids[0]).expect("node answered just now");
+    let stores: std::collections::HashMap<u64, Option<String>> =
+        ids.iter().map(|&id| (id, store_of(&before, id))).collect();
+    let distinct: std::collections::HashSet<_> = stores.values().collect();
+    assert_eq!(distinct.len(), ids.len(), "every data directory has its own store id:\n{before}");
 
     cluster.kill_all();
     for &id in &ids {
@@ -336,6 +351,7 @@ fn raft_info_lists_every_members_redis_address_on_every_node() {
         });
         let text = first.expect("just answered");
         assert!(lists_all(&text), "node {id} forgot addresses across its restart:\n{text}");
+        assert_eq!(store_of(&text, id), stores[&id], "node {id}'s store id changed across its restart");
     }
 }
 

@@ -611,16 +611,34 @@ fn membership_changes_under_load() {
 }
 
 /// A follower whose data directory is emptied while it is down does not rejoin under its id (it
-/// forgot its log and perhaps a vote): the leader tells it of entries it had acknowledged and
-/// lacks, and it stops, saying how to replace it. It is removed, and a new node takes its place.
+/// forgot its log and perhaps a vote), even once leadership has passed to a node that never saw
+/// what it acknowledged: its peers know its data directory by another store id and refuse it,
+/// and it stops, saying how to replace it. It is removed, and a new node takes its place.
 #[test]
 fn a_node_that_lost_its_data_stops_and_is_replaced() {
     let mut s = Scenario::begin("lost_data", 3, &[]);
     let leader = s.leader();
     let victim = s.follower(leader);
+    let heir = s.cluster.member_ids().into_iter().find(|&id| id != leader && id != victim).unwrap();
+    let stores_known = |s: &Scenario| {
+        [leader, heir].iter().all(|&via| {
+            let info: redis::RedisResult<String> = redis::cmd("RAFT.INFO").query(&mut s.cluster.client(via));
+            info.is_ok_and(|text| {
+                text.lines().any(|l| l.starts_with(&format!("member:id={victim},")) && !l.contains("store=,"))
+            })
+        })
+    };
+    wait_until(PROGRESS_TIMEOUT, "the address books to record the victim's store id", || stores_known(&s));
     s.cluster.kill(victim);
     fs::remove_dir_all(s.cluster.data_dir(victim)).expect("empty the victim's data directory");
     s.fault(format!("kill -9 {victim}, empty its data directory"));
+    let reply: Value = redis::cmd("RAFT.TRANSFER-LEADER")
+        .arg(heir)
+        .query(&mut s.cluster.client(leader))
+        .unwrap_or_else(|e| panic!("RAFT.TRANSFER-LEADER {heir} on node {leader}: {e}"));
+    assert_eq!(reply, Value::Okay);
+    assert_eq!(s.leader(), heir);
+    s.fault(format!("transfer {leader} -> {heir}"));
     let log_from = log_len(&s.cluster, victim);
     s.cluster.start(victim);
     let status = s.cluster.wait_for_exit(victim, PROGRESS_TIMEOUT);
@@ -634,11 +652,10 @@ fn a_node_that_lost_its_data_stops_and_is_replaced() {
     s.fault(format!("restart {victim} empty: it stops"));
     s.recovered("with the node that lost its data down");
 
-    let leader = s.leader();
-    s.cluster.remove_member(leader, victim, MEMBERSHIP_TIMEOUT);
+    s.cluster.remove_member(heir, victim, MEMBERSHIP_TIMEOUT);
     s.fault(format!("remove node {victim}"));
     let new = s.cluster.add_node();
-    s.cluster.add_member(leader, new, MEMBERSHIP_TIMEOUT);
+    s.cluster.add_member(heir, new, MEMBERSHIP_TIMEOUT);
     s.fault(format!("add node {new} in its place"));
     s.workload.set_targets(ports(&s.cluster, &s.cluster.member_ids()));
     s.hold("with the new node a voter");

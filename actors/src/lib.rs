@@ -73,8 +73,8 @@ pub use protocol::{command, peer_wire, resp};
 /// `RAFT.NODE` command names members); this adds the actors' error type.
 pub mod membership {
     pub use protocol::membership::{
-        address_record, encode_address, encode_members, is_membership_record, refused_change, upsert,
-        ConfChangeContext, Member, ADDRESS_CONTEXT, REFUSED_CHANGE_CONTEXT,
+        address_record, apply_address_record, encode_address, encode_members, is_membership_record,
+        refused_change, upsert, ConfChangeContext, Member, ADDRESS_CONTEXT, REFUSED_CHANGE_CONTEXT,
     };
 
     /// The member list a snapshot or the raft state carries; an undecodable one is corrupt.
@@ -83,7 +83,6 @@ pub mod membership {
     }
 }
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -95,7 +94,7 @@ use tracing::info;
 pub use error::{Error, Result};
 
 use membership::Member;
-use peer_transport::{PeerTransport, RaftInbox};
+use peer_transport::{PeerIdentity, PeerTransport, RaftInbox};
 use raft_node::{RaftNode, RaftTiming};
 use redis_store::{NodeInfo, RedisStore, StoreTiming};
 use resp::RespLimits;
@@ -231,7 +230,7 @@ pub async fn start_node(config: NodeConfig) -> std::result::Result<RunningNode, 
         .cluster
         .iter()
         .enumerate()
-        .map(|(i, addr)| Member { id: i as u64 + 1, peer_addr: addr.clone(), redis_addr: String::new() })
+        .map(|(i, addr)| Member { id: i as u64 + 1, peer_addr: addr.clone(), ..Default::default() })
         .collect();
 
     std::fs::create_dir_all(&config.data_dir)
@@ -250,6 +249,7 @@ pub async fn start_node(config: NodeConfig) -> std::result::Result<RunningNode, 
     info!(
         node = id,
         incarnation = recovered.incarnation,
+        store = format_args!("{:016x}", recovered.store_id),
         applied = recovered.applied,
         log_entries = recovered.entries.len(),
         redis = %redis_addr,
@@ -277,15 +277,13 @@ pub async fn start_node(config: NodeConfig) -> std::result::Result<RunningNode, 
     };
     // The recorded address book wins over --cluster: membership may have changed since.
     let book = if recovered.members.is_empty() { &initial } else { &recovered.members };
-    let peers: HashMap<u64, String> =
-        book.iter().filter(|m| m.id != id).map(|m| (m.id, m.peer_addr.clone())).collect();
+    let me = PeerIdentity { id, store_id: recovered.store_id, secret: config.cluster_secret.clone() };
     let transport = PeerTransport::new(
-        id,
-        peers,
+        me,
+        book,
         peer_listener,
         inbox,
         storage_addr.clone(),
-        config.cluster_secret.clone(),
         config.fault_control.clone(),
     );
     let transport = mailbox::start(transport);

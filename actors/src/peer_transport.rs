@@ -8,11 +8,14 @@
 //!
 //! Wire format ([`crate::peer_wire`], in the `protocol` crate so it can be fuzzed):
 //! length-delimited frames (4-byte big-endian length). The first frame of a connection is a
-//! hello: a 4-byte magic followed by the sender's node id (u64 big-endian).
+//! hello: a 4-byte magic followed by the sender's node id and store id (u64 big-endian each).
 //! The receiver answers with a random 16-byte challenge, and the sender must answer with
 //! HMAC-SHA256 over the hello and the challenge, keyed with the cluster secret
 //! (`--cluster-secret`; empty when none is set): a node that does not know the secret is refused
-//! and logged before any of its messages is read.
+//! and logged before any of its messages is read. The receiver then sends its verdict, with an
+//! HMAC of its own: accepted, or refused because its address book records another store id for
+//! the sender, which then stops (it lost its data; see [`crate::membership`]). A connection whose
+//! sender's recorded store id changes to another one later is closed.
 //! - `RKV1`, a message connection: every following frame is one protobuf `eraftpb::Message`.
 //! - `RKVS`, a snapshot connection (one per transfer): a `MsgSnapshot` frame whose metadata
 //!   describes the checkpoint being sent, then chunks of key/value pairs of at most about 1 MiB,
@@ -45,12 +48,12 @@ use tracing::{debug, info, warn};
 
 use crate::membership::{encode_members, Member};
 use crate::peer_wire::{
-    decode_message, frame_codec, proof, verify_proof, write_frame, ConnectionKind, Hello, CHALLENGE_BYTES,
-    HANDSHAKE_MAX_FRAME, MAX_FRAME,
+    decode_message, frame_codec, proof, verify_proof, write_frame, ConnectionKind, Hello, Verdict,
+    CHALLENGE_BYTES, HANDSHAKE_MAX_FRAME, MAX_FRAME, VERDICT_BYTES,
 };
 use crate::raft_node::{PeerUnreachable, SnapshotReport, Step};
 use crate::storage::{
-    stream_checkpoint, BeginSnapshot, CheckpointInfo, CreateCheckpoint, FinishSnapshot, SnapshotChunk,
+    fatal, stream_checkpoint, BeginSnapshot, CheckpointInfo, CreateCheckpoint, FinishSnapshot, SnapshotChunk,
     Storage,
 };
 use crate::telemetry;
@@ -83,6 +86,19 @@ pub struct RaftInbox {
     pub snapshot: Recipient<SnapshotReport>,
 }
 
+/// Who this node is to its peers: its id, its store id, and the cluster secret it proves it
+/// knows (empty when none is configured).
+#[derive(Clone)]
+pub struct PeerIdentity {
+    pub id: u64,
+    pub store_id: u64,
+    pub secret: Vec<u8>,
+}
+
+/// The peers allowed to connect, with the store id the address book records for each (0 while
+/// unknown): shared with the inbound connection tasks.
+type KnownPeers = HashMap<u64, u64>;
+
 /// Traffic a fault test has asked this node to drop.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FaultRules {
@@ -110,40 +126,39 @@ impl FaultRules {
 
 pub struct PeerTransport {
     id: u64,
-    peers: HashMap<u64, String>,
+    me: PeerIdentity,
+    /// The other members: their peer addresses and recorded store ids.
+    peers: HashMap<u64, Member>,
     listener: Option<TcpListener>,
     raft: RaftInbox,
     storage: Addr<Storage>,
     links: HashMap<u64, mpsc::Sender<Message>>,
-    /// The cluster secret peers prove they know (empty when none is configured).
-    secret: Vec<u8>,
-    /// Ids allowed to connect to us, shared with the inbound connection tasks.
-    known: watch::Sender<Vec<u64>>,
+    known: watch::Sender<KnownPeers>,
     fault_file: Option<PathBuf>,
     fault_seen: Option<SystemTime>,
     faults: watch::Sender<FaultRules>,
 }
 
 impl PeerTransport {
-    /// `peers` maps every other node's id to its peer address; `listener` is bound to ours.
+    /// `members` is the address book (this node's own entry is skipped); `listener` is bound
+    /// to our peer address.
     pub fn new(
-        id: u64,
-        peers: HashMap<u64, String>,
+        me: PeerIdentity,
+        members: &[Member],
         listener: TcpListener,
         raft: RaftInbox,
         storage: Addr<Storage>,
-        secret: Vec<u8>,
         fault_file: Option<PathBuf>,
     ) -> Self {
         PeerTransport {
-            id,
-            peers,
+            id: me.id,
+            peers: members.iter().filter(|m| m.id != me.id).map(|m| (m.id, m.clone())).collect(),
+            me,
             listener: Some(listener),
             raft,
             storage,
             links: HashMap::new(),
-            secret,
-            known: watch::channel(Vec::new()).0,
+            known: watch::channel(HashMap::new()).0,
             fault_file,
             fault_seen: None,
             faults: watch::channel(FaultRules::default()).0,
@@ -154,11 +169,11 @@ impl PeerTransport {
     fn open_link(&mut self, peer: u64, addr: String) {
         let (tx, rx) = mpsc::channel(QUEUE_PER_PEER);
         self.links.insert(peer, tx);
-        actix_rt::spawn(run_link(self.id, peer, addr, rx, self.raft.clone(), self.secret.clone()));
+        actix_rt::spawn(run_link(self.me.clone(), peer, addr, rx, self.raft.clone()));
     }
 
     fn publish_known(&self) {
-        self.known.send_replace(self.peers.keys().copied().collect());
+        self.known.send_replace(self.peers.values().map(|m| (m.id, m.store_id)).collect());
     }
 
     /// Re-reads the fault-control file if it changed.
@@ -180,9 +195,9 @@ impl PeerTransport {
     /// its own, and reports the outcome to RaftNode.
     fn send_snapshot(&mut self, msg: Message, ctx: &mut Context<Self>) {
         let (from, to) = (self.id, msg.to);
-        let addr = self.peers.get(&to).cloned().unwrap_or_default();
+        let addr = self.peers.get(&to).map(|m| m.peer_addr.clone()).unwrap_or_default();
         let report = self.raft.snapshot.clone();
-        let secret = self.secret.clone();
+        let me = self.me.clone();
         let checkpoint = self.storage.send(CreateCheckpoint { for_peer: to });
         ctx.spawn(checkpoint.into_actor(self).map(move |result, _, _| {
             let checkpoint = match result {
@@ -196,7 +211,7 @@ impl PeerTransport {
             };
             info!(node = from, peer = to, index = checkpoint.index, "sending a snapshot");
             let spawned = std::thread::Builder::new().name(format!("snapshot-to-{to}")).spawn(move || {
-                let result = transfer_snapshot(from, &addr, msg, &checkpoint, &secret);
+                let result = transfer_snapshot(&me, to, &addr, msg, &checkpoint);
                 let _ = std::fs::remove_dir_all(&checkpoint.dir);
                 match &result {
                     Ok(keys) => {
@@ -217,11 +232,11 @@ impl PeerTransport {
 
 /// Sends one snapshot over a blocking connection; returns the number of keys sent.
 fn transfer_snapshot(
-    from: u64,
+    me: &PeerIdentity,
+    to: u64,
     addr: &str,
     mut msg: Message,
     cp: &CheckpointInfo,
-    secret: &[u8],
 ) -> std::io::Result<u64> {
     // The checkpoint, not raft-rs's compaction point, is what the follower installs.
     let meta = msg.mut_snapshot().mut_metadata();
@@ -237,16 +252,14 @@ fn transfer_snapshot(
     stream.set_nodelay(true)?;
     stream.set_write_timeout(Some(SNAPSHOT_IO_TIMEOUT))?;
     stream.set_read_timeout(Some(SNAPSHOT_IO_TIMEOUT))?;
-    let hello = Hello { kind: ConnectionKind::Snapshot, from }.encode();
+    let hello = Hello { kind: ConnectionKind::Snapshot, from: me.id, store: me.store_id }.encode();
     write_frame(&mut &stream, &hello)?;
-    let mut len = [0u8; 4];
-    (&stream).read_exact(&mut len)?;
-    if u32::from_be_bytes(len) as usize != CHALLENGE_BYTES {
-        return Err(std::io::Error::other("bad challenge from the peer"));
-    }
     let mut challenge = [0u8; CHALLENGE_BYTES];
-    (&stream).read_exact(&mut challenge)?;
-    write_frame(&mut &stream, &proof(secret, &hello, &challenge))?;
+    read_handshake_frame(&stream, &mut challenge, "challenge")?;
+    write_frame(&mut &stream, &proof(&me.secret, &hello, &challenge))?;
+    let mut verdict = [0u8; VERDICT_BYTES];
+    read_handshake_frame(&stream, &mut verdict, "verdict")?;
+    accept_verdict(me, to, Verdict::decode(&verdict, &me.secret, &hello, &challenge))?;
     let mut out = std::io::BufWriter::new(&stream);
     let mut frame = |bytes: &[u8]| write_frame(&mut out, bytes);
     frame(&msg.write_to_bytes().map_err(std::io::Error::other)?)?;
@@ -262,6 +275,36 @@ fn transfer_snapshot(
     Ok(keys)
 }
 
+/// Reads a frame of exactly `into.len()` bytes from a blocking stream.
+fn read_handshake_frame(stream: &std::net::TcpStream, into: &mut [u8], what: &str) -> std::io::Result<()> {
+    let mut len = [0u8; 4];
+    (&*stream).read_exact(&mut len)?;
+    if u32::from_be_bytes(len) as usize != into.len() {
+        return Err(std::io::Error::other(format!("bad {what} from the peer")));
+    }
+    (&*stream).read_exact(into)
+}
+
+/// Acts on the peer's verdict on our hello: goes on if accepted; stops the node if the peer
+/// knows this id by another store, since this node then lost the Raft state (log, vote) the
+/// cluster counted on it for, and must not take part under this id again.
+fn accept_verdict(me: &PeerIdentity, to: u64, verdict: Option<Verdict>) -> std::io::Result<()> {
+    match verdict {
+        Some(Verdict::Accepted) => Ok(()),
+        None => Err(std::io::Error::other("the peer's verdict does not verify")),
+        Some(Verdict::WrongStore { known }) => {
+            let why = format!(
+                "node {to} knows node {} by another data directory (store id {known:016x}; this one is \
+                 {:016x}): this node's data directory was emptied or replaced. {}",
+                me.id,
+                me.store_id,
+                crate::raft_node::how_to_replace(me.id)
+            );
+            fatal("this node lost Raft state the cluster relies on", &why)
+        }
+    }
+}
+
 impl Actor for PeerTransport {
     type Context = Context<Self>;
 
@@ -270,7 +313,7 @@ impl Actor for PeerTransport {
             self.poll_faults();
             ctx.run_interval(FAULT_POLL, |transport, _| transport.poll_faults());
         }
-        let peers: Vec<(u64, String)> = self.peers.iter().map(|(id, addr)| (*id, addr.clone())).collect();
+        let peers: Vec<(u64, String)> = self.peers.values().map(|m| (m.id, m.peer_addr.clone())).collect();
         for (peer, addr) in peers {
             self.open_link(peer, addr);
         }
@@ -282,7 +325,7 @@ impl Actor for PeerTransport {
             step: self.raft.step.clone(),
             storage: self.storage.clone(),
             faults: self.faults.subscribe(),
-            secret: self.secret.clone(),
+            secret: self.me.secret.clone(),
         };
         actix_rt::spawn(accept_peers(listener, inbound));
     }
@@ -293,11 +336,12 @@ impl Handler<UpdatePeers> for PeerTransport {
 
     /// Reconciles the links with the new member list (a dropped sender ends its link task).
     fn handle(&mut self, msg: UpdatePeers, _: &mut Context<Self>) {
-        let wanted: HashMap<u64, String> =
-            msg.0.into_iter().filter(|m| m.id != self.id).map(|m| (m.id, m.peer_addr)).collect();
+        let wanted: HashMap<u64, Member> =
+            msg.0.into_iter().filter(|m| m.id != self.id).map(|m| (m.id, m)).collect();
         self.links.retain(|id, _| wanted.contains_key(id));
-        for (id, addr) in &wanted {
-            if self.peers.get(id) != Some(addr) || !self.links.contains_key(id) {
+        for (id, member) in &wanted {
+            let addr = &member.peer_addr;
+            if self.peers.get(id).map(|m| &m.peer_addr) != Some(addr) || !self.links.contains_key(id) {
                 info!(node = self.id, peer = id, %addr, "peer address book updated");
                 self.open_link(*id, addr.clone());
             }
@@ -341,30 +385,40 @@ impl Handler<SendMessages> for PeerTransport {
     }
 }
 
-/// The connecting side of the handshake: hello, then the answer to the receiver's challenge.
+/// The connecting side of the handshake: hello, the answer to the receiver's challenge, then
+/// its verdict.
 async fn introduce(
     framed: &mut Framed<TcpStream, LengthDelimitedCodec>,
-    from: u64,
-    secret: &[u8],
+    me: &PeerIdentity,
+    to: u64,
 ) -> std::io::Result<()> {
-    let hello = Hello { kind: ConnectionKind::Messages, from }.encode();
+    let hello = Hello { kind: ConnectionKind::Messages, from: me.id, store: me.store_id }.encode();
     framed.send(hello.clone()).await?;
-    let challenge = tokio::time::timeout(HANDSHAKE_TIMEOUT, framed.next())
+    let challenge = next_handshake_frame(framed, "challenge").await?;
+    framed.send(Bytes::from(proof(&me.secret, &hello, &challenge))).await?;
+    let verdict = next_handshake_frame(framed, "verdict").await?;
+    accept_verdict(me, to, Verdict::decode(&verdict, &me.secret, &hello, &challenge))
+}
+
+async fn next_handshake_frame(
+    framed: &mut Framed<TcpStream, LengthDelimitedCodec>,
+    what: &str,
+) -> std::io::Result<bytes::BytesMut> {
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, framed.next())
         .await
-        .map_err(|_| std::io::Error::other("no challenge from the peer"))?
-        .ok_or_else(|| std::io::Error::other("the peer closed the connection"))??;
-    framed.send(Bytes::from(proof(secret, &hello, &challenge))).await
+        .map_err(|_| std::io::Error::other(format!("no {what} from the peer")))?
+        .ok_or_else(|| std::io::Error::other("the peer closed the connection"))?
 }
 
 /// Owns the connection to one peer for the life of the node.
 async fn run_link(
-    from: u64,
+    me: PeerIdentity,
     to: u64,
     addr: String,
     mut queue: mpsc::Receiver<Message>,
     raft: RaftInbox,
-    secret: Vec<u8>,
 ) {
+    let from = me.id;
     let mut backoff = BACKOFF_MIN;
     let mut was_connected = true;
     loop {
@@ -385,7 +439,7 @@ async fn run_link(
         };
         let _ = stream.set_nodelay(true);
         let mut sink = Framed::new(stream, frame_codec(HANDSHAKE_MAX_FRAME));
-        let introduced = introduce(&mut sink, from, &secret).await;
+        let introduced = introduce(&mut sink, &me, to).await;
         sink.codec_mut().set_max_frame_length(MAX_FRAME);
         if let Err(e) = introduced {
             debug!(node = from, peer = to, error = %e, "peer handshake failed");
@@ -442,7 +496,7 @@ async fn pump(
 #[derive(Clone)]
 struct Inbound {
     me: u64,
-    known: watch::Receiver<Vec<u64>>,
+    known: watch::Receiver<KnownPeers>,
     step: Recipient<Step>,
     storage: Addr<Storage>,
     faults: watch::Receiver<FaultRules>,
@@ -476,7 +530,7 @@ async fn serve_peer(stream: TcpStream, inbound: Inbound) -> Result<(), String> {
     // Until the peer has proven it knows the secret, frames are tiny: a stranger announcing a
     // huge frame must not make us reserve memory for it.
     let mut frames = FramedRead::new(stream, frame_codec(HANDSHAKE_MAX_FRAME));
-    let (Hello { kind, from }, hello) = match frames.next().await {
+    let (Hello { kind, from, store }, hello) = match frames.next().await {
         Some(Ok(h)) => match Hello::decode(&h) {
             Some(parsed) => (parsed, h),
             None => return Err("bad hello frame".into()),
@@ -484,7 +538,7 @@ async fn serve_peer(stream: TcpStream, inbound: Inbound) -> Result<(), String> {
         Some(Err(e)) => return Err(format!("bad hello frame: {e}")),
         None => return Ok(()),
     };
-    if !inbound.known.borrow().contains(&from) {
+    if !inbound.known.borrow().contains_key(&from) {
         return Err(format!("hello from unknown node {from}"));
     }
     let mut challenge = [0u8; CHALLENGE_BYTES];
@@ -501,11 +555,29 @@ async fn serve_peer(stream: TcpStream, inbound: Inbound) -> Result<(), String> {
     if !verify_proof(&inbound.secret, &hello, &challenge, &answer) {
         return Err(format!("node {from} failed peer authentication (wrong or missing --cluster-secret)"));
     }
+    let mut known = inbound.known.clone();
+    let verdict = match admit(&known.borrow_and_update(), from, store) {
+        Ok(()) => Verdict::Accepted,
+        Err(0) => return Err(lost_store(from, store, 0)),
+        Err(known) => Verdict::WrongStore { known },
+    };
+    let mut frame = (VERDICT_BYTES as u32).to_be_bytes().to_vec();
+    frame.extend(verdict.encode(&inbound.secret, &hello, &challenge));
+    frames.get_mut().write_all(&frame).await.map_err(|e| e.to_string())?;
+    if let Verdict::WrongStore { known } = verdict {
+        return Err(lost_store(from, store, known));
+    }
     frames.decoder_mut().set_max_frame_length(MAX_FRAME);
     if kind == ConnectionKind::Snapshot {
         return receive_snapshot(frames, from, inbound).await;
     }
     while let Some(frame) = frames.next().await {
+        if known.has_changed().unwrap_or(false) {
+            // The sender was removed, or its store id recorded since it connected.
+            if let Err(known) = admit(&known.borrow_and_update(), from, store) {
+                return Err(lost_store(from, store, known));
+            }
+        }
         let msg = decode_message(frame, from, me)?;
         if inbound.faults.borrow().drop_in.contains(&from) {
             continue;
@@ -516,6 +588,27 @@ async fn serve_peer(stream: TcpStream, inbound: Inbound) -> Result<(), String> {
         inbound.step.do_send(Step(msg));
     }
     Ok(())
+}
+
+/// Whether node `from`, connecting from a data directory with store id `store`, may take part:
+/// `Err` with the store id the address book records for it if that is another one. (A node that
+/// is no longer a member is closed out too, as store id 0.)
+fn admit(known: &KnownPeers, from: u64, store: u64) -> Result<(), u64> {
+    match known.get(&from) {
+        Some(&recorded) if recorded == 0 || recorded == store => Ok(()),
+        Some(&recorded) => Err(recorded),
+        None => Err(0),
+    }
+}
+
+fn lost_store(from: u64, store: u64, known: u64) -> String {
+    if known == 0 {
+        return format!("node {from} is no longer a member");
+    }
+    format!(
+        "refused node {from}: it connects from store {store:016x}, the cluster knows it by {known:016x}; it \
+         lost its data and must be replaced (RAFT.NODE REMOVE {from})"
+    )
 }
 
 /// Stages an incoming snapshot through Storage, then hands its message to RaftNode.
@@ -598,66 +691,99 @@ mod tests {
         m
     }
 
+    fn hello(from: u64, store: u64) -> Option<Bytes> {
+        Some(Hello { kind: ConnectionKind::Messages, from, store }.encode())
+    }
+
     /// Connects, sends `frames` (a hello first, if given, answering the challenge with
     /// `secret`), closes the writing side and waits until the transport closes the connection.
-    async fn send_frames(addr: std::net::SocketAddr, hello: Option<Bytes>, secret: &[u8], frames: &[&[u8]]) {
+    /// Returns the transport's verdict on the hello, if it sent one that verifies.
+    async fn send_frames(
+        addr: std::net::SocketAddr,
+        hello: Option<Bytes>,
+        secret: &[u8],
+        frames: &[&[u8]],
+    ) -> Option<Verdict> {
         let mut stream = TcpStream::connect(addr).await.unwrap();
-        let write = |bytes: &[u8]| {
-            let mut f = (bytes.len() as u32).to_be_bytes().to_vec();
-            f.extend_from_slice(bytes);
-            f
-        };
-        if let Some(hello) = hello {
-            stream.write_all(&write(&hello)).await.unwrap();
-            let mut challenge = [0u8; 4 + CHALLENGE_BYTES];
+        let mut challenge = [0u8; 4 + CHALLENGE_BYTES];
+        if let Some(hello) = &hello {
+            stream.write_all(&frame(hello)).await.unwrap();
             if tokio::io::AsyncReadExt::read_exact(&mut stream, &mut challenge).await.is_ok() {
-                let answer = proof(secret, &hello, &challenge[4..]);
-                let _ = stream.write_all(&write(&answer)).await;
+                let answer = proof(secret, hello, &challenge[4..]);
+                let _ = stream.write_all(&frame(&answer)).await;
             }
         }
         for f in frames {
-            let _ = stream.write_all(&write(f)).await;
+            let _ = stream.write_all(&frame(f)).await;
         }
         let _ = stream.shutdown().await;
         let mut rest = Vec::new();
         let _ = tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut rest).await;
+        let verdict = rest.get(4..4 + VERDICT_BYTES)?;
+        Verdict::decode(verdict, secret, &hello?, &challenge[4..])
     }
 
-    #[actix_rt::test]
-    async fn valid_messages_are_stepped_and_garbage_unknown_senders_and_misaddressed_frames_are_not() {
+    fn frame(bytes: &[u8]) -> Vec<u8> {
+        [&(bytes.len() as u32).to_be_bytes()[..], bytes].concat()
+    }
+
+    /// A transport for node 1 whose address book holds `members`, and what it steps into Raft.
+    async fn transport_of_node_1(members: &[Member]) -> (std::net::SocketAddr, Arc<Mutex<Vec<Message>>>) {
+        let (addr, steps, _, _) = transport_and_recorder(members).await;
+        (addr, steps)
+    }
+
+    async fn transport_and_recorder(
+        members: &[Member],
+    ) -> (std::net::SocketAddr, Arc<Mutex<Vec<Message>>>, Addr<PeerTransport>, Addr<Recorder>) {
         let dir = tempfile::tempdir().unwrap();
-        let members = vec![
-            Member { id: 1, peer_addr: "127.0.0.1:1".into(), redis_addr: String::new() },
-            Member { id: 2, peer_addr: "127.0.0.1:2".into(), redis_addr: String::new() },
-        ];
-        let (storage, _) = Storage::open(dir.path(), 1, &members, true).unwrap();
+        let (storage, recovered) = Storage::open(dir.path(), 1, members, true).unwrap();
         let storage = crate::mailbox::start(storage);
         let steps = Arc::new(Mutex::new(Vec::new()));
         let recorder = Recorder { steps: steps.clone() }.start();
         let inbox = RaftInbox {
             step: recorder.clone().recipient(),
             unreachable: recorder.clone().recipient(),
-            snapshot: recorder.recipient(),
+            snapshot: recorder.clone().recipient(),
         };
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let me = PeerIdentity { id: 1, store_id: recovered.store_id, secret: b"s3cret".to_vec() };
+        let transport =
+            crate::mailbox::start(PeerTransport::new(me, members, listener, inbox, storage, None));
+        (addr, steps, transport, recorder)
+    }
+
+    async fn wait_for_steps(steps: &Mutex<Vec<Message>>, n: usize) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while steps.lock().unwrap().len() < n {
+            assert!(std::time::Instant::now() < deadline, "valid messages were not stepped");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[actix_rt::test]
+    async fn valid_messages_are_stepped_and_garbage_unknown_senders_and_misaddressed_frames_are_not() {
         // Node 1 knows node 2 (at an address nobody listens on: outbound sends just fail).
-        let peers = HashMap::from([(2, "127.0.0.1:1".to_string())]);
-        let transport = PeerTransport::new(1, peers, listener, inbox, storage, b"s3cret".to_vec(), None);
-        crate::mailbox::start(transport);
+        let members = vec![
+            Member { id: 1, peer_addr: "127.0.0.1:1".into(), ..Default::default() },
+            Member { id: 2, peer_addr: "127.0.0.1:1".into(), ..Default::default() },
+        ];
+        let (addr, steps) = transport_of_node_1(&members).await;
 
         let good = heartbeat(2, 1).write_to_bytes().unwrap();
-        let hello2 = Some(Hello { kind: ConnectionKind::Messages, from: 2 }.encode());
         let secret = b"s3cret".as_slice();
         // Garbage instead of a hello, a hello from a node that is not a member, a member that
         // does not know the cluster secret, a message claiming another sender, an undecodable
         // frame, and an oversized frame header.
-        send_frames(addr, None, secret, &[b"GET / HTTP/1.1"]).await;
-        let hello9 = Some(Hello { kind: ConnectionKind::Messages, from: 9 }.encode());
-        send_frames(addr, hello9, secret, &[&heartbeat(9, 1).write_to_bytes().unwrap()]).await;
-        send_frames(addr, hello2.clone(), b"wrong", &[&good]).await;
-        send_frames(addr, hello2.clone(), secret, &[&heartbeat(3, 1).write_to_bytes().unwrap()]).await;
-        send_frames(addr, hello2.clone(), secret, &[&[0xff, 0xff, 0xff]]).await;
+        assert_eq!(send_frames(addr, None, secret, &[b"GET / HTTP/1.1"]).await, None);
+        let from_9 =
+            send_frames(addr, hello(9, 9), secret, &[&heartbeat(9, 1).write_to_bytes().unwrap()]).await;
+        assert_eq!(from_9, None);
+        assert_eq!(send_frames(addr, hello(2, 2), b"wrong", &[&good]).await, None);
+        let misaddressed = heartbeat(3, 1).write_to_bytes().unwrap();
+        assert_eq!(send_frames(addr, hello(2, 2), secret, &[&misaddressed]).await, Some(Verdict::Accepted));
+        send_frames(addr, hello(2, 2), secret, &[&[0xff, 0xff, 0xff]]).await;
         {
             let mut stream = TcpStream::connect(addr).await.unwrap();
             stream.write_all(&(u32::MAX).to_be_bytes()).await.unwrap();
@@ -666,13 +792,63 @@ mod tests {
         }
         assert!(steps.lock().unwrap().is_empty(), "nothing invalid reaches raft");
         // The transport still serves a well-behaved peer afterwards.
-        send_frames(addr, hello2, secret, &[&good, &good]).await;
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while steps.lock().unwrap().len() < 2 {
-            assert!(std::time::Instant::now() < deadline, "valid messages were not stepped");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        send_frames(addr, hello(2, 2), secret, &[&good, &good]).await;
+        wait_for_steps(&steps, 2).await;
         assert!(steps.lock().unwrap().iter().all(|m| m.from == 2 && m.to == 1 && m.term == 7));
+    }
+
+    #[actix_rt::test]
+    async fn a_member_connecting_from_another_store_than_the_recorded_one_is_refused() {
+        // The book records node 2's store; node 3's is not known yet.
+        let members = vec![
+            Member { id: 1, peer_addr: "127.0.0.1:1".into(), ..Default::default() },
+            Member { id: 2, peer_addr: "127.0.0.1:1".into(), store_id: 22, ..Default::default() },
+            Member { id: 3, peer_addr: "127.0.0.1:1".into(), ..Default::default() },
+        ];
+        let (addr, steps) = transport_of_node_1(&members).await;
+        let secret = b"s3cret".as_slice();
+        let from_2 = heartbeat(2, 1).write_to_bytes().unwrap();
+        let refused = send_frames(addr, hello(2, 23), secret, &[&from_2]).await;
+        assert_eq!(refused, Some(Verdict::WrongStore { known: 22 }));
+        assert_eq!(send_frames(addr, hello(2, 22), secret, &[&from_2]).await, Some(Verdict::Accepted));
+        wait_for_steps(&steps, 1).await;
+        let from_3 = heartbeat(3, 1).write_to_bytes().unwrap();
+        assert_eq!(send_frames(addr, hello(3, 33), secret, &[&from_3]).await, Some(Verdict::Accepted));
+        wait_for_steps(&steps, 2).await;
+        let stepped: Vec<u64> = steps.lock().unwrap().iter().map(|m| m.from).collect();
+        assert_eq!(stepped, vec![2, 3], "node 2 from store 23 was not stepped");
+    }
+
+    #[actix_rt::test]
+    async fn a_connection_is_closed_once_the_book_records_another_store_for_its_sender() {
+        let node =
+            |id, store_id| Member { id, peer_addr: "127.0.0.1:1".into(), store_id, ..Default::default() };
+        let (addr, steps, transport, recorder) = transport_and_recorder(&[node(1, 0), node(2, 0)]).await;
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let hello = hello(2, 23).unwrap();
+        stream.write_all(&frame(&hello)).await.unwrap();
+        let mut challenge = [0u8; 4 + CHALLENGE_BYTES];
+        tokio::io::AsyncReadExt::read_exact(&mut stream, &mut challenge).await.unwrap();
+        stream.write_all(&frame(&proof(b"s3cret", &hello, &challenge[4..]))).await.unwrap();
+        let mut verdict = [0u8; 4 + VERDICT_BYTES];
+        tokio::io::AsyncReadExt::read_exact(&mut stream, &mut verdict).await.unwrap();
+        let verdict = Verdict::decode(&verdict[4..], b"s3cret", &hello, &challenge[4..]);
+        assert_eq!(verdict, Some(Verdict::Accepted), "no store id is recorded for node 2 yet");
+        let beat = heartbeat(2, 1).write_to_bytes().unwrap();
+        stream.write_all(&frame(&beat)).await.unwrap();
+        wait_for_steps(&steps, 1).await;
+        // Node 2's own record names another data directory than the one it connected from.
+        transport.send(UpdatePeers(vec![node(1, 0), node(2, 22)])).await.unwrap();
+        let _ = stream.write_all(&frame(&beat)).await;
+        let mut rest = Vec::new();
+        let closed = tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut rest);
+        assert!(
+            tokio::time::timeout(Duration::from_secs(10), closed).await.is_ok(),
+            "the connection stayed open"
+        );
+        // Whatever the transport stepped before closing has reached the recorder by now.
+        recorder.send(PeerUnreachable(2)).await.unwrap();
+        assert_eq!(steps.lock().unwrap().len(), 1, "nothing was stepped after the store id was recorded");
     }
 
     #[test]

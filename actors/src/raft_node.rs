@@ -35,8 +35,8 @@ use tracing::{debug, info, warn};
 use crate::command::batch_origin;
 use crate::error::{Error, Result};
 use crate::membership::{
-    address_record, decode_members, encode_address, refused_change, upsert, ConfChangeContext, Member,
-    ADDRESS_CONTEXT, REFUSED_CHANGE_CONTEXT,
+    address_record, apply_address_record, decode_members, encode_address, refused_change, upsert,
+    ConfChangeContext, Member, ADDRESS_CONTEXT, REFUSED_CHANGE_CONTEXT,
 };
 use crate::peer_transport::{SendMessages, UpdatePeers};
 use crate::raft_log::RaftLog;
@@ -318,6 +318,8 @@ struct ReadBatch {
 pub struct RaftNode {
     id: u64,
     incarnation: u64,
+    /// This node's store id, which the address book records once (see [`crate::membership`]).
+    store_id: u64,
     raw: RawNode<RaftLog>,
     conf_state: ConfState,
     members: Vec<Member>,
@@ -327,7 +329,7 @@ pub struct RaftNode {
     /// Told which of this node's batches were committed (RedisStore), if anyone.
     committed_to: Option<Recipient<Committed>>,
     /// This node's Redis address, for the address book when it lacks one (see
-    /// [`RaftNode::advertise_redis_addr`]), and when it was last proposed.
+    /// [`RaftNode::advertise_self`]), and when that was last proposed.
     redis_addr: Option<String>,
     advertised: Option<Instant>,
     timing: RaftTiming,
@@ -418,6 +420,7 @@ impl RaftNode {
         Ok(RaftNode {
             id,
             incarnation: recovered.incarnation,
+            store_id: recovered.store_id,
             raw,
             conf_state: recovered.conf_state,
             members: recovered.members,
@@ -468,7 +471,7 @@ impl RaftNode {
             node.raw.tick();
             node.retry_or_expire_reads(false);
             node.promote_caught_up_learners();
-            node.advertise_redis_addr();
+            node.advertise_self();
             node.expire_admin_requests();
             while node.proposed.front().is_some_and(|p| p.at.elapsed() > FORGET_PROPOSED_AFTER) {
                 node.proposed.pop_front();
@@ -753,7 +756,7 @@ impl RaftNode {
         for entry in &entries {
             let Some(change) = conf_change_of(entry) else {
                 if let Some(member) = address_record(&entry.context, &entry.data) {
-                    addresses_changed |= self.record_address(member);
+                    addresses_changed |= apply_address_record(&mut self.members, &member);
                 } else if let Some(refused) = refused_change(&entry.context, &entry.data) {
                     self.answer_change(refused.origin, Err(Error::ChangeInProgress));
                 }
@@ -857,10 +860,11 @@ impl RaftNode {
         (heartbeat.commit > last).then(|| {
             format!(
                 "leader {} counts entries up to {} that this node (id {}) does not have (its log ends at \
-                 {last}): its data directory was emptied or replaced, or lost synced writes. Remove it from \
-                 the cluster through another node (RAFT.NODE REMOVE {}) and add a new member in its place \
-                 (an empty node started with --join, then RAFT.NODE ADD)",
-                heartbeat.from, heartbeat.commit, self.id, self.id
+                 {last}): its data directory was emptied or replaced, or lost synced writes. {}",
+                heartbeat.from,
+                heartbeat.commit,
+                self.id,
+                how_to_replace(self.id)
             )
         })
     }
@@ -917,38 +921,27 @@ impl RaftNode {
         })
     }
 
-    /// Writes this node's Redis address into the address book (`RAFT.INFO`'s `redis=`) when
-    /// its entry has none: the initial members, whom `--cluster` names by peer address only.
-    /// It goes through the log as an address record ([`ADDRESS_CONTEXT`]), a normal entry,
-    /// so it is applied in log order on every node and persisted with the address book, yet
-    /// neither waits for nor blocks a membership change (raft-rs allows one pending at a time).
-    /// Proposed again after two election timeouts if it was lost (no leader yet, a leader
-    /// change).
-    fn advertise_redis_addr(&mut self) {
-        let Some(addr) = &self.redis_addr else { return };
+    /// Writes what the address book lacks about this node: its Redis address (`RAFT.INFO`'s
+    /// `redis=`), which the initial members, named by peer address only in `--cluster`, must add
+    /// themselves, and its store id, which every member adds once. It goes through the log as an
+    /// address record ([`ADDRESS_CONTEXT`]), a normal entry, so it is applied in log order on
+    /// every node and persisted with the address book, yet neither waits for nor blocks a
+    /// membership change (raft-rs allows one pending at a time). Proposed again after two
+    /// election timeouts if it was lost (no leader yet, a leader change).
+    fn advertise_self(&mut self) {
         let Some(me) = self.members.iter().find(|m| m.id == self.id) else { return };
+        let lacks_addr = me.redis_addr.is_empty() && self.redis_addr.is_some();
         let again = self.advertised.is_none_or(|at| at.elapsed() >= 2 * self.timing.election_tick_duration());
-        if !me.redis_addr.is_empty() || !again || self.raw.raft.leader_id == INVALID_ID {
+        if !(lacks_addr || me.store_id == 0) || !again || self.raw.raft.leader_id == INVALID_ID {
             return;
         }
-        let record = encode_address(&Member { redis_addr: addr.clone(), ..me.clone() });
+        let redis_addr =
+            if lacks_addr { self.redis_addr.clone().unwrap_or_default() } else { me.redis_addr.clone() };
+        let record = Member { redis_addr, store_id: self.store_id, ..me.clone() };
         self.advertised = Some(Instant::now());
-        debug!(node = self.id, redis = %addr, "adding this node's Redis address to the address book");
-        if let Err(e) = self.raw.propose(ADDRESS_CONTEXT.to_vec(), record) {
+        debug!(node = self.id, redis = %record.redis_addr, store = record.store_id, "adding this node to the address book");
+        if let Err(e) = self.raw.propose(ADDRESS_CONTEXT.to_vec(), encode_address(&record)) {
             debug!(node = self.id, error = %e, "address record dropped");
-        }
-    }
-
-    /// Applies an address record: the member's Redis address, if it is still the member the
-    /// record was made for (a removed node's record must not bring it back). Returns whether
-    /// the address book changed.
-    fn record_address(&mut self, record: Member) -> bool {
-        match self.members.iter_mut().find(|m| m.id == record.id && m.peer_addr == record.peer_addr) {
-            Some(member) if member.redis_addr != record.redis_addr => {
-                member.redis_addr = record.redis_addr;
-                true
-            }
-            _ => false,
         }
     }
 
@@ -1001,11 +994,12 @@ impl RaftNode {
         ids.sort_unstable();
         ids.into_iter()
             .map(|id| MemberStatus {
-                member: self.members.iter().find(|m| m.id == id).cloned().unwrap_or(Member {
-                    id,
-                    peer_addr: String::new(),
-                    redis_addr: String::new(),
-                }),
+                member: self
+                    .members
+                    .iter()
+                    .find(|m| m.id == id)
+                    .cloned()
+                    .unwrap_or(Member { id, ..Default::default() }),
                 voter: self.conf_state.voters.contains(&id),
                 leader: id == leader,
                 matched: if is_leader { self.raw.raft.prs().get(id).map(|pr| pr.matched) } else { None },
@@ -1157,6 +1151,14 @@ impl RaftNode {
             learners: self.conf_state.learners.clone(),
         }
     }
+}
+
+/// What an operator does with a node that lost the Raft state the cluster counted on it for.
+pub(crate) fn how_to_replace(id: u64) -> String {
+    format!(
+        "Remove it from the cluster through another node (RAFT.NODE REMOVE {id}) and add a new member in \
+         its place (an empty node started with --join, then RAFT.NODE ADD)"
+    )
 }
 
 /// The configuration change a conf change entry carries (as a `ConfChangeV2`), or why it does
@@ -1582,6 +1584,7 @@ mod tests {
         storage: Addr<Storage>,
         recorder: Recorder,
         incarnation: u64,
+        store_id: u64,
         _dir: tempfile::TempDir,
     }
 
@@ -1593,18 +1596,23 @@ mod tests {
         start_node_full(voters, timing, None)
     }
 
-    /// `redis_addr`: the Redis address node 1 records in the address book for itself.
+    /// `redis_addr`: the Redis address node 1 records in the address book for itself, with its
+    /// store id. Without it, the book holds node 1's store id already (as after its first
+    /// election), so node 1 proposes no address record, and a test's log holds what it proposed.
     fn start_node_full(voters: &[u64], timing: RaftTiming, redis_addr: Option<&str>) -> TestNode {
         let dir = tempfile::tempdir().unwrap();
         let members: Vec<Member> = voters
             .iter()
-            .map(|&id| Member { id, peer_addr: format!("127.0.0.1:{id}"), redis_addr: String::new() })
+            .map(|&id| Member { id, peer_addr: format!("127.0.0.1:{id}"), ..Default::default() })
             .collect();
-        let (storage, recovered) = Storage::open(dir.path(), 1, &members, true).unwrap();
+        let (storage, mut recovered) = Storage::open(dir.path(), 1, &members, true).unwrap();
+        if redis_addr.is_none() {
+            recovered.members[0].store_id = recovered.store_id;
+        }
         let recorder = Recorder::default();
         let rec = recorder.clone().start();
         let storage = crate::mailbox::start(storage.with_applied_sink(rec.clone().recipient()));
-        let incarnation = recovered.incarnation;
+        let (incarnation, store_id) = (recovered.incarnation, recovered.store_id);
         let node = RaftNode::new(
             1,
             recovered,
@@ -1619,7 +1627,7 @@ mod tests {
             Some(addr) => node.with_redis_addr(addr.to_owned()),
             None => node,
         };
-        TestNode { raft: crate::mailbox::start(node), storage, recorder, incarnation, _dir: dir }
+        TestNode { raft: crate::mailbox::start(node), storage, recorder, incarnation, store_id, _dir: dir }
     }
 
     async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
@@ -1980,10 +1988,15 @@ mod tests {
         // ... and a membership change proposed while that is uncommitted is not dropped
         // (raft-rs drops a conf change while another one is pending).
         let after = node.recorder.sent.lock().unwrap().len();
-        let member = Member { id: 3, peer_addr: "127.0.0.1:3".into(), redis_addr: "127.0.0.1:6393".into() };
+        let member = Member {
+            id: 3,
+            peer_addr: "127.0.0.1:3".into(),
+            redis_addr: "127.0.0.1:6393".into(),
+            store_id: 0,
+        };
         let change = node.raft.send(ChangeMembership::Add(member));
         // One change at a time: another one, asked meanwhile, is refused at once.
-        let other = Member { id: 4, peer_addr: "127.0.0.1:4".into(), redis_addr: String::new() };
+        let other = Member { id: 4, peer_addr: "127.0.0.1:4".into(), ..Default::default() };
         let refused = node.raft.send(ChangeMembership::Add(other)).await.unwrap();
         assert!(matches!(refused, Err(Error::ChangeInProgress)), "{refused:?}");
         let append = next_sent(&node, after, MessageType::MsgAppend).await;
@@ -1995,6 +2008,9 @@ mod tests {
         let redis = |id| members.iter().find(|s| s.member.id == id).map(|s| s.member.redis_addr.clone());
         assert_eq!(redis(1).as_deref(), Some("127.0.0.1:6391"), "{members:?}");
         assert_eq!(redis(3).as_deref(), Some("127.0.0.1:6393"), "{members:?}");
+        // The record carried node 1's store id too; node 3's is known once it records it.
+        let store = |id| members.iter().find(|s| s.member.id == id).map(|s| s.member.store_id);
+        assert_eq!((store(1), store(3)), (Some(node.store_id), Some(0)), "{members:?}");
     }
 
     /// A membership change as a follower forwards it: a proposal of one conf change entry.
@@ -2019,7 +2035,7 @@ mod tests {
         lead_with_node_2_played(&node).await;
         // Node 1's own change stays pending: node 2 does not acknowledge it.
         let after = node.recorder.sent.lock().unwrap().len();
-        let member = Member { id: 3, peer_addr: "127.0.0.1:3".into(), redis_addr: String::new() };
+        let member = Member { id: 3, peer_addr: "127.0.0.1:3".into(), ..Default::default() };
         let _pending = node.raft.send(ChangeMembership::Add(member));
         next_sent(&node, after, MessageType::MsgAppend).await;
         // Node 2 forwards a change of its own: the leader appends the record of its refusal.
@@ -2035,7 +2051,7 @@ mod tests {
     #[actix_rt::test]
     async fn a_follower_answers_a_change_the_leader_refused_at_once() {
         let node = follow_node_2_played().await;
-        let member = Member { id: 3, peer_addr: "127.0.0.1:3".into(), redis_addr: String::new() };
+        let member = Member { id: 3, peer_addr: "127.0.0.1:3".into(), ..Default::default() };
         let change = node.raft.send(ChangeMembership::Add(member));
         let sent = node.recorder.sent.clone();
         let forwarded = || {

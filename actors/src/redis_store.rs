@@ -862,8 +862,12 @@ pub fn format_raft_info(status: &RaftStatus, members: &[MemberStatus]) -> String
             Some(matched) => format!(",match={matched},lag={}", status.commit_index.saturating_sub(matched)),
             None => String::new(),
         };
+        let store = match m.member.store_id {
+            0 => String::new(),
+            id => format!("{id:016x}"),
+        };
         out.push_str(&format!(
-            "member:id={},peer={},redis={},role={role}{progress}\r\n",
+            "member:id={},peer={},redis={},store={store},role={role}{progress}\r\n",
             m.member.id, m.member.peer_addr, m.member.redis_addr
         ));
     }

@@ -11,7 +11,7 @@
 //! - `raft_log`: entry index (u64 big-endian) → protobuf `Entry`
 //! - `raft_state`: `hard_state` and `conf_state` (protobuf), `members` (the address book)
 //! - `kv`: the user data (see [`crate::keyspace`])
-//! - `meta`: `applied_index`, `key_count`, `expires_count`, `incarnation`, `kv_layout`, the compaction point
+//! - `meta`: `applied_index`, `key_count`, `expires_count`, `incarnation`, `store_id`, `kv_layout`, the compaction point
 //!   (`snapshot_index`, `snapshot_term`) and the markers of a snapshot being received or
 //!   installed
 //!
@@ -67,6 +67,9 @@ const KEY_KEY_COUNT: &[u8] = b"key_count";
 /// How many keys have an expiry; absent in data directories from before it was kept.
 const KEY_EXPIRES_COUNT: &[u8] = b"expires_count";
 const KEY_INCARNATION: &[u8] = b"incarnation";
+/// The store id: random, chosen once when the data directory is first opened (see
+/// [`crate::membership`]).
+const KEY_STORE_ID: &[u8] = b"store_id";
 /// How the `kv` family lays keys out: [`KV_LAYOUT`]. Absent in a data directory written before
 /// keys were ordered by position, which this version cannot read.
 const KEY_KV_LAYOUT: &[u8] = b"kv_layout";
@@ -205,6 +208,8 @@ pub struct RecoveredState {
     pub applied: u64,
     /// This boot's incarnation: one more than the previous boot's.
     pub incarnation: u64,
+    /// This data directory's store id: never 0, the same on every boot.
+    pub store_id: u64,
     /// The compaction point: the log holds the entries after it.
     pub snapshot_index: u64,
     pub snapshot_term: u64,
@@ -310,6 +315,14 @@ impl Storage {
         let counts = KeyCounts { keys: get_u64(&db, KEY_KEY_COUNT)?, expires: count_expires(&db)? };
         let incarnation = get_u64(&db, KEY_INCARNATION)? + 1;
         put_synced(&db, CF_META, KEY_INCARNATION, &incarnation.to_be_bytes())?;
+        let store_id = match get_u64(&db, KEY_STORE_ID)? {
+            0 => {
+                let id = new_store_id()?;
+                put_synced(&db, CF_META, KEY_STORE_ID, &id.to_be_bytes())?;
+                id
+            }
+            id => id,
+        };
 
         let snapshot_index = get_u64(&db, KEY_SNAPSHOT_INDEX)?;
         let snapshot_term = get_u64(&db, KEY_SNAPSHOT_TERM)?;
@@ -345,6 +358,7 @@ impl Storage {
             entries,
             applied: storage.applied,
             incarnation,
+            store_id,
             snapshot_index: storage.snapshot_index,
             snapshot_term: storage.snapshot_term,
         };
@@ -956,6 +970,18 @@ fn write_synced(db: &DB, batch: WriteBatch) -> Result<()> {
     Ok(())
 }
 
+/// A random, non-zero store id.
+fn new_store_id() -> Result<u64> {
+    loop {
+        let mut id = [0u8; 8];
+        getrandom::getrandom(&mut id)
+            .map_err(|e| Error::Storage(format!("no randomness for a store id: {e}")))?;
+        if id != [0; 8] {
+            return Ok(u64::from_be_bytes(id));
+        }
+    }
+}
+
 fn put_synced(db: &DB, family: &str, key: &[u8], value: &[u8]) -> Result<()> {
     let mut batch = WriteBatch::default();
     batch.put_cf(cf(db, family), key, value);
@@ -971,7 +997,7 @@ mod tests {
 
     fn members(ids: &[u64]) -> Vec<Member> {
         ids.iter()
-            .map(|&id| Member { id, peer_addr: format!("127.0.0.1:{id}"), redis_addr: String::new() })
+            .map(|&id| Member { id, peer_addr: format!("127.0.0.1:{id}"), ..Default::default() })
             .collect()
     }
 
@@ -1131,8 +1157,12 @@ mod tests {
         let (_, rec) = Storage::open(dir.path(), 1, &members(&[1, 2, 3]), true).unwrap();
         assert_eq!(rec.conf_state.voters, vec![1, 2, 3]);
         assert_eq!(rec.incarnation, 1);
+        assert_ne!(rec.store_id, 0);
         assert!(rec.entries.is_empty());
         assert_eq!(rec.applied, 0);
+        let other = tempfile::tempdir().unwrap();
+        let (_, elsewhere) = Storage::open(other.path(), 1, &members(&[1, 2, 3]), true).unwrap();
+        assert_ne!(elsewhere.store_id, rec.store_id, "another data directory, another store id");
     }
 
     #[test]
@@ -1171,8 +1201,8 @@ mod tests {
     #[test]
     fn persisted_log_hard_state_and_applied_data_survive_a_restart() {
         let dir = tempfile::tempdir().unwrap();
-        {
-            let (mut s, _) = Storage::open(dir.path(), 1, &members(&[1, 2, 3]), true).unwrap();
+        let store_id = {
+            let (mut s, first) = Storage::open(dir.path(), 1, &members(&[1, 2, 3]), true).unwrap();
             let mut hs = HardState::default();
             hs.term = 2;
             hs.vote = 1;
@@ -1193,9 +1223,11 @@ mod tests {
             assert_eq!(applied.index, 2);
             // Only the entry this node proposed in this incarnation has a waiting client.
             assert_eq!(applied.replies, vec![(1, Frame::ok())]);
-        }
+            first.store_id
+        };
         let (s, rec) = Storage::open(dir.path(), 1, &members(&[9]), true).unwrap();
         assert_eq!(rec.incarnation, 2);
+        assert_eq!(rec.store_id, store_id);
         assert_eq!(rec.conf_state.voters, vec![1, 2, 3], "membership comes from disk, not flags");
         assert_eq!(rec.hard_state.term, 2);
         assert_eq!(rec.hard_state.vote, 1);

@@ -4,10 +4,11 @@
 //!
 //! A connection is a sequence of length-delimited frames (4-byte big-endian length). The first
 //! frame is a [`Hello`]: a 4-byte magic naming the kind of connection, then the sender's node id
-//! (u64 big-endian). The receiver answers with a random challenge of [`CHALLENGE_BYTES`], and
-//! the sender proves it knows the cluster secret with [`proof`] over the hello and the challenge.
-//! Until then frames are at most [`HANDSHAKE_MAX_FRAME`] bytes, so a stranger cannot make the
-//! receiver reserve memory; afterwards up to [`MAX_FRAME`]. On a message connection every
+//! and store id (u64 big-endian each). The receiver answers with a random challenge of
+//! [`CHALLENGE_BYTES`], the sender proves it knows the cluster secret with [`proof`] over the
+//! hello and the challenge, and the receiver answers with its [`Verdict`], authenticated the same
+//! way. Until then frames are at most [`HANDSHAKE_MAX_FRAME`] bytes, so a stranger cannot make
+//! the receiver reserve memory; afterwards up to [`MAX_FRAME`]. On a message connection every
 //! following frame is one protobuf `eraftpb::Message` ([`decode_message`]).
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -55,51 +56,103 @@ pub struct Hello {
     pub kind: ConnectionKind,
     /// The connecting node's id.
     pub from: u64,
+    /// The connecting node's store id: chosen at random when its data directory was created, so
+    /// a node that lost its data comes back under its old id with another one.
+    pub store: u64,
 }
 
 impl Hello {
-    /// The frame payload: magic, then the id.
+    /// The frame payload: magic, then the node id and the store id.
     pub fn encode(&self) -> Bytes {
         let magic = match self.kind {
             ConnectionKind::Messages => HELLO_MAGIC,
             ConnectionKind::Snapshot => SNAPSHOT_MAGIC,
         };
-        let mut b = BytesMut::with_capacity(12);
+        let mut b = BytesMut::with_capacity(20);
         b.put_slice(magic);
         b.put_u64(self.from);
+        b.put_u64(self.store);
         b.freeze()
     }
 
-    /// `None` for anything but exactly a known magic and an id.
+    /// `None` for anything but exactly a known magic and two ids.
     pub fn decode(frame: &[u8]) -> Option<Hello> {
-        let (magic, id) = frame.split_first_chunk::<4>()?;
+        let (magic, ids) = frame.split_first_chunk::<4>()?;
         let kind = match magic {
             HELLO_MAGIC => ConnectionKind::Messages,
             SNAPSHOT_MAGIC => ConnectionKind::Snapshot,
             _ => return None,
         };
-        let from = u64::from_be_bytes(id.try_into().ok()?);
-        Some(Hello { kind, from })
+        let ids: &[u8; 16] = ids.try_into().ok()?;
+        let (from, store) = ids.split_at(8);
+        let id = |b: &[u8]| u64::from_be_bytes(b.try_into().expect("8 bytes"));
+        Some(Hello { kind, from: id(from), store: id(store) })
     }
 }
 
-fn handshake_mac(secret: &[u8], hello: &[u8], challenge: &[u8]) -> Hmac<Sha256> {
+/// The receiver's answer to a hello whose proof it verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Raft messages (or the snapshot) may follow.
+    Accepted,
+    /// The receiver's address book records another store for the sender's id (`known`): the
+    /// sender lost the data the cluster knew it by and must not take part under that id.
+    WrongStore { known: u64 },
+}
+
+/// The size of a verdict frame: a tag, a store id and the HMAC.
+pub const VERDICT_BYTES: usize = 1 + 8 + 32;
+
+impl Verdict {
+    fn body(&self) -> [u8; 9] {
+        let (tag, known) = match *self {
+            Verdict::Accepted => (1, 0),
+            Verdict::WrongStore { known } => (2, known),
+        };
+        let mut body = [tag; 9];
+        body[1..].copy_from_slice(&u64::to_be_bytes(known));
+        body
+    }
+
+    /// The frame payload: the verdict and an HMAC over it, the hello and the challenge, so a
+    /// stranger in the middle cannot make a node believe it was refused.
+    pub fn encode(&self, secret: &[u8], hello: &[u8], challenge: &[u8]) -> Vec<u8> {
+        let body = self.body();
+        let mac = handshake_mac(b"raft-kv verdict v1", secret, hello, challenge, &body);
+        [&body[..], &mac.finalize().into_bytes()].concat()
+    }
+
+    /// The verdict in `frame`, if it is one and is authentic for this hello and challenge.
+    pub fn decode(frame: &[u8], secret: &[u8], hello: &[u8], challenge: &[u8]) -> Option<Verdict> {
+        let (body, tag) = frame.split_first_chunk::<9>()?;
+        let verdict = match body[0] {
+            1 if body[1..] == [0; 8] => Verdict::Accepted,
+            2 => Verdict::WrongStore { known: u64::from_be_bytes(body[1..].try_into().ok()?) },
+            _ => return None,
+        };
+        let mac = handshake_mac(b"raft-kv verdict v1", secret, hello, challenge, body);
+        mac.verify_slice(tag).is_ok().then_some(verdict)
+    }
+}
+
+fn handshake_mac(label: &[u8], secret: &[u8], hello: &[u8], challenge: &[u8], answer: &[u8]) -> Hmac<Sha256> {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
-    mac.update(b"raft-kv peer v1");
+    mac.update(label);
     mac.update(hello);
     mac.update(challenge);
+    mac.update(answer);
     mac
 }
 
 /// The handshake answer: HMAC-SHA256 keyed with the cluster secret over the hello and the
 /// receiver's challenge, so it cannot be replayed on another connection.
 pub fn proof(secret: &[u8], hello: &[u8], challenge: &[u8]) -> Vec<u8> {
-    handshake_mac(secret, hello, challenge).finalize().into_bytes().to_vec()
+    handshake_mac(b"raft-kv peer v1", secret, hello, challenge, b"").finalize().into_bytes().to_vec()
 }
 
 /// Whether `answer` is the [`proof`] for this hello and challenge; compares in constant time.
 pub fn verify_proof(secret: &[u8], hello: &[u8], challenge: &[u8], answer: &[u8]) -> bool {
-    handshake_mac(secret, hello, challenge).verify_slice(answer).is_ok()
+    handshake_mac(b"raft-kv peer v1", secret, hello, challenge, b"").verify_slice(answer).is_ok()
 }
 
 /// One frame of an authenticated message connection from node `from` to us (`me`): a Raft
@@ -132,21 +185,23 @@ mod tests {
     #[test]
     fn hellos_round_trip_and_anything_else_is_refused() {
         for hello in [
-            Hello { kind: ConnectionKind::Messages, from: 2 },
-            Hello { kind: ConnectionKind::Snapshot, from: u64::MAX },
+            Hello { kind: ConnectionKind::Messages, from: 2, store: 0x0102_0304_0506_0708 },
+            Hello { kind: ConnectionKind::Snapshot, from: u64::MAX, store: 0 },
         ] {
             assert_eq!(Hello::decode(&hello.encode()), Some(hello));
         }
-        let good = Hello { kind: ConnectionKind::Messages, from: 2 }.encode();
-        assert_eq!(&good[..], b"RKV1\0\0\0\0\0\0\0\x02");
-        for bad in [&good[..11], &[&good[..], b"x"].concat(), b"RKV2\0\0\0\0\0\0\0\x02", b"", b"RKV1"] {
+        let good = Hello { kind: ConnectionKind::Messages, from: 2, store: 9 }.encode();
+        assert_eq!(&good[..], b"RKV1\0\0\0\0\0\0\0\x02\0\0\0\0\0\0\0\x09");
+        for bad in
+            [&good[..19], &good[..12], &[&good[..], b"x"].concat(), b"RKV2\0\0\0\0\0\0\0\x02", b"", b"RKV1"]
+        {
             assert_eq!(Hello::decode(bad), None, "{bad:?}");
         }
     }
 
     #[test]
     fn a_proof_verifies_only_for_its_secret_hello_and_challenge() {
-        let hello = Hello { kind: ConnectionKind::Messages, from: 3 }.encode();
+        let hello = Hello { kind: ConnectionKind::Messages, from: 3, store: 4 }.encode();
         let answer = proof(b"secret", &hello, &[7; CHALLENGE_BYTES]);
         assert!(verify_proof(b"secret", &hello, &[7; CHALLENGE_BYTES], &answer));
         assert!(!verify_proof(b"other", &hello, &[7; CHALLENGE_BYTES], &answer));
@@ -154,6 +209,30 @@ mod tests {
         assert!(!verify_proof(b"secret", b"RKV1", &[7; CHALLENGE_BYTES], &answer));
         assert!(!verify_proof(b"secret", &hello, &[7; CHALLENGE_BYTES], &answer[..31]));
         assert!(!verify_proof(b"secret", &hello, &[7; CHALLENGE_BYTES], b""));
+    }
+
+    #[test]
+    fn a_verdict_is_read_back_only_for_its_secret_hello_and_challenge() {
+        let hello = Hello { kind: ConnectionKind::Messages, from: 3, store: 4 }.encode();
+        let challenge = [7; CHALLENGE_BYTES];
+        for verdict in [Verdict::Accepted, Verdict::WrongStore { known: 5 }] {
+            let frame = verdict.encode(b"secret", &hello, &challenge);
+            assert_eq!(frame.len(), VERDICT_BYTES);
+            assert!(frame.len() <= HANDSHAKE_MAX_FRAME);
+            assert_eq!(Verdict::decode(&frame, b"secret", &hello, &challenge), Some(verdict));
+            assert_eq!(Verdict::decode(&frame, b"other", &hello, &challenge), None);
+            assert_eq!(Verdict::decode(&frame, b"secret", &hello, &[8; CHALLENGE_BYTES]), None);
+            assert_eq!(Verdict::decode(&frame[..VERDICT_BYTES - 1], b"secret", &hello, &challenge), None);
+            // The proof of the same hello and challenge is not a verdict.
+            assert_eq!(
+                Verdict::decode(&proof(b"secret", &hello, &challenge), b"secret", &hello, &challenge),
+                None
+            );
+        }
+        // Another store id under the tag of a refusal does not verify.
+        let mut forged = Verdict::WrongStore { known: 5 }.encode(b"secret", &hello, &challenge);
+        forged[8] ^= 1;
+        assert_eq!(Verdict::decode(&forged, b"secret", &hello, &challenge), None);
     }
 
     #[test]

@@ -32,7 +32,7 @@ pub fn parse(name: &'static str, args: &mut Args) -> Result<Option<Command>, Fra
                     let id = node_id(&args.arg())?;
                     let peer_addr = address(&args.arg())?;
                     let redis_addr = address(&args.arg())?;
-                    RaftAdmin::AddNode(Member { id, peer_addr, redis_addr })
+                    RaftAdmin::AddNode(Member { id, peer_addr, redis_addr, store_id: 0 })
                 }
                 ("remove", 1) => RaftAdmin::RemoveNode(node_id(&args.arg())?),
                 ("add" | "remove", _) => return Err(wrong_arity(&format!("raft.node|{sub}"))),
@@ -73,7 +73,8 @@ mod tests {
             Command::Raft(RaftAdmin::AddNode(Member {
                 id: 4,
                 peer_addr: "127.0.0.1:42379".into(),
-                redis_addr: "127.0.0.1:63794".into()
+                redis_addr: "127.0.0.1:63794".into(),
+                store_id: 0,
             }))
         );
         assert!(parse(&["raft.node", "add", "0", "a:1", "b:2"]).is_err());
