@@ -1882,9 +1882,7 @@ mod tests {
         let vote = next_sent(node, 0, MessageType::MsgRequestVote).await;
         node.raft.send(Step(from_2(MessageType::MsgRequestVoteResponse, vote.term))).await.unwrap();
         let append = next_sent(node, 0, MessageType::MsgAppend).await;
-        let mut ack = from_2(MessageType::MsgAppendResponse, vote.term);
-        ack.index = append.index + append.entries.len() as u64;
-        node.raft.send(Step(ack)).await.unwrap();
+        ack_as(node, 2, append.index + append.entries.len() as u64).await;
         status_once(node, |s| s.role == "leader" && s.commit_index >= 1).await;
     }
 
