@@ -84,7 +84,7 @@ fn keyspace_apply(c: &mut Criterion) {
 fn storage_ready(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");
     let members: Vec<Member> = (1..=3)
-        .map(|id| Member { id, peer_addr: format!("127.0.0.1:{}", 10_000 + id), redis_addr: String::new() })
+        .map(|id| Member { id, peer_addr: format!("127.0.0.1:{}", 10_000 + id), ..Default::default() })
         .collect();
     let (storage, _) = Storage::open(dir.path(), 1, &members, true).expect("open Storage");
     let system = System::new();
