@@ -954,7 +954,8 @@ mod tests {
     fn kv_db() -> (tempfile::TempDir, DB) {
         let dir = tempfile::tempdir().unwrap();
         let mut opts = rocksdb::Options::default();
-        (opts.create_if_missing(true), opts.create_missing_column_families(true));
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
         let db = DB::open_cf(&opts, dir.path(), [CF_KV]).unwrap();
         (dir, db)
     }
