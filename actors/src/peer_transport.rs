@@ -125,7 +125,6 @@ impl FaultRules {
 }
 
 pub struct PeerTransport {
-    id: u64,
     me: PeerIdentity,
     /// The other members: their peer addresses and recorded store ids.
     peers: HashMap<u64, Member>,
@@ -151,7 +150,6 @@ impl PeerTransport {
         fault_file: Option<PathBuf>,
     ) -> Self {
         PeerTransport {
-            id: me.id,
             peers: members.iter().filter(|m| m.id != me.id).map(|m| (m.id, m.clone())).collect(),
             me,
             listener: Some(listener),
@@ -186,7 +184,7 @@ impl PeerTransport {
         self.fault_seen = modified;
         let rules = FaultRules::parse(&std::fs::read_to_string(path).unwrap_or_default());
         if *self.faults.borrow() != rules {
-            info!(node = self.id, drop_out = ?rules.drop_out, drop_in = ?rules.drop_in, "fault rules changed");
+            info!(node = self.me.id, drop_out = ?rules.drop_out, drop_in = ?rules.drop_in, "fault rules changed");
             self.faults.send_replace(rules);
         }
     }
@@ -194,7 +192,7 @@ impl PeerTransport {
     /// Streams a checkpoint of this node's data to a peer that needs a snapshot, on a thread of
     /// its own, and reports the outcome to RaftNode.
     fn send_snapshot(&mut self, msg: Message, ctx: &mut Context<Self>) {
-        let (from, to) = (self.id, msg.to);
+        let (from, to) = (self.me.id, msg.to);
         let addr = self.peers.get(&to).map(|m| m.peer_addr.clone()).unwrap_or_default();
         let report = self.raft.snapshot.clone();
         let me = self.me.clone();
@@ -320,7 +318,7 @@ impl Actor for PeerTransport {
         self.publish_known();
         let listener = self.listener.take().expect("started once");
         let inbound = Inbound {
-            me: self.id,
+            me: self.me.id,
             known: self.known.subscribe(),
             step: self.raft.step.clone(),
             storage: self.storage.clone(),
@@ -337,12 +335,12 @@ impl Handler<UpdatePeers> for PeerTransport {
     /// Reconciles the links with the new member list (a dropped sender ends its link task).
     fn handle(&mut self, msg: UpdatePeers, _: &mut Context<Self>) {
         let wanted: HashMap<u64, Member> =
-            msg.0.into_iter().filter(|m| m.id != self.id).map(|m| (m.id, m)).collect();
+            msg.0.into_iter().filter(|m| m.id != self.me.id).map(|m| (m.id, m)).collect();
         self.links.retain(|id, _| wanted.contains_key(id));
         for (id, member) in &wanted {
             let addr = &member.peer_addr;
             if self.peers.get(id).map(|m| &m.peer_addr) != Some(addr) || !self.links.contains_key(id) {
-                info!(node = self.id, peer = id, %addr, "peer address book updated");
+                info!(node = self.me.id, peer = id, %addr, "peer address book updated");
                 self.open_link(*id, addr.clone());
             }
         }
@@ -371,11 +369,11 @@ impl Handler<SendMessages> for PeerTransport {
                 continue;
             }
             let Some(link) = self.links.get(&to) else {
-                debug!(node = self.id, to, "dropping a message to an unknown peer");
+                debug!(node = self.me.id, to, "dropping a message to an unknown peer");
                 continue;
             };
             if let Err(mpsc::error::TrySendError::Full(m)) = link.try_send(m) {
-                debug!(node = self.id, to, "peer queue full; dropping a message");
+                debug!(node = self.me.id, to, "peer queue full; dropping a message");
                 if m.get_msg_type() == MessageType::MsgSnapshot {
                     self.raft.snapshot.do_send(SnapshotReport { to, delivered: false });
                 }
@@ -555,28 +553,26 @@ async fn serve_peer(stream: TcpStream, inbound: Inbound) -> Result<(), String> {
     if !verify_proof(&inbound.secret, &hello, &challenge, &answer) {
         return Err(format!("node {from} failed peer authentication (wrong or missing --cluster-secret)"));
     }
-    let mut known = inbound.known.clone();
-    let verdict = match admit(&known.borrow_and_update(), from, store) {
+    let mut book = inbound.known.clone();
+    let verdict = match admit(&book.borrow_and_update(), from, store) {
         Ok(()) => Verdict::Accepted,
-        Err(0) => return Err(lost_store(from, store, 0)),
-        Err(known) => Verdict::WrongStore { known },
+        Err(Refusal::WrongStore(known)) => Verdict::WrongStore { known },
+        Err(refusal) => return Err(refusal.explain(from, store)),
     };
     let mut frame = (VERDICT_BYTES as u32).to_be_bytes().to_vec();
     frame.extend(verdict.encode(&inbound.secret, &hello, &challenge));
     frames.get_mut().write_all(&frame).await.map_err(|e| e.to_string())?;
     if let Verdict::WrongStore { known } = verdict {
-        return Err(lost_store(from, store, known));
+        return Err(Refusal::WrongStore(known).explain(from, store));
     }
     frames.decoder_mut().set_max_frame_length(MAX_FRAME);
     if kind == ConnectionKind::Snapshot {
         return receive_snapshot(frames, from, inbound).await;
     }
     while let Some(frame) = frames.next().await {
-        if known.has_changed().unwrap_or(false) {
+        if book.has_changed().unwrap_or(false) {
             // The sender was removed, or its store id recorded since it connected.
-            if let Err(known) = admit(&known.borrow_and_update(), from, store) {
-                return Err(lost_store(from, store, known));
-            }
+            admit(&book.borrow_and_update(), from, store).map_err(|refusal| refusal.explain(from, store))?;
         }
         let msg = decode_message(frame, from, me)?;
         if inbound.faults.borrow().drop_in.contains(&from) {
@@ -590,25 +586,34 @@ async fn serve_peer(stream: TcpStream, inbound: Inbound) -> Result<(), String> {
     Ok(())
 }
 
-/// Whether node `from`, connecting from a data directory with store id `store`, may take part:
-/// `Err` with the store id the address book records for it if that is another one. (A node that
-/// is no longer a member is closed out too, as store id 0.)
-fn admit(known: &KnownPeers, from: u64, store: u64) -> Result<(), u64> {
-    match known.get(&from) {
-        Some(&recorded) if recorded == 0 || recorded == store => Ok(()),
-        Some(&recorded) => Err(recorded),
-        None => Err(0),
+/// Why a peer may not take part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    NotMember,
+    /// The address book records this other store id for it.
+    WrongStore(u64),
+}
+
+impl Refusal {
+    fn explain(self, from: u64, store: u64) -> String {
+        match self {
+            Refusal::NotMember => format!("node {from} is not a member"),
+            Refusal::WrongStore(known) => format!(
+                "refused node {from}: it connects from store {store:016x}, the cluster knows it by \
+                 {known:016x}; it lost its data and must be replaced (RAFT.NODE REMOVE {from})"
+            ),
+        }
     }
 }
 
-fn lost_store(from: u64, store: u64, known: u64) -> String {
-    if known == 0 {
-        return format!("node {from} is no longer a member");
+/// Whether node `from`, connecting from a data directory with store id `store`, may take part:
+/// it must be a member, and the store id the address book records for it, if any, must be this.
+fn admit(known: &KnownPeers, from: u64, store: u64) -> Result<(), Refusal> {
+    match known.get(&from) {
+        Some(&recorded) if recorded == 0 || recorded == store => Ok(()),
+        Some(&recorded) => Err(Refusal::WrongStore(recorded)),
+        None => Err(Refusal::NotMember),
     }
-    format!(
-        "refused node {from}: it connects from store {store:016x}, the cluster knows it by {known:016x}; it \
-         lost its data and must be replaced (RAFT.NODE REMOVE {from})"
-    )
 }
 
 /// Stages an incoming snapshot through Storage, then hands its message to RaftNode.
