@@ -121,7 +121,7 @@ fn storage_ready(c: &mut Criterion) {
                     let start = Instant::now();
                     for (entries, hard_state) in readies {
                         let persist = PersistReady { entries: entries.clone(), hard_state: Some(hard_state) };
-                        let written = addr.send(persist).await.expect("mailbox").expect("written");
+                        let written = addr.send(persist).await.expect("mailbox");
                         written.durable().await.expect("persisted");
                         let apply = ApplyCommitted { entries, conf_state: None, members: None };
                         addr.send(apply).await.expect("mailbox");

@@ -42,7 +42,7 @@ use crate::peer_transport::{SendMessages, UpdatePeers};
 use crate::raft_log::RaftLog;
 use crate::redis_store::Committed;
 use crate::storage::{
-    fatal, ApplyCommitted, CompactLog, InstallSnapshot, PersistReady, RecoveredState, Storage,
+    fatal, ApplyCommitted, CompactLog, InstallSnapshot, PersistReady, RecoveredState, Storage, SyncFailed,
 };
 use crate::telemetry;
 
@@ -590,11 +590,9 @@ impl RaftNode {
         self.send(forwarded);
         if snapshot.is_some() {
             let persist = persist_ready(self.storage.clone(), snapshot, entries, hard_state);
-            ctx.wait(persist.into_actor(self).map(move |result, node, ctx| {
-                if let Err(e) = result {
-                    fatal("installing a snapshot failed", &e);
-                }
-                node.after_snapshot(ready, waiting, ctx);
+            ctx.wait(persist.into_actor(self).map(move |result, node, ctx| match result {
+                Ok(()) => node.after_snapshot(ready, waiting, ctx),
+                Err(e) => node.sync_failed(e),
             }));
             return;
         }
@@ -604,17 +602,26 @@ impl RaftNode {
         if !entries.is_empty() || hard_state.is_some() {
             self.unpersisted.push_write(number, waiting);
             let persist = self.storage.send(PersistReady { entries, hard_state });
-            // The sync thread wakes this actor directly once the Ready is durable.
-            let durable = async move { persist.await??.durable().await };
+            // The sync thread wakes this actor directly once the Ready is durable. (A failed
+            // write stops the node in Storage; a failed sync is reported there too.)
+            let durable = async move { persist.await?.durable().await };
             ctx.spawn(durable.into_actor(self).map(move |result, node, ctx| match result {
                 Ok(()) => node.on_persisted(number, ctx),
-                Err(e) => fatal("persisting the raft log failed", &e),
+                Err(e) => node.sync_failed(e),
             }));
         } else {
             let ready_now = self.unpersisted.push_no_write(number, waiting);
             self.send(ready_now);
         }
         self.finish_turn(ctx);
+    }
+
+    /// A Ready could not be made durable. Storage stops the node, naming the write that failed
+    /// first if one did (a sync fails after any failed write); if Storage is gone, here.
+    fn sync_failed(&self, e: Error) {
+        if let Err(SendError::Closed(SyncFailed(e))) = self.storage.try_send(SyncFailed(e)) {
+            fatal("syncing the raft log failed", &e);
+        }
     }
 
     /// Storage has made Ready `number` durable. Once every Ready before it is too, raft-rs
@@ -1191,10 +1198,10 @@ async fn persist_ready(
     hard_state: Option<raft::eraftpb::HardState>,
 ) -> Result<()> {
     if let Some((meta, members)) = snapshot {
-        storage.send(InstallSnapshot { meta, members }).await??;
+        storage.send(InstallSnapshot { meta, members }).await?;
     }
     if !entries.is_empty() || hard_state.is_some() {
-        storage.send(PersistReady { entries, hard_state }).await??.durable().await?;
+        storage.send(PersistReady { entries, hard_state }).await?.durable().await?;
     }
     Ok(())
 }

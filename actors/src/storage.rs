@@ -30,6 +30,12 @@
 //! and installs it when raft-rs hands it the snapshot: the `kv` column family is replaced and
 //! the applied index, membership and compaction point move to the snapshot in one synced batch.
 //! An `installing` marker written first makes an interrupted install resume at the next start.
+//!
+//! Failures: a write that fails stops the node ([`fatal`]) on Storage's own thread, at once, with
+//! RocksDB's reason. A failed sync is reported back to Storage ([`SyncFailed`]) rather than where
+//! it surfaced: a failed write leaves RocksDB's log writer failed, so the syncs after it fail too
+//! ("Writer has previous error"), and going through the mailbox lets the write that failed first
+//! be the one the node names.
 
 use std::fs::{self, File};
 use std::io::{BufReader, BufWriter, Write as _};
@@ -88,9 +94,10 @@ pub const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
 
 /// Persist the entries and hard state of one Ready, durably (fsync) when they hold entries, a
 /// new term or a vote, before anything that depends on them is sent or acknowledged. Sent by
-/// RaftNode; replies once the write is done, with what its durability waits for.
+/// RaftNode; replies once the write is done, with what its durability waits for. A failed write
+/// stops the node.
 #[derive(Message)]
-#[rtype(result = "Result<Durability>")]
+#[rtype(result = "Durability")]
 pub struct PersistReady {
     pub entries: Vec<Entry>,
     pub hard_state: Option<HardState>,
@@ -139,9 +146,9 @@ pub struct ApplyCommitted {
 pub struct Read(pub Vec<ReadQuery>);
 
 /// Drop the log up to and including `index` (which Storage has applied). Sent by RaftNode when
-/// the log grows past its threshold.
+/// the log grows past its threshold. A failure stops the node.
 #[derive(Message)]
-#[rtype(result = "Result<()>")]
+#[rtype(result = "()")]
 pub struct CompactLog(pub u64);
 
 /// Take a consistent checkpoint of the applied state to send to a peer. Sent by
@@ -183,14 +190,21 @@ pub struct SnapshotChunk(pub Bytes);
 pub struct FinishSnapshot;
 
 /// Replace the keyspace with the staged snapshot. Sent by RaftNode when a Ready carries a
-/// snapshot, before anything after it is persisted.
+/// snapshot, before anything after it is persisted. A failure stops the node.
 #[derive(Message)]
-#[rtype(result = "Result<()>")]
+#[rtype(result = "()")]
 pub struct InstallSnapshot {
     pub meta: SnapshotMetadata,
     /// The address book sent with the snapshot.
     pub members: Vec<Member>,
 }
+
+/// A sync of the write-ahead log failed: stop the node. Sent by whoever awaited the
+/// [`Durability`]; Storage stops the node with it only if no write failed first (such a write
+/// stopped the node on Storage's thread before this message could be handled).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SyncFailed(pub Error);
 
 /// The process is about to exit: make the write-ahead log durable and stop RocksDB's background
 /// work, so exiting does not race a flush or compaction. Sent by the binary at shutdown, last.
@@ -693,23 +707,27 @@ fn io_error(e: std::io::Error) -> Error {
 }
 
 /// A storage failure leaves the node with a log it cannot trust: report it and stop the
-/// process, rather than answer clients from a broken state.
+/// process, rather than answer clients from a broken state. Only the first caller speaks: a
+/// second thread failing meanwhile waits here for the exit.
 pub fn fatal(what: &str, err: &dyn std::fmt::Display) -> ! {
+    static STOPPING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _first = STOPPING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     error!(error = %err, "{what}; stopping the node");
     eprintln!("raft-kv: fatal: {what}: {err}");
     std::process::exit(70)
 }
 
 impl Handler<PersistReady> for Storage {
-    type Result = Result<Durability>;
+    type Result = MessageResult<PersistReady>;
 
     /// Writes the Ready in one batch and answers at once, with the sync it waits for. The sync
     /// happens on the [`WalSyncer`] thread, so applies and reads go on meanwhile, and Readies
     /// written while one sync runs share the next.
     fn handle(&mut self, msg: PersistReady, _: &mut Context<Self>) -> Self::Result {
-        Ok(match self.write_ready(msg)? {
-            false => Durability::Written,
-            true => Durability::Syncing(self.syncer().sync()),
+        MessageResult(match self.write_ready(msg) {
+            Ok(false) => Durability::Written,
+            Ok(true) => Durability::Syncing(self.syncer().sync()),
+            Err(e) => fatal("persisting the raft log failed", &e),
         })
     }
 }
@@ -747,11 +765,21 @@ impl Handler<Close> for Storage {
 }
 
 impl Handler<CompactLog> for Storage {
-    type Result = Result<()>;
+    type Result = ();
 
     /// Drops the applied log prefix.
-    fn handle(&mut self, msg: CompactLog, _: &mut Context<Self>) -> Result<()> {
-        self.compact_log(msg.0)
+    fn handle(&mut self, msg: CompactLog, _: &mut Context<Self>) {
+        if let Err(e) = self.compact_log(msg.0) {
+            fatal("compacting the raft log failed", &e);
+        }
+    }
+}
+
+impl Handler<SyncFailed> for Storage {
+    type Result = ();
+
+    fn handle(&mut self, msg: SyncFailed, _: &mut Context<Self>) {
+        fatal("syncing the raft log failed", &msg.0)
     }
 }
 
@@ -792,15 +820,16 @@ impl Handler<FinishSnapshot> for Storage {
 }
 
 impl Handler<InstallSnapshot> for Storage {
-    type Result = Result<()>;
+    type Result = ();
 
     /// Installs the staged snapshot, then tells RedisStore the new applied index.
-    fn handle(&mut self, msg: InstallSnapshot, _: &mut Context<Self>) -> Result<()> {
-        self.install_snapshot(&msg.meta, &msg.members)?;
+    fn handle(&mut self, msg: InstallSnapshot, _: &mut Context<Self>) {
+        if let Err(e) = self.install_snapshot(&msg.meta, &msg.members) {
+            fatal("installing a snapshot failed", &e);
+        }
         if let Some(sink) = &self.applied_to {
             sink.do_send(Applied { index: self.applied, replies: Vec::new() });
         }
-        Ok(())
     }
 }
 
@@ -1427,11 +1456,11 @@ mod tests {
             })
             .collect();
         for persist in persists {
-            persist.await.unwrap().unwrap().durable().await.unwrap();
+            persist.await.unwrap().durable().await.unwrap();
         }
         // A commit index alone is written without a sync of its own.
         let commit = addr.send(PersistReady { entries: vec![], hard_state: Some(hs(200)) }).await.unwrap();
-        assert!(matches!(commit, Ok(Durability::Written)), "{commit:?}");
+        assert!(matches!(commit, Durability::Written), "{commit:?}");
         addr.send(Close).await.unwrap();
         thread.stop();
         thread.join().unwrap();
@@ -1449,7 +1478,6 @@ mod tests {
         let entries = vec![entry(1, 1, set("x", "y"), 1, 1)];
         addr.send(PersistReady { entries: entries.clone(), hard_state: None })
             .await
-            .unwrap()
             .unwrap()
             .durable()
             .await
