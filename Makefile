@@ -1,7 +1,8 @@
 # raft-kv: build it, run a local 3-node cluster, test it, benchmark it.
 #
 #   make cluster     build, then run the 3 nodes of the Procfile in the foreground (Ctrl-C stops them)
-#   make test        formatting check, unit and property tests, the multi-process cluster tests, then
+#   make test        formatting and lint checks (clippy over every target, benches included), unit
+#                    and property tests, the multi-process cluster tests, then
 #                    a short run of each fuzz target (make fuzz-short)
 #   make fuzz        the cargo-fuzz targets of the decoders, FUZZ_SECONDS (60) each
 #   make bench       raft-kv side by side with redis-server (bench/run.sh): writes docs/BENCHMARKS.md
@@ -35,6 +36,7 @@ cluster: deps build
 
 test: deps
 	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
 	$(CARGO) test --release --workspace --lib --bins
 	$(CARGO) test --release -p actors --test '*'
 	$(CARGO) test --release --test cluster --test differential --test hostile_clients --test operations -- --test-threads=1
