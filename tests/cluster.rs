@@ -426,6 +426,74 @@ fn the_leader_holds_a_read_lease_unless_it_is_turned_off() {
     }
 }
 
+/// A follower away for fewer entries than twice `--snapshot-threshold` catches up from the
+/// leader's log, which the leader keeps for it (README, "Running a node"); away for longer, it
+/// gets a snapshot. The second half shows that the first would have seen one.
+#[test]
+fn a_follower_away_briefly_catches_up_from_the_log_and_away_long_by_snapshot() {
+    const THRESHOLD: u64 = 100;
+    let mut cluster = Cluster::launch_with(3, &["--snapshot-threshold", &THRESHOLD.to_string()]);
+    let leader = cluster.wait_for_leader(LEADER_TIMEOUT);
+    let follower = cluster.ids().into_iter().find(|&id| id != leader).expect("a follower");
+    let mut con = cluster.client(leader);
+    let mut last = 0;
+    set(&mut con, "k", last.to_string());
+
+    for (away, by_snapshot) in [(THRESHOLD * 3 / 2, false), (THRESHOLD * 5 / 2, true)] {
+        let (leader_log, follower_log) = (cluster.log_len(leader), cluster.log_len(follower));
+        let left_at = raft_info(&cluster, leader).applied_index;
+        cluster.kill(follower);
+        let point = write_past_compaction_point(&cluster, leader, &mut con, &mut last, away);
+        let first_now = raft_info(&cluster, leader).log_first_index;
+        if by_snapshot {
+            assert!(first_now > left_at + 1, "the leader kept {left_at}.. past twice the threshold");
+        } else {
+            assert_eq!(
+                first_now,
+                point + 1,
+                "the leader compacted while its follower could catch up from the log"
+            );
+        }
+        cluster.start(follower);
+        let target = raft_info(&cluster, leader).commit_index;
+        wait_until(CATCH_UP_TIMEOUT, "the follower to catch up", || {
+            cluster.raft_info(follower).is_ok_and(|view| view.applied_index >= target)
+        });
+        let sent = cluster.log_since(leader, leader_log).contains("sending a snapshot");
+        let installed = cluster.log_since(follower, follower_log).contains("installed a snapshot");
+        assert_eq!((sent, installed), (by_snapshot, by_snapshot), "away for {away} entries");
+        assert_eq!(get_string(&mut cluster.client(follower), "k"), Some(last.to_string()));
+    }
+    // With the follower back, nothing holds the compaction.
+    let point = write_past_compaction_point(&cluster, leader, &mut con, &mut last, THRESHOLD);
+    wait_until(CATCH_UP_TIMEOUT, "the leader to compact its log", || {
+        raft_info(&cluster, leader).log_first_index > point + 1
+    });
+}
+
+fn raft_info(cluster: &Cluster, id: u64) -> common::RaftInfo {
+    cluster.raft_info(id).unwrap_or_else(|e| panic!("INFO raft on node {id}: {e}"))
+}
+
+/// Overwrites one key until the leader has applied `entries` past its compaction point
+/// (`log_first_index - 1`, returned) as it was at the call. An unpipelined SET is one entry.
+fn write_past_compaction_point(
+    cluster: &Cluster,
+    leader: u64,
+    con: &mut Connection,
+    last: &mut u64,
+    entries: u64,
+) -> u64 {
+    let point = raft_info(cluster, leader).log_first_index - 1;
+    while raft_info(cluster, leader).applied_index < point + entries {
+        for _ in 0..10 {
+            *last += 1;
+            set(con, "k", last.to_string());
+        }
+    }
+    point
+}
+
 /// A write whose forward to the leader is lost (dropped, then the leader killed) is answered,
 /// with an unknown outcome, as soon as the new leader commits: not after the write timeout.
 #[test]

@@ -265,16 +265,6 @@ fn summary(line: &str) {
     let _ = out.flush();
 }
 
-/// The lines of a node's log, from its `from`-th byte on.
-fn log_since(cluster: &Cluster, id: u64, from: u64) -> String {
-    let bytes = fs::read(cluster.log_path(id)).expect("read a node log");
-    String::from_utf8_lossy(&bytes[from as usize..]).into_owned()
-}
-
-fn log_len(cluster: &Cluster, id: u64) -> u64 {
-    fs::metadata(cluster.log_path(id)).map(|meta| meta.len()).unwrap_or(0)
-}
-
 #[test]
 fn leader_killed_and_restarted() {
     let mut s = Scenario::begin("leader_crash", 3, &[]);
@@ -455,8 +445,8 @@ fn follower_catches_up_by_snapshot_after_compaction() {
         "the log to grow by 5x the snapshot threshold",
         || matches!(s.cluster.raft_info(leader), Ok(info) if info.applied_index >= applied_at_kill + 5 * THRESHOLD),
     );
-    let leader_log = log_len(&s.cluster, leader);
-    let follower_log = log_len(&s.cluster, follower);
+    let leader_log = s.cluster.log_len(leader);
+    let follower_log = s.cluster.log_len(follower);
     s.cluster.start(follower);
     s.fault(format!("restart {follower} after {} entries", 5 * THRESHOLD));
     let target = s.cluster.raft_info(leader).expect("INFO raft on the leader").commit_index;
@@ -466,7 +456,7 @@ fn follower_catches_up_by_snapshot_after_compaction() {
         || matches!(s.cluster.raft_info(follower), Ok(info) if info.applied_index >= target),
     );
     // Each node logs from its own threads: wait for the lines rather than read them once.
-    let logged = |id, from, line: &str| log_since(&s.cluster, id, from).contains(line);
+    let logged = |id, from, line: &str| s.cluster.log_since(id, from).contains(line);
     wait_until(RECOVERY_BOUND, "the leader to log sending a snapshot", || {
         logged(leader, leader_log, "sending a snapshot")
     });
@@ -480,14 +470,14 @@ fn follower_catches_up_by_snapshot_after_compaction() {
     s.hold("with the follower back");
 
     // A restart now finds a snapshot and the log after it, not the whole log.
-    let follower_log = log_len(&s.cluster, follower);
+    let follower_log = s.cluster.log_len(follower);
     s.cluster.restart(follower);
     s.fault(format!("restart {follower} from its snapshot"));
     s.recovered("after the follower restarted from its snapshot");
     // The workload may recover through the other nodes before the follower has logged its start.
     let mut follower_says = String::new();
     wait_until(RECOVERY_BOUND, "the restarted follower's `starting raft-kv node` line", || {
-        follower_says = log_since(&s.cluster, follower, follower_log);
+        follower_says = s.cluster.log_since(follower, follower_log);
         startup_state(&follower_says).is_some()
     });
     let (applied, log_entries) = startup_state(&follower_says).expect("the line was just found");
@@ -526,7 +516,7 @@ fn a_node_whose_disk_fills_stops_and_rejoins() {
     // Large values, replicated to every node, fill it up; through another node, retried as
     // the leadership moves. (One key, overwritten: the log grows all the same.)
     const FILLER: &str = "disk_full:filler";
-    let log_from = log_len(&s.cluster, victim);
+    let log_from = s.cluster.log_len(victim);
     let filling = Arc::new(AtomicBool::new(true));
     let filler = {
         let via = s.follower(victim);
@@ -553,7 +543,7 @@ fn a_node_whose_disk_fills_stops_and_rejoins() {
     let status = s.cluster.wait_for_exit(victim, PROGRESS_TIMEOUT);
     filling.store(false, Ordering::Relaxed);
     let written = filler.join().expect("the filler thread");
-    let said = log_since(&s.cluster, victim, log_from);
+    let said = s.cluster.log_since(victim, log_from);
     assert_eq!(status.code(), Some(70), "node {victim} exited with {status}; its log:\n{said}");
     // RocksDB names the limit. (The syncs after a failed write fail too, with "Writer has
     // previous error"; the node must name the write that failed first.)
@@ -645,10 +635,10 @@ fn a_node_that_lost_its_data_stops_and_is_replaced() {
     assert_eq!(reply, Value::Okay);
     assert_eq!(s.leader(), heir);
     s.fault(format!("transfer {leader} -> {heir}"));
-    let log_from = log_len(&s.cluster, victim);
+    let log_from = s.cluster.log_len(victim);
     s.cluster.start(victim);
     let status = s.cluster.wait_for_exit(victim, PROGRESS_TIMEOUT);
-    let said = log_since(&s.cluster, victim, log_from);
+    let said = s.cluster.log_since(victim, log_from);
     assert_eq!(status.code(), Some(70), "node {victim} exited with {status}; its log:\n{said}");
     assert!(
         said.contains("raft-kv: fatal: this node lost Raft state")

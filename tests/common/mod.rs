@@ -347,6 +347,17 @@ impl Cluster {
         &self.node(id).log_path
     }
 
+    /// The length of the node's log file so far: where [`Cluster::log_since`] starts reading.
+    pub fn log_len(&self, id: u64) -> u64 {
+        std::fs::metadata(self.log_path(id)).map(|meta| meta.len()).unwrap_or(0)
+    }
+
+    /// The node's log from byte `from` (a [`Cluster::log_len`]) on.
+    pub fn log_since(&self, id: u64, from: u64) -> String {
+        let bytes = std::fs::read(self.log_path(id)).expect("read a node log");
+        String::from_utf8_lossy(&bytes[from as usize..]).into_owned()
+    }
+
     /// The node's data directory.
     pub fn data_dir(&self, id: u64) -> &Path {
         &self.node(id).data_dir
@@ -730,6 +741,8 @@ pub struct RaftInfo {
     pub leader_id: u64,
     pub commit_index: u64,
     pub applied_index: u64,
+    /// The first index the node's log holds: one past its last compaction point.
+    pub log_first_index: u64,
     /// What is left of the leader's read lease (0 on followers).
     pub read_lease_ms: u64,
     /// The voters.
@@ -766,6 +779,7 @@ impl RaftInfo {
             leader_id: number("leader_id")?,
             commit_index: number("commit_index")?,
             applied_index: number("applied_index")?,
+            log_first_index: number("log_first_index")?,
             read_lease_ms: number("read_lease_ms")?,
             members: ids("members", members)?,
             learners: ids("learners", field("learners").unwrap_or(""))?,
