@@ -778,6 +778,8 @@ impl Handler<CompactLog> for Storage {
 impl Handler<SyncFailed> for Storage {
     type Result = ();
 
+    /// Stops the node with the failed sync: no write failed before it, or that write's own
+    /// failure would have stopped the node before this message was handled.
     fn handle(&mut self, msg: SyncFailed, _: &mut Context<Self>) {
         fatal("syncing the raft log failed", &msg.0)
     }
