@@ -203,7 +203,7 @@ fn kill_all_nodes_then_restart(flags: &[&str]) {
     let mut cluster = Cluster::launch_with(3, flags);
     cluster.wait_for_leader(LEADER_TIMEOUT);
     if flags.contains(&"everysec") {
-        let log = std::fs::read_to_string(cluster.log_path(1)).unwrap_or_default();
+        let log = cluster.log_since(1, 0);
         assert!(
             log.contains("--fsync everysec"),
             "node 1 does not say it runs with --fsync everysec:\n{log}"
