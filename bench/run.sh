@@ -13,6 +13,9 @@
 #      the ceiling redis, the raft-kv leader and a raft-kv follower (and the everysec pair);
 #      REPS repetitions, medians of requests/s, p50 and p99 (from `redis-benchmark --csv`); then
 #      the everysec cluster is stopped;
+#   1b. once more, unpipelined SET alone against the durable redis and the raft-kv leader, REPS
+#      times, counting the CPU time of the servers (from /proc) and of redis-benchmark, and the
+#      machine's idle time: what a SET costs each system, and the budget SET at 1.0x would need;
 #   2. loads KEYS keys into raft-kv (MSET of 100 pairs per command, redis-cli --pipe);
 #   3. kill -9 a follower, restarts it, and times until it answers a linearizable GET of a key
 #      written just before (PING is answered before Raft is ready, so it proves nothing);
@@ -106,6 +109,7 @@ mkdir -p "$tmp/redis-durable" "$tmp/redis-ceiling" "$tmp/redis-everysec"
 redis-server --bind 127.0.0.1 --port "${port[durable]}" --dir "$tmp/redis-durable" \
   --appendonly yes --appendfsync always --save '' --logfile "$tmp/redis-durable.log" &
 pids+=($!)
+durable_pid=$!
 redis-server --bind 127.0.0.1 --port "${port[ceiling]}" --dir "$tmp/redis-ceiling" \
   --appendonly no --save '' --logfile "$tmp/redis-ceiling.log" &
 pids+=($!)
@@ -249,6 +253,52 @@ for id in 1 2 3; do
   wait "${node_pid[es$id]}" 2>/dev/null || true
   unset "node_pid[es$id]"
 done
+
+# --- 1b. CPU per unpipelined SET -----------------------------------------------------------
+# The SET target is a question of CPU on this machine: whatever the servers spend per SET, plus
+# what redis-benchmark spends, times the rate, cannot exceed the cores. So the same unpipelined
+# SET load runs once more against the durable redis-server and the raft-kv leader, and counts it.
+cpu_raw=$tmp/cpu.tsv # rep system rps server_us rb_us idle_pct leader_us follower_us...
+clk_tck=$(getconf CLK_TCK)
+proc_ticks() { # pid: user + system clock ticks of the process, all its threads
+  sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
+}
+idle_ticks() { awk '/^cpu / { print $5 + $6 }' /proc/stat; }
+cpu_run() { # rep system port pids...
+  local rep=$1 system=$2 rb_port=$3 p t0 t1 i0 i1 rb rps
+  local -a before=() after=()
+  shift 3
+  for p in "$@"; do before+=("$(proc_ticks "$p")"); done
+  i0=$(idle_ticks); t0=$(now)
+  { TIMEFORMAT='%3U %3S'; time redis-benchmark -h 127.0.0.1 -p "$rb_port" -t set -n "$N" -c "$CLIENTS" \
+    --csv >"$tmp/out.csv" 2>"$tmp/err.txt"; } 2>"$tmp/rbtime.txt" || {
+    log "redis-benchmark failed:"; cat "$tmp/err.txt" >&2; exit 1; }
+  i1=$(idle_ticks); t1=$(now)
+  for p in "$@"; do after+=("$(proc_ticks "$p")"); done
+  rb=$(awk '{ print $1 + $2 }' "$tmp/rbtime.txt")
+  rps=$(awk -F, '{ gsub(/"/, "") } $1 == "SET" { print $2 }' "$tmp/out.csv")
+  [ -n "$rps" ] || { log "no SET figure in redis-benchmark's output:"; cat "$tmp/out.csv" "$tmp/err.txt" >&2; exit 1; }
+  awk -v rep="$rep" -v s="$system" -v rps="$rps" -v n="$N" -v hz="$clk_tck" -v rb="$rb" \
+    -v idle=$((i1 - i0)) -v wall="$(elapsed "$t0" "$t1")" -v cores="$(nproc)" \
+    -v before="${before[*]}" -v after="${after[*]}" 'BEGIN {
+      split(before, b, " "); split(after, a, " "); total = 0; each = ""
+      for (i = 1; i in a; i++) { us = (a[i] - b[i]) / hz / n * 1e6; total += us; each = each "\t" us }
+      printf "%s\t%s\t%s\t%s\t%s\t%s%s\n", rep, s, rps, total, rb / n * 1e6, 100 * idle / hz / (cores * wall), each
+    }' >>"$cpu_raw"
+}
+for rep in $(seq "$REPS"); do
+  find_leader
+  log "rep $rep/$REPS: CPU per unpipelined SET, redis-server (appendfsync always) and raft-kv"
+  cpu_run "$rep" durable "${port[durable]}" "$durable_pid"
+  followers=()
+  for id in 1 2 3; do [ "$id" = "$leader" ] || followers+=("${node_pid[$id]}"); done
+  cpu_run "$rep" leader "${node_port[$leader]}" "${node_pid[$leader]}" "${followers[@]}"
+  nodes_alive
+done
+cpu_median() { # system column (3 rps, 4 server µs, 5 redis-benchmark µs, 6 idle %, 7.. each process)
+  awk -F'\t' -v s="$1" -v c="$2" '$2 == s { print $c }' "$cpu_raw" | sort -g |
+    awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
 
 # median workload system test column(5 rps, 6 p50, 7 p99)
 median() {
@@ -479,6 +529,31 @@ report=$tmp/report.md
   catchup_verdict=$(awk -v s="$catchup_seconds" 'BEGIN { print (s + 0 > 0 && s + 0 <= 10 ? "**met**" : "missed") }')
   printf '| restart of a node holding %s keys ≤ 5 s | | %s s | | %s |\n' "$KEYS" "$restart_seconds" "$restart_verdict"
   printf '| new node caught up by snapshot of %s keys ≤ 10 s | | %s s (node 4) | | %s |\n' "$KEYS" "$catchup_seconds" "$catchup_verdict"
+  echo
+  echo "## CPU per unpipelined SET"
+  echo
+  echo "\`redis-benchmark -t set -n $N -c $CLIENTS\` once more, alone, against the durable redis-server and the"
+  echo "raft-kv leader, $REPS times each, medians: the servers' CPU time (user and system, every"
+  echo "thread, from \`/proc\`; raft-kv's is all three nodes'), redis-benchmark's, and the machine's idle time."
+  echo
+  echo "| system | SET req/s | server CPU per SET | redis-benchmark CPU per SET | machine idle |"
+  echo "|---|---:|---:|---:|---:|"
+  fmt_us() { awk -v x="$1" 'BEGIN { printf "%.1f µs", x }'; }
+  printf '| redis-server, appendfsync always | %s | %s | %s | %.0f %% |\n' "$(fmt_rps "$(cpu_median durable 3)")" \
+    "$(fmt_us "$(cpu_median durable 4)")" "$(fmt_us "$(cpu_median durable 5)")" "$(cpu_median durable 6)"
+  printf '| raft-kv, 3 nodes (leader %s, followers %s and %s) | %s | %s | %s | %.0f %% |\n' \
+    "$(fmt_us "$(cpu_median leader 7)")" "$(fmt_us "$(cpu_median leader 8)")" "$(fmt_us "$(cpu_median leader 9)")" \
+    "$(fmt_rps "$(cpu_median leader 3)")" "$(fmt_us "$(cpu_median leader 4)")" \
+    "$(fmt_us "$(cpu_median leader 5)")" "$(cpu_median leader 6)"
+  budget=$(awk -v cores="$(nproc)" -v rps="$(cpu_median durable 3)" -v rb="$(cpu_median leader 5)" \
+    'BEGIN { printf "%.1f", cores * 1e6 / rps - rb }')
+  echo
+  echo "At the durable redis-server's rate, $(nproc) cores give $(awk -v c="$(nproc)" -v r="$(cpu_median durable 3)" \
+    'BEGIN { printf "%.1f", c * 1e6 / r }') µs of CPU per SET to everything on the machine, and"
+  echo "redis-benchmark takes its share of that; SET at 1.0× would need the three nodes"
+  echo "together to spend at most **$budget µs** per SET (if nothing else ran and no core were ever"
+  echo "idle), against the $(fmt_us "$(cpu_median leader 4)") they spend here and the"
+  echo "$(fmt_us "$(cpu_median durable 4)") one durable redis-server spends."
   echo
   echo "## Memory, restart and catch-up"
   echo
