@@ -46,6 +46,12 @@ struct Options {
     /// Require clients to AUTH with this password (like Redis's `requirepass`).
     #[arg(long, env = "RAFTKV_REQUIREPASS")]
     requirepass: Option<String>,
+    /// At most this many client connections at once (like Redis's `maxclients`): one more is
+    /// answered `-ERR max number of clients reached`. The node raises its open-file limit to fit,
+    /// or lowers this to fit the limit (and says so).
+    #[arg(long, env = "RAFTKV_MAXCLIENTS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    maxclients: u64,
     /// Start with an empty data dir and wait to be added by the cluster (`RAFT.NODE ADD`).
     #[arg(long, env = "RAFTKV_JOIN")]
     join: bool,
@@ -182,6 +188,7 @@ fn run() -> anyhow::Result<()> {
         actors::telemetry::describe();
         tracing::info!(%addr, "serving Prometheus metrics");
     }
+    let maxclients = fit_open_files(options.maxclients)?;
     let data_dir =
         options.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("data/node{}", options.id)));
     let config = actors::NodeConfig {
@@ -205,6 +212,7 @@ fn run() -> anyhow::Result<()> {
             ..Default::default()
         },
         requirepass: options.requirepass.clone(),
+        maxclients: usize::try_from(maxclients).expect("--maxclients is at most 1 000 000"),
         join: options.join,
         cluster_secret,
         fault_control: options.fault_control.clone(),
@@ -229,6 +237,50 @@ fn run() -> anyhow::Result<()> {
         node.shutdown().await;
         Ok(())
     })
+}
+
+/// Makes room for `maxclients` connections in the open-file limit (`ulimit -n`), next to the
+/// descriptors the node keeps for its storage and peers ([`actors::RESERVED_FDS`]), as Redis
+/// does: raises the soft limit as far as the hard limit allows, and if that is not enough,
+/// serves fewer clients (and says so) rather than letting a flood of connections take the
+/// descriptors RocksDB needs. Returns the `maxclients` the node runs with.
+fn fit_open_files(maxclients: u64) -> anyhow::Result<u64> {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let wanted = maxclients + actors::RESERVED_FDS;
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current.is_some_and(|soft| soft < wanted) {
+        let raised = limit.maximum.map_or(wanted, |hard| hard.min(wanted));
+        // Best effort: whatever the limit is now decides below.
+        let _ = setrlimit(Resource::Nofile, Rlimit { current: Some(raised), maximum: limit.maximum });
+    }
+    let limit = getrlimit(Resource::Nofile);
+    let fitted = clients_within(maxclients, limit.current).map_err(anyhow::Error::msg)?;
+    if fitted < maxclients {
+        tracing::warn!(
+            maxclients = fitted,
+            requested = maxclients,
+            open_files = limit.current,
+            hard_limit = limit.maximum,
+            reserved = actors::RESERVED_FDS,
+            "--maxclients lowered to fit the open-file limit (raise `ulimit -n` to serve more clients)"
+        );
+    }
+    Ok(fitted)
+}
+
+/// How many clients fit in an open-file limit (`None`: unlimited) next to the descriptors the
+/// node keeps for itself.
+fn clients_within(maxclients: u64, open_files: Option<u64>) -> Result<u64, String> {
+    let Some(open_files) = open_files else { return Ok(maxclients) };
+    match open_files.checked_sub(actors::RESERVED_FDS) {
+        Some(room) if room > 0 => Ok(room.min(maxclients)),
+        _ => Err(format!(
+            "the open-file limit (ulimit -n) is {open_files}: a node keeps {} descriptors for its \
+             storage and peers and needs more for its clients; raise it to at least {}",
+            actors::RESERVED_FDS,
+            actors::RESERVED_FDS + maxclients.min(1024)
+        )),
+    }
 }
 
 async fn wait_for_shutdown_signal() {
@@ -277,4 +329,22 @@ fn load_config_file() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clients_within;
+    use actors::RESERVED_FDS;
+
+    #[test]
+    fn clients_get_what_the_open_file_limit_leaves_after_the_reserve() {
+        assert_eq!(clients_within(10_000, None), Ok(10_000), "no limit");
+        assert_eq!(clients_within(10_000, Some(1_048_576)), Ok(10_000));
+        assert_eq!(clients_within(10_000, Some(10_000 + RESERVED_FDS)), Ok(10_000), "exactly enough");
+        assert_eq!(clients_within(10_000, Some(1024)), Ok(1024 - RESERVED_FDS));
+        assert_eq!(clients_within(5, Some(RESERVED_FDS + 1)), Ok(1));
+        let refused = clients_within(10_000, Some(RESERVED_FDS)).unwrap_err();
+        assert!(refused.contains("ulimit -n") && refused.contains(&RESERVED_FDS.to_string()), "{refused}");
+        assert!(clients_within(10_000, Some(100)).is_err());
+    }
 }

@@ -9,7 +9,11 @@
 //! - a client whose unread replies pass the output limit is disconnected, and logged;
 //! - 10 k idle connections do not stall other clients;
 //! - garbage and protocol violations close that connection only;
-//! - `--proto-max-bulk-len` limits values and `CONFIG GET` reports it.
+//! - `--proto-max-bulk-len` limits values and `CONFIG GET` reports it;
+//! - clients past `--maxclients` are refused with Redis's error, and a place freed is taken
+//!   again;
+//! - under a low open-file limit the node lowers `--maxclients` to fit, and a flood of
+//!   connections is refused while the node goes on writing new files.
 //!
 //! Memory is the node's resident set (`VmRSS` in `/proc/<pid>/status`); the pid is found by
 //! the node's `--port` argument in `/proc/*/cmdline`. Run them one at a time
@@ -323,15 +327,16 @@ fn a_client_whose_unread_replies_pass_the_output_limit_is_disconnected() {
 
 #[test]
 fn ten_thousand_idle_connections_do_not_stall_other_clients() {
-    let mut cluster = Cluster::launch(3);
+    // Room for them next to the harness's and the probe's own connections.
+    let mut cluster = Cluster::launch_with(3, &["--maxclients", "10100"]);
     let leader = cluster.wait_for_leader(LEADER_TIMEOUT);
     let pid = node_pid(cluster.redis_port(leader));
     let before = rss(pid);
 
     // Each connection takes a descriptor here and one in the node (which inherits our limit);
-    // leave room for the node's own files.
+    // leave room for the node's own files (it keeps `RESERVED_FDS` of its limit for them).
     let limit = open_files_limit();
-    let count = 10_000.min(limit.saturating_sub(500));
+    let count = 10_000.min(limit.saturating_sub(actors::RESERVED_FDS as usize + 100));
     if count < 10_000 {
         eprintln!("the open files limit is {limit}: opening {count} idle connections instead of 10000");
     }
@@ -458,4 +463,157 @@ fn proto_max_bulk_len_limits_values_and_is_reported() {
     let received = read_until_closed(&mut stream, Duration::from_secs(10));
     assert_eq!(String::from_utf8_lossy(&received), "-ERR Protocol error: invalid bulk length\r\n");
     assert_eq!(get(&mut con, "at-the-limit").map(|v| v.len()), Some(1 << 20));
+}
+
+/// Opens a connection and sends PING: the stream if the node answers `+PONG`, or what it
+/// answered instead (a refusal), or the error reading it.
+fn ping_new_connection(port: u16) -> Result<TcpStream, String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    stream.write_all(b"PING\r\n").map_err(|e| format!("write: {e}"))?;
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    match read_reply(&mut reader) {
+        Ok(Reply::Status(pong)) if pong == "PONG" => Ok(stream),
+        Ok(other) => Err(format!("{other:?}")),
+        Err(e) => Err(format!("read: {e}")),
+    }
+}
+
+/// Sends one command on a raw connection and reads its reply.
+fn command(stream: &mut TcpStream, args: &[&[u8]]) -> Reply {
+    stream.write_all(&encode_request(args)).unwrap();
+    read_reply(&mut BufReader::new(stream.try_clone().unwrap())).unwrap()
+}
+
+fn refusal() -> String {
+    format!("{:?}", Reply::Error("ERR max number of clients reached".into()))
+}
+
+#[test]
+fn clients_past_maxclients_are_refused_with_redis_error_and_a_freed_place_is_taken_again() {
+    const MAXCLIENTS: usize = 20;
+    let mut cluster = Cluster::launch_with(3, &["--maxclients", &MAXCLIENTS.to_string()]);
+    let leader = cluster.wait_for_leader(LEADER_TIMEOUT);
+    let port = cluster.redis_port(leader);
+
+    // The harness's own connections may hold places until the node sees them closed: open
+    // connections until this test holds every place.
+    let mut held = Vec::new();
+    wait_until(Duration::from_secs(30), "every place is held by this test", || {
+        match ping_new_connection(port) {
+            Ok(stream) => held.push(stream),
+            Err(reply) => assert_eq!(reply, refusal(), "a connection was neither served nor refused"),
+        }
+        held.len() == MAXCLIENTS
+    });
+    // One more is refused with Redis's error, and closed.
+    assert_eq!(ping_new_connection(port).err(), Some(refusal()));
+    let mut refused = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let said = read_until_closed(&mut refused, Duration::from_secs(20));
+    assert_eq!(said, b"-ERR max number of clients reached\r\n");
+
+    let stats = command(&mut held[0], &[b"INFO", b"stats"]);
+    let Reply::Bulk(Some(stats)) = stats else { panic!("INFO stats answered {stats:?}") };
+    let stats = String::from_utf8(stats).unwrap();
+    let rejected: u64 = stats
+        .lines()
+        .find_map(|l| l.strip_prefix("rejected_connections:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no rejected_connections in INFO stats: {stats}"));
+    assert!(rejected >= 2, "INFO stats counts {rejected} rejected connections");
+    let clients = command(&mut held[1], &[b"INFO", b"clients"]);
+    let Reply::Bulk(Some(clients)) = clients else { panic!("INFO clients answered {clients:?}") };
+    assert!(String::from_utf8(clients).unwrap().contains(&format!("maxclients:{MAXCLIENTS}\r\n")));
+    let config = &mut held[2];
+    config.write_all(&encode_request(&[b"CONFIG", b"GET", b"maxclients"])).unwrap();
+    let expected =
+        format!("*2\r\n$10\r\nmaxclients\r\n${}\r\n{MAXCLIENTS}\r\n", MAXCLIENTS.to_string().len());
+    let mut answer = vec![0; expected.len()];
+    config.read_exact(&mut answer).unwrap();
+    assert_eq!(String::from_utf8_lossy(&answer), expected, "CONFIG GET maxclients");
+
+    // The held connections are served as usual, and a place given back is taken again.
+    let mut writer = held.pop().unwrap();
+    assert_eq!(command(&mut writer, &[b"SET", b"maxclients:key", b"v"]), Reply::Status("OK".into()));
+    drop(held.pop());
+    let mut again = None;
+    wait_until(Duration::from_secs(30), "a freed place is taken again", || {
+        again = ping_new_connection(port).ok();
+        again.is_some()
+    });
+    let mut again = again.unwrap();
+    assert_eq!(command(&mut again, &[b"GET", b"maxclients:key"]), Reply::Bulk(Some(b"v".to_vec())));
+    let follower = cluster.ids().into_iter().find(|&id| id != leader).unwrap();
+    assert_served_promptly(&cluster, follower, "every place on the leader is held");
+}
+
+#[test]
+fn a_flood_of_connections_under_a_low_open_file_limit_is_refused_while_the_node_writes_new_files() {
+    // 600 open files: the node keeps `RESERVED_FDS` for its storage and peers and serves the rest
+    // as clients. Before it did, a flood took every descriptor, and the next file RocksDB
+    // opened (a flush after a log compaction) failed and stopped the node.
+    const OPEN_FILES: u64 = 600;
+    let fitted = OPEN_FILES - actors::RESERVED_FDS;
+    let mut cluster = Cluster::launch_with(3, &["--snapshot-threshold", "50"]);
+    let leader = cluster.wait_for_leader(LEADER_TIMEOUT);
+    let victim = cluster.ids().into_iter().find(|&id| id != leader).unwrap();
+    cluster.limit_open_files(victim, Some(OPEN_FILES));
+    cluster.restart(victim);
+    let clients: String =
+        cluster.query_with_retry(victim, redis::cmd("INFO").arg("clients"), Duration::from_secs(30));
+    assert!(clients.contains(&format!("maxclients:{fitted}\r\n")), "INFO clients: {clients}");
+    assert!(
+        cluster.log_since(victim, 0).contains("--maxclients lowered to fit the open-file limit"),
+        "the node did not say it lowered --maxclients"
+    );
+
+    // More connections than the node has descriptors.
+    let port = cluster.redis_port(victim);
+    let mut served = Vec::new();
+    let mut refused = 0;
+    for _ in 0..OPEN_FILES + 100 {
+        match ping_new_connection(port) {
+            Ok(stream) => served.push(stream),
+            Err(reply) => {
+                assert_eq!(reply, refusal(), "a connection was neither served nor refused");
+                refused += 1;
+            }
+        }
+    }
+    assert!(served.len() as u64 <= fitted, "{} connections served", served.len());
+    eprintln!("flood: {} connections served, {refused} refused", served.len());
+
+    // While the flood holds its connections, writes through the node (forwarded to the leader,
+    // then applied here) pass the compaction threshold many times over: the node compacts its
+    // log and flushes, writing new files.
+    // (Every place is taken: the node is asked on a connection of the flood.)
+    let writer = &mut served[0];
+    let first_index = log_first_index(writer);
+    for i in 0..400 {
+        let key = format!("flood:{i}");
+        let reply = command(writer, &[b"SET", key.as_bytes(), &[b'v'; 1000]]);
+        assert_eq!(reply, Reply::Status("OK".into()), "SET {key}");
+    }
+    wait_until(Duration::from_secs(30), "the node compacts its log", || {
+        log_first_index(writer) > first_index + 100
+    });
+    cluster.assert_nothing_exited();
+    assert_eq!(command(writer, &[b"GET", b"flood:399"]), Reply::Bulk(Some(vec![b'v'; 1000])));
+    // Once the flood is gone, new clients are served again.
+    drop(served);
+    wait_until(Duration::from_secs(30), "a new client is served after the flood", || {
+        ping_new_connection(port).is_ok()
+    });
+}
+
+/// The first index of the node's Raft log, from `INFO raft` on a raw connection.
+fn log_first_index(stream: &mut TcpStream) -> u64 {
+    match command(stream, &[b"INFO", b"raft"]) {
+        Reply::Bulk(Some(text)) => {
+            common::RaftInfo::parse(&String::from_utf8(text).unwrap())
+                .expect("INFO raft parses")
+                .log_first_index
+        }
+        other => panic!("INFO raft answered {other:?}"),
+    }
 }

@@ -148,6 +148,13 @@ pub mod mailbox {
     }
 }
 
+/// File descriptors a node keeps for everything but client connections: RocksDB's files (at
+/// most [`storage::MAX_OPEN_TABLE_FILES`] tables open at once, plus its logs, the manifest and a
+/// snapshot being sent or received), peer connections and handshakes
+/// ([`peer_transport::MAX_HANDSHAKES`]), and the runtime's own. The binary sizes the open-file
+/// limit to `--maxclients` plus these, or fits `--maxclients` to the limit.
+pub const RESERVED_FDS: u64 = 512;
+
 /// Everything a node needs to start.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -165,6 +172,9 @@ pub struct NodeConfig {
     pub limits: RespLimits,
     /// Clients must `AUTH` with this password first (`--requirepass`).
     pub requirepass: Option<String>,
+    /// At most this many client connections at once (`--maxclients`); one more is answered
+    /// `-ERR max number of clients reached` and closed, as Redis does.
+    pub maxclients: usize,
     /// Start with no membership and wait to be added (`RAFT.NODE ADD`) by the cluster.
     pub join: bool,
     /// The secret peers prove they share when they connect (empty: none).
@@ -308,6 +318,7 @@ pub async fn start_node(config: NodeConfig) -> std::result::Result<RunningNode, 
         redis_port: redis_addr.port(),
         peer_addrs: config.cluster.clone(),
         started: Instant::now(),
+        maxclients: config.maxclients,
     };
     let (raft_addr_for_caller, storage_for_caller) = (raft_addr.clone(), storage_addr.clone());
     store_ctx.run(RedisStore::new(info, incarnation, applied, raft_addr, storage_addr, config.store.clone()));
@@ -317,6 +328,7 @@ pub async fn start_node(config: NodeConfig) -> std::result::Result<RunningNode, 
         port: redis_addr.port(),
         limits: config.limits,
         requirepass: config.requirepass.clone(),
+        maxclients: config.maxclients,
     };
     let clients = actix_rt::spawn(session::serve_clients(redis_listener, store_addr.clone(), session_config));
     Ok(RunningNode {

@@ -24,7 +24,9 @@
 //!   The whole keyspace never sits in memory on either side.
 //!
 //! A connection from an unknown node, or carrying a garbage, oversized or misaddressed frame,
-//! is logged and closed.
+//! is logged and closed. So is one whose handshake does not finish within
+//! [`HANDSHAKE_TIMEOUT`], and at most [`MAX_HANDSHAKES`] connections are in their handshake at
+//! once (one more is closed at once): a stranger cannot take the file descriptors the node needs.
 //!
 //! For fault tests, a node started with a fault-control file drops the traffic that file names
 //! (`drop-out <id>`, `drop-in <id>`, one per line), re-read whenever it changes.
@@ -42,7 +44,7 @@ use protobuf::Message as PbMessage;
 use raft::eraftpb::{Message, MessageType};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio_util::codec::{Framed, FramedRead, LengthDelimitedCodec};
 use tracing::{debug, info, warn};
 
@@ -70,7 +72,11 @@ pub struct SendMessages(pub Vec<Message>);
 #[rtype(result = "()")]
 pub struct UpdatePeers(pub Vec<Member>);
 
+/// How long an inbound connection has to say hello and answer the challenge.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Inbound connections in their handshake at once. Members hold one message connection each,
+/// plus one per snapshot transfer, and finish their handshakes in a round trip.
+pub const MAX_HANDSHAKES: usize = 32;
 const SNAPSHOT_IO_TIMEOUT: Duration = Duration::from_secs(60);
 const FAULT_POLL: Duration = Duration::from_millis(100);
 const QUEUE_PER_PEER: usize = 8192;
@@ -503,13 +509,24 @@ struct Inbound {
 
 async fn accept_peers(listener: TcpListener, inbound: Inbound) {
     let me = inbound.me;
+    let handshakes = std::sync::Arc::new(Semaphore::new(MAX_HANDSHAKES));
+    let mut refusing = false;
     loop {
         match listener.accept().await {
             Ok((stream, remote)) => {
+                let Ok(handshake) = handshakes.clone().try_acquire_owned() else {
+                    if !refusing {
+                        warn!(node = me, %remote, "{MAX_HANDSHAKES} peer handshakes under way: closing new peer connections");
+                        refusing = true;
+                    }
+                    debug!(node = me, %remote, "closed a peer connection: too many handshakes");
+                    continue;
+                };
+                refusing = false;
                 let _ = stream.set_nodelay(true);
                 let inbound = inbound.clone();
                 actix_rt::spawn(async move {
-                    if let Err(reason) = serve_peer(stream, inbound).await {
+                    if let Err(reason) = serve_peer(stream, handshake, inbound).await {
                         warn!(node = me, %remote, %reason, "closed a peer connection");
                     }
                 });
@@ -522,13 +539,21 @@ async fn accept_peers(listener: TcpListener, inbound: Inbound) {
     }
 }
 
-/// Reads one inbound peer connection until it closes or misbehaves.
-async fn serve_peer(stream: TcpStream, inbound: Inbound) -> Result<(), String> {
+/// Reads one inbound peer connection until it closes or misbehaves. `handshake` is its place
+/// among the connections in their handshake, given back once the peer is accepted.
+async fn serve_peer(
+    stream: TcpStream,
+    handshake: OwnedSemaphorePermit,
+    inbound: Inbound,
+) -> Result<(), String> {
     let me = inbound.me;
     // Until the peer has proven it knows the secret, frames are tiny: a stranger announcing a
     // huge frame must not make us reserve memory for it.
     let mut frames = FramedRead::new(stream, frame_codec(HANDSHAKE_MAX_FRAME));
-    let (Hello { kind, from, store }, hello) = match frames.next().await {
+    let first = tokio::time::timeout(HANDSHAKE_TIMEOUT, frames.next())
+        .await
+        .map_err(|_| "no hello within the handshake timeout".to_string())?;
+    let (Hello { kind, from, store }, hello) = match first {
         Some(Ok(h)) => match Hello::decode(&h) {
             Some(parsed) => (parsed, h),
             None => return Err("bad hello frame".into()),
@@ -565,6 +590,7 @@ async fn serve_peer(stream: TcpStream, inbound: Inbound) -> Result<(), String> {
     if let Verdict::WrongStore { known } = verdict {
         return Err(Refusal::WrongStore(known).explain(from, store));
     }
+    drop(handshake);
     frames.decoder_mut().set_max_frame_length(MAX_FRAME);
     if kind == ConnectionKind::Snapshot {
         return receive_snapshot(frames, from, inbound).await;
@@ -854,6 +880,51 @@ mod tests {
         // Whatever the transport stepped before closing has reached the recorder by now.
         recorder.send(PeerUnreachable(2)).await.unwrap();
         assert_eq!(steps.lock().unwrap().len(), 1, "nothing was stepped after the store id was recorded");
+    }
+
+    #[actix_rt::test]
+    async fn silent_connections_hold_at_most_the_handshake_places_and_only_until_the_timeout() {
+        let members = vec![
+            Member { id: 1, peer_addr: "127.0.0.1:1".into(), ..Default::default() },
+            Member { id: 2, peer_addr: "127.0.0.1:1".into(), ..Default::default() },
+        ];
+        let (addr, steps) = transport_of_node_1(&members).await;
+        // Strangers that connect and say nothing take every handshake place...
+        let mut silent = Vec::new();
+        for _ in 0..MAX_HANDSHAKES {
+            silent.push(TcpStream::connect(addr).await.unwrap());
+        }
+        // ... so one more, accepted after them, is closed at once, while they are still open.
+        let mut extra = TcpStream::connect(addr).await.unwrap();
+        let mut rest = Vec::new();
+        tokio::time::timeout(
+            HANDSHAKE_TIMEOUT * 3,
+            tokio::io::AsyncReadExt::read_to_end(&mut extra, &mut rest),
+        )
+        .await
+        .expect("the connection past the handshake places was closed")
+        .unwrap();
+        let mut probe = [0u8; 1];
+        assert!(
+            matches!(silent[0].try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "a silent connection was closed before its handshake timed out"
+        );
+        // They are closed once the handshake timeout passes...
+        for stream in &mut silent {
+            let mut rest = Vec::new();
+            tokio::time::timeout(
+                HANDSHAKE_TIMEOUT * 3,
+                tokio::io::AsyncReadExt::read_to_end(stream, &mut rest),
+            )
+            .await
+            .expect("a silent connection outlived the handshake timeout")
+            .unwrap();
+        }
+        // ... and a member gets through.
+        let good = heartbeat(2, 1).write_to_bytes().unwrap();
+        let verdict = send_frames(addr, hello(2, 2), b"s3cret", &[&good]).await;
+        assert_eq!(verdict, Some(Verdict::Accepted));
+        wait_for_steps(&steps, 1).await;
     }
 
     #[test]

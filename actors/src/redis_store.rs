@@ -93,6 +93,8 @@ pub enum ClientEvent {
     LocalCommand,
     /// The connection closed.
     Gone(u64),
+    /// A connection was refused: `--maxclients` were connected already.
+    Rejected,
 }
 
 /// One client connection, as `CLIENT LIST` shows it.
@@ -157,6 +159,8 @@ pub struct NodeInfo {
     pub redis_port: u16,
     pub peer_addrs: Vec<String>,
     pub started: Instant,
+    /// `--maxclients`, as the node runs with it (`INFO clients`).
+    pub maxclients: usize,
 }
 
 /// Where the answer to one command goes: a channel of its own (`Execute`), or its place in the
@@ -308,6 +312,7 @@ pub struct RedisStore {
 pub struct Stats {
     pub connections_received: u64,
     pub commands_processed: u64,
+    pub rejected_connections: u64,
     pub expired_keys: u64,
 }
 
@@ -631,12 +636,16 @@ pub fn format_info(
         out.push_str(&format!("uptime_in_days:{}\r\n\r\n", node.started.elapsed().as_secs() / 86400));
     }
     if wants("clients") {
-        out.push_str(&format!("# Clients\r\nconnected_clients:{clients}\r\nblocked_clients:0\r\n\r\n"));
+        out.push_str(&format!(
+            "# Clients\r\nconnected_clients:{clients}\r\nmaxclients:{}\r\nblocked_clients:0\r\n\r\n",
+            node.maxclients
+        ));
     }
     if wants("stats") {
         out.push_str("# Stats\r\n");
         out.push_str(&format!("total_connections_received:{}\r\n", stats.connections_received));
         out.push_str(&format!("total_commands_processed:{}\r\n", stats.commands_processed));
+        out.push_str(&format!("rejected_connections:{}\r\n", stats.rejected_connections));
         out.push_str(&format!("expired_keys:{}\r\n\r\n", stats.expired_keys));
     }
     if wants("keyspace") {
@@ -840,6 +849,7 @@ impl Handler<ClientEvent> for RedisStore {
             ClientEvent::Gone(id) => {
                 self.clients.remove(&id);
             }
+            ClientEvent::Rejected => self.stats.rejected_connections += 1,
         }
         metrics::gauge!(telemetry::CLIENT_CONNECTIONS).set(self.clients.len() as f64);
     }

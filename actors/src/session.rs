@@ -36,12 +36,18 @@
 //! `client-output-buffer-limit`. The read buffer, one request's size ([`RespLimits`]) and a
 //! MULTI queue (at most `max_request_len` bytes of arguments, the size of one Raft entry)
 //! are bounded as well, and an idle connection keeps only small buffers.
+//!
+//! The number of connections is bounded too (`--maxclients`): one more is answered
+//! `-ERR max number of clients reached` and closed, as Redis does, and counted in `INFO stats`
+//! (`rejected_connections`). Each connection holds a slot until its socket is closed, so a
+//! flood of clients cannot take the file descriptors the node keeps for its storage and peers.
 
 use std::cell::Cell;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::Instant;
 
@@ -52,7 +58,7 @@ use futures::Stream;
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::codec::{Encoder, FramedRead};
 use tracing::{debug, warn};
@@ -114,6 +120,8 @@ pub struct SessionConfig {
     pub limits: RespLimits,
     /// `--requirepass`: clients must AUTH before anything else.
     pub requirepass: Option<String>,
+    /// `--maxclients`: connections beyond this many are refused.
+    pub maxclients: usize,
 }
 
 /// The flow-control state a Session shares with its writer task and its reader (all three run
@@ -128,6 +136,9 @@ struct Flow {
     unwritten_bytes: Cell<usize>,
     /// The reader, parked while reading is paused.
     reader: Cell<Option<Waker>>,
+    /// The connection's place among `--maxclients`: given back once the session, its reader
+    /// and its writer have all let go of the socket.
+    _slot: Option<OwnedSemaphorePermit>,
 }
 
 impl Flow {
@@ -236,6 +247,7 @@ impl Session {
         id: u64,
         stream: TcpStream,
         peer: SocketAddr,
+        slot: OwnedSemaphorePermit,
         store: Addr<RedisStore>,
         config: SessionConfig,
     ) {
@@ -244,7 +256,7 @@ impl Session {
         let (read, write) = stream.into_split();
         // The channel is unbounded in type only: what it holds is bounded by the flow limits.
         let (out, queue) = mpsc::unbounded_channel();
-        let flow = Rc::new(Flow::default());
+        let flow = Rc::new(Flow { _slot: Some(slot), ..Flow::default() });
         let writer =
             actix_rt::spawn(write_replies(write, queue, RespCodec::new(config.limits), flow.clone()));
         Session::create(move |ctx| {
@@ -801,6 +813,7 @@ impl Session {
             ("appendonly", "yes".into()),
             ("bind", self.config.bind.clone()),
             ("databases", "1".into()),
+            ("maxclients", self.config.maxclients.to_string()),
             ("maxmemory", "0".into()),
             ("port", self.config.port.to_string()),
             ("proto-max-bulk-len", limits.max_bulk_len.to_string()),
@@ -992,13 +1005,32 @@ async fn write_out(
 
 /// Accepts client connections forever, one Session each.
 pub async fn serve_clients(listener: TcpListener, store: Addr<RedisStore>, config: SessionConfig) {
+    let slots = Arc::new(Semaphore::new(config.maxclients));
     let mut next_id = 0;
+    let mut refusing = false;
     loop {
         match listener.accept().await {
-            Ok((stream, peer)) => {
-                next_id += 1;
-                Session::start_for(next_id, stream, peer, store.clone(), config.clone());
-            }
+            Ok((stream, peer)) => match slots.clone().try_acquire_owned() {
+                Ok(slot) => {
+                    refusing = false;
+                    next_id += 1;
+                    Session::start_for(next_id, stream, peer, slot, store.clone(), config.clone());
+                }
+                Err(_) => {
+                    if !refusing {
+                        warn!(
+                            maxclients = config.maxclients,
+                            "max number of clients reached: refusing new clients"
+                        );
+                        refusing = true;
+                    }
+                    debug!(%peer, "refused a client");
+                    store.do_send(ClientEvent::Rejected);
+                    // Redis's answer, then the connection is closed. A fresh socket's send
+                    // buffer takes it at once; if not, the client gets only the close.
+                    let _ = stream.try_write(b"-ERR max number of clients reached\r\n");
+                }
+            },
             Err(e) => {
                 warn!(error = %e, "accepting a client failed");
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;

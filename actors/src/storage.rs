@@ -92,6 +92,17 @@ const LOG_END: [u8; 9] = [0xff; 9];
 /// The size of one snapshot chunk on the wire.
 pub const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
 
+/// How many table files RocksDB keeps open at once (its table cache; RocksDB's default keeps
+/// every one open). Bounded, so that the descriptors a node keeps for itself
+/// ([`crate::RESERVED_FDS`]) hold however large the data grows, and a flood of client
+/// connections cannot leave RocksDB without one for a new file (such a failed write stops the
+/// node).
+pub const MAX_OPEN_TABLE_FILES: i32 = 256;
+
+/// The same bound for a checkpoint read while it is sent as a snapshot: it is read in key order,
+/// a few files at a time.
+const CHECKPOINT_OPEN_FILES: i32 = 32;
+
 /// Persist the entries and hard state of one Ready, durably (fsync) when they hold entries, a
 /// new term or a vote, before anything that depends on them is sent or acknowledged. Sent by
 /// RaftNode; replies once the write is done, with what its durability waits for. A failed write
@@ -298,6 +309,7 @@ impl Storage {
         opts.create_missing_column_families(true);
         // A bounded write-ahead log bounds what a restart after `kill -9` must replay.
         opts.set_max_total_wal_size(64 << 20);
+        opts.set_max_open_files(MAX_OPEN_TABLE_FILES);
         let cfs = COLUMN_FAMILIES.iter().map(|&name| ColumnFamilyDescriptor::new(name, family_options(name)));
         let db = DB::open_cf_descriptors(&opts, dir, cfs)?;
         // Checkpoints only live while they are being sent.
@@ -647,7 +659,8 @@ impl Storage {
 /// [`SNAPSHOT_CHUNK_BYTES`]: a sequence of `[key len: u32][key][value len: u32][value]`.
 /// Runs on a plain thread (RocksDB reads block); memory stays at one chunk.
 pub fn stream_checkpoint(dir: &Path, mut send: impl FnMut(&[u8]) -> std::io::Result<()>) -> Result<u64> {
-    let opts = Options::default();
+    let mut opts = Options::default();
+    opts.set_max_open_files(CHECKPOINT_OPEN_FILES);
     let families = DB::list_cf(&opts, dir)?;
     let db = DB::open_cf_for_read_only(&opts, dir, families, false)?;
     let mut chunk = Vec::with_capacity(SNAPSHOT_CHUNK_BYTES + 1024);

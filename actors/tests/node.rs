@@ -18,7 +18,14 @@ async fn single_node(dir: &std::path::Path) -> RunningNode {
 }
 
 async fn single_node_with(dir: &std::path::Path, limits: RespLimits) -> RunningNode {
-    let config = NodeConfig {
+    single_node_configured(dir, |config| config.limits = limits).await
+}
+
+async fn single_node_configured(
+    dir: &std::path::Path,
+    configure: impl FnOnce(&mut NodeConfig),
+) -> RunningNode {
+    let mut config = NodeConfig {
         id: 1,
         cluster: vec!["127.0.0.1:0".into()],
         bind: "127.0.0.1".into(),
@@ -26,13 +33,15 @@ async fn single_node_with(dir: &std::path::Path, limits: RespLimits) -> RunningN
         data_dir: dir.to_path_buf(),
         raft: RaftTiming { tick: Duration::from_millis(10), ..Default::default() },
         store: Default::default(),
-        limits,
+        limits: RespLimits::default(),
         requirepass: None,
+        maxclients: 10_000,
         join: false,
         cluster_secret: Vec::new(),
         fault_control: None,
         fsync: Default::default(),
     };
+    configure(&mut config);
     start_node(config).await.expect("the node starts")
 }
 
@@ -143,5 +152,45 @@ async fn a_transaction_larger_than_a_request_is_refused_and_applies_nothing() {
     // Nothing was applied, and the connection goes on.
     exchange(&mut stream, b"*2\r\n$6\r\nEXISTS\r\n$1\r\na\r\n", b":0\r\n").await;
     exchange(&mut stream, set("a").as_bytes(), b"+OK\r\n").await;
+    node.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn a_session_past_maxclients_gets_redis_error_and_a_freed_place_is_taken_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = single_node_configured(dir.path(), |config| config.maxclients = 2).await;
+    let mut first = TcpStream::connect(node.redis_addr).await.unwrap();
+    exchange(&mut first, b"PING\r\n", b"+PONG\r\n").await;
+    let mut second = TcpStream::connect(node.redis_addr).await.unwrap();
+    exchange(&mut second, b"PING\r\n", b"+PONG\r\n").await;
+
+    let mut third = TcpStream::connect(node.redis_addr).await.unwrap();
+    let mut said = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), third.read_to_end(&mut said))
+        .await
+        .expect("the connection past maxclients is closed")
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&said), "-ERR max number of clients reached\r\n");
+    exchange(&mut first, b"CONFIG GET maxclients\r\n", b"*2\r\n$10\r\nmaxclients\r\n$1\r\n2\r\n").await;
+
+    // A place is given back once the node has seen the connection close.
+    drop(second);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut again = TcpStream::connect(node.redis_addr).await.unwrap();
+        again.write_all(b"PING\r\n").await.unwrap();
+        let mut reply = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(20), again.read_buf(&mut reply)).await;
+        if reply == b"+PONG\r\n" {
+            break;
+        }
+        assert_eq!(String::from_utf8_lossy(&reply), "-ERR max number of clients reached\r\n");
+        assert!(Instant::now() < deadline, "the closed connection's place was never given back");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let stats = execute(&node, &["INFO", "stats"]).await;
+    let Frame::Verbatim(stats) = stats else { panic!("INFO answered {stats:?}") };
+    let rejected = stats.lines().find_map(|l| l.strip_prefix("rejected_connections:"));
+    assert!(rejected.is_some_and(|n| n.trim() != "0"), "no rejection counted: {stats}");
     node.shutdown().await;
 }

@@ -109,6 +109,8 @@ struct Node {
     removed: bool,
     /// The largest file the node may write (`RLIMIT_FSIZE`, set with `prlimit` when it starts).
     file_size_limit: Option<u64>,
+    /// How many files the node may have open (`RLIMIT_NOFILE`, soft and hard, likewise).
+    open_files_limit: Option<u64>,
 }
 
 /// The Raft traffic one node drops: messages to (`drop-out`) and from (`drop-in`) these peers.
@@ -146,6 +148,7 @@ impl Node {
             removed: false,
             log_offset: 0,
             file_size_limit: None,
+            open_files_limit: None,
         }
     }
 
@@ -383,13 +386,19 @@ impl Cluster {
         node.log_offset = log.metadata().map(|meta| meta.len()).unwrap_or(0);
         let stdout = log.try_clone().expect("cannot clone the log file handle");
 
-        let mut command = match node.file_size_limit {
-            Some(bytes) => {
-                let mut command = Command::new("prlimit");
-                command.arg(format!("--fsize={bytes}")).arg("--").arg(&binary);
-                command
-            }
-            None => Command::new(&binary),
+        let limits: Vec<String> = [
+            node.file_size_limit.map(|bytes| format!("--fsize={bytes}")),
+            node.open_files_limit.map(|files| format!("--nofile={files}")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let mut command = if limits.is_empty() {
+            Command::new(&binary)
+        } else {
+            let mut command = Command::new("prlimit");
+            command.args(&limits).arg("--").arg(&binary);
+            command
         };
         command
             .arg("--id")
@@ -426,6 +435,12 @@ impl Cluster {
     /// limit): a write past it fails (EFBIG), as on a full disk.
     pub fn limit_file_size(&mut self, id: u64, bytes: Option<u64>) {
         self.node_mut(id).file_size_limit = bytes;
+    }
+
+    /// Limits how many files the node may have open (`ulimit -n`, soft and hard) from its next
+    /// start on (`None`: the harness's own limit).
+    pub fn limit_open_files(&mut self, id: u64, files: Option<u64>) {
+        self.node_mut(id).open_files_limit = files;
     }
 
     /// Kills a running node with SIGKILL (a crash: nothing is flushed) and waits for it to exit.
