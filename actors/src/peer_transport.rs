@@ -758,6 +758,11 @@ mod tests {
         [&(bytes.len() as u32).to_be_bytes()[..], bytes].concat()
     }
 
+    /// Nodes 1 and 2, at an address nobody listens on (outbound sends just fail).
+    fn nodes_1_and_2() -> Vec<Member> {
+        [1, 2].map(|id| Member { id, peer_addr: "127.0.0.1:1".into(), ..Default::default() }).to_vec()
+    }
+
     /// A transport for node 1 whose address book holds `members`, and what it steps into Raft.
     async fn transport_of_node_1(members: &[Member]) -> (std::net::SocketAddr, Arc<Mutex<Vec<Message>>>) {
         let (addr, steps, _, _) = transport_and_recorder(members).await;
@@ -795,12 +800,8 @@ mod tests {
 
     #[actix_rt::test]
     async fn valid_messages_are_stepped_and_garbage_unknown_senders_and_misaddressed_frames_are_not() {
-        // Node 1 knows node 2 (at an address nobody listens on: outbound sends just fail).
-        let members = vec![
-            Member { id: 1, peer_addr: "127.0.0.1:1".into(), ..Default::default() },
-            Member { id: 2, peer_addr: "127.0.0.1:1".into(), ..Default::default() },
-        ];
-        let (addr, steps) = transport_of_node_1(&members).await;
+        // Node 1 knows node 2.
+        let (addr, steps) = transport_of_node_1(&nodes_1_and_2()).await;
 
         let good = heartbeat(2, 1).write_to_bytes().unwrap();
         let secret = b"s3cret".as_slice();
@@ -884,11 +885,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn silent_connections_hold_at_most_the_handshake_places_and_only_until_the_timeout() {
-        let members = vec![
-            Member { id: 1, peer_addr: "127.0.0.1:1".into(), ..Default::default() },
-            Member { id: 2, peer_addr: "127.0.0.1:1".into(), ..Default::default() },
-        ];
-        let (addr, steps) = transport_of_node_1(&members).await;
+        let (addr, steps) = transport_of_node_1(&nodes_1_and_2()).await;
         // Strangers that connect and say nothing take every handshake place...
         let mut silent = Vec::new();
         for _ in 0..MAX_HANDSHAKES {
