@@ -95,6 +95,8 @@ pub enum ClientEvent {
     Gone(u64),
     /// A connection was refused: `--maxclients` were connected already.
     Rejected,
+    /// `CONFIG RESETSTAT`: the `INFO stats` counters start again from zero.
+    ResetStats,
 }
 
 /// One client connection, as `CLIENT LIST` shows it.
@@ -850,6 +852,7 @@ impl Handler<ClientEvent> for RedisStore {
                 self.clients.remove(&id);
             }
             ClientEvent::Rejected => self.stats.rejected_connections += 1,
+            ClientEvent::ResetStats => self.stats = Stats::default(),
         }
         metrics::gauge!(telemetry::CLIENT_CONNECTIONS).set(self.clients.len() as f64);
     }

@@ -709,7 +709,11 @@ impl Session {
                     ))
                 }
             }
-            LocalCommand::ConfigResetStat => Frame::ok(),
+            LocalCommand::ConfigResetStat => {
+                // Ahead of any later command of this connection in RedisStore's mailbox.
+                self.store.do_send(ClientEvent::ResetStats);
+                Frame::ok()
+            }
             LocalCommand::CommandCount => Frame::Integer(COMMAND_TABLE.len() as i64),
             LocalCommand::CommandList => Frame::Array(COMMAND_TABLE.iter().map(table::info).collect()),
             LocalCommand::CommandInfo(names) if names.is_empty() => {

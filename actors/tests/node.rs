@@ -194,3 +194,25 @@ async fn a_session_past_maxclients_gets_redis_error_and_a_freed_place_is_taken_a
     assert!(rejected.is_some_and(|n| n.trim() != "0"), "no rejection counted: {stats}");
     node.shutdown().await;
 }
+
+#[actix_rt::test]
+async fn config_resetstat_starts_the_info_stats_counters_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = single_node(dir.path()).await;
+    wait_for_leadership(&node).await;
+    let mut stream = TcpStream::connect(node.redis_addr).await.unwrap();
+    for _ in 0..10 {
+        exchange(&mut stream, b"PING\r\n", b"+PONG\r\n").await;
+    }
+    let processed = |stats: &str| -> u64 {
+        let line = stats.lines().find_map(|l| l.strip_prefix("total_commands_processed:"));
+        line.and_then(|n| n.trim().parse().ok()).unwrap_or_else(|| panic!("no count in {stats}"))
+    };
+    let Frame::Verbatim(before) = execute(&node, &["INFO", "stats"]).await else { panic!("INFO") };
+    assert!(processed(&before) >= 11, "{before}");
+    exchange(&mut stream, b"CONFIG RESETSTAT\r\n", b"+OK\r\n").await;
+    let Frame::Verbatim(after) = execute(&node, &["INFO", "stats"]).await else { panic!("INFO") };
+    assert!(processed(&after) <= 1, "only the RESETSTAT itself may count: {after}");
+    assert!(after.contains("total_connections_received:0\r\n"), "{after}");
+    node.shutdown().await;
+}
