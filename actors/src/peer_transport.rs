@@ -510,19 +510,18 @@ struct Inbound {
 async fn accept_peers(listener: TcpListener, inbound: Inbound) {
     let me = inbound.me;
     let handshakes = std::sync::Arc::new(Semaphore::new(MAX_HANDSHAKES));
-    let mut refusing = false;
+    let mut warned: Option<std::time::Instant> = None;
     loop {
         match listener.accept().await {
             Ok((stream, remote)) => {
                 let Ok(handshake) = handshakes.clone().try_acquire_owned() else {
-                    if !refusing {
+                    if warned.is_none_or(|at| at.elapsed() >= Duration::from_secs(10)) {
                         warn!(node = me, %remote, "{MAX_HANDSHAKES} peer handshakes under way: closing new peer connections");
-                        refusing = true;
+                        warned = Some(std::time::Instant::now());
                     }
                     debug!(node = me, %remote, "closed a peer connection: too many handshakes");
                     continue;
                 };
-                refusing = false;
                 let _ = stream.set_nodelay(true);
                 let inbound = inbound.clone();
                 actix_rt::spawn(async move {

@@ -87,6 +87,9 @@ pub const OUTPUT_HARD_LIMIT: usize = 64 * 1024 * 1024;
 /// frames (counted against the limits above) rather than as encoded bytes.
 const WRITE_BATCH: usize = 64 * 1024;
 
+/// How often, at most, the log says that clients are being refused (`--maxclients`).
+const REFUSAL_WARNING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// An idle writer gives back an encoding buffer larger than this.
 const MAX_IDLE_WRITE_CAPACITY: usize = 64 * 1024;
 
@@ -1011,22 +1014,22 @@ async fn write_out(
 pub async fn serve_clients(listener: TcpListener, store: Addr<RedisStore>, config: SessionConfig) {
     let slots = Arc::new(Semaphore::new(config.maxclients));
     let mut next_id = 0;
-    let mut refusing = false;
+    let mut warned: Option<Instant> = None;
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => match slots.clone().try_acquire_owned() {
                 Ok(slot) => {
-                    refusing = false;
                     next_id += 1;
                     Session::start_for(next_id, stream, peer, slot, store.clone(), config.clone());
                 }
                 Err(_) => {
-                    if !refusing {
+                    // Once per interval at most: `INFO stats` counts every one.
+                    if warned.is_none_or(|at| at.elapsed() >= REFUSAL_WARNING_INTERVAL) {
                         warn!(
                             maxclients = config.maxclients,
                             "max number of clients reached: refusing new clients"
                         );
-                        refusing = true;
+                        warned = Some(Instant::now());
                     }
                     debug!(%peer, "refused a client");
                     store.do_send(ClientEvent::Rejected);
