@@ -295,17 +295,20 @@ for rep in $(seq "$REPS"); do
   cpu_run "$rep" leader "${node_port[$leader]}" "${node_pid[$leader]}" "${followers[@]}"
   nodes_alive
 done
+# The median of the numbers on stdin, one per line ("nan" for none).
+median_of_lines() {
+  sort -g | awk '{ v[NR] = $1 } END {
+    if (NR == 0) { print "nan"; exit }
+    if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
 cpu_median() { # system column (3 rps, 4 server µs, 5 redis-benchmark µs, 6 idle %, 7.. each process)
-  awk -F'\t' -v s="$1" -v c="$2" '$2 == s { print $c }' "$cpu_raw" | sort -g |
-    awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+  awk -F'\t' -v s="$1" -v c="$2" '$2 == s { print $c }' "$cpu_raw" | median_of_lines
 }
 
 # median workload system test column(5 rps, 6 p50, 7 p99)
 median() {
   awk -F'\t' -v w="$1" -v s="$2" -v t="$3" -v c="$4" '$2 == w && $3 == s && $4 == t { print $c }' "$raw" |
-    sort -g | awk '{ v[NR] = $1 } END {
-      if (NR == 0) { print "nan"; exit }
-      if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+    median_of_lines
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "nan" }'; }
 fmt_rps() { awk -v x="$1" 'BEGIN { printf "%.0f", x }'; }
