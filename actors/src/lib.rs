@@ -155,6 +155,11 @@ pub mod mailbox {
 /// limit to `--maxclients` plus these, or fits `--maxclients` to the limit.
 pub const RESERVED_FDS: u64 = 512;
 
+/// How often, at most, a node logs that it is refusing connections (clients past
+/// `--maxclients`, peer connections past the handshake places); `INFO stats` counts every
+/// refused client.
+const REFUSAL_WARNING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Everything a node needs to start.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {

@@ -515,7 +515,7 @@ async fn accept_peers(listener: TcpListener, inbound: Inbound) {
         match listener.accept().await {
             Ok((stream, remote)) => {
                 let Ok(handshake) = handshakes.clone().try_acquire_owned() else {
-                    if warned.is_none_or(|at| at.elapsed() >= Duration::from_secs(10)) {
+                    if warned.is_none_or(|at| at.elapsed() >= crate::REFUSAL_WARNING_INTERVAL) {
                         warn!(node = me, %remote, "{MAX_HANDSHAKES} peer handshakes under way: closing new peer connections");
                         warned = Some(std::time::Instant::now());
                     }

@@ -87,9 +87,6 @@ pub const OUTPUT_HARD_LIMIT: usize = 64 * 1024 * 1024;
 /// frames (counted against the limits above) rather than as encoded bytes.
 const WRITE_BATCH: usize = 64 * 1024;
 
-/// How often, at most, the log says that clients are being refused (`--maxclients`).
-const REFUSAL_WARNING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
-
 /// An idle writer gives back an encoding buffer larger than this.
 const MAX_IDLE_WRITE_CAPACITY: usize = 64 * 1024;
 
@@ -1024,7 +1021,7 @@ pub async fn serve_clients(listener: TcpListener, store: Addr<RedisStore>, confi
                 }
                 Err(_) => {
                     // Once per interval at most: `INFO stats` counts every one.
-                    if warned.is_none_or(|at| at.elapsed() >= REFUSAL_WARNING_INTERVAL) {
+                    if warned.is_none_or(|at| at.elapsed() >= crate::REFUSAL_WARNING_INTERVAL) {
                         warn!(
                             maxclients = config.maxclients,
                             "max number of clients reached: refusing new clients"
