@@ -10,6 +10,8 @@ use clap::Parser;
 use tokio::signal::unix::{signal, SignalKind};
 use tracing_subscriber::EnvFilter;
 
+mod metrics_http;
+
 /// Every request allocates a few small buffers, replies and messages across threads; glibc's
 /// malloc spent about a fifth of the leader's event-loop time on them (docs/BENCHMARKS.md).
 #[global_allocator]
@@ -181,10 +183,7 @@ fn run() -> anyhow::Result<()> {
         );
     }
     if let Some(addr) = options.metrics_addr {
-        metrics_exporter_prometheus::PrometheusBuilder::new()
-            .with_http_listener(addr)
-            .install()
-            .with_context(|| format!("cannot serve metrics on {addr}"))?;
+        metrics_http::serve(addr)?;
         actors::telemetry::describe();
         tracing::info!(%addr, "serving Prometheus metrics");
     }

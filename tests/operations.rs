@@ -112,6 +112,45 @@ fn metrics_endpoint_reports_raft_state_writes_and_fsyncs() {
     }
 }
 
+/// Connections the metrics port serves at once (`MAX_CONNECTIONS` in src/metrics_http.rs).
+const METRICS_CONNECTIONS: usize = 16;
+
+#[test]
+fn the_metrics_port_bounds_its_connections_and_closes_silent_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let node = single_node(dir.path(), &["--metrics-addr", &metrics]);
+    wait_writable(node.port);
+    let answer = http_get(&metrics, "/elsewhere").unwrap_or_default();
+    assert!(answer.starts_with("HTTP/1.1 404"), "not a 404: {answer}");
+
+    // Connections that never send a request take every place: the next scrape is refused.
+    let mut silent: Vec<TcpStream> =
+        (0..METRICS_CONNECTIONS).map(|_| TcpStream::connect(&metrics).unwrap()).collect();
+    // (A refusal is answered without waiting for the request; a connection given a place
+    // would wait for it.)
+    wait_until(WAIT, "a connection past the places to be refused with a 503", || {
+        let mut stream = TcpStream::connect(&metrics).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer.starts_with("HTTP/1.1 503")
+    });
+
+    // The node closes them at its timeout (5 s), which gives their places back.
+    for stream in &mut silent {
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        let mut buf = [0u8; 64];
+        assert_eq!(stream.read(&mut buf).unwrap(), 0, "a silent connection was answered");
+    }
+    wait_until(WAIT, "scrapes to be served again", || {
+        http_get(&metrics, "/metrics")
+            .is_some_and(|page| page.starts_with("HTTP/1.1 200") && page.contains("raftkv_"))
+    });
+    let mut con = client(node.port);
+    let _: String = redis::cmd("SET").arg("after").arg("1").query(&mut con).unwrap();
+}
+
 #[test]
 fn config_file_sets_options_flags_override_it_and_unknown_names_are_refused() {
     let dir = tempfile::tempdir().unwrap();

@@ -151,14 +151,33 @@ pub mod mailbox {
 /// File descriptors a node keeps for everything but client connections: RocksDB's files (at
 /// most [`storage::MAX_OPEN_TABLE_FILES`] tables open at once, plus its logs, the manifest and a
 /// snapshot being sent or received), peer connections and handshakes
-/// ([`peer_transport::MAX_HANDSHAKES`]), and the runtime's own. The binary sizes the open-file
+/// ([`peer_transport::MAX_HANDSHAKES`]), the metrics port's few connections (the binary's
+/// `metrics_http`), and the runtime's own. The binary sizes the open-file
 /// limit to `--maxclients` plus these, or fits `--maxclients` to the limit.
 pub const RESERVED_FDS: u64 = 512;
 
 /// How often, at most, a node logs that it is refusing connections (clients past
-/// `--maxclients`, peer connections past the handshake places); `INFO stats` counts every
-/// refused client.
+/// `--maxclients`, peer connections past the handshake places, scrapes past the metrics port's
+/// places); `INFO stats` counts every refused client.
 const REFUSAL_WARNING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Lets a refusal warning through at most once per [`REFUSAL_WARNING_INTERVAL`], so that a flood
+/// of connections does not become a flood of log lines.
+#[derive(Debug, Default)]
+pub struct RefusalWarnings {
+    last: Option<Instant>,
+}
+
+impl RefusalWarnings {
+    /// Whether to log this refusal (and, if so, the interval starts again now).
+    pub fn due(&mut self) -> bool {
+        let due = self.last.is_none_or(|at| at.elapsed() >= REFUSAL_WARNING_INTERVAL);
+        if due {
+            self.last = Some(Instant::now());
+        }
+        due
+    }
+}
 
 /// Everything a node needs to start.
 #[derive(Debug, Clone)]

@@ -510,14 +510,13 @@ struct Inbound {
 async fn accept_peers(listener: TcpListener, inbound: Inbound) {
     let me = inbound.me;
     let handshakes = std::sync::Arc::new(Semaphore::new(MAX_HANDSHAKES));
-    let mut warned: Option<std::time::Instant> = None;
+    let mut warnings = crate::RefusalWarnings::default();
     loop {
         match listener.accept().await {
             Ok((stream, remote)) => {
                 let Ok(handshake) = handshakes.clone().try_acquire_owned() else {
-                    if warned.is_none_or(|at| at.elapsed() >= crate::REFUSAL_WARNING_INTERVAL) {
+                    if warnings.due() {
                         warn!(node = me, %remote, "{MAX_HANDSHAKES} peer handshakes under way: closing new peer connections");
-                        warned = Some(std::time::Instant::now());
                     }
                     debug!(node = me, %remote, "closed a peer connection: too many handshakes");
                     continue;

@@ -1011,7 +1011,7 @@ async fn write_out(
 pub async fn serve_clients(listener: TcpListener, store: Addr<RedisStore>, config: SessionConfig) {
     let slots = Arc::new(Semaphore::new(config.maxclients));
     let mut next_id = 0;
-    let mut warned: Option<Instant> = None;
+    let mut warnings = crate::RefusalWarnings::default();
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => match slots.clone().try_acquire_owned() {
@@ -1021,12 +1021,11 @@ pub async fn serve_clients(listener: TcpListener, store: Addr<RedisStore>, confi
                 }
                 Err(_) => {
                     // Once per interval at most: `INFO stats` counts every one.
-                    if warned.is_none_or(|at| at.elapsed() >= crate::REFUSAL_WARNING_INTERVAL) {
+                    if warnings.due() {
                         warn!(
                             maxclients = config.maxclients,
                             "max number of clients reached: refusing new clients"
                         );
-                        warned = Some(Instant::now());
                     }
                     debug!(%peer, "refused a client");
                     store.do_send(ClientEvent::Rejected);
