@@ -1029,8 +1029,11 @@ pub async fn serve_clients(listener: TcpListener, store: Addr<RedisStore>, confi
                     }
                     debug!(%peer, "refused a client");
                     store.do_send(ClientEvent::Rejected);
-                    // Redis's answer, then the connection is closed. A fresh socket's send
-                    // buffer takes it at once; if not, the client gets only the close.
+                    // Redis's answer, then the connection is closed. What the client has sent
+                    // already is read first: closing over unread bytes would reset the
+                    // connection and lose the answer. A fresh socket's send buffer takes the
+                    // answer at once; if not, the client gets only the close.
+                    let _ = stream.try_read(&mut [0u8; 4096]);
                     let _ = stream.try_write(b"-ERR max number of clients reached\r\n");
                 }
             },
