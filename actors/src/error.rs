@@ -21,6 +21,10 @@ pub enum Error {
     /// instead of after the write timeout.
     #[error("TIMEOUT the raft leader changed before this write was committed; it may or may not have been applied")]
     WriteLost,
+    /// A membership change was proposed in a term that ended before it was applied: lost with
+    /// the old leader, almost certainly, as for [`Error::WriteLost`].
+    #[error("TIMEOUT the raft leader changed before this membership change was committed; it may or may not have been applied")]
+    ChangeLost,
     /// A linearizable read could not be confirmed by a quorum within the bounded wait.
     #[error("TIMEOUT read not confirmed by a raft quorum within {0} ms")]
     ReadTimeout(u64),

@@ -346,7 +346,7 @@ pub struct RaftNode {
     role: StateRole,
     leader: u64,
     /// Membership changes this node proposed, by request number, waiting to be applied.
-    pending_changes: HashMap<u64, (oneshot::Sender<Result<()>>, Instant)>,
+    pending_changes: HashMap<u64, PendingChange>,
     next_change: u64,
     /// Leadership transfers waiting for the target to lead.
     transfers: Vec<(u64, oneshot::Sender<Result<()>>, Instant)>,
@@ -371,6 +371,15 @@ struct ProposedBatch {
     /// The term this node was in when it proposed the batch.
     term: u64,
     at: Instant,
+}
+
+/// A membership change this node proposed, waiting to be applied here.
+struct PendingChange {
+    reply: oneshot::Sender<Result<()>>,
+    /// When it is answered `-TIMEOUT` if still not applied.
+    deadline: Instant,
+    /// The term this node was in when it proposed the change.
+    term: u64,
 }
 
 /// How long RaftNode remembers a batch that was neither committed nor lost to a leader change
@@ -806,6 +815,7 @@ impl RaftNode {
             conf_state = Some(cs);
             self.answer_change(context.and_then(|c| c.origin), Ok(()));
         }
+        self.answer_lost_changes(entries.last().map_or(0, |e| e.term));
         // The address book only changes with the membership and address records: no copy for
         // ordinary entries.
         let members = (conf_state.is_some() || addresses_changed).then(|| self.members.clone());
@@ -829,9 +839,29 @@ impl RaftNode {
     fn answer_change(&mut self, origin: Option<(u64, u64, u64)>, result: Result<()>) {
         if let Some((node, incarnation, seq)) = origin {
             if node == self.id && incarnation == self.incarnation {
-                if let Some((reply, _)) = self.pending_changes.remove(&seq) {
-                    let _ = reply.send(result);
+                if let Some(change) = self.pending_changes.remove(&seq) {
+                    let _ = change.reply.send(result);
                 }
+            }
+        }
+    }
+
+    /// Answers the membership changes this node proposed in a term before `newest_term`, an
+    /// entry of which was just committed, and that were not applied before it: lost with the
+    /// leader they were sent to, as lost write batches are ([`Self::committed_batches`]). The
+    /// answer says their outcome is unknown ([`Error::ChangeLost`]), rather than after the admin
+    /// timeout: a deposed leader may still have forwarded one to the new leader.
+    fn answer_lost_changes(&mut self, newest_term: u64) {
+        let lost: Vec<u64> = self
+            .pending_changes
+            .iter()
+            .filter(|(_, change)| change.term < newest_term)
+            .map(|(seq, _)| *seq)
+            .collect();
+        for seq in lost {
+            if let Some(change) = self.pending_changes.remove(&seq) {
+                debug!(node = self.id, term = newest_term, "a membership change lost to a leader change");
+                let _ = change.reply.send(Err(Error::ChangeLost));
             }
         }
     }
@@ -976,12 +1006,12 @@ impl RaftNode {
         let expired: Vec<u64> = self
             .pending_changes
             .iter()
-            .filter(|(_, (_, deadline))| *deadline <= now)
+            .filter(|(_, change)| change.deadline <= now)
             .map(|(k, _)| *k)
             .collect();
         for seq in expired {
-            if let Some((reply, _)) = self.pending_changes.remove(&seq) {
-                let _ = reply.send(Err(Error::WriteTimeout(ms)));
+            if let Some(change) = self.pending_changes.remove(&seq) {
+                let _ = change.reply.send(Err(Error::WriteTimeout(ms)));
             }
         }
         let (done, waiting): (Vec<_>, Vec<_>) =
@@ -1358,7 +1388,8 @@ impl Handler<ChangeMembership> for RaftNode {
         match self.propose_membership(msg) {
             Ok(seq) => {
                 let deadline = Instant::now() + self.timing.admin_timeout;
-                self.pending_changes.insert(seq, (tx, deadline));
+                let term = self.raw.raft.term;
+                self.pending_changes.insert(seq, PendingChange { reply: tx, deadline, term });
             }
             Err(e) => {
                 let _ = tx.send(Err(e));
@@ -2073,6 +2104,37 @@ mod tests {
         assert!(matches!(answer, Err(Error::ChangeInProgress)), "{answer:?}");
         // Storage skipped the record (it is not a batch of writes) and went on.
         status_once(&node, |s| s.applied_index >= 2).await;
+    }
+
+    /// The entries of the newest membership change node 1 forwarded to node 2, once it has.
+    async fn forwarded_change_entries(node: &TestNode, after: usize) -> Vec<Entry> {
+        next_sent(node, after, MessageType::MsgPropose).await.entries.into_vec()
+    }
+
+    #[actix_rt::test]
+    async fn a_change_overtaken_by_a_newer_terms_commit_is_answered_at_once_not_at_the_timeout() {
+        let node = follow_node_2_played().await;
+        let add = |id: u64| {
+            ChangeMembership::Add(Member { id, peer_addr: format!("127.0.0.1:{id}"), ..Default::default() })
+        };
+        let lost = node.raft.send(add(3));
+        forwarded_change_entries(&node, 0).await;
+        // Node 2 was deposed before it appended the change; the next leader (played by the
+        // test as node 2 again) commits the first entry of term 2.
+        node.raft.send(append_from_2(2, 1, 1, vec![entry(2, 2, None)], 2)).await.unwrap();
+        let answer = lost.await.unwrap();
+        assert!(matches!(answer, Err(Error::ChangeLost)), "{answer:?}");
+
+        // A change of term 2 committed together with the first entry of term 3 is applied,
+        // and answered so, not reported lost.
+        let after = node.recorder.sent.lock().unwrap().len();
+        let kept = node.raft.send(add(4));
+        let [mut change] = forwarded_change_entries(&node, after).await.try_into().unwrap();
+        (change.term, change.index) = (2, 3);
+        node.raft.send(append_from_2(3, 2, 2, vec![change, entry(3, 4, None)], 4)).await.unwrap();
+        let answer = kept.await.unwrap();
+        assert!(answer.is_ok(), "{answer:?}");
+        status_once(&node, |s| s.applied_index >= 4).await;
     }
 
     #[actix_rt::test]
