@@ -85,12 +85,18 @@ fn http_get(addr: &str, path: &str) -> Option<String> {
     Some(body)
 }
 
+/// A one-node cluster serving metrics, up and writable; returns it and its metrics address.
+fn node_with_metrics(dir: &Path) -> (Node, String) {
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let node = single_node(dir, &["--metrics-addr", &metrics]);
+    wait_writable(node.port);
+    (node, metrics)
+}
+
 #[test]
 fn metrics_endpoint_reports_raft_state_writes_and_fsyncs() {
     let dir = tempfile::tempdir().unwrap();
-    let metrics = format!("127.0.0.1:{}", free_port());
-    let node = single_node(dir.path(), &["--metrics-addr", &metrics]);
-    wait_writable(node.port);
+    let (node, metrics) = node_with_metrics(dir.path());
     let mut con = client(node.port);
     let _: String = redis::cmd("SET").arg("k").arg("v").query(&mut con).unwrap();
     let _: String = redis::cmd("GET").arg("k").query(&mut con).unwrap();
@@ -118,9 +124,7 @@ const METRICS_CONNECTIONS: usize = 16;
 #[test]
 fn the_metrics_port_bounds_its_connections_and_closes_silent_ones() {
     let dir = tempfile::tempdir().unwrap();
-    let metrics = format!("127.0.0.1:{}", free_port());
-    let node = single_node(dir.path(), &["--metrics-addr", &metrics]);
-    wait_writable(node.port);
+    let (node, metrics) = node_with_metrics(dir.path());
     let answer = http_get(&metrics, "/elsewhere").unwrap_or_default();
     assert!(answer.starts_with("HTTP/1.1 404"), "not a 404: {answer}");
 
