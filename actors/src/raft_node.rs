@@ -852,17 +852,9 @@ impl RaftNode {
     /// answer says their outcome is unknown ([`Error::ChangeLost`]), rather than after the admin
     /// timeout: a deposed leader may still have forwarded one to the new leader.
     fn answer_lost_changes(&mut self, newest_term: u64) {
-        let lost: Vec<u64> = self
-            .pending_changes
-            .iter()
-            .filter(|(_, change)| change.term < newest_term)
-            .map(|(seq, _)| *seq)
-            .collect();
-        for seq in lost {
-            if let Some(change) = self.pending_changes.remove(&seq) {
-                debug!(node = self.id, term = newest_term, "a membership change lost to a leader change");
-                let _ = change.reply.send(Err(Error::ChangeLost));
-            }
+        for (_, change) in self.pending_changes.extract_if(|_, change| change.term < newest_term) {
+            debug!(node = self.id, term = newest_term, "a membership change lost to a leader change");
+            let _ = change.reply.send(Err(Error::ChangeLost));
         }
     }
 
@@ -1003,16 +995,8 @@ impl RaftNode {
     fn expire_admin_requests(&mut self) {
         let now = Instant::now();
         let ms = self.timing.admin_timeout.as_millis() as u64;
-        let expired: Vec<u64> = self
-            .pending_changes
-            .iter()
-            .filter(|(_, change)| change.deadline <= now)
-            .map(|(k, _)| *k)
-            .collect();
-        for seq in expired {
-            if let Some(change) = self.pending_changes.remove(&seq) {
-                let _ = change.reply.send(Err(Error::WriteTimeout(ms)));
-            }
+        for (_, change) in self.pending_changes.extract_if(|_, change| change.deadline <= now) {
+            let _ = change.reply.send(Err(Error::WriteTimeout(ms)));
         }
         let (done, waiting): (Vec<_>, Vec<_>) =
             std::mem::take(&mut self.transfers).into_iter().partition(|(_, _, deadline)| *deadline <= now);
