@@ -43,7 +43,7 @@ test: deps
 	$(CARGO) test --release --test faults -- --test-threads=1 --nocapture
 	@$(MAKE) --no-print-directory fuzz-short
 
-# About 10 minutes once built. BENCH_REPS, BENCH_N, BENCH_KEYS, BENCH_MICRO=0, BENCH_OUT: see bench/run.sh.
+# 5 to 10 minutes once built. BENCH_REPS, BENCH_N, BENCH_KEYS, BENCH_MICRO=0, BENCH_OUT: see bench/run.sh.
 bench: deps build
 	RAFTKV_BIN=$(BIN) bench/run.sh
 
