@@ -54,13 +54,15 @@ async fn accept(listener: std::net::TcpListener, handle: PrometheusHandle) {
     let listener = TcpListener::from_std(listener).expect("a bound listener registers with the runtime");
     tokio::spawn(upkeep(handle.clone()));
     let places = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let mut warnings = actors::RefusalWarnings::default();
+    // Apart, so that refused scrapes never hide a failing accept (out of descriptors, say).
+    let mut accept_warnings = actors::RefusalWarnings::default();
+    let mut refusal_warnings = actors::RefusalWarnings::default();
     loop {
         let (stream, remote) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(e) => {
                 // Out of descriptors, say: wait rather than spin on the error.
-                if warnings.due() {
+                if accept_warnings.due() {
                     tracing::warn!(error = %e, "accepting a metrics connection failed");
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -68,7 +70,7 @@ async fn accept(listener: std::net::TcpListener, handle: PrometheusHandle) {
             }
         };
         let Ok(place) = places.clone().try_acquire_owned() else {
-            if warnings.due() {
+            if refusal_warnings.due() {
                 tracing::warn!(%remote, "{MAX_CONNECTIONS} metrics connections open: refusing new ones");
             }
             // Read what the request has sent already (closing over unread bytes would reset the
