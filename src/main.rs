@@ -93,6 +93,23 @@ struct Options {
     #[arg(long, env = "RAFTKV_WRITE_TIMEOUT", default_value_t = 5000,
           value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
     write_timeout: u64,
+    /// Also serve clients over TLS on this port (like Redis's `tls-port`); needs
+    /// --tls-cert-file and --tls-key-file. Off when unset.
+    #[arg(long, env = "RAFTKV_TLS_PORT", requires_all = ["tls_cert_file", "tls_key_file"])]
+    tls_port: Option<u16>,
+    /// The node's TLS certificate chain (PEM, leaf first).
+    #[arg(long, env = "RAFTKV_TLS_CERT_FILE", requires = "tls_port")]
+    tls_cert_file: Option<PathBuf>,
+    /// The private key of --tls-cert-file (PEM).
+    #[arg(long, env = "RAFTKV_TLS_KEY_FILE", requires = "tls_port")]
+    tls_key_file: Option<PathBuf>,
+    /// CA certificates (PEM) that client certificates must chain to.
+    #[arg(long, env = "RAFTKV_TLS_CA_CERT_FILE", requires = "tls_port")]
+    tls_ca_cert_file: Option<PathBuf>,
+    /// Whether TLS clients must show a certificate signed by --tls-ca-cert-file (`yes`, Redis's
+    /// default), may show one (`optional`), or are not asked for one (`no`).
+    #[arg(long, env = "RAFTKV_TLS_AUTH_CLIENTS", value_enum, default_value = "yes")]
+    tls_auth_clients: TlsAuthClients,
     /// Log format on stderr.
     #[arg(long, env = "RAFTKV_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -134,6 +151,13 @@ enum FsyncMode {
 enum Switch {
     On,
     Off,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum TlsAuthClients {
+    Yes,
+    Optional,
+    No,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -219,6 +243,17 @@ fn run() -> anyhow::Result<()> {
             FsyncMode::Always => actors::storage::Fsync::Always,
             FsyncMode::Everysec => actors::storage::Fsync::EverySec,
         },
+        tls: options.tls_port.map(|port| actors::tls::TlsSettings {
+            port,
+            cert_file: options.tls_cert_file.clone().expect("clap requires --tls-cert-file"),
+            key_file: options.tls_key_file.clone().expect("clap requires --tls-key-file"),
+            ca_cert_file: options.tls_ca_cert_file.clone(),
+            client_auth: match options.tls_auth_clients {
+                TlsAuthClients::Yes => actors::tls::ClientAuth::Required,
+                TlsAuthClients::Optional => actors::tls::ClientAuth::Optional,
+                TlsAuthClients::No => actors::tls::ClientAuth::No,
+            },
+        }),
     };
     let system = actix_rt::System::new();
     system.block_on(async move {

@@ -1,4 +1,5 @@
-//! Operating a node: metrics, the config file, JSON logs, clean shutdown, peer authentication.
+//! Operating a node: metrics, the config file, JSON logs, clean shutdown, peer authentication,
+//! TLS clients (`redis-cli --tls`, `redis-benchmark --tls`).
 //!
 //! These tests start `raft-kv` processes directly (one-node clusters, or three nodes with
 //! different secrets), because each needs flags of its own.
@@ -7,7 +8,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -239,4 +240,189 @@ fn a_node_without_the_cluster_secret_is_refused_by_its_peers() {
     assert!(info.contains("leader_id:0"), "node 3 found a leader despite the wrong secret:\n{info}");
     let read = redis::cmd("GET").arg("ready").query::<Option<String>>(&mut client(nodes[2].port));
     assert!(read.is_err(), "node 3 must not serve a read without a leader: {read:?}");
+}
+
+/// PEM files for the TLS tests: a CA, the node's certificate (for 127.0.0.1 and localhost) and
+/// a client's, both signed by the CA.
+struct Certificates {
+    ca: PathBuf,
+    node_cert: PathBuf,
+    node_key: PathBuf,
+    client_cert: PathBuf,
+    client_key: PathBuf,
+}
+
+fn certificates(dir: &Path) -> Certificates {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
+    let write = |name: &str, pem: String| {
+        let path = dir.join(name);
+        std::fs::write(&path, pem).unwrap();
+        path
+    };
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, "raft-kv test CA");
+    let ca = ca.self_signed(&ca_key).unwrap();
+    let signed = |names: Vec<String>, usage: ExtendedKeyUsagePurpose| {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(names).unwrap();
+        params.extended_key_usages = vec![usage];
+        (params.signed_by(&key, &ca, &ca_key).unwrap().pem(), key.serialize_pem())
+    };
+    let (node_cert, node_key) =
+        signed(vec!["127.0.0.1".into(), "localhost".into()], ExtendedKeyUsagePurpose::ServerAuth);
+    let (client_cert, client_key) = signed(Vec::new(), ExtendedKeyUsagePurpose::ClientAuth);
+    Certificates {
+        ca: write("ca.crt", ca.pem()),
+        node_cert: write("node.crt", node_cert),
+        node_key: write("node.key", node_key),
+        client_cert: write("client.crt", client_cert),
+        client_key: write("client.key", client_key),
+    }
+}
+
+/// A one-node cluster that also serves TLS clients, up and writable; returns it and its TLS port.
+fn tls_node(dir: &Path, certs: &Certificates, extra: &[&str]) -> (Node, u16) {
+    let tls_port = free_port();
+    let port = tls_port.to_string();
+    let mut args = vec!["--tls-port", &port];
+    for (flag, path) in [
+        ("--tls-cert-file", &certs.node_cert),
+        ("--tls-key-file", &certs.node_key),
+        ("--tls-ca-cert-file", &certs.ca),
+    ] {
+        args.extend([flag, path.to_str().unwrap()]);
+    }
+    args.extend(extra);
+    let node = single_node(dir, &args);
+    wait_writable(node.port);
+    (node, tls_port)
+}
+
+/// `redis-cli --tls` against `port`, trusting the test CA, with the client certificate or
+/// without one.
+fn redis_cli_tls(port: u16, certs: &Certificates, client_cert: bool, command: &[&str]) -> common::ToolOutput {
+    let port = port.to_string();
+    let mut args = vec!["--tls", "--cacert", certs.ca.to_str().unwrap(), "-p", &port];
+    if client_cert {
+        args.extend(["--cert", certs.client_cert.to_str().unwrap()]);
+        args.extend(["--key", certs.client_key.to_str().unwrap()]);
+    }
+    args.extend(command);
+    common::run_tool("redis-cli", &args, WAIT)
+}
+
+/// What a connection to `port` gets back for a plain-text `PING` before the node closes it.
+fn plain_ping(port: u16) -> Vec<u8> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    stream.write_all(b"PING\r\n").unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    answer
+}
+
+#[test]
+fn tls_clients_use_the_tls_port_with_a_certificate_from_the_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = certificates(dir.path());
+    let (node, tls_port) = tls_node(dir.path(), &certs, &[]);
+
+    let set = redis_cli_tls(tls_port, &certs, true, &["SET", "secret", "over-tls"]);
+    assert_eq!(set.stdout.trim(), "OK", "{set:?}");
+    let plain: String = redis::cmd("GET").arg("secret").query(&mut client(node.port)).unwrap();
+    assert_eq!(plain, "over-tls", "a write over TLS is the same keyspace");
+    let get = redis_cli_tls(tls_port, &certs, true, &["GET", "secret"]);
+    assert_eq!(get.stdout.trim(), "over-tls", "{get:?}");
+    let config = redis_cli_tls(tls_port, &certs, true, &["CONFIG", "GET", "tls-*"]);
+    let config: Vec<&str> = config.stdout.lines().collect();
+    for pair in [["tls-port", &tls_port.to_string()], ["tls-auth-clients", "yes"]] {
+        assert!(config.windows(2).any(|w| w == pair), "{pair:?} not in CONFIG GET tls-*: {config:?}");
+    }
+
+    // Pipelined and concurrent requests over TLS: the session reads and writes the stream at once.
+    let port = tls_port.to_string();
+    let (ca, cert, key) =
+        (certs.ca.to_str().unwrap(), certs.client_cert.to_str().unwrap(), certs.client_key.to_str().unwrap());
+    let bench = common::run_tool(
+        "redis-benchmark",
+        &["--tls", "--cacert", ca, "--cert", cert, "--key", key, "-p", &port]
+            .into_iter()
+            .chain(["-t", "set,get", "-n", "2000", "-c", "8", "-P", "4", "--csv"])
+            .collect::<Vec<_>>(),
+        WAIT,
+    );
+    for test in ["\"SET\"", "\"GET\""] {
+        let line = bench.stdout.lines().find(|l| l.starts_with(test));
+        let rate: f64 =
+            line.and_then(|l| l.split(',').nth(1)).map_or(0.0, |r| r.trim_matches('"').parse().unwrap());
+        assert!(rate > 0.0, "redis-benchmark --tls ran no {test}: {bench:?}");
+    }
+
+    // Without a client certificate, or without TLS, no command gets through.
+    let refused = redis_cli_tls(tls_port, &certs, false, &["PING"]);
+    assert!(!refused.stdout.contains("PONG"), "a client without a certificate was served: {refused:?}");
+    let answer = plain_ping(tls_port);
+    assert!(!String::from_utf8_lossy(&answer).contains("PONG"), "plain text was served: {answer:?}");
+    let log = std::fs::read_to_string(dir.path().join("node.log")).unwrap();
+    assert!(log.contains("TLS handshake failed") && log.contains("no certificates"), "{log}");
+}
+
+#[test]
+fn a_tls_client_that_never_finishes_its_handshake_gives_its_place_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = certificates(dir.path());
+    let (node, tls_port) = tls_node(dir.path(), &certs, &["--tls-auth-clients", "no", "--maxclients", "1"]);
+    let ping = redis_cli_tls(tls_port, &certs, false, &["PING"]);
+    assert_eq!(ping.stdout.trim(), "PONG", "--tls-auth-clients no asks for no certificate: {ping:?}");
+
+    // A connection to the TLS port that sends nothing takes the only place (once the last
+    // client's is given back: one refused is closed at once, one given the place is kept)...
+    let mut silent = None;
+    wait_until(WAIT, "a silent connection to the TLS port to be kept open", || {
+        let stream = TcpStream::connect(("127.0.0.1", tls_port)).unwrap();
+        stream.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+        let kept = matches!(
+            (&stream).read(&mut [0u8; 16]),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
+        );
+        silent = kept.then_some(stream);
+        kept
+    });
+    let mut silent = silent.unwrap();
+    let refused = plain_ping(node.port);
+    assert!(
+        String::from_utf8_lossy(&refused).contains("max number of clients reached"),
+        "a plain client was not refused while the TLS handshake held the only place: {refused:?}"
+    );
+    // ...until the node gives up on its handshake (10 s) and closes it.
+    silent.set_read_timeout(Some(WAIT)).unwrap();
+    let mut buf = [0u8; 16];
+    assert_eq!(silent.read(&mut buf).unwrap(), 0, "the silent connection got an answer");
+    wait_until(WAIT, "a plain client to be served again", || {
+        String::from_utf8_lossy(&plain_ping(node.port)).contains("+PONG")
+    });
+}
+
+#[test]
+fn a_node_with_incomplete_tls_settings_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = certificates(dir.path());
+    let data_dir = dir.path().join("data");
+    let start = |extra: &[&str]| {
+        let mut args = vec!["--id", "1", "--cluster", "127.0.0.1:1", "--port", "0", "--tls-port", "0"];
+        args.extend(["--data-dir", data_dir.to_str().unwrap()]);
+        args.extend(extra);
+        let out = common::run_tool(env!("CARGO_BIN_EXE_raft-kv"), &args, WAIT);
+        assert!(!out.status.success(), "started with {extra:?}");
+        out.stderr
+    };
+    let no_files = start(&[]);
+    assert!(no_files.contains("--tls-cert-file") && no_files.contains("--tls-key-file"), "{no_files}");
+    let (cert, key) = (certs.node_cert.to_str().unwrap(), certs.node_key.to_str().unwrap());
+    let no_ca = start(&["--tls-cert-file", cert, "--tls-key-file", key]);
+    assert!(no_ca.contains("needs --tls-ca-cert-file"), "{no_ca}");
+    let swapped = start(&["--tls-cert-file", key, "--tls-key-file", cert, "--tls-auth-clients", "no"]);
+    assert!(swapped.contains("--tls-cert-file"), "{swapped}");
 }

@@ -16,7 +16,8 @@
 //!   `eraftpb::Message` frames, one reconnecting link per peer.
 //! - [`keyspace`] (value layout and the apply/read logic Storage runs), [`glob`] (KEYS
 //!   patterns), [`raft_log`] (RaftNode's view of the log, given to raft-rs), [`membership`]
-//!   (members and their addresses), [`telemetry`] (metric names), [`error`].
+//!   (members and their addresses), [`telemetry`] (metric names), [`tls`] (the TLS client
+//!   port's certificates), [`error`].
 //! - From the `protocol` crate, re-exported here: [`resp`] (the RESP codec), [`command`]
 //!   (typed commands and the log payload), [`peer_wire`] (the peer port's frames and
 //!   handshake). They decode untrusted bytes and live in a crate without RocksDB or actix so
@@ -66,6 +67,7 @@ pub mod redis_store;
 pub mod session;
 pub mod storage;
 pub mod telemetry;
+pub mod tls;
 
 pub use protocol::{command, peer_wire, resp};
 
@@ -207,11 +209,15 @@ pub struct NodeConfig {
     pub fault_control: Option<PathBuf>,
     /// When Raft log writes are synced (`--fsync`; anything but the default is not Raft-safe).
     pub fsync: storage::Fsync,
+    /// TLS on a second client port (`--tls-port`), if set.
+    pub tls: Option<tls::TlsSettings>,
 }
 
 /// A started node: where it listens, and the handles the binary needs to shut it down in order.
 pub struct RunningNode {
     pub redis_addr: SocketAddr,
+    /// The TLS client port's address, if it is on.
+    pub tls_addr: Option<SocketAddr>,
     pub peer_addr: SocketAddr,
     pub raft: Addr<RaftNode>,
     pub storage: Addr<Storage>,
@@ -277,6 +283,19 @@ pub async fn start_node(config: NodeConfig) -> std::result::Result<RunningNode, 
     let redis_listener = TcpListener::bind((config.bind.as_str(), config.port))
         .await
         .map_err(|e| format!("cannot listen for clients on {}:{}: {e}", config.bind, config.port))?;
+    let mut tls = config.tls.clone();
+    let tls_listener = match &mut tls {
+        Some(settings) => {
+            let acceptor = settings.acceptor()?;
+            let listener = TcpListener::bind((config.bind.as_str(), settings.port)).await.map_err(|e| {
+                format!("cannot listen for TLS clients on {}:{}: {e}", config.bind, settings.port)
+            })?;
+            settings.port = listener.local_addr().map_err(|e| e.to_string())?.port();
+            Some((listener, acceptor))
+        }
+        None => None,
+    };
+    let tls_addr = tls_listener.as_ref().and_then(|(listener, _)| listener.local_addr().ok());
     let raft_ctx = mailbox::context::<RaftNode>();
     let redis_addr = redis_listener.local_addr().map_err(|e| e.to_string())?;
     let peer_addr = peer_listener.local_addr().map_err(|e| e.to_string())?;
@@ -287,6 +306,7 @@ pub async fn start_node(config: NodeConfig) -> std::result::Result<RunningNode, 
         applied = recovered.applied,
         log_entries = recovered.entries.len(),
         redis = %redis_addr,
+        tls = tls_addr.map_or_else(|| "off".into(), |a| a.to_string()),
         peer = %peer_addr,
         "starting raft-kv node"
     );
@@ -353,10 +373,17 @@ pub async fn start_node(config: NodeConfig) -> std::result::Result<RunningNode, 
         limits: config.limits,
         requirepass: config.requirepass.clone(),
         maxclients: config.maxclients,
+        tls,
     };
-    let clients = actix_rt::spawn(session::serve_clients(redis_listener, store_addr.clone(), session_config));
+    let clients = actix_rt::spawn(session::serve_clients(
+        redis_listener,
+        tls_listener,
+        store_addr.clone(),
+        session_config,
+    ));
     Ok(RunningNode {
         redis_addr,
+        tls_addr,
         peer_addr,
         raft: raft_addr_for_caller,
         storage: storage_for_caller,

@@ -1,6 +1,7 @@
 //! Session is an actor, one per client connection.
 //!
-//! It decodes requests with [`RespCodec`] (a `StreamHandler` over the socket's read half),
+//! It decodes requests with [`RespCodec`] (a `StreamHandler` over the connection's read half:
+//! a TCP socket's, or, on the TLS port, a TLS stream's once its handshake is done),
 //! parses each into a [`Command`], answers connection-level commands itself and sends the rest
 //! to RedisStore. Replies may complete out of order (a read can overtake a write), so each
 //! request gets a sequence number and replies are released strictly in request order: that is
@@ -54,12 +55,14 @@ use std::time::Instant;
 use actix::prelude::*;
 use bytes::{Bytes, BytesMut};
 use futures::future::join_all;
+use futures::stream::FuturesUnordered;
 use futures::Stream;
-use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
+use futures::StreamExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::codec::{Encoder, FramedRead};
 use tracing::{debug, warn};
 
@@ -122,6 +125,8 @@ pub struct SessionConfig {
     pub requirepass: Option<String>,
     /// `--maxclients`: connections beyond this many are refused.
     pub maxclients: usize,
+    /// The TLS port's settings (its `port` the one bound), if it is on.
+    pub tls: Option<crate::tls::TlsSettings>,
 }
 
 /// The flow-control state a Session shares with its writer task and its reader (all three run
@@ -242,18 +247,20 @@ pub struct Session {
 }
 
 impl Session {
-    /// Starts a session actor for an accepted connection.
-    pub fn start_for(
+    /// Starts a session actor for an accepted connection: `read` and `write` are its two halves
+    /// (a TCP socket's, or a TLS stream's), `local_addr` the address it reached.
+    pub fn start_for<R, W>(
         id: u64,
-        stream: TcpStream,
+        (read, write): (R, W),
         peer: SocketAddr,
+        local_addr: String,
         slot: OwnedSemaphorePermit,
         store: Addr<RedisStore>,
         config: SessionConfig,
-    ) {
-        let _ = stream.set_nodelay(true);
-        let local_addr = stream.local_addr().map_or_else(|_| String::new(), |a| a.to_string());
-        let (read, write) = stream.into_split();
+    ) where
+        R: AsyncRead + Unpin + 'static,
+        W: AsyncWrite + Unpin + 'static,
+    {
         // The channel is unbounded in type only: what it holds is bounded by the flow limits.
         let (out, queue) = mpsc::unbounded_channel();
         let flow = Rc::new(Flow { _slot: Some(slot), ..Flow::default() });
@@ -812,7 +819,7 @@ impl Session {
         let limits = self.config.limits;
         // raft-kv fsyncs every Raft Ready before acknowledging: the closest Redis terms are an
         // always-fsynced append-only file and no RDB snapshots.
-        vec![
+        let mut params = vec![
             ("appendfsync", "always".into()),
             ("appendonly", "yes".into()),
             ("bind", self.config.bind.clone()),
@@ -823,7 +830,18 @@ impl Session {
             ("proto-max-bulk-len", limits.max_bulk_len.to_string()),
             ("requirepass", self.config.requirepass.clone().unwrap_or_default()),
             ("save", String::new()),
-        ]
+        ];
+        let tls = self.config.tls.as_ref();
+        let path =
+            |path: Option<&std::path::PathBuf>| path.map_or_else(String::new, |p| p.display().to_string());
+        params.extend([
+            ("tls-auth-clients", tls.map_or("yes", |t| t.client_auth.name()).into()),
+            ("tls-ca-cert-file", path(tls.and_then(|t| t.ca_cert_file.as_ref()))),
+            ("tls-cert-file", path(tls.map(|t| &t.cert_file))),
+            ("tls-key-file", path(tls.map(|t| &t.key_file))),
+            ("tls-port", tls.map_or(0, |t| t.port).to_string()),
+        ]);
+        params
     }
 
     fn config_get(&self, patterns: &[Bytes]) -> Frame {
@@ -945,8 +963,8 @@ impl Session {
 
 /// Owns the write half: writes replies in the order the Session released them, everything
 /// that is ready in one write, and tells [`Flow`] what went out. Idle, it holds no large buffer.
-async fn write_replies(
-    mut write: OwnedWriteHalf,
+async fn write_replies<W: AsyncWrite + Unpin>(
+    mut write: W,
     mut queue: mpsc::UnboundedReceiver<Outbound>,
     mut codec: RespCodec,
     flow: Rc<Flow>,
@@ -993,8 +1011,8 @@ async fn write_replies(
 
 /// Writes what `buf` holds and tells [`Flow`] that the `unwritten` replies went out; false if
 /// the connection is gone.
-async fn write_out(
-    write: &mut OwnedWriteHalf,
+async fn write_out<W: AsyncWrite + Unpin>(
+    write: &mut W,
     buf: &mut BytesMut,
     unwritten: &mut (usize, usize),
     flow: &Flow,
@@ -1007,41 +1025,93 @@ async fn write_out(
     true
 }
 
-/// Accepts client connections forever, one Session each.
-pub async fn serve_clients(listener: TcpListener, store: Addr<RedisStore>, config: SessionConfig) {
+/// Accepts client connections forever, one Session each: on the Redis port, and on the TLS port
+/// if there is one (`--tls-port`). Both share the `--maxclients` places and the client ids.
+pub async fn serve_clients(
+    listener: TcpListener,
+    tls: Option<(TcpListener, TlsAcceptor)>,
+    store: Addr<RedisStore>,
+    config: SessionConfig,
+) {
     let slots = Arc::new(Semaphore::new(config.maxclients));
     let mut next_id = 0;
-    let mut warnings = crate::RefusalWarnings::default();
+    let mut refusals = crate::RefusalWarnings::default();
+    let mut failed_handshakes = crate::RefusalWarnings::default();
+    let (tls_listener, acceptor) = tls.unzip();
+    // TLS handshakes under way, each holding its connection's place; polled here, on the
+    // accept loop's task, so a slow client never holds up the others.
+    let mut handshakes = FuturesUnordered::new();
     loop {
-        match listener.accept().await {
-            Ok((stream, peer)) => match slots.clone().try_acquire_owned() {
-                Ok(slot) => {
-                    next_id += 1;
-                    Session::start_for(next_id, stream, peer, slot, store.clone(), config.clone());
-                }
-                Err(_) => {
-                    // Once per interval at most: `INFO stats` counts every one.
-                    if warnings.due() {
-                        warn!(
-                            maxclients = config.maxclients,
-                            "max number of clients reached: refusing new clients"
-                        );
+        let (accepted, over_tls) = tokio::select! {
+            accepted = listener.accept() => (accepted, false),
+            accepted = accept_on(tls_listener.as_ref()) => (accepted, true),
+            Some((id, peer, local_addr, slot, done)) = handshakes.next(), if !handshakes.is_empty() => {
+                match done {
+                    Ok(Ok(stream)) => {
+                        let halves = tokio::io::split(stream);
+                        Session::start_for(id, halves, peer, local_addr, slot, store.clone(), config.clone());
                     }
-                    debug!(%peer, "refused a client");
-                    store.do_send(ClientEvent::Rejected);
-                    // Redis's answer, then the connection is closed. What the client has sent
-                    // already is read first: closing over unread bytes would reset the
-                    // connection and lose the answer. A fresh socket's send buffer takes the
-                    // answer at once; if not, the client gets only the close.
-                    let _ = stream.try_read(&mut [0u8; 4096]);
-                    let _ = stream.try_write(b"-ERR max number of clients reached\r\n");
+                    Ok(Err(e)) => {
+                        if failed_handshakes.due() {
+                            warn!(%peer, error = %e, "a client's TLS handshake failed (logged once per 10 s)");
+                        }
+                        debug!(%peer, error = %e, "TLS handshake failed");
+                    }
+                    Err(_) => debug!(%peer, "TLS handshake timed out"),
                 }
-            },
+                continue;
+            }
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(e) => {
                 warn!(error = %e, "accepting a client failed");
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            // Once per interval at most: `INFO stats` counts every one.
+            if refusals.due() {
+                warn!(maxclients = config.maxclients, "max number of clients reached: refusing new clients");
+            }
+            debug!(%peer, "refused a client");
+            store.do_send(ClientEvent::Rejected);
+            if !over_tls {
+                // Redis's answer, then the connection is closed. What the client has sent
+                // already is read first: closing over unread bytes would reset the connection
+                // and lose the answer. A fresh socket's send buffer takes the answer at once;
+                // if not, the client gets only the close. (A TLS client gets only the close:
+                // it is refused before its handshake, which would cost the node more.)
+                let _ = stream.try_read(&mut [0u8; 4096]);
+                let _ = stream.try_write(b"-ERR max number of clients reached\r\n");
+            }
+            continue;
+        };
+        next_id += 1;
+        let _ = stream.set_nodelay(true);
+        let local_addr = stream.local_addr().map_or_else(|_| String::new(), |a| a.to_string());
+        match &acceptor {
+            Some(acceptor) if over_tls => {
+                let (id, handshake) = (next_id, acceptor.accept(stream));
+                handshakes.push(async move {
+                    let done = tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, handshake).await;
+                    (id, peer, local_addr, slot, done)
+                });
+            }
+            _ => {
+                let halves = stream.into_split();
+                Session::start_for(next_id, halves, peer, local_addr, slot, store.clone(), config.clone());
             }
         }
+    }
+}
+
+/// The next connection on `listener`; never, without one.
+async fn accept_on(listener: Option<&TcpListener>) -> std::io::Result<(TcpStream, SocketAddr)> {
+    match listener {
+        Some(listener) => listener.accept().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -40,6 +40,7 @@ async fn single_node_configured(
         cluster_secret: Vec::new(),
         fault_control: None,
         fsync: Default::default(),
+        tls: None,
     };
     configure(&mut config);
     start_node(config).await.expect("the node starts")
