@@ -97,14 +97,18 @@ struct Options {
     /// --tls-cert-file and --tls-key-file. Off when unset.
     #[arg(long, env = "RAFTKV_TLS_PORT", requires_all = ["tls_cert_file", "tls_key_file"])]
     tls_port: Option<u16>,
-    /// The node's TLS certificate chain (PEM, leaf first).
-    #[arg(long, env = "RAFTKV_TLS_CERT_FILE", requires = "tls_port")]
+    /// Peers connect to each other over TLS, each showing its certificate (like Redis's
+    /// `tls-cluster`); needs --tls-cert-file, --tls-key-file and --tls-ca-cert-file on every node.
+    #[arg(long, env = "RAFTKV_TLS_PEERS", requires_all = ["tls_cert_file", "tls_key_file", "tls_ca_cert_file"])]
+    tls_peers: bool,
+    /// The node's TLS certificate chain (PEM, leaf first), for --tls-port and --tls-peers.
+    #[arg(long, env = "RAFTKV_TLS_CERT_FILE")]
     tls_cert_file: Option<PathBuf>,
     /// The private key of --tls-cert-file (PEM).
-    #[arg(long, env = "RAFTKV_TLS_KEY_FILE", requires = "tls_port")]
+    #[arg(long, env = "RAFTKV_TLS_KEY_FILE")]
     tls_key_file: Option<PathBuf>,
-    /// CA certificates (PEM) that client certificates must chain to.
-    #[arg(long, env = "RAFTKV_TLS_CA_CERT_FILE", requires = "tls_port")]
+    /// CA certificates (PEM) that client and peer certificates must chain to.
+    #[arg(long, env = "RAFTKV_TLS_CA_CERT_FILE")]
     tls_ca_cert_file: Option<PathBuf>,
     /// Whether TLS clients must show a certificate signed by --tls-ca-cert-file (`yes`, Redis's
     /// default), may show one (`optional`), or are not asked for one (`no`).
@@ -200,6 +204,10 @@ fn run() -> anyhow::Result<()> {
     if !loopback && cluster_secret.is_empty() {
         tracing::warn!("no --cluster-secret: any host that can reach the peer port can pose as a node");
     }
+    let tls_files = [&options.tls_cert_file, &options.tls_key_file, &options.tls_ca_cert_file];
+    if options.tls_port.is_none() && !options.tls_peers && tls_files.iter().any(|f| f.is_some()) {
+        bail!("TLS certificate files are given, but neither --tls-port nor --tls-peers is set");
+    }
     if matches!(options.fsync, FsyncMode::Everysec) {
         tracing::warn!(
             "--fsync everysec: log writes are synced about once a second; a power loss can lose \
@@ -243,8 +251,9 @@ fn run() -> anyhow::Result<()> {
             FsyncMode::Always => actors::storage::Fsync::Always,
             FsyncMode::Everysec => actors::storage::Fsync::EverySec,
         },
-        tls: options.tls_port.map(|port| actors::tls::TlsSettings {
-            port,
+        tls: (options.tls_port.is_some() || options.tls_peers).then(|| actors::tls::TlsSettings {
+            port: options.tls_port,
+            peers: options.tls_peers,
             cert_file: options.tls_cert_file.clone().expect("clap requires --tls-cert-file"),
             key_file: options.tls_key_file.clone().expect("clap requires --tls-key-file"),
             ca_cert_file: options.tls_ca_cert_file.clone(),

@@ -242,8 +242,8 @@ fn a_node_without_the_cluster_secret_is_refused_by_its_peers() {
     assert!(read.is_err(), "node 3 must not serve a read without a leader: {read:?}");
 }
 
-/// PEM files for the TLS tests: a CA, the node's certificate (for 127.0.0.1 and localhost) and
-/// a client's, both signed by the CA.
+/// PEM files for the TLS tests: a CA, the nodes' certificate (for 127.0.0.1 and localhost, as
+/// a server and, towards peers, as a client) and a client's, both signed by the CA.
 struct Certificates {
     ca: PathBuf,
     node_cert: PathBuf,
@@ -264,15 +264,17 @@ fn certificates(dir: &Path) -> Certificates {
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca.distinguished_name.push(DnType::CommonName, "raft-kv test CA");
     let ca = ca.self_signed(&ca_key).unwrap();
-    let signed = |names: Vec<String>, usage: ExtendedKeyUsagePurpose| {
+    let signed = |names: Vec<String>, usages: Vec<ExtendedKeyUsagePurpose>| {
         let key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::new(names).unwrap();
-        params.extended_key_usages = vec![usage];
+        params.extended_key_usages = usages;
         (params.signed_by(&key, &ca, &ca_key).unwrap().pem(), key.serialize_pem())
     };
-    let (node_cert, node_key) =
-        signed(vec!["127.0.0.1".into(), "localhost".into()], ExtendedKeyUsagePurpose::ServerAuth);
-    let (client_cert, client_key) = signed(Vec::new(), ExtendedKeyUsagePurpose::ClientAuth);
+    let (node_cert, node_key) = signed(
+        vec!["127.0.0.1".into(), "localhost".into()],
+        vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth],
+    );
+    let (client_cert, client_key) = signed(Vec::new(), vec![ExtendedKeyUsagePurpose::ClientAuth]);
     Certificates {
         ca: write("ca.crt", ca.pem()),
         node_cert: write("node.crt", node_cert),
@@ -425,4 +427,56 @@ fn a_node_with_incomplete_tls_settings_refuses_to_start() {
     assert!(no_ca.contains("needs --tls-ca-cert-file"), "{no_ca}");
     let swapped = start(&["--tls-cert-file", key, "--tls-key-file", cert, "--tls-auth-clients", "no"]);
     assert!(swapped.contains("--tls-cert-file"), "{swapped}");
+    let peers_without_ca = start(&["--tls-peers", "--tls-cert-file", cert, "--tls-key-file", key]);
+    assert!(peers_without_ca.contains("--tls-ca-cert-file"), "{peers_without_ca}");
+}
+
+#[test]
+fn peers_replicate_and_send_snapshots_over_tls_and_refuse_a_node_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = certificates(dir.path());
+    let files = [&certs.node_cert, &certs.node_key, &certs.ca].map(|path| path.to_str().unwrap());
+    let mut cluster = common::Cluster::launch_with(
+        3,
+        &[
+            "--tls-peers",
+            "--tls-cert-file",
+            files[0],
+            "--tls-key-file",
+            files[1],
+            "--tls-ca-cert-file",
+            files[2],
+            "--snapshot-threshold",
+            "50",
+        ],
+    );
+    let leader = cluster.wait_for_leader(WAIT);
+    for i in 0..300 {
+        cluster.set_with_retry(leader, format!("key{i}"), format!("value{i}"), WAIT);
+    }
+    let follower = cluster.ids().into_iter().find(|&id| id != leader).unwrap();
+    let value: String = cluster.query_with_retry(follower, redis::cmd("GET").arg("key299"), WAIT);
+    assert_eq!(value, "value299");
+
+    // A new node starts far behind the compacted log: it gets a snapshot, over TLS.
+    let joining = cluster.add_node();
+    cluster.add_member(leader, joining, WAIT);
+    wait_until(WAIT, "the new node to hold every key", || {
+        cluster.query_with_retry::<u64>(joining, &redis::cmd("DBSIZE"), WAIT) >= 300
+    });
+    let log = std::fs::read_to_string(cluster.log_path(joining)).unwrap();
+    assert!(log.contains("installed a snapshot"), "node {joining} did not catch up by snapshot:\n{log}");
+    assert!(log.contains("tls_peers=true"), "{log}");
+
+    // A peer connection without TLS gets no further than the TLS handshake.
+    let peer = cluster.peer_addr(leader).to_string();
+    let mut plain = TcpStream::connect(&peer).unwrap();
+    plain.set_read_timeout(Some(WAIT)).unwrap();
+    plain.write_all(&[0, 0, 0, 4, b'R', b'K', b'V', b'1']).unwrap();
+    let mut answer = Vec::new();
+    let _ = plain.read_to_end(&mut answer);
+    wait_until(WAIT, "the leader to log the refused connection", || {
+        std::fs::read_to_string(cluster.log_path(leader)).unwrap().contains("reason=TLS handshake failed")
+    });
+    assert!(answer.first().is_none_or(|&b| b == 0x15), "a plain peer got more than a TLS alert: {answer:?}");
 }

@@ -209,7 +209,7 @@ pub struct NodeConfig {
     pub fault_control: Option<PathBuf>,
     /// When Raft log writes are synced (`--fsync`; anything but the default is not Raft-safe).
     pub fsync: storage::Fsync,
-    /// TLS on a second client port (`--tls-port`), if set.
+    /// TLS on a second client port (`--tls-port`) and between peers (`--tls-peers`), if set.
     pub tls: Option<tls::TlsSettings>,
 }
 
@@ -284,13 +284,14 @@ pub async fn start_node(config: NodeConfig) -> std::result::Result<RunningNode, 
         .await
         .map_err(|e| format!("cannot listen for clients on {}:{}: {e}", config.bind, config.port))?;
     let mut tls = config.tls.clone();
-    let tls_listener = match &mut tls {
-        Some(settings) => {
+    let peer_tls = tls.as_ref().filter(|t| t.peers).map(|t| t.peer_tls()).transpose()?;
+    let tls_listener = match tls.as_mut().and_then(|settings| Some((settings.port?, settings))) {
+        Some((port, settings)) => {
             let acceptor = settings.acceptor()?;
-            let listener = TcpListener::bind((config.bind.as_str(), settings.port)).await.map_err(|e| {
-                format!("cannot listen for TLS clients on {}:{}: {e}", config.bind, settings.port)
-            })?;
-            settings.port = listener.local_addr().map_err(|e| e.to_string())?.port();
+            let listener = TcpListener::bind((config.bind.as_str(), port))
+                .await
+                .map_err(|e| format!("cannot listen for TLS clients on {}:{port}: {e}", config.bind))?;
+            settings.port = Some(listener.local_addr().map_err(|e| e.to_string())?.port());
             Some((listener, acceptor))
         }
         None => None,
@@ -307,6 +308,7 @@ pub async fn start_node(config: NodeConfig) -> std::result::Result<RunningNode, 
         log_entries = recovered.entries.len(),
         redis = %redis_addr,
         tls = tls_addr.map_or_else(|| "off".into(), |a| a.to_string()),
+        tls_peers = peer_tls.is_some(),
         peer = %peer_addr,
         "starting raft-kv node"
     );
@@ -331,7 +333,12 @@ pub async fn start_node(config: NodeConfig) -> std::result::Result<RunningNode, 
     };
     // The recorded address book wins over --cluster: membership may have changed since.
     let book = if recovered.members.is_empty() { &initial } else { &recovered.members };
-    let me = PeerIdentity { id, store_id: recovered.store_id, secret: config.cluster_secret.clone() };
+    let me = PeerIdentity {
+        id,
+        store_id: recovered.store_id,
+        secret: config.cluster_secret.clone(),
+        tls: peer_tls,
+    };
     let transport = PeerTransport::new(
         me,
         book,

@@ -23,8 +23,13 @@
 //!   into RaftNode and answers one byte, after which the sender reports the snapshot delivered.
 //!   The whole keyspace never sits in memory on either side.
 //!
+//! With `--tls-peers` ([`crate::tls`]), every connection, for messages or a snapshot, starts
+//! with a TLS handshake in which both ends show a certificate from the cluster's CA and the
+//! connecting end checks that the other's names the host of the peer address it dialled; the
+//! handshake above then runs inside TLS, and so does everything after it.
+//!
 //! A connection from an unknown node, or carrying a garbage, oversized or misaddressed frame,
-//! is logged and closed. So is one whose handshake does not finish within
+//! is logged and closed. So is one whose handshakes do not finish within
 //! [`HANDSHAKE_TIMEOUT`], and at most [`MAX_HANDSHAKES`] connections are in their handshake at
 //! once (one more is closed at once): a stranger cannot take the file descriptors the node needs.
 //!
@@ -42,7 +47,7 @@ use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use protobuf::Message as PbMessage;
 use raft::eraftpb::{Message, MessageType};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio_util::codec::{Framed, FramedRead, LengthDelimitedCodec};
@@ -59,6 +64,7 @@ use crate::storage::{
     Storage,
 };
 use crate::telemetry;
+use crate::tls::{server_name, PeerTls};
 
 /// Send these messages to their peers. Sent by RaftNode after each Ready step.
 #[derive(Message)]
@@ -93,13 +99,24 @@ pub struct RaftInbox {
 }
 
 /// Who this node is to its peers: its id, its store id, and the cluster secret it proves it
-/// knows (empty when none is configured).
+/// knows (empty when none is configured); with `--tls-peers`, the certificates it connects
+/// and accepts with.
 #[derive(Clone)]
 pub struct PeerIdentity {
     pub id: u64,
     pub store_id: u64,
     pub secret: Vec<u8>,
+    pub tls: Option<PeerTls>,
 }
+
+/// A peer connection: a TCP socket, or TLS over one (`--tls-peers`).
+trait PeerStream: AsyncRead + AsyncWrite + Unpin {}
+impl<S: AsyncRead + AsyncWrite + Unpin> PeerStream for S {}
+type PeerConnection = Box<dyn PeerStream>;
+
+/// The same for the blocking connection a snapshot is sent on.
+trait BlockingStream: std::io::Read + std::io::Write {}
+impl<S: std::io::Read + std::io::Write> BlockingStream for S {}
 
 /// The peers allowed to connect, with the store id the address book records for each (0 while
 /// unknown): shared with the inbound connection tasks.
@@ -256,15 +273,27 @@ fn transfer_snapshot(
     stream.set_nodelay(true)?;
     stream.set_write_timeout(Some(SNAPSHOT_IO_TIMEOUT))?;
     stream.set_read_timeout(Some(SNAPSHOT_IO_TIMEOUT))?;
+    let mut stream: Box<dyn BlockingStream> = match &me.tls {
+        None => Box::new(stream),
+        Some(tls) => {
+            let name = server_name(addr).map_err(std::io::Error::other)?;
+            let session = tokio_rustls::rustls::ClientConnection::new(tls.client.clone(), name)
+                .map_err(std::io::Error::other)?;
+            // The handshake happens with the first write, bounded by the socket's timeouts.
+            Box::new(tokio_rustls::rustls::StreamOwned::new(session, stream))
+        }
+    };
     let hello = Hello { kind: ConnectionKind::Snapshot, from: me.id, store: me.store_id }.encode();
-    write_frame(&mut &stream, &hello)?;
+    write_frame(&mut stream, &hello)?;
+    stream.flush()?;
     let mut challenge = [0u8; CHALLENGE_BYTES];
-    read_handshake_frame(&stream, &mut challenge, "challenge")?;
-    write_frame(&mut &stream, &proof(&me.secret, &hello, &challenge))?;
+    read_handshake_frame(&mut stream, &mut challenge, "challenge")?;
+    write_frame(&mut stream, &proof(&me.secret, &hello, &challenge))?;
+    stream.flush()?;
     let mut verdict = [0u8; VERDICT_BYTES];
-    read_handshake_frame(&stream, &mut verdict, "verdict")?;
+    read_handshake_frame(&mut stream, &mut verdict, "verdict")?;
     accept_verdict(me, to, Verdict::decode(&verdict, &me.secret, &hello, &challenge))?;
-    let mut out = std::io::BufWriter::new(&stream);
+    let mut out = std::io::BufWriter::new(&mut stream);
     let mut frame = |bytes: &[u8]| write_frame(&mut out, bytes);
     frame(&msg.write_to_bytes().map_err(std::io::Error::other)?)?;
     let keys = stream_checkpoint(&cp.dir, &mut frame).map_err(std::io::Error::other)?;
@@ -272,7 +301,7 @@ fn transfer_snapshot(
     out.flush()?;
     drop(out);
     let mut ack = [0u8; 1];
-    (&stream).read_exact(&mut ack)?;
+    stream.read_exact(&mut ack)?;
     if ack[0] != 1 {
         return Err(std::io::Error::other("the peer refused the snapshot"));
     }
@@ -280,13 +309,13 @@ fn transfer_snapshot(
 }
 
 /// Reads a frame of exactly `into.len()` bytes from a blocking stream.
-fn read_handshake_frame(stream: &std::net::TcpStream, into: &mut [u8], what: &str) -> std::io::Result<()> {
+fn read_handshake_frame(stream: &mut dyn BlockingStream, into: &mut [u8], what: &str) -> std::io::Result<()> {
     let mut len = [0u8; 4];
-    (&*stream).read_exact(&mut len)?;
+    stream.read_exact(&mut len)?;
     if u32::from_be_bytes(len) as usize != into.len() {
         return Err(std::io::Error::other(format!("bad {what} from the peer")));
     }
-    (&*stream).read_exact(into)
+    stream.read_exact(into)
 }
 
 /// Acts on the peer's verdict on our hello: goes on if accepted; stops the node if the peer
@@ -330,6 +359,7 @@ impl Actor for PeerTransport {
             storage: self.storage.clone(),
             faults: self.faults.subscribe(),
             secret: self.me.secret.clone(),
+            tls: self.me.tls.clone(),
         };
         actix_rt::spawn(accept_peers(listener, inbound));
     }
@@ -392,7 +422,7 @@ impl Handler<SendMessages> for PeerTransport {
 /// The connecting side of the handshake: hello, the answer to the receiver's challenge, then
 /// its verdict.
 async fn introduce(
-    framed: &mut Framed<TcpStream, LengthDelimitedCodec>,
+    framed: &mut Framed<PeerConnection, LengthDelimitedCodec>,
     me: &PeerIdentity,
     to: u64,
 ) -> std::io::Result<()> {
@@ -405,13 +435,23 @@ async fn introduce(
 }
 
 async fn next_handshake_frame(
-    framed: &mut Framed<TcpStream, LengthDelimitedCodec>,
+    framed: &mut Framed<PeerConnection, LengthDelimitedCodec>,
     what: &str,
 ) -> std::io::Result<bytes::BytesMut> {
     tokio::time::timeout(HANDSHAKE_TIMEOUT, framed.next())
         .await
         .map_err(|_| std::io::Error::other(format!("no {what} from the peer")))?
         .ok_or_else(|| std::io::Error::other("the peer closed the connection"))?
+}
+
+/// With `--tls-peers`, the TLS handshake on a fresh outbound connection to the peer at `addr`.
+async fn connect_tls(me: &PeerIdentity, addr: &str, stream: TcpStream) -> std::io::Result<PeerConnection> {
+    let Some(tls) = &me.tls else { return Ok(Box::new(stream)) };
+    let name = server_name(addr).map_err(std::io::Error::other)?;
+    let stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.connector().connect(name, stream))
+        .await
+        .map_err(|_| std::io::Error::other("no TLS handshake from the peer"))??;
+    Ok(Box::new(stream))
 }
 
 /// Owns the connection to one peer for the life of the node.
@@ -442,16 +482,25 @@ async fn run_link(
             }
         };
         let _ = stream.set_nodelay(true);
-        let mut sink = Framed::new(stream, frame_codec(HANDSHAKE_MAX_FRAME));
-        let introduced = introduce(&mut sink, &me, to).await;
-        sink.codec_mut().set_max_frame_length(MAX_FRAME);
-        if let Err(e) = introduced {
-            debug!(node = from, peer = to, error = %e, "peer handshake failed");
-            raft.unreachable.do_send(PeerUnreachable(to));
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(BACKOFF_MAX);
-            continue;
-        }
+        let introduced = match connect_tls(&me, &addr, stream).await {
+            Ok(stream) => {
+                let mut sink = Framed::new(stream, frame_codec(HANDSHAKE_MAX_FRAME));
+                let introduced = introduce(&mut sink, &me, to).await;
+                sink.codec_mut().set_max_frame_length(MAX_FRAME);
+                introduced.map(|()| sink)
+            }
+            Err(e) => Err(e),
+        };
+        let mut sink = match introduced {
+            Ok(sink) => sink,
+            Err(e) => {
+                debug!(node = from, peer = to, error = %e, "peer handshake failed");
+                raft.unreachable.do_send(PeerUnreachable(to));
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+                continue;
+            }
+        };
         info!(node = from, peer = to, %addr, "connected to peer");
         let connected = metrics::gauge!(telemetry::PEER_CONNECTED, "peer" => to.to_string());
         connected.set(1.0);
@@ -477,7 +526,7 @@ enum LinkEnd {
 
 /// Writes queued messages, everything already waiting in one flush.
 async fn pump(
-    sink: &mut Framed<TcpStream, LengthDelimitedCodec>,
+    sink: &mut Framed<PeerConnection, LengthDelimitedCodec>,
     queue: &mut mpsc::Receiver<Message>,
     _to: u64,
     _raft: &RaftInbox,
@@ -505,6 +554,7 @@ struct Inbound {
     storage: Addr<Storage>,
     faults: watch::Receiver<FaultRules>,
     secret: Vec<u8>,
+    tls: Option<PeerTls>,
 }
 
 async fn accept_peers(listener: TcpListener, inbound: Inbound) {
@@ -545,6 +595,15 @@ async fn serve_peer(
     inbound: Inbound,
 ) -> Result<(), String> {
     let me = inbound.me;
+    let stream: PeerConnection = match &inbound.tls {
+        None => Box::new(stream),
+        Some(tls) => Box::new(
+            tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor.accept(stream))
+                .await
+                .map_err(|_| "no TLS handshake within the handshake timeout".to_string())?
+                .map_err(|e| format!("TLS handshake failed: {e}"))?,
+        ),
+    };
     // Until the peer has proven it knows the secret, frames are tiny: a stranger announcing a
     // huge frame must not make us reserve memory for it.
     let mut frames = FramedRead::new(stream, frame_codec(HANDSHAKE_MAX_FRAME));
@@ -567,7 +626,7 @@ async fn serve_peer(
     let mut frame = Vec::with_capacity(4 + CHALLENGE_BYTES);
     frame.extend_from_slice(&(CHALLENGE_BYTES as u32).to_be_bytes());
     frame.extend_from_slice(&challenge);
-    frames.get_mut().write_all(&frame).await.map_err(|e| e.to_string())?;
+    write_flushed(frames.get_mut(), &frame).await?;
     let answer = tokio::time::timeout(HANDSHAKE_TIMEOUT, frames.next())
         .await
         .map_err(|_| format!("node {from} did not answer the challenge"))?
@@ -584,7 +643,7 @@ async fn serve_peer(
     };
     let mut frame = (VERDICT_BYTES as u32).to_be_bytes().to_vec();
     frame.extend(verdict.encode(&inbound.secret, &hello, &challenge));
-    frames.get_mut().write_all(&frame).await.map_err(|e| e.to_string())?;
+    write_flushed(frames.get_mut(), &frame).await?;
     if let Verdict::WrongStore { known } = verdict {
         return Err(Refusal::WrongStore(known).explain(from, store));
     }
@@ -642,7 +701,7 @@ fn admit(known: &KnownPeers, from: u64, store: u64) -> Result<(), Refusal> {
 
 /// Stages an incoming snapshot through Storage, then hands its message to RaftNode.
 async fn receive_snapshot(
-    mut frames: FramedRead<TcpStream, LengthDelimitedCodec>,
+    mut frames: FramedRead<PeerConnection, LengthDelimitedCodec>,
     from: u64,
     inbound: Inbound,
 ) -> Result<(), String> {
@@ -672,8 +731,13 @@ async fn receive_snapshot(
     }
     storage.send(FinishSnapshot).await.map_err(mailbox)?.map_err(stage)?;
     inbound.step.do_send(Step(msg));
-    frames.get_mut().write_all(&[1]).await.map_err(|e| e.to_string())?;
-    Ok(())
+    write_flushed(frames.get_mut(), &[1]).await
+}
+
+/// Writes `bytes` and flushes them (TLS buffers what it encrypts until then).
+async fn write_flushed(stream: &mut PeerConnection, bytes: &[u8]) -> Result<(), String> {
+    stream.write_all(bytes).await.map_err(|e| e.to_string())?;
+    stream.flush().await.map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -770,8 +834,19 @@ mod tests {
     async fn transport_and_recorder(
         members: &[Member],
     ) -> (std::net::SocketAddr, Arc<Mutex<Vec<Message>>>, Addr<PeerTransport>, Addr<Recorder>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        transport_of(1, members, listener, None).await
+    }
+
+    /// A transport for node `id`, listening on `listener`, with `tls` if given.
+    async fn transport_of(
+        id: u64,
+        members: &[Member],
+        listener: TcpListener,
+        tls: Option<PeerTls>,
+    ) -> (std::net::SocketAddr, Arc<Mutex<Vec<Message>>>, Addr<PeerTransport>, Addr<Recorder>) {
         let dir = tempfile::tempdir().unwrap();
-        let (storage, recovered) = Storage::open(dir.path(), 1, members, true).unwrap();
+        let (storage, recovered) = Storage::open(dir.path(), id, members, true).unwrap();
         let storage = crate::mailbox::start(storage);
         let steps = Arc::new(Mutex::new(Vec::new()));
         let recorder = Recorder { steps: steps.clone() }.start();
@@ -780,9 +855,8 @@ mod tests {
             unreachable: recorder.clone().recipient(),
             snapshot: recorder.clone().recipient(),
         };
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let me = PeerIdentity { id: 1, store_id: recovered.store_id, secret: b"s3cret".to_vec() };
+        let me = PeerIdentity { id, store_id: recovered.store_id, secret: b"s3cret".to_vec(), tls };
         let transport =
             crate::mailbox::start(PeerTransport::new(me, members, listener, inbox, storage, None));
         (addr, steps, transport, recorder)
@@ -794,6 +868,91 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "valid messages were not stepped");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    /// A certificate authority for the TLS tests.
+    struct TestCa {
+        cert: rcgen::Certificate,
+        key: rcgen::KeyPair,
+    }
+
+    impl TestCa {
+        fn new() -> TestCa {
+            let key = rcgen::KeyPair::generate().unwrap();
+            let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            TestCa { cert: params.self_signed(&key).unwrap(), key }
+        }
+
+        /// Peer TLS for a node whose certificate (for 127.0.0.1) this CA signs, trusting `trusted`.
+        fn peer_tls(&self, dir: &std::path::Path, trusted: &TestCa) -> PeerTls {
+            use rcgen::ExtendedKeyUsagePurpose::{ClientAuth, ServerAuth};
+            let key = rcgen::KeyPair::generate().unwrap();
+            let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+            params.extended_key_usages = vec![ServerAuth, ClientAuth];
+            let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
+            let dir = tempfile::tempdir_in(dir).unwrap().keep();
+            let write = |name: &str, pem: String| {
+                std::fs::write(dir.join(name), pem).unwrap();
+                dir.join(name)
+            };
+            crate::tls::TlsSettings {
+                port: None,
+                peers: true,
+                cert_file: write("node.crt", cert.pem()),
+                key_file: write("node.key", key.serialize_pem()),
+                ca_cert_file: Some(write("ca.crt", trusted.cert.pem())),
+                client_auth: crate::tls::ClientAuth::Required,
+            }
+            .peer_tls()
+            .unwrap()
+        }
+    }
+
+    #[actix_rt::test]
+    async fn peers_with_certificates_from_the_ca_talk_over_tls_and_nobody_else_gets_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ca, other_ca) = (TestCa::new(), TestCa::new());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr1 = listener.local_addr().unwrap();
+        let book = |addr2: &str| {
+            [(1, addr1.to_string()), (2, addr2.to_string())]
+                .map(|(id, peer_addr)| Member { id, peer_addr, ..Default::default() })
+                .to_vec()
+        };
+        let tls1 = ca.peer_tls(dir.path(), &ca);
+        let (_, steps, _t1, _r1) = transport_of(1, &book("127.0.0.1:1"), listener, Some(tls1)).await;
+
+        // Plain TCP, as node 2 with the right secret: refused at the TLS handshake.
+        assert_eq!(
+            send_frames(addr1, hello(2, 0), b"s3cret", &[&heartbeat(2, 1).write_to_bytes().unwrap()]).await,
+            None
+        );
+        // TLS with a certificate from another CA: refused too.
+        let foreign = other_ca.peer_tls(dir.path(), &ca);
+        let tcp = TcpStream::connect(addr1).await.unwrap();
+        let name = server_name(&addr1.to_string()).unwrap();
+        let refused = match foreign.connector().connect(name, tcp).await {
+            Err(_) => true,
+            Ok(mut stream) => {
+                let _ = stream.write_all(&frame(&hello(2, 0).unwrap())).await;
+                let _ = stream.flush().await;
+                let mut buf = [0u8; 64];
+                !matches!(tokio::io::AsyncReadExt::read(&mut stream, &mut buf).await, Ok(n) if n > 0)
+            }
+        };
+        assert!(refused, "a certificate from another CA was accepted");
+        assert!(steps.lock().unwrap().is_empty(), "a message got in without a valid certificate");
+
+        // Node 2, with its certificate from the CA: its messages arrive.
+        let listener2 = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr2 = listener2.local_addr().unwrap().to_string();
+        let tls2 = ca.peer_tls(dir.path(), &ca);
+        let (_, _, transport2, _r2) = transport_of(2, &book(&addr2), listener2, Some(tls2)).await;
+        transport2.send(SendMessages(vec![heartbeat(2, 1)])).await.unwrap();
+        wait_for_steps(&steps, 1).await;
+        let stepped = steps.lock().unwrap();
+        assert_eq!((stepped[0].from, stepped[0].to, stepped[0].term), (2, 1, 7));
     }
 
     #[actix_rt::test]

@@ -839,7 +839,7 @@ impl Session {
             ("tls-ca-cert-file", path(tls.and_then(|t| t.ca_cert_file.as_ref()))),
             ("tls-cert-file", path(tls.map(|t| &t.cert_file))),
             ("tls-key-file", path(tls.map(|t| &t.key_file))),
-            ("tls-port", tls.map_or(0, |t| t.port).to_string()),
+            ("tls-port", tls.and_then(|t| t.port).unwrap_or(0).to_string()),
         ]);
         params
     }

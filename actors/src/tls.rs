@@ -1,21 +1,24 @@
-//! TLS on the client port (`--tls-port`), the way Redis does it: the node serves RESP over TLS
-//! on a second port, with its certificate and key from PEM files, and by default asks every
-//! client for a certificate signed by `--tls-ca-cert-file` (Redis's `tls-auth-clients yes`).
+//! TLS, the way Redis does it: on a second client port (`--tls-port`), and between peers
+//! (`--tls-peers`, like Redis's `tls-cluster` and `tls-replication`). The node's certificate
+//! and key come from PEM files; by default a client must show a certificate signed by
+//! `--tls-ca-cert-file` (Redis's `tls-auth-clients yes`), and peers always must, on both ends.
 //!
-//! The handshake runs before the connection becomes a Session, bounded by
+//! A client's handshake runs before its connection becomes a Session, bounded by
 //! [`HANDSHAKE_TIMEOUT`]; after it, a Session reads and writes the TLS stream exactly as it
-//! does a plain socket. Peer traffic is not encrypted: peers authenticate each other with
-//! `--cluster-secret` (see [`crate::peer_transport`]).
+//! does a plain socket. A peer's runs before the peer handshake of [`crate::peer_transport`]
+//! (hello, challenge, HMAC), which then travels inside TLS.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio_rustls::rustls::client::WebPkiServerVerifier;
+use tokio_rustls::rustls::crypto::{self, CryptoProvider};
 use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio_rustls::rustls::server::WebPkiClientVerifier;
-use tokio_rustls::rustls::{crypto, RootCertStore, ServerConfig};
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls::{ClientConfig, RootCertStore, ServerConfig};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 /// A client that has not finished its TLS handshake by then is disconnected: until it has, it
 /// holds one of the `--maxclients` places without being a client.
@@ -43,65 +46,135 @@ impl ClientAuth {
     }
 }
 
-/// Where the node's TLS material is, as the options name it.
+/// The node's TLS options.
 #[derive(Debug, Clone)]
 pub struct TlsSettings {
-    /// The TLS client port (0 picks a free one).
-    pub port: u16,
-    /// `--tls-cert-file`: the node's certificate chain, PEM, leaf first.
+    /// `--tls-port`: serve clients over TLS on this port too (0 picks a free one).
+    pub port: Option<u16>,
+    /// `--tls-peers`: peers connect to each other over TLS.
+    pub peers: bool,
+    /// `--tls-cert-file`: the node's certificate chain, PEM, leaf first. With `--tls-peers` it
+    /// serves as a client certificate too.
     pub cert_file: PathBuf,
     /// `--tls-key-file`: its private key, PEM (PKCS#8, PKCS#1 or SEC1).
     pub key_file: PathBuf,
-    /// `--tls-ca-cert-file`: the CA certificates client certificates must chain to.
+    /// `--tls-ca-cert-file`: the CA certificates that client and peer certificates chain to.
     pub ca_cert_file: Option<PathBuf>,
     pub client_auth: ClientAuth,
 }
 
+/// What peer connections need with `--tls-peers`: both ends show a certificate from the CA.
+#[derive(Clone)]
+pub struct PeerTls {
+    pub acceptor: TlsAcceptor,
+    pub client: Arc<ClientConfig>,
+}
+
+impl PeerTls {
+    /// Connects over TLS to the peer at `addr` (`host:port`), whose certificate must name `host`.
+    pub fn connector(&self) -> TlsConnector {
+        TlsConnector::from(self.client.clone())
+    }
+}
+
+/// The name a peer's certificate must carry: the host of its peer address (a DNS name or an
+/// IP address, as in `--cluster`).
+pub fn server_name(addr: &str) -> Result<ServerName<'static>, String> {
+    let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    ServerName::try_from(host.to_string()).map_err(|e| format!("{host:?} cannot name a TLS peer: {e}"))
+}
+
 impl TlsSettings {
-    /// Reads the files and builds the acceptor; every error names the option and file at fault.
+    /// The client port's acceptor. Reads the files; every error names the option and file at
+    /// fault.
     pub fn acceptor(&self) -> Result<TlsAcceptor, String> {
-        let provider = Arc::new(crypto::ring::default_provider());
+        let builder = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS: {e}"))?;
+        let builder = match self.client_auth {
+            ClientAuth::No => builder.with_no_client_auth(),
+            auth => {
+                let roots = self.roots("--tls-auth-clients yes or optional")?;
+                let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider());
+                let verifier =
+                    if auth == ClientAuth::Optional { verifier.allow_unauthenticated() } else { verifier };
+                builder.with_client_cert_verifier(verifier.build().map_err(|e| self.ca_error(e))?)
+            }
+        };
+        let (certs, key) = self.identity()?;
+        let config = builder.with_single_cert(certs, key).map_err(|e| self.pair_error(e))?;
+        Ok(TlsAcceptor::from(Arc::new(config)))
+    }
+
+    /// What peer connections need (`--tls-peers`): each end shows the node's certificate and
+    /// checks the other's against the CA.
+    pub fn peer_tls(&self) -> Result<PeerTls, String> {
+        let roots = self.roots("--tls-peers")?;
+        let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider())
+            .build()
+            .map_err(|e| self.ca_error(e))?;
+        let (certs, key) = self.identity()?;
+        let server = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS: {e}"))?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(certs.clone(), key.clone_key())
+            .map_err(|e| self.pair_error(e))?;
+        let server_verifier = WebPkiServerVerifier::builder_with_provider(roots, provider())
+            .build()
+            .map_err(|e| self.ca_error(e))?;
+        let client = ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS: {e}"))?
+            .with_webpki_verifier(server_verifier)
+            .with_client_auth_cert(certs, key)
+            .map_err(|e| self.pair_error(e))?;
+        Ok(PeerTls { acceptor: TlsAcceptor::from(Arc::new(server)), client: Arc::new(client) })
+    }
+
+    /// The node's certificate chain and key.
+    fn identity(&self) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
         let certs = read_certs(&self.cert_file, "--tls-cert-file")?;
         let key = PrivateKeyDer::from_pem_file(&self.key_file).map_err(|e| {
             format!("cannot read a private key from --tls-key-file {}: {e}", self.key_file.display())
         })?;
-        let builder = ServerConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| format!("TLS: {e}"))?;
-        let builder = match (self.client_auth, &self.ca_cert_file) {
-            (ClientAuth::No, _) => builder.with_no_client_auth(),
-            (auth, Some(ca_file)) => {
-                let mut roots = RootCertStore::empty();
-                for cert in read_certs(ca_file, "--tls-ca-cert-file")? {
-                    roots.add(cert).map_err(|e| {
-                        format!(
-                            "--tls-ca-cert-file {} holds an unusable CA certificate: {e}",
-                            ca_file.display()
-                        )
-                    })?;
-                }
-                let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
-                let verifier =
-                    if auth == ClientAuth::Optional { verifier.allow_unauthenticated() } else { verifier };
-                let verifier =
-                    verifier.build().map_err(|e| format!("--tls-ca-cert-file {}: {e}", ca_file.display()))?;
-                builder.with_client_cert_verifier(verifier)
-            }
-            (_, None) => {
-                return Err("--tls-auth-clients yes or optional needs --tls-ca-cert-file, the CA that signs \
-                            client certificates (or set --tls-auth-clients no)"
-                    .into())
-            }
-        };
-        let config = builder.with_single_cert(certs, key).map_err(|e| {
-            format!(
-                "--tls-cert-file {} and --tls-key-file {} do not make a usable pair: {e}",
-                self.cert_file.display(),
-                self.key_file.display()
-            )
-        })?;
-        Ok(TlsAcceptor::from(Arc::new(config)))
+        Ok((certs, key))
     }
+
+    /// The CA certificates, which `what` needs.
+    fn roots(&self, what: &str) -> Result<Arc<RootCertStore>, String> {
+        let Some(ca_file) = &self.ca_cert_file else {
+            return Err(format!(
+                "{what} needs --tls-ca-cert-file, the CA that signs client and peer certificates{}",
+                if what == "--tls-peers" { "" } else { " (or set --tls-auth-clients no)" }
+            ));
+        };
+        let mut roots = RootCertStore::empty();
+        for cert in read_certs(ca_file, "--tls-ca-cert-file")? {
+            roots.add(cert).map_err(|e| {
+                format!("--tls-ca-cert-file {} holds an unusable CA certificate: {e}", ca_file.display())
+            })?;
+        }
+        Ok(Arc::new(roots))
+    }
+
+    fn ca_error(&self, e: impl std::fmt::Display) -> String {
+        let file = self.ca_cert_file.as_deref().unwrap_or(Path::new(""));
+        format!("--tls-ca-cert-file {}: {e}", file.display())
+    }
+
+    fn pair_error(&self, e: impl std::fmt::Display) -> String {
+        format!(
+            "--tls-cert-file {} and --tls-key-file {} do not make a usable pair: {e}",
+            self.cert_file.display(),
+            self.key_file.display()
+        )
+    }
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(crypto::ring::default_provider())
 }
 
 /// Every certificate in a PEM file; at least one.
@@ -128,7 +201,8 @@ mod tests {
 
     fn settings(dir: &Path, client_auth: ClientAuth, ca: Option<PathBuf>) -> TlsSettings {
         TlsSettings {
-            port: 0,
+            port: Some(0),
+            peers: false,
             cert_file: dir.join("node.crt"),
             key_file: dir.join("node.key"),
             ca_cert_file: ca,
@@ -147,9 +221,12 @@ mod tests {
         let empty = settings(d, ClientAuth::No, None).acceptor().err().unwrap();
         assert!(empty.contains("holds no PEM certificate"), "{empty}");
 
-        let no_ca = settings(d, ClientAuth::Required, None).acceptor().err().unwrap();
-        // The certificate is read first and still fails; with one, the CA's absence is named.
-        assert!(no_ca.contains("--tls-cert-file"), "{no_ca}");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert =
+            rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap().self_signed(&key).unwrap();
+        file(d, "node.crt", &cert.pem());
+        let no_key = settings(d, ClientAuth::No, None).acceptor().err().unwrap();
+        assert!(no_key.contains("--tls-key-file") && no_key.contains("node.key"), "{no_key}");
     }
 
     #[test]
@@ -166,9 +243,12 @@ mod tests {
             let refused = settings(d, auth, None).acceptor().err().unwrap();
             assert!(refused.contains("needs --tls-ca-cert-file"), "{refused}");
         }
+        let peers = settings(d, ClientAuth::No, None).peer_tls().err().unwrap();
+        assert!(peers.contains("--tls-peers needs --tls-ca-cert-file"), "{peers}");
         let ca = Some(file(d, "ca.crt", &cert.pem()));
         assert!(settings(d, ClientAuth::Required, ca.clone()).acceptor().is_ok());
-        assert!(settings(d, ClientAuth::Optional, ca).acceptor().is_ok());
+        assert!(settings(d, ClientAuth::Optional, ca.clone()).acceptor().is_ok());
+        assert!(settings(d, ClientAuth::No, ca).peer_tls().is_ok());
 
         // A key that is not the certificate's.
         let other = rcgen::KeyPair::generate().unwrap();
