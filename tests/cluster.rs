@@ -542,6 +542,24 @@ fn a_write_lost_with_its_leader_is_answered_once_a_new_leader_commits() {
     assert_eq!(value.as_deref(), Some("before"));
 }
 
+#[test]
+fn a_transfer_to_a_node_that_cannot_take_over_is_answered_once_raft_gives_it_up() {
+    let mut cluster = Cluster::launch(3);
+    let leader = cluster.wait_for_leader(LEADER_TIMEOUT);
+    cluster.set_with_retry(leader, "k", "before", WRITE_TIMEOUT);
+    let target = cluster.ids().into_iter().find(|&id| id != leader).unwrap();
+    cluster.pause(target);
+    let reply = redis::cmd("RAFT.TRANSFER-LEADER").arg(target).query::<Value>(&mut cluster.client(leader));
+    // Not the 10 s admin timeout's answer: raft-rs gives a transfer up after an election timeout.
+    match &reply {
+        Err(e) if e.to_string().contains("gave the transfer up") => {}
+        other => panic!("RAFT.TRANSFER-LEADER to a stopped node answered {other:?}"),
+    }
+    cluster.resume(target);
+    let leader = cluster.wait_for_leader(LEADER_TIMEOUT);
+    cluster.set_with_retry(leader, "k", "after", WRITE_TIMEOUT);
+}
+
 /// A command sent with no quorum must come back as CLUSTERDOWN or TIMEOUT, in bounded time.
 fn assert_unavailable(what: &str, reply: redis::RedisResult<Value>, elapsed: Duration) {
     match reply {

@@ -991,19 +991,36 @@ impl RaftNode {
         }
     }
 
-    /// Fails membership changes and transfers that took too long.
+    /// Fails membership changes and transfers that took too long, and transfers that are over.
     fn expire_admin_requests(&mut self) {
         let now = Instant::now();
         let ms = self.timing.admin_timeout.as_millis() as u64;
         for (_, change) in self.pending_changes.extract_if(|_, change| change.deadline <= now) {
             let _ = change.reply.send(Err(Error::WriteTimeout(ms)));
         }
-        let (done, waiting): (Vec<_>, Vec<_>) =
-            std::mem::take(&mut self.transfers).into_iter().partition(|(_, _, deadline)| *deadline <= now);
-        self.transfers = waiting;
-        for (target, reply, _) in done {
-            let msg = format!("node {target} did not take over leadership within {ms} ms");
-            let _ = reply.send(Err(Error::Invalid(msg)));
+        // A transfer is over without its target leading once raft-rs has given it up (the target
+        // did not win within an election timeout, while this node still leads), or once another
+        // node leads; else it waits for its deadline.
+        let raft = &self.raw.raft;
+        let (leading, transferee, leader) =
+            (raft.state == StateRole::Leader, raft.lead_transferee, raft.leader_id);
+        let transfers = std::mem::take(&mut self.transfers);
+        for (target, reply, deadline) in transfers {
+            let failure = if leading && transferee != Some(target) {
+                format!(
+                    "node {target} did not take over leadership within an election timeout, and \
+                     this node gave the transfer up (node {target} may still take over if the \
+                     request reaches it late); is it running and caught up?"
+                )
+            } else if !leading && leader != INVALID_ID && leader != target {
+                format!("node {leader} took over leadership, not node {target}")
+            } else if deadline <= now {
+                format!("node {target} did not take over leadership within {ms} ms")
+            } else {
+                self.transfers.push((target, reply, deadline));
+                continue;
+            };
+            let _ = reply.send(Err(Error::Invalid(failure)));
         }
     }
 
