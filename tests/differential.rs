@@ -709,6 +709,22 @@ const CASES: &[(&str, &[&str])] = &[
             "FOO a b",
             "COMMAND BOGUS",
             "COMMAND COUNT x",
+            "CLIENT SETNAME before-reset",
+            "RESET",
+            "CLIENT GETNAME",
+            "RESET x",
+            "MULTI",
+            "SET resetkey 1",
+            "RESET",
+            "EXEC",
+            "GET resetkey",
+            "WATCH resetkey",
+            "@2 SET resetkey 2",
+            "RESET",
+            "MULTI",
+            "SET resetkey 3",
+            "EXEC",
+            "GET resetkey",
         ],
     ),
 ];
@@ -1062,6 +1078,10 @@ fn requirepass_demands_auth_before_anything_else() {
         let hello = run(&mut other, "HELLO 2 AUTH default s3cret SETNAME app");
         assert!(matches!(hello, Reply::Value(Value::Array(_)) | Reply::Value(Value::Map(_))), "{hello:?}");
         assert_eq!(run(&mut other, "CLIENT GETNAME"), Reply::Value(Value::BulkString(b"app".to_vec())));
+        // RESET forgets the authentication, as a new connection would not have it.
+        assert_eq!(run(&mut other, "RESET"), Reply::Value(Value::SimpleString("RESET".into())));
+        assert_eq!(run(&mut other, "GET k"), err("NOAUTH Authentication required."));
+        assert_eq!(run(&mut other, "AUTH s3cret"), Reply::Value(Value::Okay));
     });
     let _ = node.kill();
     let _ = node.wait();

@@ -440,7 +440,7 @@ impl Session {
         }
         if !self.authenticated {
             let allowed = args.first().map(|n| crate::command::lower(n));
-            if !matches!(allowed.as_deref(), Some("auth" | "hello" | "quit")) {
+            if !matches!(allowed.as_deref(), Some("auth" | "hello" | "quit" | "reset")) {
                 return self.complete(
                     seq,
                     Frame::error("NOAUTH Authentication required."),
@@ -472,7 +472,7 @@ impl Session {
             command,
             Command::Transaction(
                 TxCommand::Multi | TxCommand::Exec | TxCommand::Discard | TxCommand::Watch(_)
-            ) | Command::Local(LocalCommand::Quit)
+            ) | Command::Local(LocalCommand::Quit | LocalCommand::Reset)
         );
         if let (Some(queue), true) = (&mut self.multi, queueable) {
             // The whole transaction becomes one Raft entry, which must stay as small as the
@@ -685,6 +685,18 @@ impl Session {
             LocalCommand::Ping(None) => Frame::Simple("PONG".into()),
             LocalCommand::Ping(Some(msg)) | LocalCommand::Echo(msg) => Frame::Bulk(msg),
             LocalCommand::Quit => return (Frame::ok(), After::Close),
+            LocalCommand::Reset => {
+                // As if the client had reconnected; requests already sent are still answered.
+                self.multi = None;
+                self.multi_failed = false;
+                self.multi_bytes = 0;
+                self.watched.clear();
+                self.name = None;
+                self.authenticated = self.config.requirepass.is_none();
+                let after = if self.protocol == 2 { After::Continue } else { After::Protocol(2) };
+                self.protocol = 2;
+                return (Frame::Simple("RESET".into()), after);
+            }
             LocalCommand::Select(index) => match crate::command::parse_i64(&index) {
                 Some(0) => Frame::ok(),
                 Some(_) => Frame::error("ERR DB index is out of range"),

@@ -52,6 +52,9 @@ pub enum LocalCommand {
     Echo(Bytes),
     /// `QUIT`: reply OK, then close the connection.
     Quit,
+    /// `RESET`: the connection's state as a new connection's (no transaction, no watched
+    /// keys, RESP2, no name, not authenticated if a password is required).
+    Reset,
     /// `SELECT index`: only database 0 exists.
     Select(Bytes),
     /// `HELLO [protover [AUTH username password] [SETNAME clientname]]`

@@ -1,7 +1,7 @@
 //! Connection, server and transaction commands.
 //!
 //! # Formats
-//! - `PING [message]`, `ECHO message`, `QUIT`, `SELECT index`, `TIME`
+//! - `PING [message]`, `ECHO message`, `QUIT`, `RESET`, `SELECT index`, `TIME`
 //! - `HELLO [protover [AUTH username password] [SETNAME clientname]]`, `AUTH [username] password`
 //! - `CLIENT SETNAME name | GETNAME | ID | INFO | LIST | SETINFO attr value`
 //! - `INFO [section ...]`, `CONFIG GET parameter [...] | SET parameter value [...] | RESETSTAT`
@@ -26,6 +26,7 @@ pub fn parse(name: &'static str, args: &mut Args) -> Result<Option<Command>, Fra
         },
         "echo" => local(LocalCommand::Echo(args.arg())),
         "quit" => local(LocalCommand::Quit),
+        "reset" => local(LocalCommand::Reset),
         "select" => local(LocalCommand::Select(args.arg())),
         "time" => local(LocalCommand::Time),
         "hello" => parse_hello(args),

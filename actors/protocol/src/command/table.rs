@@ -132,6 +132,7 @@ pub const COMMAND_TABLE: &[CommandSpec] = &[
     spec("hello", -1, CONN, NO_KEYS, "connection", "6.0.0", "Handshakes with the Redis server.", "[protover:integer [AUTH username:string password:string] [SETNAME clientname:string]]"),
     spec("ping", -1, &["fast"], NO_KEYS, "connection", "1.0.0", "Returns the server's liveliness response.", "[message:string]"),
     spec("quit", -1, CONN, NO_KEYS, "connection", "1.0.0", "Closes the connection.", ""),
+    spec("reset", 1, CONN, NO_KEYS, "connection", "6.2.0", "Resets the connection.", ""),
     spec("select", 2, LSF, NO_KEYS, "connection", "1.0.0", "Changes the selected database (only 0 exists).", "index:integer"),
     // transactions
     spec("discard", 1, TX, NO_KEYS, "transactions", "2.0.0", "Discards a transaction.", ""),
