@@ -355,6 +355,55 @@ fn raft_info_lists_every_members_redis_address_and_store_on_every_node() {
     }
 }
 
+/// Redis's replication view (`ROLE`, `INFO replication`): the leader is the master, with the
+/// other members as its replicas; every other node is a replica of the leader.
+#[test]
+fn role_and_info_replication_show_the_leader_as_the_master() {
+    let mut cluster = Cluster::launch(3);
+    let leader = cluster.wait_for_leader(LEADER_TIMEOUT);
+    cluster.set_with_retry(leader, "k", "v", WRITE_TIMEOUT);
+    let ids = cluster.ids();
+    let followers: Vec<u64> = ids.iter().copied().filter(|&id| id != leader).collect();
+    // The members' Redis addresses reach the address book through the log: wait for them.
+    let role = |id: u64| -> Value { cluster.query_with_retry(id, &redis::cmd("ROLE"), WRITE_TIMEOUT) };
+    let ports_of = |replicas: &[Value]| -> BTreeSet<String> {
+        replicas
+            .iter()
+            .filter_map(|r| match r {
+                Value::Array(fields) => match fields.get(1) {
+                    Some(Value::BulkString(port)) => Some(String::from_utf8_lossy(port).into_owned()),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect()
+    };
+    let follower_ports: BTreeSet<String> =
+        followers.iter().map(|&id| cluster.redis_port(id).to_string()).collect();
+    wait_until(CATCH_UP_TIMEOUT, "the leader's ROLE to list both followers", || {
+        matches!(role(leader), Value::Array(parts) if parts.len() == 3
+            && parts[0] == Value::BulkString(b"master".to_vec())
+            && matches!(&parts[2], Value::Array(replicas) if ports_of(replicas) == follower_ports))
+    });
+    for &id in &followers {
+        wait_until(CATCH_UP_TIMEOUT, &format!("node {id}'s ROLE to name the leader"), || {
+            let expected = [
+                Value::BulkString(b"slave".to_vec()),
+                Value::BulkString(b"127.0.0.1".to_vec()),
+                Value::Int(i64::from(cluster.redis_port(leader))),
+                Value::BulkString(b"connected".to_vec()),
+            ];
+            matches!(role(id), Value::Array(parts) if parts.len() == 5 && parts[..4] == expected)
+        });
+        let info: String = cluster.query_with_retry(id, redis::cmd("INFO").arg("replication"), WRITE_TIMEOUT);
+        assert!(info.contains("role:slave\r\n"), "{info}");
+        assert!(info.contains(&format!("master_port:{}\r\n", cluster.redis_port(leader))), "{info}");
+        assert!(info.contains("master_link_status:up\r\n"), "{info}");
+    }
+    let info: String = cluster.query_with_retry(leader, redis::cmd("INFO").arg("replication"), WRITE_TIMEOUT);
+    assert!(info.contains("role:master\r\nconnected_slaves:2\r\n"), "{info}");
+}
+
 /// A SCAN cursor is a position in the keyspace's order, the same on every node: a scan goes on
 /// through another node, and through the same node after it restarted, and returns every key
 /// (as a client reconnecting elsewhere mid-scan, or to a restarted node, needs).

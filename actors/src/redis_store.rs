@@ -519,6 +519,10 @@ impl RedisStore {
                     (Ok(status), Ok(members)) => Frame::Verbatim(format_raft_info(&status, &members)),
                     _ => Error::Stopped.to_frame(),
                 },
+                RaftAdmin::Role => match (raft.send(GetStatus).await, raft.send(GetMembers).await) {
+                    (Ok(status), Ok(members)) => Replication::of(&status, &members).role_reply(),
+                    _ => Error::Stopped.to_frame(),
+                },
             };
             reply.send(frame);
         });
@@ -526,12 +530,14 @@ impl RedisStore {
 
     fn info(&self, sections: Vec<String>, reply: Reply) {
         let status = self.raft.send(GetStatus);
+        let members = self.raft.send(GetMembers);
         let keyspace = self.storage.send(Read(vec![ReadQuery::KeyspaceStats]));
         let node = self.info.clone();
         let stats = self.stats.clone();
         let clients = self.clients.len();
         actix_rt::spawn(async move {
-            let (Ok(status), Ok(mut keyspace)) = (status.await, keyspace.await) else {
+            let (Ok(status), Ok(members), Ok(mut keyspace)) = (status.await, members.await, keyspace.await)
+            else {
                 reply.send(Error::Stopped.to_frame());
                 return;
             };
@@ -544,7 +550,8 @@ impl RedisStore {
                 _ => 0,
             };
             let keyspace = KeyspaceInfo { keys: count(0), expires: count(1) };
-            let text = format_info(&node, &status, &keyspace, &stats, clients, &sections);
+            let replication = Replication::of(&status, &members);
+            let text = format_info(&node, &status, &replication, &keyspace, &stats, clients, &sections);
             reply.send(Frame::Verbatim(text));
         });
     }
@@ -620,6 +627,7 @@ pub struct KeyspaceInfo {
 pub fn format_info(
     node: &NodeInfo,
     status: &RaftStatus,
+    replication: &Replication,
     keyspace: &KeyspaceInfo,
     stats: &Stats,
     clients: usize,
@@ -649,6 +657,11 @@ pub fn format_info(
         out.push_str(&format!("total_commands_processed:{}\r\n", stats.commands_processed));
         out.push_str(&format!("rejected_connections:{}\r\n", stats.rejected_connections));
         out.push_str(&format!("expired_keys:{}\r\n\r\n", stats.expired_keys));
+    }
+    if wants("replication") {
+        out.push_str("# Replication\r\n");
+        out.push_str(&replication.info_section());
+        out.push_str("\r\n");
     }
     if wants("keyspace") {
         out.push_str("# Keyspace\r\n");
@@ -860,6 +873,103 @@ impl Handler<ClientEvent> for RedisStore {
 
 /// The `RAFT.INFO` text: this node's state, then one `member:` line per member, with its
 /// replication progress when this node leads.
+/// The Raft state in Redis's replication terms (`ROLE`, `INFO replication`): the leader is a
+/// master whose replicas are the other members, every other node a replica of the leader.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Replication {
+    Master {
+        /// The commit index.
+        offset: u64,
+        /// Every other member with a Redis address: host, port, and how far its log matches.
+        replicas: Vec<(String, u16, u64)>,
+    },
+    Replica {
+        /// The leader's Redis address, if this node knows the leader and its address.
+        master: Option<(String, u16)>,
+        /// The applied index.
+        offset: u64,
+    },
+}
+
+impl Replication {
+    pub fn of(status: &RaftStatus, members: &[MemberStatus]) -> Replication {
+        let address = |m: &MemberStatus| {
+            let (host, port) = m.member.redis_addr.rsplit_once(':')?;
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            Some((host.to_string(), port.parse::<u16>().ok()?))
+        };
+        if status.role == "leader" {
+            let replicas = members
+                .iter()
+                .filter(|m| m.member.id != status.id)
+                .filter_map(|m| address(m).map(|(host, port)| (host, port, m.matched.unwrap_or(0))))
+                .collect();
+            return Replication::Master { offset: status.commit_index, replicas };
+        }
+        let leader = members.iter().find(|m| m.member.id == status.leader_id && status.leader_id != 0);
+        Replication::Replica { master: leader.and_then(address), offset: status.applied_index }
+    }
+
+    /// `ROLE`'s reply, in Redis's shape.
+    pub fn role_reply(&self) -> Frame {
+        let offset = |n: u64| Frame::Integer(n as i64);
+        match self {
+            Replication::Master { offset: at, replicas } => Frame::Array(vec![
+                Frame::bulk("master"),
+                offset(*at),
+                Frame::Array(
+                    replicas
+                        .iter()
+                        .map(|(host, port, matched)| {
+                            Frame::Array(vec![
+                                Frame::bulk(host.clone()),
+                                Frame::bulk(port.to_string()),
+                                Frame::bulk(matched.to_string()),
+                            ])
+                        })
+                        .collect(),
+                ),
+            ]),
+            Replication::Replica { master, offset: at } => {
+                let (host, port) = master.clone().unwrap_or_default();
+                let state = if master.is_some() { "connected" } else { "connect" };
+                Frame::Array(vec![
+                    Frame::bulk("slave"),
+                    Frame::bulk(host),
+                    Frame::Integer(i64::from(port)),
+                    Frame::bulk(state),
+                    offset(*at),
+                ])
+            }
+        }
+    }
+
+    /// The lines of `INFO replication`.
+    fn info_section(&self) -> String {
+        match self {
+            Replication::Master { offset, replicas } => {
+                let mut out = format!("role:master\r\nconnected_slaves:{}\r\n", replicas.len());
+                for (i, (host, port, matched)) in replicas.iter().enumerate() {
+                    out.push_str(&format!(
+                        "slave{i}:ip={host},port={port},state=online,offset={matched}\r\n"
+                    ));
+                }
+                out.push_str(&format!("master_repl_offset:{offset}\r\n"));
+                out
+            }
+            Replication::Replica { master, offset } => {
+                let (host, port) = master.clone().unwrap_or_default();
+                let link = if master.is_some() { "up" } else { "down" };
+                format!(
+                    "role:slave\r\nmaster_host:{host}\r\nmaster_port:{port}\r\nmaster_link_status:{link}\r\n\
+                     slave_repl_offset:{offset}\r\nslave_read_only:0\r\nconnected_slaves:0\r\n\
+                     master_repl_offset:{offset}\r\n"
+                )
+            }
+        }
+    }
+}
+
 pub fn format_raft_info(status: &RaftStatus, members: &[MemberStatus]) -> String {
     let mut out = format!(
         "node_id:{}\r\nrole:{}\r\nterm:{}\r\nleader_id:{}\r\ncommit_index:{}\r\napplied_index:{}\r\n",
@@ -891,6 +1001,76 @@ pub fn format_raft_info(status: &RaftStatus, members: &[MemberStatus]) -> String
 mod tests {
     use super::*;
     use crate::command::BATCH_CONTEXT;
+
+    fn raft_status(id: u64, role: &'static str, leader_id: u64) -> RaftStatus {
+        RaftStatus {
+            id,
+            role,
+            term: 2,
+            leader_id,
+            commit_index: 9,
+            applied_index: 8,
+            log_first_index: 1,
+            log_bytes: 0,
+            read_lease_ms: 0,
+            voters: vec![1, 2, 3],
+            learners: vec![],
+        }
+    }
+
+    fn member(id: u64, redis_addr: &str, leader: bool, matched: Option<u64>) -> MemberStatus {
+        let member = crate::membership::Member {
+            id,
+            peer_addr: format!("10.0.0.{id}:7000"),
+            redis_addr: redis_addr.into(),
+            store_id: 0,
+        };
+        MemberStatus { member, voter: true, leader, matched }
+    }
+
+    #[test]
+    fn role_shows_the_leader_as_master_and_the_others_as_its_replicas() {
+        let on_leader = [
+            member(1, "10.0.0.1:6379", true, Some(9)),
+            member(2, "[fd00::2]:6380", false, Some(7)),
+            member(3, "", false, None),
+        ];
+        let master = Replication::of(&raft_status(1, "leader", 1), &on_leader);
+        // Node 3's Redis address is not known yet: it is not listed.
+        assert_eq!(master, Replication::Master { offset: 9, replicas: vec![("fd00::2".into(), 6380, 7)] });
+        assert_eq!(
+            master.role_reply(),
+            Frame::Array(vec![
+                Frame::bulk("master"),
+                Frame::Integer(9),
+                Frame::Array(vec![Frame::Array(vec![
+                    Frame::bulk("fd00::2"),
+                    Frame::bulk("6380"),
+                    Frame::bulk("7")
+                ])]),
+            ])
+        );
+        assert!(master
+            .info_section()
+            .starts_with("role:master\r\nconnected_slaves:1\r\nslave0:ip=fd00::2,port=6380,"));
+
+        let on_follower = [member(1, "10.0.0.1:6379", true, None), member(2, "10.0.0.2:6379", false, None)];
+        let replica = Replication::of(&raft_status(2, "follower", 1), &on_follower);
+        assert_eq!(
+            replica.role_reply(),
+            Frame::Array(vec![
+                Frame::bulk("slave"),
+                Frame::bulk("10.0.0.1"),
+                Frame::Integer(6379),
+                Frame::bulk("connected"),
+                Frame::Integer(8),
+            ])
+        );
+        // No leader known (an election): a replica whose link is down.
+        let orphan = Replication::of(&raft_status(2, "candidate", 0), &on_follower);
+        assert_eq!(orphan, Replication::Replica { master: None, offset: 8 });
+        assert!(orphan.info_section().contains("master_link_status:down\r\n"));
+    }
 
     #[test]
     fn a_batch_answer_is_sent_once_every_place_is_filled_in_request_order() {

@@ -6,6 +6,8 @@
 //! - `RAFT.TRANSFER-LEADER id`: sent to the leader; answers once `id` leads.
 //! - `RAFT.INFO`: this node's Raft state and every member with its addresses, role and (on the
 //!   leader) match index and lag.
+//! - `ROLE`: Redis's replication view of the same state: the leader answers as a master with
+//!   the other members as its replicas, the others as replicas of the leader.
 
 use bytes::Bytes;
 
@@ -20,9 +22,11 @@ pub enum RaftAdmin {
     RemoveNode(u64),
     TransferLeader(u64),
     Info,
+    /// `ROLE`
+    Role,
 }
 
-/// Parses the `RAFT.*` commands; `None` for other families.
+/// Parses the `RAFT.*` commands and `ROLE`; `None` for other families.
 pub fn parse(name: &'static str, args: &mut Args) -> Result<Option<Command>, Frame> {
     let admin = match name {
         "raft.node" => {
@@ -41,6 +45,7 @@ pub fn parse(name: &'static str, args: &mut Args) -> Result<Option<Command>, Fra
         }
         "raft.transfer-leader" => RaftAdmin::TransferLeader(node_id(&args.arg())?),
         "raft.info" => RaftAdmin::Info,
+        "role" => RaftAdmin::Role,
         _ => return Ok(None),
     };
     Ok(Some(Command::Raft(admin)))
