@@ -271,12 +271,14 @@ fn run() -> anyhow::Result<()> {
         // it without a word. (A handler, once registered, stays for the process's lifetime.)
         let _file_too_large = signal(SignalKind::from_raw(rustix::process::Signal::XFSZ.as_raw()))
             .context("cannot handle SIGXFSZ")?;
-        let node = actors::start_node(config)
+        let mut node = actors::start_node(config)
             .await
             .map_err(anyhow::Error::msg)
             .context("raft-kv could not start")?;
-        wait_for_shutdown_signal().await;
-        tracing::info!("shutting down");
+        tokio::select! {
+            _ = wait_for_shutdown_signal() => tracing::info!("shutting down"),
+            Some(()) = node.shutdown_requests.recv() => tracing::info!("shutting down: a client sent SHUTDOWN"),
+        }
         node.shutdown().await;
         Ok(())
     })

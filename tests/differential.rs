@@ -725,6 +725,13 @@ const CASES: &[(&str, &[&str])] = &[
             "SET resetkey 3",
             "EXEC",
             "GET resetkey",
+            "SHUTDOWN ABORT",
+            "SHUTDOWN SAVE NOSAVE",
+            "SHUTDOWN ABORT NOW",
+            "SHUTDOWN BOGUS",
+            "MULTI",
+            "SHUTDOWN",
+            "EXEC",
         ],
     ),
 ];

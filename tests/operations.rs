@@ -207,6 +207,38 @@ fn sigterm_stops_the_node_cleanly_and_it_restarts_with_its_data() {
 }
 
 #[test]
+fn shutdown_from_redis_cli_stops_the_node_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = single_node(dir.path(), &[]);
+    wait_writable(node.port);
+    let _: String = redis::cmd("SET").arg("kept").arg("yes").query(&mut client(node.port)).unwrap();
+    let cli = |args: &[&str]| {
+        let port = node.port.to_string();
+        common::run_tool("redis-cli", &[&["-p", port.as_str()], args].concat(), WAIT)
+    };
+    // What is refused stops nothing.
+    assert_eq!(cli(&["SHUTDOWN", "ABORT"]).stdout.trim(), "ERR No shutdown in progress.");
+    assert_eq!(cli(&["SHUTDOWN", "SAVE", "NOSAVE"]).stdout.trim(), "ERR syntax error");
+    let mut con = client(node.port);
+    let _: String = redis::cmd("MULTI").query(&mut con).unwrap();
+    let refused = redis::cmd("SHUTDOWN").query::<String>(&mut con).unwrap_err();
+    assert!(refused.to_string().contains("not allowed inside a transaction"), "{refused}");
+    assert!(node.child.try_wait().unwrap().is_none(), "the node stopped");
+
+    let shutdown = cli(&["SHUTDOWN", "NOSAVE"]);
+    assert!(shutdown.status.success() && shutdown.stdout.trim().is_empty(), "{shutdown:?}");
+    let status = exit_within(&mut node.child, WAIT, "the node").expect("the node exits after SHUTDOWN");
+    assert_eq!(status.code(), Some(0), "a clean stop exits 0");
+    let log = std::fs::read_to_string(dir.path().join("node.log")).unwrap();
+    assert!(log.contains("a client sent SHUTDOWN"), "{log}");
+    drop(node);
+    let node = single_node(dir.path(), &[]);
+    wait_writable(node.port);
+    let value: String = redis::cmd("GET").arg("kept").query(&mut client(node.port)).unwrap();
+    assert_eq!(value, "yes");
+}
+
+#[test]
 fn a_node_without_the_cluster_secret_is_refused_by_its_peers() {
     let dir = tempfile::tempdir().unwrap();
     let peers: Vec<String> = (0..3).map(|_| format!("127.0.0.1:{}", free_port())).collect();

@@ -226,6 +226,8 @@ pub struct RunningNode {
     pub clients: actix_rt::task::JoinHandle<()>,
     /// The thread Storage runs on.
     pub storage_thread: Arbiter,
+    /// A message for each client's `SHUTDOWN`: the binary then stops the node as on SIGTERM.
+    pub shutdown_requests: tokio::sync::mpsc::UnboundedReceiver<()>,
 }
 
 impl RunningNode {
@@ -372,7 +374,11 @@ pub async fn start_node(config: NodeConfig) -> std::result::Result<RunningNode, 
         maxclients: config.maxclients,
     };
     let (raft_addr_for_caller, storage_for_caller) = (raft_addr.clone(), storage_addr.clone());
-    store_ctx.run(RedisStore::new(info, incarnation, applied, raft_addr, storage_addr, config.store.clone()));
+    let (shutdown_sink, shutdown_requests) = tokio::sync::mpsc::unbounded_channel();
+    store_ctx.run(
+        RedisStore::new(info, incarnation, applied, raft_addr, storage_addr, config.store.clone())
+            .with_shutdown_sink(shutdown_sink),
+    );
 
     let session_config = SessionConfig {
         bind: config.bind.clone(),
@@ -397,6 +403,7 @@ pub async fn start_node(config: NodeConfig) -> std::result::Result<RunningNode, 
         store: store_addr,
         clients,
         storage_thread: storage_arbiter,
+        shutdown_requests,
     })
 }
 

@@ -97,6 +97,8 @@ pub enum ClientEvent {
     Rejected,
     /// `CONFIG RESETSTAT`: the `INFO stats` counters start again from zero.
     ResetStats,
+    /// `SHUTDOWN`: a client asked the node to stop, as SIGTERM does.
+    Shutdown,
 }
 
 /// One client connection, as `CLIENT LIST` shows it.
@@ -307,6 +309,8 @@ pub struct RedisStore {
     flush_scheduled: bool,
     /// `Some` once draining for shutdown: who waits for the last request to be answered.
     draining: Option<Vec<oneshot::Sender<()>>>,
+    /// Where a client's `SHUTDOWN` goes (the binary, which stops the node as on SIGTERM).
+    shutdown_requests: Option<tokio::sync::mpsc::UnboundedSender<()>>,
 }
 
 /// Counters for `INFO stats`.
@@ -347,7 +351,14 @@ impl RedisStore {
             new_reads: Vec::new(),
             flush_scheduled: false,
             draining: None,
+            shutdown_requests: None,
         }
+    }
+
+    /// Where a client's `SHUTDOWN` is passed on to.
+    pub fn with_shutdown_sink(mut self, sink: tokio::sync::mpsc::UnboundedSender<()>) -> Self {
+        self.shutdown_requests = Some(sink);
+        self
     }
 
     fn propose(&mut self, op: WriteOp, reply: Reply, now: Now, ctx: &mut Context<Self>) {
@@ -866,13 +877,16 @@ impl Handler<ClientEvent> for RedisStore {
             }
             ClientEvent::Rejected => self.stats.rejected_connections += 1,
             ClientEvent::ResetStats => self.stats = Stats::default(),
+            ClientEvent::Shutdown => {
+                if let Some(requests) = &self.shutdown_requests {
+                    let _ = requests.send(());
+                }
+            }
         }
         metrics::gauge!(telemetry::CLIENT_CONNECTIONS).set(self.clients.len() as f64);
     }
 }
 
-/// The `RAFT.INFO` text: this node's state, then one `member:` line per member, with its
-/// replication progress when this node leads.
 /// The Raft state in Redis's replication terms (`ROLE`, `INFO replication`): the leader is a
 /// master whose replicas are the other members, every other node a replica of the leader.
 #[derive(Debug, Clone, PartialEq)]
@@ -970,6 +984,8 @@ impl Replication {
     }
 }
 
+/// The `RAFT.INFO` text: this node's state, then one `member:` line per member, with its
+/// replication progress when this node leads.
 pub fn format_raft_info(status: &RaftStatus, members: &[MemberStatus]) -> String {
     let mut out = format!(
         "node_id:{}\r\nrole:{}\r\nterm:{}\r\nleader_id:{}\r\ncommit_index:{}\r\napplied_index:{}\r\n",

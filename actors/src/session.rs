@@ -468,6 +468,11 @@ impl Session {
                 return self.complete(seq, reply, After::Continue, ctx);
             }
         };
+        if self.multi.is_some() && matches!(command, Command::Local(LocalCommand::Shutdown { .. })) {
+            self.multi_failed = true;
+            let reply = Frame::error("ERR Command not allowed inside a transaction");
+            return self.complete(seq, reply, After::Continue, ctx);
+        }
         let queueable = !matches!(
             command,
             Command::Transaction(
@@ -497,6 +502,13 @@ impl Session {
             return self.complete(seq, Frame::Simple("QUEUED".into()), After::Continue, ctx);
         }
         match command {
+            Command::Local(LocalCommand::Shutdown { abort: false }) => {
+                // No reply: the node stops, as on SIGTERM, and closes the connection (what
+                // `redis-cli shutdown` expects). Replies to earlier requests still go out.
+                warn!(client = self.id, peer = %self.peer, "SHUTDOWN: stopping the node");
+                self.store.do_send(ClientEvent::LocalCommand);
+                self.store.do_send(ClientEvent::Shutdown);
+            }
             Command::Local(local) => {
                 self.store.do_send(ClientEvent::LocalCommand);
                 let (reply, after) = self.local(local);
@@ -685,6 +697,8 @@ impl Session {
             LocalCommand::Ping(None) => Frame::Simple("PONG".into()),
             LocalCommand::Ping(Some(msg)) | LocalCommand::Echo(msg) => Frame::Bulk(msg),
             LocalCommand::Quit => return (Frame::ok(), After::Close),
+            // A shutdown, once started, runs to its end.
+            LocalCommand::Shutdown { .. } => Frame::error("ERR No shutdown in progress."),
             LocalCommand::Reset => {
                 // As if the client had reconnected; requests already sent are still answered.
                 self.multi = None;

@@ -55,6 +55,9 @@ pub enum LocalCommand {
     /// `RESET`: the connection's state as a new connection's (no transaction, no watched
     /// keys, RESP2, no name, not authenticated if a password is required).
     Reset,
+    /// `SHUTDOWN [NOSAVE|SAVE] [NOW] [FORCE]`: stop the node cleanly (every write is durable
+    /// already, so the options change nothing), or, with `ABORT`, cancel a shutdown.
+    Shutdown { abort: bool },
     /// `SELECT index`: only database 0 exists.
     Select(Bytes),
     /// `HELLO [protover [AUTH username password] [SETNAME clientname]]`

@@ -2,6 +2,7 @@
 //!
 //! # Formats
 //! - `PING [message]`, `ECHO message`, `QUIT`, `RESET`, `SELECT index`, `TIME`
+//! - `SHUTDOWN [NOSAVE|SAVE] [NOW] [FORCE] [ABORT]`
 //! - `HELLO [protover [AUTH username password] [SETNAME clientname]]`, `AUTH [username] password`
 //! - `CLIENT SETNAME name | GETNAME | ID | INFO | LIST | SETINFO attr value`
 //! - `INFO [section ...]`, `CONFIG GET parameter [...] | SET parameter value [...] | RESETSTAT`
@@ -27,6 +28,7 @@ pub fn parse(name: &'static str, args: &mut Args) -> Result<Option<Command>, Fra
         "echo" => local(LocalCommand::Echo(args.arg())),
         "quit" => local(LocalCommand::Quit),
         "reset" => local(LocalCommand::Reset),
+        "shutdown" => parse_shutdown(&args.rest()),
         "select" => local(LocalCommand::Select(args.arg())),
         "time" => local(LocalCommand::Time),
         "hello" => parse_hello(args),
@@ -60,6 +62,25 @@ pub fn parse(name: &'static str, args: &mut Args) -> Result<Option<Command>, Fra
         "unwatch" => tx(TxCommand::Unwatch),
         _ => Ok(None),
     }
+}
+
+/// `SHUTDOWN`'s options, checked as Redis checks them: `ABORT` alone, not both `NOSAVE` and
+/// `SAVE`.
+fn parse_shutdown(args: &[Bytes]) -> Result<Option<Command>, Frame> {
+    let (mut abort, mut save, mut nosave, mut others) = (false, false, false, false);
+    for arg in args {
+        match lower(arg).as_str() {
+            "abort" => abort = true,
+            "save" => save = true,
+            "nosave" => nosave = true,
+            "now" | "force" => others = true,
+            _ => return Err(syntax_error()),
+        }
+    }
+    if (abort && (save || nosave || others)) || (save && nosave) {
+        return Err(syntax_error());
+    }
+    Ok(Some(Command::Local(LocalCommand::Shutdown { abort })))
 }
 
 fn parse_hello(args: &mut Args) -> Result<Option<Command>, Frame> {

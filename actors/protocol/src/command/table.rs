@@ -122,6 +122,7 @@ pub const COMMAND_TABLE: &[CommandSpec] = &[
     spec("raft.node", -3, &["admin"], NO_KEYS, "cluster", "raft-kv", "Adds (as a learner, promoted once caught up) or removes a cluster member.", "ADD|REMOVE id:integer [peer-addr:string redis-addr:string]"),
     spec("raft.transfer-leader", 2, &["admin"], NO_KEYS, "cluster", "raft-kv", "Hands Raft leadership to another voter.", "id:integer"),
     spec("role", 1, &["noscript", "loading", "stale", "fast"], NO_KEYS, "server", "2.8.12", "Returns the replication role (the Raft leader is the master, the other members its replicas).", ""),
+    spec("shutdown", -1, &["admin", "noscript", "loading", "stale", "no_multi", "allow_busy"], NO_KEYS, "server", "1.0.0", "Stops the node cleanly (as SIGTERM does).", "[NOSAVE|SAVE] [NOW] [FORCE] [ABORT]"),
     spec("time", 1, LSF, NO_KEYS, "server", "2.6.0", "Returns the server time.", ""),
     // scripting: there are no scripts or functions, only their FLUSH
     spec("function", -2, &["noscript"], NO_KEYS, "scripting", "7.0.0", "A container for function commands (only FLUSH: raft-kv has no functions).", "FLUSH [ASYNC|SYNC]"),
