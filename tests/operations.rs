@@ -188,34 +188,47 @@ fn config_file_sets_options_flags_override_it_and_unknown_names_are_refused() {
     assert!(err.contains("unknown option \"bogus\""), "{err}");
 }
 
-#[test]
-fn sigterm_stops_the_node_cleanly_and_it_restarts_with_its_data() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut node = single_node(dir.path(), &[]);
+/// A one-node cluster, up and writable, holding `kept = yes`.
+fn node_keeping_a_key(dir: &Path) -> Node {
+    let node = single_node(dir, &[]);
     wait_writable(node.port);
     let _: String = redis::cmd("SET").arg("kept").arg("yes").query(&mut client(node.port)).unwrap();
-    let pid = node.child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    let status = exit_within(&mut node.child, WAIT, "the node").expect("the node exits after SIGTERM");
+    node
+}
+
+/// Waits for a node that was told to stop (by `how`) to exit 0.
+fn exits_cleanly(node: &mut Node, how: &str) {
+    let status =
+        exit_within(&mut node.child, WAIT, "the node").unwrap_or_else(|| panic!("no exit after {how}"));
     assert_eq!(status.code(), Some(0), "a clean stop exits 0");
-    drop(node);
+}
+
+/// Starts a node again on the data directory of [`node_keeping_a_key`] and reads `kept` back.
+fn restarts_with_the_key(dir: &Path) {
     // The address book recorded in the data dir wins over --cluster, so a fresh port is fine.
-    let node = single_node(dir.path(), &[]);
+    let node = single_node(dir, &[]);
     wait_writable(node.port);
     let value: String = redis::cmd("GET").arg("kept").query(&mut client(node.port)).unwrap();
     assert_eq!(value, "yes");
 }
 
 #[test]
+fn sigterm_stops_the_node_cleanly_and_it_restarts_with_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = node_keeping_a_key(dir.path());
+    let pid = node.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    exits_cleanly(&mut node, "SIGTERM");
+    drop(node);
+    restarts_with_the_key(dir.path());
+}
+
+#[test]
 fn shutdown_from_redis_cli_stops_the_node_cleanly() {
     let dir = tempfile::tempdir().unwrap();
-    let mut node = single_node(dir.path(), &[]);
-    wait_writable(node.port);
-    let _: String = redis::cmd("SET").arg("kept").arg("yes").query(&mut client(node.port)).unwrap();
-    let cli = |args: &[&str]| {
-        let port = node.port.to_string();
-        common::run_tool("redis-cli", &[&["-p", port.as_str()], args].concat(), WAIT)
-    };
+    let mut node = node_keeping_a_key(dir.path());
+    let port = node.port.to_string();
+    let cli = |args: &[&str]| common::run_tool("redis-cli", &[&["-p", port.as_str()], args].concat(), WAIT);
     // What is refused stops nothing.
     assert_eq!(cli(&["SHUTDOWN", "ABORT"]).stdout.trim(), "ERR No shutdown in progress.");
     assert_eq!(cli(&["SHUTDOWN", "SAVE", "NOSAVE"]).stdout.trim(), "ERR syntax error");
@@ -227,15 +240,11 @@ fn shutdown_from_redis_cli_stops_the_node_cleanly() {
 
     let shutdown = cli(&["SHUTDOWN", "NOSAVE"]);
     assert!(shutdown.status.success() && shutdown.stdout.trim().is_empty(), "{shutdown:?}");
-    let status = exit_within(&mut node.child, WAIT, "the node").expect("the node exits after SHUTDOWN");
-    assert_eq!(status.code(), Some(0), "a clean stop exits 0");
+    exits_cleanly(&mut node, "SHUTDOWN");
     let log = std::fs::read_to_string(dir.path().join("node.log")).unwrap();
     assert!(log.contains("a client sent SHUTDOWN"), "{log}");
     drop(node);
-    let node = single_node(dir.path(), &[]);
-    wait_writable(node.port);
-    let value: String = redis::cmd("GET").arg("kept").query(&mut client(node.port)).unwrap();
-    assert_eq!(value, "yes");
+    restarts_with_the_key(dir.path());
 }
 
 #[test]
