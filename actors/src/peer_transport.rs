@@ -444,6 +444,21 @@ async fn next_handshake_frame(
         .ok_or_else(|| std::io::Error::other("the peer closed the connection"))?
 }
 
+/// A fresh outbound connection to peer `to` at `addr`, made ready for messages: the TLS
+/// handshake (with `--tls-peers`), then the peer handshake.
+async fn open_link_connection(
+    me: &PeerIdentity,
+    to: u64,
+    addr: &str,
+    stream: TcpStream,
+) -> std::io::Result<Framed<PeerConnection, LengthDelimitedCodec>> {
+    let stream = connect_tls(me, addr, stream).await?;
+    let mut sink = Framed::new(stream, frame_codec(HANDSHAKE_MAX_FRAME));
+    introduce(&mut sink, me, to).await?;
+    sink.codec_mut().set_max_frame_length(MAX_FRAME);
+    Ok(sink)
+}
+
 /// With `--tls-peers`, the TLS handshake on a fresh outbound connection to the peer at `addr`.
 async fn connect_tls(me: &PeerIdentity, addr: &str, stream: TcpStream) -> std::io::Result<PeerConnection> {
     let Some(tls) = &me.tls else { return Ok(Box::new(stream)) };
@@ -482,16 +497,7 @@ async fn run_link(
             }
         };
         let _ = stream.set_nodelay(true);
-        let introduced = match connect_tls(&me, &addr, stream).await {
-            Ok(stream) => {
-                let mut sink = Framed::new(stream, frame_codec(HANDSHAKE_MAX_FRAME));
-                let introduced = introduce(&mut sink, &me, to).await;
-                sink.codec_mut().set_max_frame_length(MAX_FRAME);
-                introduced.map(|()| sink)
-            }
-            Err(e) => Err(e),
-        };
-        let mut sink = match introduced {
+        let mut sink = match open_link_connection(&me, to, &addr, stream).await {
             Ok(sink) => sink,
             Err(e) => {
                 debug!(node = from, peer = to, error = %e, "peer handshake failed");
