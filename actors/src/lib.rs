@@ -16,8 +16,8 @@
 //!   `eraftpb::Message` frames, one reconnecting link per peer.
 //! - [`keyspace`] (value layout and the apply/read logic Storage runs), [`glob`] (KEYS
 //!   patterns), [`raft_log`] (RaftNode's view of the log, given to raft-rs), [`membership`]
-//!   (members and their addresses), [`telemetry`] (metric names), [`tls`] (the TLS client
-//!   port's certificates), [`error`].
+//!   (members and their addresses), [`telemetry`] (metric names), [`tls`] (TLS settings of
+//!   the client port and the peers), [`error`].
 //! - From the `protocol` crate, re-exported here: [`resp`] (the RESP codec), [`command`]
 //!   (typed commands and the log payload), [`peer_wire`] (the peer port's frames and
 //!   handshake). They decode untrusted bytes and live in a crate without RocksDB or actix so
@@ -216,8 +216,6 @@ pub struct NodeConfig {
 /// A started node: where it listens, and the handles the binary needs to shut it down in order.
 pub struct RunningNode {
     pub redis_addr: SocketAddr,
-    /// The TLS client port's address, if it is on.
-    pub tls_addr: Option<SocketAddr>,
     pub peer_addr: SocketAddr,
     pub raft: Addr<RaftNode>,
     pub storage: Addr<Storage>,
@@ -396,7 +394,6 @@ pub async fn start_node(config: NodeConfig) -> std::result::Result<RunningNode, 
     ));
     Ok(RunningNode {
         redis_addr,
-        tls_addr,
         peer_addr,
         raft: raft_addr_for_caller,
         storage: storage_for_caller,
