@@ -71,7 +71,7 @@ pub struct PeerTls {
 }
 
 impl PeerTls {
-    /// Connects over TLS to the peer at `addr` (`host:port`), whose certificate must name `host`.
+    /// The client side of a peer connection; the name to check comes from [`server_name`].
     pub fn connector(&self) -> TlsConnector {
         TlsConnector::from(self.client.clone())
     }
@@ -95,7 +95,8 @@ impl TlsSettings {
         let builder = match self.client_auth {
             ClientAuth::No => builder.with_no_client_auth(),
             auth => {
-                let roots = self.roots("--tls-auth-clients yes or optional")?;
+                let roots =
+                    self.roots("--tls-auth-clients yes or optional", " (or set --tls-auth-clients no)")?;
                 let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider());
                 let verifier =
                     if auth == ClientAuth::Optional { verifier.allow_unauthenticated() } else { verifier };
@@ -110,7 +111,7 @@ impl TlsSettings {
     /// What peer connections need (`--tls-peers`): each end shows the node's certificate and
     /// checks the other's against the CA.
     pub fn peer_tls(&self) -> Result<PeerTls, String> {
-        let roots = self.roots("--tls-peers")?;
+        let roots = self.roots("--tls-peers", "")?;
         let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider())
             .build()
             .map_err(|e| self.ca_error(e))?;
@@ -142,12 +143,11 @@ impl TlsSettings {
         Ok((certs, key))
     }
 
-    /// The CA certificates, which `what` needs.
-    fn roots(&self, what: &str) -> Result<Arc<RootCertStore>, String> {
+    /// The CA certificates, which `what` needs (`otherwise`: how to do without, if there is a way).
+    fn roots(&self, what: &str, otherwise: &str) -> Result<Arc<RootCertStore>, String> {
         let Some(ca_file) = &self.ca_cert_file else {
             return Err(format!(
-                "{what} needs --tls-ca-cert-file, the CA that signs client and peer certificates{}",
-                if what == "--tls-peers" { "" } else { " (or set --tls-auth-clients no)" }
+                "{what} needs --tls-ca-cert-file, the CA that signs client and peer certificates{otherwise}"
             ));
         };
         let mut roots = RootCertStore::empty();
