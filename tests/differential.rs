@@ -734,6 +734,150 @@ const CASES: &[(&str, &[&str])] = &[
             "EXEC",
         ],
     ),
+    (
+        "hashes",
+        &[
+            "HSET h a 1 b 2 c 3",
+            "HSET h a 10 d 4",
+            "HGET h a",
+            "HGET h nofield",
+            "HGET nokey a",
+            "HMGET h a nofield d",
+            "HMGET nokey a b",
+            "HLEN h",
+            "HLEN nokey",
+            "HEXISTS h a",
+            "HEXISTS h zz",
+            "HSTRLEN h a",
+            "HSTRLEN h zz",
+            "HGETALL h",
+            "HKEYS h",
+            "HVALS h",
+            "HGETALL nokey",
+            "HKEYS nokey",
+            "HVALS nokey",
+            "HSETNX h a 5",
+            "HSETNX h e 5",
+            "HMSET h f 6 g 7",
+            "HDEL h a zz b",
+            "HDEL h zz",
+            "HDEL nokey a",
+            "HGETALL h",
+            "HSET h",
+            "HSET h a",
+            "HSET h a 1 b",
+            "HMSET h a 1 b",
+            "HDEL h",
+            "HGET h",
+            "HINCRBY h n 5",
+            "HINCRBY h n -7",
+            "HINCRBY h n x",
+            "HINCRBY h n 9223372036854775807",
+            "HSET h s abc z 007",
+            "HINCRBY h s 1",
+            "HINCRBY h z 1",
+            "HINCRBYFLOAT h fl 0.5",
+            "HINCRBYFLOAT h fl 1.5",
+            "HINCRBYFLOAT h s 1",
+            "HINCRBYFLOAT h fl abc",
+            "HINCRBYFLOAT h fl inf",
+            "HSET h e 1.5e3",
+            "HINCRBYFLOAT h e 1",
+            "HGETALL h",
+            "TYPE h",
+            "SET str v",
+            "HSET str a 1",
+            "HSETNX str a 1",
+            "HGET str a",
+            "HMGET str a",
+            "HGETALL str",
+            "HKEYS str",
+            "HLEN str",
+            "HEXISTS str a",
+            "HSTRLEN str a",
+            "HDEL str a",
+            "HINCRBY str a 1",
+            "HINCRBYFLOAT str a 1",
+            "HRANDFIELD str",
+            "HSCAN str 0",
+            "GET h",
+            "APPEND h x",
+            "STRLEN h",
+            "INCR h",
+            "SET h v GET",
+            "GETDEL h",
+            "GETEX h PERSIST",
+            "MGET h str",
+            "LCS h str",
+            "HDEL h c d e f g n s z fl",
+            "EXISTS h",
+            "TYPE h",
+            "HSET h2 x 1",
+            "EXPIRE h2 100",
+            "HSET h2 y 2",
+            "TTL h2",
+            "RENAME h2 h3",
+            "TTL h3",
+            "HGETALL h3",
+            "COPY h3 h4",
+            "HGETALL h4",
+            "SET h4 s",
+            "TYPE h4",
+            "HRANDFIELD nokey",
+            "HRANDFIELD nokey 3",
+            "HRANDFIELD nokey -3 WITHVALUES",
+            "HRANDFIELD h3 0",
+            "HRANDFIELD h3 5",
+            "HRANDFIELD h3 5 WITHVALUES",
+            "HRANDFIELD h3 x",
+            "HRANDFIELD h3 1 foo",
+            "HRANDFIELD h3 -9223372036854775808",
+            "HRANDFIELD h3 -4611686018427387904 WITHVALUES",
+            "INCRBYFLOAT h3 abc",
+            "INCRBYFLOAT nokey abc",
+            "GETEX h3 EX abc",
+            "GETEX nokey EX 0",
+            "SET s x",
+            "GETEX s EX 0",
+            "GETEX s PX abc",
+            "INCRBYFLOAT s abc",
+            "MULTI",
+            "INCRBYFLOAT h3 abc",
+            "GETEX s EX 0",
+            "EXEC",
+            "HSCAN h3 0",
+            "HSCAN h3 0 MATCH x*",
+            "HSCAN h3 0 COUNT 100",
+            "HSCAN h3 x",
+            "HSCAN h3 0 COUNT 0",
+            "HSCAN h3 0 MATCH",
+            "HSCAN nokey 0",
+            "SCANALL TYPE hash",
+            "SCANALL TYPE string",
+            "MULTI",
+            "HSET m a 1",
+            "HINCRBY m a 2",
+            "HGETALL m",
+            "HRANDFIELD m -2",
+            "HSET m",
+            "EXEC",
+            "MULTI",
+            "HSET m a 1",
+            "HINCRBY m a x",
+            "HGETALL m",
+            "EXEC",
+            "WATCH m",
+            "@2 HSET m b 2",
+            "MULTI",
+            "HGET m a",
+            "EXEC",
+            "DBSIZE",
+            "HSET h5 a 1",
+            "HDEL h5 a",
+            "EXISTS h5",
+            "DBSIZE",
+        ],
+    ),
 ];
 
 #[test]
@@ -767,6 +911,7 @@ const VALUES: &[&str] = &["", "1", "-3", "abc", "10", "0.5", "hello", "7"];
 const DELTAS: &[&str] = &["1", "-7", "100", "1000000", "x"];
 const FLOATS: &[&str] = &["0.5", "-1.5", "3", "1e2", "abc"];
 const OFFSETS: &[&str] = &["0", "1", "3", "-1", "-3", "10"];
+const FIELDS: &[&str] = &["f0", "f1", "f2"];
 
 /// One random command over the small key set. Values and increments keep integers small and
 /// floats binary-exact, so the documented INCRBYFLOAT difference cannot show up here.
@@ -776,7 +921,8 @@ fn random_command(rng: &mut Rng, in_multi: bool) -> String {
     let k2 = rng.pick(KEYS);
     let v = rng.pick(VALUES);
     let v = if v.is_empty() { "\"\"" } else { v };
-    match rng.next() % 36 {
+    let (f, f2) = (rng.pick(FIELDS), rng.pick(FIELDS));
+    match rng.next() % 45 {
         0 => format!("SET {k} {v}"),
         1 => {
             let opt = rng.pick(&[
@@ -824,6 +970,20 @@ fn random_command(rng: &mut Rng, in_multi: bool) -> String {
         32 => format!("PEXPIRE {k} {}", rng.pick(&["100000", "-5", "200000 GT"])),
         33 => format!("SETEX {k} {} {v}", rng.pick(&["100", "0"])),
         34 if !in_multi => "SCANALL".into(),
+        35 => format!("HSET {k} {f} {v}"),
+        36 => format!("HSET {k} {f} {v} {f2} 2"),
+        37 => format!("HGET {k} {f}"),
+        38 => format!("HDEL {k} {f} {f2}"),
+        39 => format!("HINCRBY {k} {f} {}", rng.pick(DELTAS)),
+        40 => format!("HINCRBYFLOAT {k} {f} {}", rng.pick(FLOATS)),
+        41 => format!("HGETALL {k}"),
+        42 => format!("HMGET {k} {f} {f2}"),
+        43 => match rng.next() % 4 {
+            0 => format!("HSETNX {k} {f} {v}"),
+            1 => format!("HEXISTS {k} {f}"),
+            2 => format!("HSTRLEN {k} {f}"),
+            _ => format!("HLEN {k}"),
+        },
         _ => format!("UNLINK {k}"),
     }
 }
@@ -1126,11 +1286,11 @@ fn redis_cli_redis_benchmark_and_redis_py_work_against_the_cluster() {
 
     let bench = run_tool(
         "redis-benchmark",
-        &["-p", &port, "-t", "set,get,incr,mset", "-n", "2000", "-c", "10", "-q"],
+        &["-p", &port, "-t", "set,get,incr,mset,hset", "-r", "100", "-n", "2000", "-c", "10", "-q"],
         TOOL_TIMEOUT,
     );
     assert!(bench.status.success(), "{bench:?}");
-    for test in ["SET", "GET", "INCR", "MSET"] {
+    for test in ["SET", "GET", "INCR", "MSET", "HSET"] {
         assert!(
             bench
                 .stdout
@@ -1140,6 +1300,10 @@ fn redis_cli_redis_benchmark_and_redis_py_work_against_the_cluster() {
             bench.stdout
         );
     }
+
+    // `-t hset` sets fields `element:__rand_int__` of `myhash`, the numbers drawn from `-r 100`.
+    let fields: u64 = cli(&["HLEN", "myhash"]).parse().expect("HLEN answers a number");
+    assert!((1..=100).contains(&fields), "HLEN myhash after redis-benchmark -t hset: {fields}");
 
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/redis_py_client.py");
     // The first interpreter that has redis-py (Debian's python3-redis lives in /usr/bin's).

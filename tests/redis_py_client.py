@@ -44,6 +44,21 @@ try:
 except redis.ResponseError as e:
     assert str(e) == "value is not an integer or out of range", str(e)
 
+# Hashes: redis-py's mapping helpers, and its hscan_iter over HSCAN.
+assert r.hset("py:h", mapping={"name": "ada", "visits": "1"}) == 2
+assert r.hincrby("py:h", "visits", 2) == 3
+assert r.hgetall("py:h") == {b"name": b"ada", b"visits": b"3"}
+assert r.hmget("py:h", ["name", "none"]) == [b"ada", None]
+assert dict(r.hscan_iter("py:h", match="v*")) == {b"visits": b"3"}
+assert r.type("py:h") == b"hash"
+try:
+    r.get("py:h")
+    raise AssertionError("GET on a hash must fail")
+except redis.ResponseError as e:
+    assert str(e).startswith("WRONGTYPE"), str(e)
+assert r.hdel("py:h", "name", "visits") == 2
+assert r.exists("py:h") == 0
+
 assert r.client_setname("py-client") is True
 assert r.client_getname() == "py-client" or r.client_getname() == b"py-client"
 assert r.delete("py:k", "py:n", "py:f", "py:b", "py:c") == 5

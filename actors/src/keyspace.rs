@@ -26,6 +26,8 @@
 //! these versions and `EXEC` carries them into its entry: the transaction aborts at apply time
 //! if any differs, which gives every replica the same verdict.
 
+mod hashes;
+
 use std::collections::HashMap;
 
 use bytes::{Bytes, BytesMut};
@@ -41,9 +43,10 @@ pub use protocol::now_ms;
 
 pub const CF_KV: &str = "kv";
 
-/// The type tag stored in front of every value. Only strings exist so far; the tag makes room
-/// for other types without a data migration.
+/// The type tag stored in front of every value: a string, or a hash ([`hashes`]).
 const KIND_STRING: u8 = 0;
+use hashes::KIND_HASH;
+pub use hashes::MAX_RANDOM_FIELDS;
 
 /// Redis's `proto-max-bulk-len` default: no string may grow beyond it.
 const MAX_STRING_LEN: u64 = 512 * 1024 * 1024;
@@ -93,6 +96,7 @@ impl Value {
     fn type_name(&self) -> &'static str {
         match self.kind {
             KIND_STRING => "string",
+            KIND_HASH => "hash",
             _ => "unknown",
         }
     }
@@ -548,6 +552,11 @@ impl<'a> ApplyBatch<'a> {
                 }
                 Frame::Integer(removed)
             }
+            op @ (WriteOp::HSet { .. }
+            | WriteOp::HSetNx { .. }
+            | WriteOp::HDel { .. }
+            | WriteOp::HIncrBy { .. }
+            | WriteOp::HIncrByFloat { .. }) => self.write_hash(op)?,
             WriteOp::Exec { watched, commands } => {
                 for (key, version) in &watched {
                     if self.live(key)?.map_or(0, |v| v.version) != *version {
@@ -786,6 +795,19 @@ pub fn execute_read(ks: &dyn KeyRead, q: &ReadQuery, now: i64) -> Result<Frame> 
             let counts = ks.counts();
             Frame::Array(vec![Frame::Integer(counts.keys as i64), Frame::Integer(counts.expires as i64)])
         }
+        ReadQuery::HGet { .. }
+        | ReadQuery::HMGet { .. }
+        | ReadQuery::HExists { .. }
+        | ReadQuery::HStrLen { .. }
+        | ReadQuery::HLen(_)
+        | ReadQuery::HGetAll { .. }
+        | ReadQuery::HRandField { .. }
+        | ReadQuery::HScan { .. } => hashes::read_hash(ks, q, now)?,
+        ReadQuery::ArgumentError { key, error, null_if_missing } => match live_string(key)? {
+            Err(wrongtype) => wrongtype,
+            Ok(None) if *null_if_missing => Frame::Null,
+            Ok(_) => Frame::Error(error.clone()),
+        },
     })
 }
 

@@ -1120,6 +1120,50 @@ mod tests {
         assert_eq!(keyspace_stats(&s), (2, 1), "counted from the keyspace");
     }
 
+    #[test]
+    fn hash_writes_of_one_batch_build_on_each_other_and_the_hash_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = |s: &str| Bytes::copy_from_slice(s.as_bytes());
+        let hset = |key: &str, pairs: &[(&str, &str)]| {
+            let pairs = pairs.iter().map(|(f, v)| (b(f), b(v))).collect();
+            Some(WriteOp::HSet { key: b(key), pairs, reply_ok: false })
+        };
+        let getall = |s: &Storage| {
+            read_one(s, ReadQuery::HGetAll { key: b("h"), part: crate::command::HashPart::Pairs })
+        };
+        let hash = |pairs: &[(&str, &str)]| {
+            Frame::Map(pairs.iter().map(|(f, v)| (Frame::Bulk(b(f)), Frame::Bulk(b(v)))).collect())
+        };
+        let in_an_hour = Expiry::AtMs(keyspace::now_ms() + 3_600_000);
+        let ops = vec![
+            hset("h", &[("a", "1"), ("b", "2")]),
+            Some(WriteOp::HIncrBy { key: b("h"), field: b("a"), delta: 41 }),
+            Some(WriteOp::Expire { key: b("h"), at: in_an_hour, cond: ExpireCond::Always }),
+            Some(WriteOp::HDel { key: b("h"), fields: vec![b("b"), b("nothing")] }),
+            hset("h", &[("c", "3")]),
+            set("s", "x"),
+            hset("s", &[("a", "1")]), // WRONGTYPE: changes nothing
+        ];
+        {
+            let (mut s, _) = Storage::open(dir.path(), 1, &members(&[1]), true).unwrap();
+            // One Ready and one apply: each write reads what the ones before it left in the batch.
+            let entries =
+                ops.into_iter().enumerate().map(|(i, op)| entry(i as u64 + 1, 1, op, 1, 1)).collect();
+            persist_and_apply(&mut s, entries);
+            assert_eq!(getall(&s), hash(&[("a", "42"), ("c", "3")]));
+            assert_eq!(keyspace_stats(&s), (2, 1), "a changed hash keeps its expiry");
+        }
+        let (mut s, _) = Storage::open(dir.path(), 1, &members(&[1]), true).unwrap();
+        assert_eq!(getall(&s), hash(&[("a", "42"), ("c", "3")]), "after a restart");
+        assert_eq!(read_one(&s, ReadQuery::Type(b("h"))), Frame::Simple("hash".into()));
+        assert_eq!(get(&s, "h"), Frame::error(keyspace::WRONGTYPE));
+        assert_eq!(get(&s, "s"), Frame::bulk("x"));
+        let del = Some(WriteOp::HDel { key: b("h"), fields: vec![b("a"), b("c")] });
+        persist_and_apply(&mut s, vec![entry(8, 1, del, 1, 1)]);
+        assert_eq!(read_one(&s, ReadQuery::Exists(vec![b("h")])), Frame::Integer(0), "no fields, no hash");
+        assert_eq!(keyspace_stats(&s), (1, 0));
+    }
+
     /// Persists `entries` as one Ready and applies them all.
     fn persist_and_apply(s: &mut Storage, entries: Vec<Entry>) {
         s.persist_ready(PersistReady { entries: entries.clone(), hard_state: None }).unwrap();

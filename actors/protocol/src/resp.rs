@@ -56,6 +56,9 @@ pub enum Frame {
     Array(Vec<Frame>),
     /// RESP3 `%N`; RESP2 a flat array of `2N` elements.
     Map(Vec<(Frame, Frame)>),
+    /// Pairs that may repeat (`HRANDFIELD ... WITHVALUES`): RESP3 an array of two-element
+    /// arrays; RESP2 a flat array of `2N` elements.
+    Pairs(Vec<(Frame, Frame)>),
     /// RESP3 `~N`; RESP2 an array.
     Set(Vec<Frame>),
     /// RESP3 `,1.5`; RESP2 a bulk string of the same text.
@@ -100,6 +103,9 @@ impl Frame {
             }
             Frame::Map(pairs) => {
                 HEADER + pairs.iter().map(|(k, v)| k.wire_size() + v.wire_size()).sum::<usize>()
+            }
+            Frame::Pairs(pairs) => {
+                HEADER + pairs.iter().map(|(k, v)| HEADER + k.wire_size() + v.wire_size()).sum::<usize>()
             }
         }
     }
@@ -644,6 +650,16 @@ fn encode_frame(frame: &Frame, protocol: u8, dst: &mut BytesMut) {
             for (key, value) in pairs {
                 encode_frame(key, protocol, dst);
                 encode_frame(value, protocol, dst);
+            }
+        }
+        Frame::Pairs(pairs) => {
+            put_len(dst, b'*', if resp3 { pairs.len() } else { 2 * pairs.len() });
+            for (first, second) in pairs {
+                if resp3 {
+                    put_len(dst, b'*', 2);
+                }
+                encode_frame(first, protocol, dst);
+                encode_frame(second, protocol, dst);
             }
         }
         Frame::Set(items) => {
@@ -1406,6 +1422,9 @@ mod tests {
         assert_eq!(encode(Frame::Double(1.5), 2), "$3\r\n1.5\r\n");
         assert_eq!(encode(Frame::Double(f64::INFINITY), 2), "$3\r\ninf\r\n");
         assert_eq!(encode(Frame::Verbatim("hi".into()), 2), "$2\r\nhi\r\n");
+        let pairs =
+            Frame::Pairs(vec![(Frame::bulk("f"), Frame::bulk("v")), (Frame::bulk("f"), Frame::bulk("v"))]);
+        assert_eq!(encode(pairs, 2), "*4\r\n$1\r\nf\r\n$1\r\nv\r\n$1\r\nf\r\n$1\r\nv\r\n");
     }
 
     #[test]
@@ -1417,6 +1436,8 @@ mod tests {
         assert_eq!(encode(Frame::Double(f64::NEG_INFINITY), 3), ",-inf\r\n");
         assert_eq!(encode(Frame::Double(f64::NAN), 3), ",nan\r\n");
         assert_eq!(encode(Frame::Verbatim("Some string".into()), 3), "=15\r\ntxt:Some string\r\n");
+        let pairs = Frame::Pairs(vec![(Frame::bulk("f"), Frame::bulk("v"))]);
+        assert_eq!(encode(pairs, 3), "*1\r\n*2\r\n$1\r\nf\r\n$1\r\nv\r\n");
     }
 
     #[test]

@@ -66,7 +66,9 @@ pub fn parse(name: &'static str, args: &mut Args) -> Result<Option<Command>, Fra
     }
 }
 
-fn random_seed() -> u64 {
+/// A seed for a read that picks at random (RANDOMKEY, HRANDFIELD): carried in the query, so
+/// the same query inside EXEC picks the same on every replica.
+pub(crate) fn random_seed() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
 }
 

@@ -7,10 +7,11 @@
 //! a Raft proposal whose [`WriteOp`] is what the log stores and every replica applies. Arity and
 //! syntax errors use Redis's exact wording, because clients and their test suites match on it.
 //!
-//! One file per command family: [`strings`] (SET, GET, INCR ...), [`keys`] (DEL, RENAME, SCAN,
-//! the expiry commands ...), [`server`] (connection, server and transaction commands), and
+//! One file per command family: [`strings`] (SET, GET, INCR ...), [`hashes`] (HSET, HGET ...),
+//! [`keys`] (DEL, RENAME, SCAN, the expiry commands ...), [`server`] (connection, server and transaction commands), and
 //! [`table`], the command table with the documentation `COMMAND DOCS` serves.
 
+pub mod hashes;
 pub mod keys;
 pub mod raft;
 pub mod server;
@@ -146,6 +147,38 @@ pub enum ReadQuery {
     ExpiredKeys { from: u64, limit: usize },
     /// INFO keyspace: `[keys, keys with an expiry]`.
     KeyspaceStats,
+    // Hashes. New variants go last: EXEC entries in the log store their reads by position.
+    /// `HGET key field`
+    HGet { key: Bytes, field: Bytes },
+    /// `HMGET key field [field ...]`
+    HMGet { key: Bytes, fields: Vec<Bytes> },
+    /// `HEXISTS key field`
+    HExists { key: Bytes, field: Bytes },
+    /// `HSTRLEN key field`
+    HStrLen { key: Bytes, field: Bytes },
+    /// `HLEN key`
+    HLen(Bytes),
+    /// `HGETALL key`, `HKEYS key`, `HVALS key`
+    HGetAll { key: Bytes, part: HashPart },
+    /// `HRANDFIELD key [count [WITHVALUES]]`; the seed makes the pick the same on every replica
+    /// when it runs inside EXEC.
+    HRandField { key: Bytes, count: Option<i64>, with_values: bool, seed: u64 },
+    /// `HSCAN key cursor [MATCH pattern] [COUNT count] [NOVALUES]`: a hash is answered whole,
+    /// with cursor 0, whatever the cursor (as Redis answers its small hashes).
+    HScan { key: Bytes, cursor: u64, pattern: Option<Bytes>, novalues: bool },
+    /// A string command whose argument is wrong where Redis looks at the key before the
+    /// argument (`INCRBYFLOAT key abc`, `GETEX key EX abc`): WRONGTYPE if the key holds another
+    /// type, null for a missing key when `null_if_missing` (GETEX), else `error`. Changes
+    /// nothing, so it is a read.
+    ArgumentError { key: Bytes, error: String, null_if_missing: bool },
+}
+
+/// What HGETALL, HKEYS and HVALS return of each field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HashPart {
+    Pairs,
+    Fields,
+    Values,
 }
 
 /// What LCS answers.
@@ -249,6 +282,18 @@ pub enum WriteOp {
     /// `EXEC`: aborts (null reply) if a watched key's version changed, else runs every queued
     /// command, reads included, and replies with the array of their replies.
     Exec { watched: Vec<(Bytes, u64)>, commands: Vec<Queued> },
+    // Hashes. New variants go last: the log stores a write by its variant's position.
+    /// `HSET key field value [field value ...]` (replies how many fields are new) and `HMSET`
+    /// (replies OK).
+    HSet { key: Bytes, pairs: Vec<(Bytes, Bytes)>, reply_ok: bool },
+    /// `HSETNX key field value`
+    HSetNx { key: Bytes, field: Bytes, value: Bytes },
+    /// `HDEL key field [field ...]`: a hash left without fields is deleted.
+    HDel { key: Bytes, fields: Vec<Bytes> },
+    /// `HINCRBY key field increment`
+    HIncrBy { key: Bytes, field: Bytes, delta: i64 },
+    /// `HINCRBYFLOAT key field increment`
+    HIncrByFloat { key: Bytes, field: Bytes, increment: f64 },
 }
 
 /// Who proposed a write: the node, its boot incarnation (so ids never repeat across restarts)
@@ -407,6 +452,9 @@ impl Command {
 
     fn parse_family(name: &'static str, args: &mut Args) -> Result<Command, Frame> {
         if let Some(cmd) = strings::parse(name, args)? {
+            return Ok(cmd);
+        }
+        if let Some(cmd) = hashes::parse(name, args)? {
             return Ok(cmd);
         }
         if let Some(cmd) = keys::parse(name, args)? {

@@ -78,9 +78,10 @@ pub fn parse(name: &'static str, args: &mut Args) -> Result<Option<Command>, Fra
         }
         "incrbyfloat" => {
             let key = args.arg();
-            let increment =
-                parse_float(&args.arg()).ok_or_else(|| Frame::error("ERR value is not a valid float"))?;
-            write(WriteOp::IncrByFloat { key, increment })
+            match parse_float(&args.arg()) {
+                Some(increment) => write(WriteOp::IncrByFloat { key, increment }),
+                None => argument_error(key, Frame::error("ERR value is not a valid float"), false),
+            }
         }
         "lcs" => parse_lcs(args),
         _ => Ok(None),
@@ -195,11 +196,20 @@ fn parse_getex(args: &mut Args) -> Result<Option<Command>, Frame> {
             _ => return Err(syntax_error()),
         }
     }
-    Ok(Some(match expiry.resolve("getex")? {
-        Some(at) => Command::Write(WriteOp::GetEx { key, expiry: Some(at) }),
-        None if expiry.persist => Command::Write(WriteOp::GetEx { key, expiry: None }),
-        None => Command::Read(ReadQuery::Get(key)),
+    Ok(Some(match expiry.resolve("getex") {
+        Ok(Some(at)) => Command::Write(WriteOp::GetEx { key, expiry: Some(at) }),
+        Ok(None) if expiry.persist => Command::Write(WriteOp::GetEx { key, expiry: None }),
+        Ok(None) => Command::Read(ReadQuery::Get(key)),
+        // Redis looks the key up before it checks the time.
+        Err(error) => return argument_error(key, error, true),
     }))
+}
+
+/// The command for an argument error Redis reports only once it found `key` to hold a string
+/// ([`ReadQuery::ArgumentError`]).
+fn argument_error(key: Bytes, error: Frame, null_if_missing: bool) -> Result<Option<Command>, Frame> {
+    let Frame::Error(error) = error else { unreachable!("argument errors are error frames") };
+    Ok(Some(Command::Read(ReadQuery::ArgumentError { key, error, null_if_missing })))
 }
 
 fn parse_lcs(args: &mut Args) -> Result<Option<Command>, Frame> {
@@ -294,7 +304,6 @@ mod tests {
             "ERR invalid expire time in 'set' command"
         );
         assert_eq!(err(&["setex", "k", "-1", "v"]), "ERR invalid expire time in 'setex' command");
-        assert_eq!(err(&["getex", "k", "ex", "0"]), "ERR invalid expire time in 'getex' command");
         assert_eq!(err(&["getex", "k", "persist", "ex", "1"]), "ERR syntax error");
     }
 
@@ -302,14 +311,31 @@ mod tests {
     fn counters_reject_what_redis_rejects() {
         assert_eq!(err(&["incrby", "k", "1.5"]), "ERR value is not an integer or out of range");
         assert_eq!(err(&["decrby", "k", "-9223372036854775808"]), "ERR decrement would overflow");
-        assert_eq!(err(&["incrbyfloat", "k", "abc"]), "ERR value is not a valid float");
-        assert_eq!(err(&["incrbyfloat", "k", "nan"]), "ERR value is not a valid float");
-        assert_eq!(err(&["incrbyfloat", "k", "1e400"]), "ERR value is not a valid float");
         assert_eq!(err(&["setrange", "k", "-1", "x"]), "ERR offset is out of range");
         assert_eq!(
             err(&["lcs", "a", "b", "len", "idx"]),
             "ERR If you want both the length and indexes, please just use IDX."
         );
+    }
+
+    #[test]
+    fn argument_errors_redis_reports_after_the_type_check_wait_for_the_key() {
+        let refused = |parts: &[&str], error: &str, null_if_missing: bool| {
+            assert_eq!(
+                parse(parts).unwrap(),
+                Command::Read(ReadQuery::ArgumentError {
+                    key: "k".into(),
+                    error: error.into(),
+                    null_if_missing
+                }),
+                "{parts:?}"
+            );
+        };
+        refused(&["incrbyfloat", "k", "abc"], "ERR value is not a valid float", false);
+        refused(&["incrbyfloat", "k", "nan"], "ERR value is not a valid float", false);
+        refused(&["incrbyfloat", "k", "1e400"], "ERR value is not a valid float", false);
+        refused(&["getex", "k", "ex", "0"], "ERR invalid expire time in 'getex' command", true);
+        refused(&["getex", "k", "px", "x"], "ERR value is not an integer or out of range", true);
     }
 
     #[test]

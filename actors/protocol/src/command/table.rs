@@ -90,6 +90,23 @@ pub const COMMAND_TABLE: &[CommandSpec] = &[
     spec("setrange", 4, WD, ONE_KEY, "string", "2.2.0", "Overwrites a part of a string value with another by an offset. Creates the key if it doesn't exist.", "key offset:integer value:string"),
     spec("strlen", 2, RF, ONE_KEY, "string", "2.2.0", "Returns the length of a string value.", "key"),
     spec("substr", 4, R, ONE_KEY, "string", "1.0.0", "Returns a substring from a string value.", "key start:integer end:integer"),
+    // hash
+    spec("hdel", -3, WF, ONE_KEY, "hash", "2.0.0", "Deletes one or more fields and their values from a hash. Deletes the hash if no fields remain.", "key field:string..."),
+    spec("hexists", 3, RF, ONE_KEY, "hash", "2.0.0", "Determines whether a field exists in a hash.", "key field:string"),
+    spec("hget", 3, RF, ONE_KEY, "hash", "2.0.0", "Returns the value of a field in a hash.", "key field:string"),
+    spec("hgetall", 2, R, ONE_KEY, "hash", "2.0.0", "Returns all fields and values in a hash.", "key"),
+    spec("hincrby", 4, WDF, ONE_KEY, "hash", "2.0.0", "Increments the integer value of a field in a hash by a number. Uses 0 as initial value if the field doesn't exist.", "key field:string increment:integer"),
+    spec("hincrbyfloat", 4, WDF, ONE_KEY, "hash", "2.6.0", "Increments the floating point value of a field by a number. Uses 0 as initial value if the field doesn't exist.", "key field:string increment:double"),
+    spec("hkeys", 2, R, ONE_KEY, "hash", "2.0.0", "Returns all fields in a hash.", "key"),
+    spec("hlen", 2, RF, ONE_KEY, "hash", "2.0.0", "Returns the number of fields in a hash.", "key"),
+    spec("hmget", -3, RF, ONE_KEY, "hash", "2.0.0", "Returns the values of all fields in a hash.", "key field:string..."),
+    spec("hmset", -4, WDF, ONE_KEY, "hash", "2.0.0", "Sets the values of multiple fields.", "key data:block(field:string value:string)..."),
+    spec("hrandfield", -2, R, ONE_KEY, "hash", "6.2.0", "Returns one or more random fields from a hash.", "key [count:integer [WITHVALUES]]"),
+    spec("hscan", -3, R, ONE_KEY, "hash", "2.8.0", "Iterates over fields and values of a hash.", "key cursor:integer [MATCH pattern:pattern] [COUNT count:integer] [NOVALUES]"),
+    spec("hset", -4, WDF, ONE_KEY, "hash", "2.0.0", "Creates or modifies the value of a field in a hash.", "key data:block(field:string value:string)..."),
+    spec("hsetnx", 4, WDF, ONE_KEY, "hash", "2.0.0", "Sets the value of a field in a hash only when the field doesn't exist.", "key field:string value:string"),
+    spec("hstrlen", 3, RF, ONE_KEY, "hash", "3.2.0", "Returns the length of the value of a field.", "key field:string"),
+    spec("hvals", 2, R, ONE_KEY, "hash", "2.0.0", "Returns all values in a hash.", "key"),
     // generic (keyspace and expiry)
     spec("copy", -3, WD, TWO_KEYS, "generic", "6.2.0", "Copies the value of a key to a new key.", "source:key destination:key [DB destination-db:integer] [REPLACE]"),
     spec("del", -2, W, ALL_KEYS, "generic", "1.0.0", "Deletes one or more keys.", "key..."),
@@ -170,6 +187,7 @@ pub fn info(spec: &CommandSpec) -> Frame {
 fn category(spec: &CommandSpec) -> &'static str {
     match spec.group {
         "string" => "string",
+        "hash" => "hash",
         "generic" => "keyspace",
         "transactions" => "transaction",
         "connection" => "connection",

@@ -1,0 +1,397 @@
+//! Hashes: how a hash is stored, and the hash commands' applies and reads.
+//!
+//! A hash is one record of the keyspace, like a string: the same key layout, expiry, version
+//! (so `WATCH`, `EXPIRE`, `RENAME`, `COPY`, `SCAN ... TYPE hash` and snapshots need nothing of
+//! their own), with its fields and values as the payload, in the order the fields were first
+//! set (the order Redis keeps for a small hash). A write reads, changes and writes the whole
+//! record, so its cost grows with the hash: right for the small and medium hashes most
+//! applications keep; a hash of millions of fields would want a record per field.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use super::{ApplyBatch, KeyRead, Value, MAX_STRING_LEN, WRONGTYPE};
+use crate::command::strings::{format_float, parse_float, parse_int};
+use crate::command::{HashPart, ReadQuery, WriteOp};
+use crate::error::Result;
+use crate::glob::glob_match;
+use crate::resp::Frame;
+
+/// The type tag of a hash record.
+pub(super) const KIND_HASH: u8 = 1;
+
+/// The most elements one `HRANDFIELD` with a negative count returns: the reply is built in
+/// memory before it is sent, so an unbounded count could exhaust it.
+pub const MAX_RANDOM_FIELDS: u64 = 1_000_000;
+
+const TOO_BIG: &str = "ERR hash exceeds the largest value raft-kv stores (proto-max-bulk-len, 512 MiB)";
+
+/// A hash's fields and values, in the order the fields were first set. Encoded as
+/// `[field count: u32 BE]`, then per field `[len: u32 BE][field][len: u32 BE][value]`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(super) struct HashFields(Vec<(Bytes, Bytes)>);
+
+impl HashFields {
+    /// The fields of an encoded hash; they share the record's buffer.
+    pub(super) fn decode(data: &Bytes) -> Result<Self> {
+        let corrupt = || crate::Error::Corrupt(format!("hash record of {} bytes", data.len()));
+        let mut rest = data.clone();
+        let take = |rest: &mut Bytes| -> Option<Bytes> {
+            let len = rest.try_get_u32().ok()? as usize;
+            (rest.len() >= len).then(|| rest.split_to(len))
+        };
+        let count = rest.try_get_u32().map_err(|_| corrupt())? as usize;
+        let mut fields = Vec::with_capacity(count.min(rest.len() / 8));
+        for _ in 0..count {
+            let field = take(&mut rest).ok_or_else(corrupt)?;
+            let value = take(&mut rest).ok_or_else(corrupt)?;
+            fields.push((field, value));
+        }
+        if !rest.is_empty() {
+            return Err(corrupt());
+        }
+        Ok(HashFields(fields))
+    }
+
+    fn encoded_len(&self) -> u64 {
+        4 + self.0.iter().map(|(f, v)| 8 + f.len() as u64 + v.len() as u64).sum::<u64>()
+    }
+
+    fn encode(&self) -> Bytes {
+        let mut out = BytesMut::with_capacity(self.encoded_len() as usize);
+        out.put_u32(self.0.len() as u32);
+        for (field, value) in &self.0 {
+            out.put_u32(field.len() as u32);
+            out.put_slice(field);
+            out.put_u32(value.len() as u32);
+            out.put_slice(value);
+        }
+        out.freeze()
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn get(&self, field: &[u8]) -> Option<&Bytes> {
+        self.0.iter().find(|(f, _)| f == field).map(|(_, v)| v)
+    }
+
+    /// Sets `field`; true if it is new (it then goes last).
+    fn set(&mut self, field: Bytes, value: Bytes) -> bool {
+        match self.0.iter_mut().find(|(f, _)| *f == field) {
+            Some((_, old)) => {
+                *old = value;
+                false
+            }
+            None => {
+                self.0.push((field, value));
+                true
+            }
+        }
+    }
+
+    /// Removes `field`, keeping the others' order; true if it was there.
+    fn remove(&mut self, field: &[u8]) -> bool {
+        let before = self.0.len();
+        self.0.retain(|(f, _)| f != field);
+        self.0.len() != before
+    }
+}
+
+/// A live hash (empty if the key is absent) and its expiry, or the WRONGTYPE reply.
+type HashOrWrongType = std::result::Result<(HashFields, u64), Frame>;
+
+impl ApplyBatch<'_> {
+    fn live_hash(&mut self, key: &Bytes) -> Result<HashOrWrongType> {
+        Ok(match self.live(key)? {
+            None => Ok((HashFields::default(), 0)),
+            Some(v) if v.kind == KIND_HASH => Ok((HashFields::decode(&v.data)?, v.expires_at_ms)),
+            Some(_) => Err(Frame::error(WRONGTYPE)),
+        })
+    }
+
+    /// Stores `fields` as `key`'s hash with its expiry (a change of fields keeps it, as in
+    /// Redis); a hash without fields is deleted. `Err` is the reply for a hash too large.
+    fn put_hash(
+        &mut self,
+        key: Bytes,
+        fields: &HashFields,
+        expires_at_ms: u64,
+    ) -> Result<std::result::Result<(), Frame>> {
+        if fields.len() == 0 {
+            self.delete(&key)?;
+            return Ok(Ok(()));
+        }
+        if fields.encoded_len() > MAX_STRING_LEN {
+            return Ok(Err(Frame::error(TOO_BIG)));
+        }
+        self.put(key, Value { kind: KIND_HASH, expires_at_ms, version: 0, data: fields.encode() })?;
+        Ok(Ok(()))
+    }
+
+    /// Applies a hash write ([`WriteOp::HSet`] and the others after it).
+    pub(super) fn write_hash(&mut self, op: WriteOp) -> Result<Frame> {
+        let key = match &op {
+            WriteOp::HSet { key, .. }
+            | WriteOp::HSetNx { key, .. }
+            | WriteOp::HDel { key, .. }
+            | WriteOp::HIncrBy { key, .. }
+            | WriteOp::HIncrByFloat { key, .. } => key.clone(),
+            other => unreachable!("not a hash write: {other:?}"),
+        };
+        let (mut fields, expires) = match self.live_hash(&key)? {
+            Ok(hash) => hash,
+            Err(wrongtype) => return Ok(wrongtype),
+        };
+        let reply = match op {
+            WriteOp::HSet { pairs, reply_ok, .. } => {
+                let added = pairs.into_iter().filter(|(f, v)| fields.set(f.clone(), v.clone())).count();
+                if reply_ok {
+                    Frame::ok()
+                } else {
+                    Frame::Integer(added as i64)
+                }
+            }
+            WriteOp::HSetNx { field, value, .. } => {
+                if fields.get(&field).is_some() {
+                    return Ok(Frame::Integer(0));
+                }
+                fields.set(field, value);
+                Frame::Integer(1)
+            }
+            WriteOp::HDel { fields: names, .. } => {
+                let removed = names.iter().filter(|f| fields.remove(f)).count();
+                if removed == 0 {
+                    return Ok(Frame::Integer(0));
+                }
+                Frame::Integer(removed as i64)
+            }
+            WriteOp::HIncrBy { field, delta, .. } => {
+                let current = match fields.get(&field) {
+                    None => 0,
+                    Some(v) => match parse_int(v) {
+                        Some(n) => n,
+                        None => return Ok(Frame::error("ERR hash value is not an integer")),
+                    },
+                };
+                let Some(next) = current.checked_add(delta) else {
+                    return Ok(Frame::error("ERR increment or decrement would overflow"));
+                };
+                fields.set(field, Bytes::from(next.to_string()));
+                Frame::Integer(next)
+            }
+            WriteOp::HIncrByFloat { field, increment, .. } => {
+                let current = match fields.get(&field) {
+                    None => 0.0,
+                    Some(v) => match parse_float(v) {
+                        Some(n) => n,
+                        None => return Ok(Frame::error("ERR hash value is not a float")),
+                    },
+                };
+                let next = current + increment;
+                if !next.is_finite() {
+                    return Ok(Frame::error("ERR increment would produce NaN or Infinity"));
+                }
+                let text = Bytes::from(format_float(next));
+                fields.set(field, text.clone());
+                Frame::Bulk(text)
+            }
+            other => unreachable!("not a hash write: {other:?}"),
+        };
+        Ok(match self.put_hash(key, &fields, expires)? {
+            Ok(()) => reply,
+            Err(too_big) => too_big,
+        })
+    }
+}
+
+/// Answers a hash read ([`ReadQuery::HGet`] and the others after it) from `ks` at `now`.
+pub(super) fn read_hash(ks: &dyn KeyRead, q: &ReadQuery, now: i64) -> Result<Frame> {
+    let key = match q {
+        ReadQuery::HGet { key, .. }
+        | ReadQuery::HMGet { key, .. }
+        | ReadQuery::HExists { key, .. }
+        | ReadQuery::HStrLen { key, .. }
+        | ReadQuery::HLen(key)
+        | ReadQuery::HGetAll { key, .. }
+        | ReadQuery::HRandField { key, .. }
+        | ReadQuery::HScan { key, .. } => key,
+        other => unreachable!("not a hash read: {other:?}"),
+    };
+    let fields = match ks.value(key)?.filter(|v| v.alive_at(now)) {
+        None => None,
+        Some(v) if v.kind == KIND_HASH => Some(HashFields::decode(&v.data)?),
+        Some(_) => return Ok(Frame::error(WRONGTYPE)),
+    };
+    let fields = fields.unwrap_or_default();
+    let bulk_or_null = |value: Option<&Bytes>| value.map_or(Frame::Null, |v| Frame::Bulk(v.clone()));
+    Ok(match q {
+        ReadQuery::HGet { field, .. } => bulk_or_null(fields.get(field)),
+        ReadQuery::HMGet { fields: names, .. } => {
+            Frame::Array(names.iter().map(|f| bulk_or_null(fields.get(f))).collect())
+        }
+        ReadQuery::HExists { field, .. } => Frame::Integer(fields.get(field).is_some() as i64),
+        ReadQuery::HStrLen { field, .. } => Frame::Integer(fields.get(field).map_or(0, |v| v.len() as i64)),
+        ReadQuery::HLen(_) => Frame::Integer(fields.len() as i64),
+        ReadQuery::HGetAll { part, .. } => {
+            let pairs = fields.0.into_iter();
+            match part {
+                HashPart::Pairs => Frame::Map(pairs.map(|(f, v)| (Frame::Bulk(f), Frame::Bulk(v))).collect()),
+                HashPart::Fields => Frame::Array(pairs.map(|(f, _)| Frame::Bulk(f)).collect()),
+                HashPart::Values => Frame::Array(pairs.map(|(_, v)| Frame::Bulk(v)).collect()),
+            }
+        }
+        ReadQuery::HRandField { count, with_values, seed, .. } => {
+            random_fields(fields, *count, *with_values, *seed)
+        }
+        ReadQuery::HScan { pattern, novalues, .. } => {
+            let mut out = Vec::new();
+            for (field, value) in fields.0 {
+                if pattern.as_ref().is_none_or(|p| glob_match(p, &field)) {
+                    out.push(Frame::Bulk(field));
+                    if !novalues {
+                        out.push(Frame::Bulk(value));
+                    }
+                }
+            }
+            Frame::Array(vec![Frame::bulk("0"), Frame::Array(out)])
+        }
+        other => unreachable!("not a hash read: {other:?}"),
+    })
+}
+
+/// HRANDFIELD: without a count one field (null for a missing key); with a positive count that
+/// many distinct fields (the whole hash if it has no more); with a negative one that many
+/// picks, repeats allowed. The picks follow `seed`, so a replica applying the same EXEC picks
+/// the same.
+fn random_fields(fields: HashFields, count: Option<i64>, with_values: bool, seed: u64) -> Frame {
+    let mut rng = XorShift(seed | 1);
+    let len = fields.len();
+    let Some(count) = count else {
+        return match len {
+            0 => Frame::Null,
+            _ => Frame::Bulk(fields.0[rng.below(len)].0.clone()),
+        };
+    };
+    if count < 0 && count.unsigned_abs() > MAX_RANDOM_FIELDS && len > 0 {
+        return Frame::error(format!(
+            "ERR HRANDFIELD returns at most {MAX_RANDOM_FIELDS} fields with a negative count in raft-kv"
+        ));
+    }
+    let picked: Vec<(Bytes, Bytes)> = if len == 0 || count == 0 {
+        Vec::new()
+    } else if count < 0 {
+        (0..count.unsigned_abs()).map(|_| fields.0[rng.below(len)].clone()).collect()
+    } else if count as u64 >= len as u64 {
+        fields.0
+    } else {
+        // A partial Fisher-Yates shuffle: the first `count` places get distinct fields.
+        let mut all = fields.0;
+        for i in 0..count as usize {
+            let j = i + rng.below(len - i);
+            all.swap(i, j);
+        }
+        all.truncate(count as usize);
+        all
+    };
+    if with_values {
+        Frame::Pairs(picked.into_iter().map(|(f, v)| (Frame::Bulk(f), Frame::Bulk(v))).collect())
+    } else {
+        Frame::Array(picked.into_iter().map(|(f, _)| Frame::Bulk(f)).collect())
+    }
+}
+
+/// Marsaglia's xorshift64: enough to pick fields, and the same on every replica.
+struct XorShift(u64);
+
+impl XorShift {
+    /// A number in `0..n` (`n` > 0).
+    fn below(&mut self, n: usize) -> usize {
+        let x = &mut self.0;
+        *x ^= *x << 13;
+        *x ^= *x >> 7;
+        *x ^= *x << 17;
+        (*x % n as u64) as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hash(pairs: &[(&str, &str)]) -> HashFields {
+        let b = |s: &str| Bytes::copy_from_slice(s.as_bytes());
+        HashFields(pairs.iter().map(|(f, v)| (b(f), b(v))).collect())
+    }
+
+    #[test]
+    fn a_hash_round_trips_through_its_record_and_a_damaged_record_is_an_error() {
+        let h = hash(&[("a", "1"), ("", ""), ("b\r\n", "\0\u{ff}")]);
+        let encoded = h.encode();
+        assert_eq!(encoded.len() as u64, h.encoded_len());
+        assert_eq!(HashFields::decode(&encoded).unwrap(), h);
+        assert_eq!(HashFields::decode(&HashFields::default().encode()).unwrap(), HashFields::default());
+        for cut in 0..encoded.len() {
+            assert!(HashFields::decode(&encoded.slice(..cut)).is_err(), "cut at {cut}");
+        }
+        let mut longer = BytesMut::from(&encoded[..]);
+        longer.put_u8(0);
+        assert!(HashFields::decode(&longer.freeze()).is_err(), "trailing bytes");
+        // A count far beyond the record must not allocate for it.
+        assert!(HashFields::decode(&Bytes::from_static(&[0xff, 0xff, 0xff, 0xff])).is_err());
+    }
+
+    #[test]
+    fn fields_keep_the_order_they_were_first_set_in() {
+        let mut h = hash(&[("a", "1"), ("b", "2"), ("c", "3")]);
+        assert!(!h.set("a".into(), "9".into()), "an existing field");
+        assert!(h.set("d".into(), "4".into()));
+        assert!(h.remove(b"b"));
+        assert!(!h.remove(b"b"));
+        assert_eq!(h, hash(&[("a", "9"), ("c", "3"), ("d", "4")]));
+    }
+
+    #[test]
+    fn random_fields_follow_the_count_and_the_seed() {
+        let h = hash(&[("a", "1"), ("b", "2"), ("c", "3"), ("d", "4")]);
+        let names = |frame: Frame| match frame {
+            Frame::Array(items) => items
+                .into_iter()
+                .map(|f| match f {
+                    Frame::Bulk(b) => String::from_utf8(b.to_vec()).unwrap(),
+                    other => panic!("{other:?}"),
+                })
+                .collect::<Vec<_>>(),
+            other => panic!("{other:?}"),
+        };
+        for seed in 0..50 {
+            let mut distinct = names(random_fields(h.clone(), Some(3), false, seed));
+            distinct.sort();
+            distinct.dedup();
+            assert_eq!(distinct.len(), 3, "seed {seed}: distinct fields");
+            let repeated = names(random_fields(h.clone(), Some(-10), false, seed));
+            assert_eq!(repeated.len(), 10);
+            assert!(repeated.iter().all(|f| ["a", "b", "c", "d"].contains(&f.as_str())));
+            assert_eq!(
+                random_fields(h.clone(), Some(-10), false, seed),
+                random_fields(h.clone(), Some(-10), false, seed),
+                "the same seed picks the same"
+            );
+        }
+        assert_eq!(
+            names(random_fields(h.clone(), Some(9), false, 1)),
+            ["a", "b", "c", "d"],
+            "the whole hash"
+        );
+        assert_eq!(random_fields(h.clone(), Some(0), false, 1), Frame::Array(vec![]));
+        assert_eq!(random_fields(HashFields::default(), None, false, 1), Frame::Null);
+        assert_eq!(random_fields(HashFields::default(), Some(-3), true, 1), Frame::Pairs(vec![]), "`*0`");
+        let Frame::Pairs(pairs) = random_fields(h.clone(), Some(-2), true, 7) else { panic!("pairs") };
+        assert_eq!(pairs.len(), 2);
+        for pair in pairs {
+            let (Frame::Bulk(field), Frame::Bulk(value)) = pair else { panic!("two bulk strings") };
+            assert_eq!(h.get(&field), Some(&value), "a field with its own value");
+        }
+        assert!(matches!(random_fields(h, Some(-(MAX_RANDOM_FIELDS as i64) - 1), false, 1), Frame::Error(_)));
+    }
+}
