@@ -59,6 +59,18 @@ except redis.ResponseError as e:
 assert r.hdel("py:h", "name", "visits") == 2
 assert r.exists("py:h") == 0
 
+# Lists: a small work queue.
+assert r.rpush("py:q", "job1", "job2", "job3") == 3
+assert r.lpush("py:q", "urgent") == 4
+assert r.lrange("py:q", 0, -1) == [b"urgent", b"job1", b"job2", b"job3"]
+assert r.lpop("py:q") == b"urgent"
+assert r.lmove("py:q", "py:done", "LEFT", "RIGHT") == b"job1"
+assert r.lpos("py:q", "job3") == 1
+assert r.rpop("py:q", 5) == [b"job3", b"job2"]
+assert r.exists("py:q") == 0
+assert r.llen("py:done") == 1
+assert r.delete("py:done") == 1
+
 assert r.client_setname("py-client") is True
 assert r.client_getname() == "py-client" or r.client_getname() == b"py-client"
 assert r.delete("py:k", "py:n", "py:f", "py:b", "py:c") == 5

@@ -27,14 +27,17 @@
 //! if any differs, which gives every replica the same verdict.
 
 mod hashes;
+mod lists;
 
 use std::collections::HashMap;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use rocksdb::{Direction, IteratorMode, WriteBatch, DB};
 
 use crate::command::strings::{format_float, parse_float, parse_int};
-use crate::command::{ExpireCond, Expiry, LcsMode, Proposal, Queued, ReadQuery, SetCond, SetExpiry, WriteOp};
+use crate::command::{
+    ExpireCond, Expiry, LcsMode, Proposal, Queued, ReadQuery, SetCond, SetExpiry, ValueType, WriteOp,
+};
 use crate::error::Result;
 use crate::glob::glob_match;
 use crate::resp::Frame;
@@ -43,10 +46,65 @@ pub use protocol::now_ms;
 
 pub const CF_KV: &str = "kv";
 
-/// The type tag stored in front of every value: a string, or a hash ([`hashes`]).
+/// The type tag stored in front of every value: a string, a hash ([`hashes`]) or a list
+/// ([`lists`]).
 const KIND_STRING: u8 = 0;
 use hashes::KIND_HASH;
 pub use hashes::MAX_RANDOM_FIELDS;
+use lists::KIND_LIST;
+
+/// The type tag of the values a command of type `t` works on.
+fn kind_of(t: ValueType) -> u8 {
+    match t {
+        ValueType::String => KIND_STRING,
+        ValueType::Hash => KIND_HASH,
+        ValueType::List => KIND_LIST,
+    }
+}
+
+/// A value if it holds `kind`, none if absent, or the WRONGTYPE reply.
+fn of_kind(value: Option<Value>, kind: u8) -> std::result::Result<Option<Value>, Frame> {
+    match value {
+        Some(v) if v.kind != kind => Err(Frame::error(WRONGTYPE)),
+        other => Ok(other),
+    }
+}
+
+/// The payload of a hash or a list: `[count: u32 BE]`, then per element `[len: u32 BE][bytes]`.
+/// The elements share the record's buffer.
+fn decode_elements(data: &Bytes) -> Result<Vec<Bytes>> {
+    let corrupt = || crate::Error::Corrupt(format!("hash or list record of {} bytes", data.len()));
+    let mut rest = data.clone();
+    let count = rest.try_get_u32().map_err(|_| corrupt())? as usize;
+    // Each element takes at least its 4-byte length: a damaged count cannot allocate much.
+    let mut elements = Vec::with_capacity(count.min(rest.len() / 4));
+    for _ in 0..count {
+        let len = rest.try_get_u32().map_err(|_| corrupt())? as usize;
+        if rest.len() < len {
+            return Err(corrupt());
+        }
+        elements.push(rest.split_to(len));
+    }
+    if !rest.is_empty() {
+        return Err(corrupt());
+    }
+    Ok(elements)
+}
+
+/// The size of [`encode_elements`]'s payload.
+fn encoded_elements_len<'a>(elements: impl Iterator<Item = &'a Bytes>) -> u64 {
+    4 + elements.map(|e| 4 + e.len() as u64).sum::<u64>()
+}
+
+fn encode_elements<'a>(count: usize, elements: impl Iterator<Item = &'a Bytes> + Clone) -> Bytes {
+    let mut out = BytesMut::with_capacity(encoded_elements_len(elements.clone()) as usize);
+    out.put_u32(count as u32);
+    for element in elements {
+        out.put_u32(element.len() as u32);
+        out.put_slice(element);
+    }
+    out.freeze()
+}
 
 /// Redis's `proto-max-bulk-len` default: no string may grow beyond it.
 const MAX_STRING_LEN: u64 = 512 * 1024 * 1024;
@@ -97,6 +155,7 @@ impl Value {
         match self.kind {
             KIND_STRING => "string",
             KIND_HASH => "hash",
+            KIND_LIST => "list",
             _ => "unknown",
         }
     }
@@ -218,10 +277,12 @@ impl<'a> ApplyBatch<'a> {
 
     /// A live string value, or the WRONGTYPE reply.
     fn live_string(&mut self, key: &Bytes) -> Result<Result<Option<Value>, Frame>> {
-        Ok(match self.live(key)? {
-            Some(v) if v.kind != KIND_STRING => Err(Frame::error(WRONGTYPE)),
-            other => Ok(other),
-        })
+        self.live_of(key, KIND_STRING)
+    }
+
+    /// A live value of `kind`, or the WRONGTYPE reply.
+    fn live_of(&mut self, key: &Bytes, kind: u8) -> Result<Result<Option<Value>, Frame>> {
+        Ok(of_kind(self.live(key)?, kind))
     }
 
     /// Counts `value`'s key as added (`sign` 1) or removed (-1) by this batch.
@@ -557,6 +618,14 @@ impl<'a> ApplyBatch<'a> {
             | WriteOp::HDel { .. }
             | WriteOp::HIncrBy { .. }
             | WriteOp::HIncrByFloat { .. }) => self.write_hash(op)?,
+            op @ (WriteOp::Push { .. }
+            | WriteOp::Pop { .. }
+            | WriteOp::LMPop { .. }
+            | WriteOp::LMove { .. }
+            | WriteOp::LSet { .. }
+            | WriteOp::LInsert { .. }
+            | WriteOp::LRem { .. }
+            | WriteOp::LTrim { .. }) => self.write_list(op)?,
             WriteOp::Exec { watched, commands } => {
                 for (key, version) in &watched {
                     if self.live(key)?.map_or(0, |v| v.version) != *version {
@@ -689,12 +758,8 @@ fn scan_matches(key: &[u8], v: &Value, pattern: &Option<Bytes>, kind: &Option<By
 /// Executes a read against `ks` at time `now`.
 pub fn execute_read(ks: &dyn KeyRead, q: &ReadQuery, now: i64) -> Result<Frame> {
     let live = |key: &[u8]| -> Result<Option<Value>> { Ok(ks.value(key)?.filter(|v| v.alive_at(now))) };
-    let live_string = |key: &[u8]| -> Result<Result<Option<Value>, Frame>> {
-        Ok(match live(key)? {
-            Some(v) if v.kind != KIND_STRING => Err(Frame::error(WRONGTYPE)),
-            other => Ok(other),
-        })
-    };
+    let live_string =
+        |key: &[u8]| -> Result<Result<Option<Value>, Frame>> { Ok(of_kind(live(key)?, KIND_STRING)) };
     Ok(match q {
         ReadQuery::Get(key) => match live_string(key)? {
             Err(e) => e,
@@ -803,11 +868,16 @@ pub fn execute_read(ks: &dyn KeyRead, q: &ReadQuery, now: i64) -> Result<Frame> 
         | ReadQuery::HGetAll { .. }
         | ReadQuery::HRandField { .. }
         | ReadQuery::HScan { .. } => hashes::read_hash(ks, q, now)?,
-        ReadQuery::ArgumentError { key, error, null_if_missing } => match live_string(key)? {
-            Err(wrongtype) => wrongtype,
-            Ok(None) if *null_if_missing => Frame::Null,
-            Ok(_) => Frame::Error(error.clone()),
-        },
+        ReadQuery::ArgumentError { key, expects, error, if_missing } => {
+            match of_kind(live(key)?, kind_of(*expects)) {
+                Err(wrongtype) => wrongtype,
+                Ok(None) => if_missing.as_ref().map_or(Frame::Null, |e| Frame::Error(e.clone())),
+                Ok(Some(_)) => Frame::Error(error.clone()),
+            }
+        }
+        ReadQuery::LLen(_) | ReadQuery::LIndex { .. } | ReadQuery::LRange { .. } | ReadQuery::LPos { .. } => {
+            lists::read_list(ks, q, now)?
+        }
     })
 }
 

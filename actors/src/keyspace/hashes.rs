@@ -7,9 +7,12 @@
 //! record, so its cost grows with the hash: right for the small and medium hashes most
 //! applications keep; a hash of millions of fields would want a record per field.
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 
-use super::{ApplyBatch, KeyRead, Value, MAX_STRING_LEN, WRONGTYPE};
+use super::{
+    decode_elements, encode_elements, encoded_elements_len, of_kind, ApplyBatch, KeyRead, Value,
+    MAX_STRING_LEN,
+};
 use crate::command::strings::{format_float, parse_float, parse_int};
 use crate::command::{HashPart, ReadQuery, WriteOp};
 use crate::error::Result;
@@ -25,47 +28,37 @@ pub const MAX_RANDOM_FIELDS: u64 = 1_000_000;
 
 const TOO_BIG: &str = "ERR hash exceeds the largest value raft-kv stores (proto-max-bulk-len, 512 MiB)";
 
-/// A hash's fields and values, in the order the fields were first set. Encoded as
-/// `[field count: u32 BE]`, then per field `[len: u32 BE][field][len: u32 BE][value]`.
+/// A hash's fields and values, in the order the fields were first set. Encoded as a list of
+/// elements: each field followed by its value.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(super) struct HashFields(Vec<(Bytes, Bytes)>);
 
 impl HashFields {
-    /// The fields of an encoded hash; they share the record's buffer.
+    /// The fields of an encoded hash (its elements: field, value, field, value ...); they share
+    /// the record's buffer.
     pub(super) fn decode(data: &Bytes) -> Result<Self> {
-        let corrupt = || crate::Error::Corrupt(format!("hash record of {} bytes", data.len()));
-        let mut rest = data.clone();
-        let take = |rest: &mut Bytes| -> Option<Bytes> {
-            let len = rest.try_get_u32().ok()? as usize;
-            (rest.len() >= len).then(|| rest.split_to(len))
-        };
-        let count = rest.try_get_u32().map_err(|_| corrupt())? as usize;
-        let mut fields = Vec::with_capacity(count.min(rest.len() / 8));
-        for _ in 0..count {
-            let field = take(&mut rest).ok_or_else(corrupt)?;
-            let value = take(&mut rest).ok_or_else(corrupt)?;
-            fields.push((field, value));
+        let elements = decode_elements(data)?;
+        if elements.len() % 2 != 0 {
+            return Err(crate::Error::Corrupt(format!("hash record of {} elements", elements.len())));
         }
-        if !rest.is_empty() {
-            return Err(corrupt());
+        let mut elements = elements.into_iter();
+        let mut fields = Vec::with_capacity(elements.len() / 2);
+        while let (Some(field), Some(value)) = (elements.next(), elements.next()) {
+            fields.push((field, value));
         }
         Ok(HashFields(fields))
     }
 
+    fn elements(&self) -> impl Iterator<Item = &Bytes> + Clone {
+        self.0.iter().flat_map(|(f, v)| [f, v])
+    }
+
     fn encoded_len(&self) -> u64 {
-        4 + self.0.iter().map(|(f, v)| 8 + f.len() as u64 + v.len() as u64).sum::<u64>()
+        encoded_elements_len(self.elements())
     }
 
     fn encode(&self) -> Bytes {
-        let mut out = BytesMut::with_capacity(self.encoded_len() as usize);
-        out.put_u32(self.0.len() as u32);
-        for (field, value) in &self.0 {
-            out.put_u32(field.len() as u32);
-            out.put_slice(field);
-            out.put_u32(value.len() as u32);
-            out.put_slice(value);
-        }
-        out.freeze()
+        encode_elements(2 * self.0.len(), self.elements())
     }
 
     fn len(&self) -> usize {
@@ -103,10 +96,10 @@ type HashOrWrongType = std::result::Result<(HashFields, u64), Frame>;
 
 impl ApplyBatch<'_> {
     fn live_hash(&mut self, key: &Bytes) -> Result<HashOrWrongType> {
-        Ok(match self.live(key)? {
-            None => Ok((HashFields::default(), 0)),
-            Some(v) if v.kind == KIND_HASH => Ok((HashFields::decode(&v.data)?, v.expires_at_ms)),
-            Some(_) => Err(Frame::error(WRONGTYPE)),
+        Ok(match self.live_of(key, KIND_HASH)? {
+            Err(wrongtype) => Err(wrongtype),
+            Ok(None) => Ok((HashFields::default(), 0)),
+            Ok(Some(v)) => Ok((HashFields::decode(&v.data)?, v.expires_at_ms)),
         })
     }
 
@@ -218,12 +211,11 @@ pub(super) fn read_hash(ks: &dyn KeyRead, q: &ReadQuery, now: i64) -> Result<Fra
         | ReadQuery::HScan { key, .. } => key,
         other => unreachable!("not a hash read: {other:?}"),
     };
-    let fields = match ks.value(key)?.filter(|v| v.alive_at(now)) {
-        None => None,
-        Some(v) if v.kind == KIND_HASH => Some(HashFields::decode(&v.data)?),
-        Some(_) => return Ok(Frame::error(WRONGTYPE)),
+    let fields = match of_kind(ks.value(key)?.filter(|v| v.alive_at(now)), KIND_HASH) {
+        Err(wrongtype) => return Ok(wrongtype),
+        Ok(None) => HashFields::default(),
+        Ok(Some(v)) => HashFields::decode(&v.data)?,
     };
-    let fields = fields.unwrap_or_default();
     let bulk_or_null = |value: Option<&Bytes>| value.map_or(Frame::Null, |v| Frame::Bulk(v.clone()));
     Ok(match q {
         ReadQuery::HGet { field, .. } => bulk_or_null(fields.get(field)),
@@ -334,11 +326,13 @@ mod tests {
         for cut in 0..encoded.len() {
             assert!(HashFields::decode(&encoded.slice(..cut)).is_err(), "cut at {cut}");
         }
-        let mut longer = BytesMut::from(&encoded[..]);
-        longer.put_u8(0);
-        assert!(HashFields::decode(&longer.freeze()).is_err(), "trailing bytes");
+        let mut longer = encoded.to_vec();
+        longer.push(0);
+        assert!(HashFields::decode(&Bytes::from(longer)).is_err(), "trailing bytes");
         // A count far beyond the record must not allocate for it.
         assert!(HashFields::decode(&Bytes::from_static(&[0xff, 0xff, 0xff, 0xff])).is_err());
+        // A field without its value.
+        assert!(HashFields::decode(&Bytes::from_static(&[0, 0, 0, 1, 0, 0, 0, 0])).is_err());
     }
 
     #[test]

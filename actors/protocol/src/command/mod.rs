@@ -8,11 +8,12 @@
 //! syntax errors use Redis's exact wording, because clients and their test suites match on it.
 //!
 //! One file per command family: [`strings`] (SET, GET, INCR ...), [`hashes`] (HSET, HGET ...),
-//! [`keys`] (DEL, RENAME, SCAN, the expiry commands ...), [`server`] (connection, server and transaction commands), and
+//! [`lists`] (LPUSH, LRANGE ...), [`keys`] (DEL, RENAME, SCAN, the expiry commands ...), [`server`] (connection, server and transaction commands), and
 //! [`table`], the command table with the documentation `COMMAND DOCS` serves.
 
 pub mod hashes;
 pub mod keys;
+pub mod lists;
 pub mod raft;
 pub mod server;
 pub mod strings;
@@ -166,11 +167,28 @@ pub enum ReadQuery {
     /// `HSCAN key cursor [MATCH pattern] [COUNT count] [NOVALUES]`: a hash is answered whole,
     /// with cursor 0, whatever the cursor (as Redis answers its small hashes).
     HScan { key: Bytes, cursor: u64, pattern: Option<Bytes>, novalues: bool },
-    /// A string command whose argument is wrong where Redis looks at the key before the
-    /// argument (`INCRBYFLOAT key abc`, `GETEX key EX abc`): WRONGTYPE if the key holds another
-    /// type, null for a missing key when `null_if_missing` (GETEX), else `error`. Changes
-    /// nothing, so it is a read.
-    ArgumentError { key: Bytes, error: String, null_if_missing: bool },
+    /// A command whose argument is wrong where Redis looks at the key before the argument
+    /// (`INCRBYFLOAT key abc`, `GETEX key EX abc`, `LINDEX key abc`): WRONGTYPE if the key
+    /// holds another type than `expects`; for a missing key `if_missing`, or null when that is
+    /// `None`; else `error`. Changes nothing, so it is a read.
+    ArgumentError { key: Bytes, expects: ValueType, error: String, if_missing: Option<String> },
+    // Lists.
+    /// `LLEN key`
+    LLen(Bytes),
+    /// `LINDEX key index`
+    LIndex { key: Bytes, index: i64 },
+    /// `LRANGE key start stop`
+    LRange { key: Bytes, start: i64, stop: i64 },
+    /// `LPOS key element [RANK rank] [COUNT num-matches] [MAXLEN len]` (`maxlen` 0: no limit)
+    LPos { key: Bytes, element: Bytes, rank: i64, count: Option<u64>, maxlen: u64 },
+}
+
+/// The type a command expects its key to hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ValueType {
+    String,
+    Hash,
+    List,
 }
 
 /// What HGETALL, HKEYS and HVALS return of each field.
@@ -294,6 +312,24 @@ pub enum WriteOp {
     HIncrBy { key: Bytes, field: Bytes, delta: i64 },
     /// `HINCRBYFLOAT key field increment`
     HIncrByFloat { key: Bytes, field: Bytes, increment: f64 },
+    // Lists.
+    /// `LPUSH`, `RPUSH`, `LPUSHX`, `RPUSHX`: the elements go in one by one at the `left` end or
+    /// the right; `only_if_exists` for the X forms.
+    Push { key: Bytes, elements: Vec<Bytes>, left: bool, only_if_exists: bool },
+    /// `LPOP key [count]`, `RPOP key [count]`
+    Pop { key: Bytes, left: bool, count: Option<u64> },
+    /// `LMPOP numkeys key [key ...] LEFT|RIGHT [COUNT count]`
+    LMPop { keys: Vec<Bytes>, left: bool, count: u64 },
+    /// `LMOVE source destination LEFT|RIGHT LEFT|RIGHT` and `RPOPLPUSH`
+    LMove { from: Bytes, to: Bytes, from_left: bool, to_left: bool },
+    /// `LSET key index element`
+    LSet { key: Bytes, index: i64, element: Bytes },
+    /// `LINSERT key BEFORE|AFTER pivot element`
+    LInsert { key: Bytes, before: bool, pivot: Bytes, element: Bytes },
+    /// `LREM key count element`
+    LRem { key: Bytes, count: i64, element: Bytes },
+    /// `LTRIM key start stop`
+    LTrim { key: Bytes, start: i64, stop: i64 },
 }
 
 /// Who proposed a write: the node, its boot incarnation (so ids never repeat across restarts)
@@ -455,6 +491,9 @@ impl Command {
             return Ok(cmd);
         }
         if let Some(cmd) = hashes::parse(name, args)? {
+            return Ok(cmd);
+        }
+        if let Some(cmd) = lists::parse(name, args)? {
             return Ok(cmd);
         }
         if let Some(cmd) = keys::parse(name, args)? {

@@ -14,7 +14,8 @@
 use bytes::Bytes;
 
 use super::{
-    int_arg, lower, syntax_error, Args, Command, Expiry, LcsMode, ReadQuery, SetCond, SetExpiry, WriteOp,
+    int_arg, lower, syntax_error, Args, Command, Expiry, LcsMode, ReadQuery, SetCond, SetExpiry, ValueType,
+    WriteOp,
 };
 use crate::now_ms;
 use crate::resp::Frame;
@@ -80,7 +81,7 @@ pub fn parse(name: &'static str, args: &mut Args) -> Result<Option<Command>, Fra
             let key = args.arg();
             match parse_float(&args.arg()) {
                 Some(increment) => write(WriteOp::IncrByFloat { key, increment }),
-                None => argument_error(key, Frame::error("ERR value is not a valid float"), false),
+                None => argument_error(key, "ERR value is not a valid float", false),
             }
         }
         "lcs" => parse_lcs(args),
@@ -201,15 +202,17 @@ fn parse_getex(args: &mut Args) -> Result<Option<Command>, Frame> {
         Ok(None) if expiry.persist => Command::Write(WriteOp::GetEx { key, expiry: None }),
         Ok(None) => Command::Read(ReadQuery::Get(key)),
         // Redis looks the key up before it checks the time.
-        Err(error) => return argument_error(key, error, true),
+        Err(Frame::Error(error)) => return argument_error(key, &error, true),
+        Err(other) => return Err(other),
     }))
 }
 
 /// The command for an argument error Redis reports only once it found `key` to hold a string
-/// ([`ReadQuery::ArgumentError`]).
-fn argument_error(key: Bytes, error: Frame, null_if_missing: bool) -> Result<Option<Command>, Frame> {
-    let Frame::Error(error) = error else { unreachable!("argument errors are error frames") };
-    Ok(Some(Command::Read(ReadQuery::ArgumentError { key, error, null_if_missing })))
+/// ([`ReadQuery::ArgumentError`]): a missing key answers null, or the same error.
+fn argument_error(key: Bytes, error: &str, null_if_missing: bool) -> Result<Option<Command>, Frame> {
+    let if_missing = (!null_if_missing).then(|| error.to_owned());
+    let (expects, error) = (ValueType::String, error.to_owned());
+    Ok(Some(Command::Read(ReadQuery::ArgumentError { key, expects, error, if_missing })))
 }
 
 fn parse_lcs(args: &mut Args) -> Result<Option<Command>, Frame> {
@@ -321,12 +324,14 @@ mod tests {
     #[test]
     fn argument_errors_redis_reports_after_the_type_check_wait_for_the_key() {
         let refused = |parts: &[&str], error: &str, null_if_missing: bool| {
+            let if_missing = (!null_if_missing).then(|| error.to_owned());
             assert_eq!(
                 parse(parts).unwrap(),
                 Command::Read(ReadQuery::ArgumentError {
                     key: "k".into(),
+                    expects: ValueType::String,
                     error: error.into(),
-                    null_if_missing
+                    if_missing
                 }),
                 "{parts:?}"
             );
