@@ -118,7 +118,11 @@ fn run_line(con: &mut Connection, args: &[String]) -> Reply {
     }
     let reply = send(con, args);
     match (name.as_str(), reply) {
-        ("KEYS", Reply::Value(Value::Array(mut keys))) => {
+        // Unordered replies: Redis's order is its hash table's.
+        (
+            "KEYS" | "SMEMBERS" | "SINTER" | "SUNION" | "SDIFF" | "SPOP",
+            Reply::Value(Value::Array(mut keys)),
+        ) => {
             keys.sort_by_key(|k| format!("{k:?}"));
             Reply::Value(Value::Array(keys))
         }
@@ -1023,6 +1027,134 @@ const CASES: &[(&str, &[&str])] = &[
             "EXEC",
         ],
     ),
+    (
+        "sets",
+        &[
+            "SADD s a b c",
+            "SADD s c d",
+            "SADD s",
+            "SCARD s",
+            "SCARD nokey",
+            "SMEMBERS s",
+            "SMEMBERS nokey",
+            "SISMEMBER s a",
+            "SISMEMBER s zz",
+            "SISMEMBER nokey a",
+            "SMISMEMBER s a zz d",
+            "SMISMEMBER nokey a",
+            "SMISMEMBER s",
+            "SREM s a zz",
+            "SREM s zz",
+            "SREM nokey a",
+            "SMEMBERS s",
+            "SADD t c d e",
+            "SINTER s t",
+            "SINTER s nokey",
+            "SUNION s t nokey",
+            "SDIFF s t",
+            "SDIFF t s",
+            "SDIFF nokey s",
+            "SINTERSTORE i s t",
+            "SMEMBERS i",
+            "SUNIONSTORE u s t",
+            "SCARD u",
+            "SDIFFSTORE d u s",
+            "SMEMBERS d",
+            "SINTERSTORE d s nokey",
+            "EXISTS d",
+            "SINTERCARD 2 s t",
+            "SINTERCARD 2 u s LIMIT 1",
+            "SINTERCARD 1 u LIMIT 0",
+            "SINTERCARD 1 nokey",
+            "SINTERCARD 0 s",
+            "SINTERCARD x s",
+            "SINTERCARD 3 s",
+            "SINTERCARD 1 s LIMIT -1",
+            "SINTERCARD 1 s FOO",
+            "SMOVE s t b",
+            "SMOVE s t zz",
+            "SMOVE nokey t a",
+            "SMOVE s s c",
+            "SMOVE s s zz",
+            "SMEMBERS s",
+            "SMEMBERS t",
+            "SMOVE s fresh c",
+            "SMOVE s fresh d",
+            "EXISTS s",
+            "SMEMBERS fresh",
+            "SADD one x",
+            "SPOP one",
+            "EXISTS one",
+            "SPOP nokey",
+            "SPOP nokey 2",
+            "SADD two x y",
+            "SPOP two 0",
+            "SPOP two 5",
+            "EXISTS two",
+            "SPOP two -1",
+            "SPOP two x",
+            "SPOP two 1 2",
+            "SADD r only",
+            "SRANDMEMBER r",
+            "SRANDMEMBER r 3",
+            "SRANDMEMBER r -3",
+            "SRANDMEMBER r 0",
+            "SRANDMEMBER nokey",
+            "SRANDMEMBER nokey 2",
+            "SRANDMEMBER r x",
+            "SRANDMEMBER r 1 2",
+            "SRANDMEMBER r -9223372036854775808",
+            "SADD n 3 1 2",
+            "SSCAN n 0",
+            "SSCAN n 0 MATCH 1*",
+            "SSCAN n 0 COUNT 100",
+            "SSCAN nokey 0",
+            "SSCAN n x",
+            "SSCAN n 0 COUNT 0",
+            "SET str x",
+            "SADD str a",
+            "SREM str a",
+            "SCARD str",
+            "SMEMBERS str",
+            "SISMEMBER str a",
+            "SMISMEMBER str a",
+            "SPOP str",
+            "SRANDMEMBER str",
+            "SINTER n str",
+            "SINTER nokey str",
+            "SUNION nokey str",
+            "SDIFF nokey str",
+            "SINTERCARD 2 nokey str",
+            "SMOVE str n a",
+            "SMOVE n str 1",
+            "SMOVE nokey str 1",
+            "SSCAN str 0",
+            "SINTERSTORE str n",
+            "TYPE str",
+            "SMEMBERS str",
+            "GET str",
+            "LPUSH str a",
+            "HSET str f v",
+            "SCANALL TYPE set",
+            "SADD e x",
+            "EXPIRE e 100",
+            "SADD e y",
+            "TTL e",
+            "SUNIONSTORE e e",
+            "TTL e",
+            "MULTI",
+            "SADD m a",
+            "SISMEMBER m a",
+            "SCARD m",
+            "SREM m a",
+            "EXEC",
+            "WATCH n",
+            "SPOP n 0",
+            "MULTI",
+            "SCARD n",
+            "EXEC",
+        ],
+    ),
 ];
 
 #[test]
@@ -1067,7 +1199,7 @@ fn random_command(rng: &mut Rng, in_multi: bool) -> String {
     let v = rng.pick(VALUES);
     let v = if v.is_empty() { "\"\"" } else { v };
     let (f, f2) = (rng.pick(FIELDS), rng.pick(FIELDS));
-    match rng.next() % 55 {
+    match rng.next() % 62 {
         0 => format!("SET {k} {v}"),
         1 => {
             let opt = rng.pick(&[
@@ -1139,6 +1271,16 @@ fn random_command(rng: &mut Rng, in_multi: bool) -> String {
         51 => format!("LTRIM {k} {} {}", rng.pick(OFFSETS), rng.pick(OFFSETS)),
         52 => format!("LMPOP 2 {k} {k2} {} COUNT 2", rng.pick(&["LEFT", "RIGHT"])),
         53 => format!("LINSERT {k} {} {v} {}", rng.pick(&["BEFORE", "AFTER"]), rng.pick(FIELDS)),
+        54 => format!("SADD {k} {v} {f}"),
+        55 => format!("SREM {k} {v} {f}"),
+        56 => format!("{} {k} {f}", rng.pick(&["SISMEMBER", "SMISMEMBER"])),
+        57 => format!("SCARD {k}"),
+        58 if !in_multi => format!("{} {k} {k2}", rng.pick(&["SMEMBERS", "SINTER", "SUNION", "SDIFF"])),
+        59 => {
+            format!("{} {k} {k2} {}", rng.pick(&["SINTERSTORE", "SUNIONSTORE", "SDIFFSTORE"]), rng.pick(KEYS))
+        }
+        60 => format!("SMOVE {k} {k2} {f}"),
+        61 => format!("SINTERCARD 2 {k} {k2}"),
         _ => format!("UNLINK {k}"),
     }
 }
@@ -1439,14 +1581,14 @@ fn redis_cli_redis_benchmark_and_redis_py_work_against_the_cluster() {
     assert!(cli(&["INFO", "raft"]).contains("role:"));
     assert_eq!(cli(&["--scan", "--pattern", "cl*"]), "cli");
 
-    let tests = "set,get,incr,mset,hset,lpush,rpop";
+    let tests = "set,get,incr,mset,hset,lpush,rpop,sadd,spop";
     let bench = run_tool(
         "redis-benchmark",
         &["-p", &port, "-t", tests, "-r", "100", "-n", "2000", "-c", "10", "-q"],
         TOOL_TIMEOUT,
     );
     assert!(bench.status.success(), "{bench:?}");
-    for test in ["SET", "GET", "INCR", "MSET", "HSET", "LPUSH", "RPOP"] {
+    for test in ["SET", "GET", "INCR", "MSET", "HSET", "LPUSH", "RPOP", "SADD", "SPOP"] {
         assert!(
             bench
                 .stdout

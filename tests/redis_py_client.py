@@ -71,6 +71,17 @@ assert r.exists("py:q") == 0
 assert r.llen("py:done") == 1
 assert r.delete("py:done") == 1
 
+# Sets: redis-py returns Python sets.
+assert r.sadd("py:tags:1", "rust", "raft", "redis") == 3
+assert r.sadd("py:tags:2", "raft", "paxos") == 2
+assert r.smembers("py:tags:1") == {b"rust", b"raft", b"redis"}
+assert r.sinter("py:tags:1", "py:tags:2") == {b"raft"}
+assert r.sunionstore("py:all", ["py:tags:1", "py:tags:2"]) == 4
+assert r.smismember("py:all", ["paxos", "zab"]) == [1, 0]
+assert r.spop("py:tags:2") in (b"raft", b"paxos")
+assert r.scard("py:tags:2") == 1
+assert r.delete("py:tags:1", "py:tags:2", "py:all") == 3
+
 assert r.client_setname("py-client") is True
 assert r.client_getname() == "py-client" or r.client_getname() == b"py-client"
 assert r.delete("py:k", "py:n", "py:f", "py:b", "py:c") == 5

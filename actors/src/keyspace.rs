@@ -28,6 +28,7 @@
 
 mod hashes;
 mod lists;
+mod sets;
 
 use std::collections::HashMap;
 
@@ -46,12 +47,66 @@ pub use protocol::now_ms;
 
 pub const CF_KV: &str = "kv";
 
-/// The type tag stored in front of every value: a string, a hash ([`hashes`]) or a list
-/// ([`lists`]).
+/// The type tag stored in front of every value: a string, a hash ([`hashes`]), a list
+/// ([`lists`]) or a set ([`sets`]).
 const KIND_STRING: u8 = 0;
 use hashes::KIND_HASH;
-pub use hashes::MAX_RANDOM_FIELDS;
+
+/// The most elements a random pick with a negative count (HRANDFIELD, SRANDMEMBER) returns:
+/// the reply is built in memory before it is sent, so an unbounded count could exhaust it.
+pub const MAX_RANDOM_PICKS: u64 = 1_000_000;
+
+/// Marsaglia's xorshift64: enough to pick fields or members, and the same on every replica.
+struct XorShift(u64);
+
+impl XorShift {
+    fn new(seed: u64) -> Self {
+        XorShift(seed | 1)
+    }
+
+    /// A number in `0..n` (`n` > 0).
+    fn below(&mut self, n: usize) -> usize {
+        let x = &mut self.0;
+        *x ^= *x << 13;
+        *x ^= *x >> 7;
+        *x ^= *x << 17;
+        (*x % n as u64) as usize
+    }
+}
+
+/// `count` of `items` at random (HRANDFIELD, SRANDMEMBER, SPOP): with a positive count that many
+/// distinct ones (all of them, in order, if there are no more), with a negative one that many
+/// picks, repeats allowed (at most [`MAX_RANDOM_PICKS`]: `Err` is the reply to more).
+fn pick_random<T: Clone>(
+    mut items: Vec<T>,
+    count: i64,
+    rng: &mut XorShift,
+) -> std::result::Result<Vec<T>, Frame> {
+    let len = items.len();
+    if len == 0 || count == 0 {
+        return Ok(Vec::new());
+    }
+    if count < 0 {
+        if count.unsigned_abs() > MAX_RANDOM_PICKS {
+            return Err(Frame::error(format!(
+                "ERR a negative count returns at most {MAX_RANDOM_PICKS} elements in raft-kv"
+            )));
+        }
+        return Ok((0..count.unsigned_abs()).map(|_| items[rng.below(len)].clone()).collect());
+    }
+    if count as u64 >= len as u64 {
+        return Ok(items);
+    }
+    // A partial Fisher-Yates shuffle: the first `count` places get distinct items.
+    for i in 0..count as usize {
+        let j = i + rng.below(len - i);
+        items.swap(i, j);
+    }
+    items.truncate(count as usize);
+    Ok(items)
+}
 use lists::KIND_LIST;
+use sets::KIND_SET;
 
 /// The type tag of the values a command of type `t` works on.
 fn kind_of(t: ValueType) -> u8 {
@@ -59,6 +114,7 @@ fn kind_of(t: ValueType) -> u8 {
         ValueType::String => KIND_STRING,
         ValueType::Hash => KIND_HASH,
         ValueType::List => KIND_LIST,
+        ValueType::Set => KIND_SET,
     }
 }
 
@@ -156,6 +212,7 @@ impl Value {
             KIND_STRING => "string",
             KIND_HASH => "hash",
             KIND_LIST => "list",
+            KIND_SET => "set",
             _ => "unknown",
         }
     }
@@ -626,6 +683,11 @@ impl<'a> ApplyBatch<'a> {
             | WriteOp::LInsert { .. }
             | WriteOp::LRem { .. }
             | WriteOp::LTrim { .. }) => self.write_list(op)?,
+            op @ (WriteOp::SAdd { .. }
+            | WriteOp::SRem { .. }
+            | WriteOp::SMove { .. }
+            | WriteOp::SPop { .. }
+            | WriteOp::SCombineStore { .. }) => self.write_set(op)?,
             WriteOp::Exec { watched, commands } => {
                 for (key, version) in &watched {
                     if self.live(key)?.map_or(0, |v| v.version) != *version {
@@ -878,6 +940,12 @@ pub fn execute_read(ks: &dyn KeyRead, q: &ReadQuery, now: i64) -> Result<Frame> 
         ReadQuery::LLen(_) | ReadQuery::LIndex { .. } | ReadQuery::LRange { .. } | ReadQuery::LPos { .. } => {
             lists::read_list(ks, q, now)?
         }
+        ReadQuery::SCard(_)
+        | ReadQuery::SIsMember { .. }
+        | ReadQuery::SCombine { .. }
+        | ReadQuery::SInterCard { .. }
+        | ReadQuery::SRandMember { .. }
+        | ReadQuery::SScan { .. } => sets::read_set(ks, q, now)?,
     })
 }
 

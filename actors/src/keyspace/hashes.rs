@@ -10,8 +10,8 @@
 use bytes::Bytes;
 
 use super::{
-    decode_elements, encode_elements, encoded_elements_len, of_kind, ApplyBatch, KeyRead, Value,
-    MAX_STRING_LEN,
+    decode_elements, encode_elements, encoded_elements_len, of_kind, pick_random, ApplyBatch, KeyRead, Value,
+    XorShift, MAX_STRING_LEN,
 };
 use crate::command::strings::{format_float, parse_float, parse_int};
 use crate::command::{HashPart, ReadQuery, WriteOp};
@@ -21,10 +21,6 @@ use crate::resp::Frame;
 
 /// The type tag of a hash record.
 pub(super) const KIND_HASH: u8 = 1;
-
-/// The most elements one `HRANDFIELD` with a negative count returns: the reply is built in
-/// memory before it is sent, so an unbounded count could exhaust it.
-pub const MAX_RANDOM_FIELDS: u64 = 1_000_000;
 
 const TOO_BIG: &str = "ERR hash exceeds the largest value raft-kv stores (proto-max-bulk-len, 512 MiB)";
 
@@ -252,58 +248,24 @@ pub(super) fn read_hash(ks: &dyn KeyRead, q: &ReadQuery, now: i64) -> Result<Fra
     })
 }
 
-/// HRANDFIELD: without a count one field (null for a missing key); with a positive count that
-/// many distinct fields (the whole hash if it has no more); with a negative one that many
-/// picks, repeats allowed. The picks follow `seed`, so a replica applying the same EXEC picks
-/// the same.
+/// HRANDFIELD: without a count one field (null for a missing key), else [`pick_random`]'s
+/// fields. The picks follow `seed`, so a replica applying the same EXEC picks the same.
 fn random_fields(fields: HashFields, count: Option<i64>, with_values: bool, seed: u64) -> Frame {
-    let mut rng = XorShift(seed | 1);
-    let len = fields.len();
+    let mut rng = XorShift::new(seed);
     let Some(count) = count else {
-        return match len {
+        return match fields.len() {
             0 => Frame::Null,
-            _ => Frame::Bulk(fields.0[rng.below(len)].0.clone()),
+            len => Frame::Bulk(fields.0[rng.below(len)].0.clone()),
         };
     };
-    if count < 0 && count.unsigned_abs() > MAX_RANDOM_FIELDS && len > 0 {
-        return Frame::error(format!(
-            "ERR HRANDFIELD returns at most {MAX_RANDOM_FIELDS} fields with a negative count in raft-kv"
-        ));
-    }
-    let picked: Vec<(Bytes, Bytes)> = if len == 0 || count == 0 {
-        Vec::new()
-    } else if count < 0 {
-        (0..count.unsigned_abs()).map(|_| fields.0[rng.below(len)].clone()).collect()
-    } else if count as u64 >= len as u64 {
-        fields.0
-    } else {
-        // A partial Fisher-Yates shuffle: the first `count` places get distinct fields.
-        let mut all = fields.0;
-        for i in 0..count as usize {
-            let j = i + rng.below(len - i);
-            all.swap(i, j);
-        }
-        all.truncate(count as usize);
-        all
+    let picked = match pick_random(fields.0, count, &mut rng) {
+        Ok(picked) => picked,
+        Err(too_many) => return too_many,
     };
     if with_values {
         Frame::Pairs(picked.into_iter().map(|(f, v)| (Frame::Bulk(f), Frame::Bulk(v))).collect())
     } else {
         Frame::Array(picked.into_iter().map(|(f, _)| Frame::Bulk(f)).collect())
-    }
-}
-
-/// Marsaglia's xorshift64: enough to pick fields, and the same on every replica.
-struct XorShift(u64);
-
-impl XorShift {
-    /// A number in `0..n` (`n` > 0).
-    fn below(&mut self, n: usize) -> usize {
-        let x = &mut self.0;
-        *x ^= *x << 13;
-        *x ^= *x >> 7;
-        *x ^= *x << 17;
-        (*x % n as u64) as usize
     }
 }
 
@@ -386,6 +348,7 @@ mod tests {
             let (Frame::Bulk(field), Frame::Bulk(value)) = pair else { panic!("two bulk strings") };
             assert_eq!(h.get(&field), Some(&value), "a field with its own value");
         }
-        assert!(matches!(random_fields(h, Some(-(MAX_RANDOM_FIELDS as i64) - 1), false, 1), Frame::Error(_)));
+        let too_many = -(crate::keyspace::MAX_RANDOM_PICKS as i64) - 1;
+        assert!(matches!(random_fields(h, Some(too_many), false, 1), Frame::Error(_)));
     }
 }

@@ -8,7 +8,7 @@
 //! syntax errors use Redis's exact wording, because clients and their test suites match on it.
 //!
 //! One file per command family: [`strings`] (SET, GET, INCR ...), [`hashes`] (HSET, HGET ...),
-//! [`lists`] (LPUSH, LRANGE ...), [`keys`] (DEL, RENAME, SCAN, the expiry commands ...), [`server`] (connection, server and transaction commands), and
+//! [`lists`] (LPUSH, LRANGE ...), [`sets`] (SADD, SINTER ...), [`keys`] (DEL, RENAME, SCAN, the expiry commands ...), [`server`] (connection, server and transaction commands), and
 //! [`table`], the command table with the documentation `COMMAND DOCS` serves.
 
 pub mod hashes;
@@ -16,6 +16,7 @@ pub mod keys;
 pub mod lists;
 pub mod raft;
 pub mod server;
+pub mod sets;
 pub mod strings;
 pub mod table;
 
@@ -181,6 +182,28 @@ pub enum ReadQuery {
     LRange { key: Bytes, start: i64, stop: i64 },
     /// `LPOS key element [RANK rank] [COUNT num-matches] [MAXLEN len]` (`maxlen` 0: no limit)
     LPos { key: Bytes, element: Bytes, rank: i64, count: Option<u64>, maxlen: u64 },
+    // Sets.
+    /// `SCARD key`
+    SCard(Bytes),
+    /// `SISMEMBER key member` (one integer) and `SMISMEMBER key member [member ...]` (`many`:
+    /// an array of them)
+    SIsMember { key: Bytes, members: Vec<Bytes>, many: bool },
+    /// `SINTER`, `SUNION`, `SDIFF`, and `SMEMBERS` (the union of one set)
+    SCombine { op: SetOp, keys: Vec<Bytes> },
+    /// `SINTERCARD numkeys key [key ...] [LIMIT limit]` (`limit` 0: none)
+    SInterCard { keys: Vec<Bytes>, limit: u64 },
+    /// `SRANDMEMBER key [count]`; the seed makes the pick the same on every replica inside EXEC.
+    SRandMember { key: Bytes, count: Option<i64>, seed: u64 },
+    /// `SSCAN key cursor [MATCH pattern] [COUNT count]`: a set is answered whole, with cursor 0.
+    SScan { key: Bytes, cursor: u64, pattern: Option<Bytes> },
+}
+
+/// How SINTER, SUNION and SDIFF (and their STORE forms) combine their sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SetOp {
+    Inter,
+    Union,
+    Diff,
 }
 
 /// The type a command expects its key to hold.
@@ -189,6 +212,7 @@ pub enum ValueType {
     String,
     Hash,
     List,
+    Set,
 }
 
 /// What HGETALL, HKEYS and HVALS return of each field.
@@ -330,6 +354,19 @@ pub enum WriteOp {
     LRem { key: Bytes, count: i64, element: Bytes },
     /// `LTRIM key start stop`
     LTrim { key: Bytes, start: i64, stop: i64 },
+    // Sets.
+    /// `SADD key member [member ...]`
+    SAdd { key: Bytes, members: Vec<Bytes> },
+    /// `SREM key member [member ...]`: a set left without members is deleted.
+    SRem { key: Bytes, members: Vec<Bytes> },
+    /// `SMOVE source destination member`
+    SMove { from: Bytes, to: Bytes, member: Bytes },
+    /// `SPOP key [count]`: the members taken follow `seed`, drawn by the proposer, so every
+    /// replica removes the same ones.
+    SPop { key: Bytes, count: Option<u64>, seed: u64 },
+    /// `SINTERSTORE`, `SUNIONSTORE`, `SDIFFSTORE`: the result replaces `destination`, whatever
+    /// it held; an empty result deletes it.
+    SCombineStore { op: SetOp, destination: Bytes, keys: Vec<Bytes> },
 }
 
 /// Who proposed a write: the node, its boot incarnation (so ids never repeat across restarts)
@@ -494,6 +531,9 @@ impl Command {
             return Ok(cmd);
         }
         if let Some(cmd) = lists::parse(name, args)? {
+            return Ok(cmd);
+        }
+        if let Some(cmd) = sets::parse(name, args)? {
             return Ok(cmd);
         }
         if let Some(cmd) = keys::parse(name, args)? {
