@@ -9,8 +9,8 @@ mod support;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use actors::command::ReadQuery;
 use actors::command::{Command, Proposal, RequestId, BATCH_CONTEXT, COMMAND_TABLE};
+use actors::command::{ReadQuery, WriteOp};
 use actors::resp::{Frame, RespCodec, RespLimits};
 use bytes::{Bytes, BytesMut};
 use support::{cases, Rng, SEEDS};
@@ -205,12 +205,19 @@ fn the_parse_and_parse_checked_entry_points_agree() {
     }
 }
 
-/// RANDOMKEY and HRANDFIELD draw a seed when parsed: the same command with seed 0.
+/// RANDOMKEY, HRANDFIELD, SRANDMEMBER and SPOP draw a seed when parsed: the same command with
+/// seed 0.
 fn without_seed(parsed: Result<Command, Frame>) -> Result<Command, Frame> {
     parsed.map(|command| match command {
         Command::Read(ReadQuery::RandomKey { .. }) => Command::Read(ReadQuery::RandomKey { seed: 0 }),
         Command::Read(ReadQuery::HRandField { key, count, with_values, .. }) => {
             Command::Read(ReadQuery::HRandField { key, count, with_values, seed: 0 })
+        }
+        Command::Read(ReadQuery::SRandMember { key, count, .. }) => {
+            Command::Read(ReadQuery::SRandMember { key, count, seed: 0 })
+        }
+        Command::Write(WriteOp::SPop { key, count, .. }) => {
+            Command::Write(WriteOp::SPop { key, count, seed: 0 })
         }
         other => other,
     })
