@@ -82,6 +82,17 @@ assert r.spop("py:tags:2") in (b"raft", b"paxos")
 assert r.scard("py:tags:2") == 1
 assert r.delete("py:tags:1", "py:tags:2", "py:all") == 3
 
+# Sorted sets: a leaderboard.
+assert r.zadd("py:board", {"ada": 120, "bob": 95.5, "cy": 130}) == 3
+assert r.zincrby("py:board", 20, "bob") == 115.5
+assert r.zrevrange("py:board", 0, 1, withscores=True) == [(b"cy", 130.0), (b"ada", 120.0)]
+assert r.zrangebyscore("py:board", 100, "(130") == [b"bob", b"ada"]
+assert r.zrank("py:board", "cy") == 2
+assert r.zscore("py:board", "nobody") is None
+assert r.zpopmin("py:board") == [(b"bob", 115.5)]
+assert r.zcard("py:board") == 2
+assert r.delete("py:board") == 1
+
 assert r.client_setname("py-client") is True
 assert r.client_getname() == "py-client" or r.client_getname() == b"py-client"
 assert r.delete("py:k", "py:n", "py:f", "py:b", "py:c") == 5

@@ -29,6 +29,7 @@
 mod hashes;
 mod lists;
 mod sets;
+mod zsets;
 
 use std::collections::HashMap;
 
@@ -48,7 +49,7 @@ pub use protocol::now_ms;
 pub const CF_KV: &str = "kv";
 
 /// The type tag stored in front of every value: a string, a hash ([`hashes`]), a list
-/// ([`lists`]) or a set ([`sets`]).
+/// ([`lists`]), a set ([`sets`]) or a sorted set ([`zsets`]).
 const KIND_STRING: u8 = 0;
 use hashes::KIND_HASH;
 
@@ -107,6 +108,7 @@ fn pick_random<T: Clone>(
 }
 use lists::KIND_LIST;
 use sets::KIND_SET;
+use zsets::KIND_ZSET;
 
 /// The type tag of the values a command of type `t` works on.
 fn kind_of(t: ValueType) -> u8 {
@@ -115,6 +117,7 @@ fn kind_of(t: ValueType) -> u8 {
         ValueType::Hash => KIND_HASH,
         ValueType::List => KIND_LIST,
         ValueType::Set => KIND_SET,
+        ValueType::SortedSet => KIND_ZSET,
     }
 }
 
@@ -213,6 +216,7 @@ impl Value {
             KIND_HASH => "hash",
             KIND_LIST => "list",
             KIND_SET => "set",
+            KIND_ZSET => "zset",
             _ => "unknown",
         }
     }
@@ -688,6 +692,10 @@ impl<'a> ApplyBatch<'a> {
             | WriteOp::SMove { .. }
             | WriteOp::SPop { .. }
             | WriteOp::SCombineStore { .. }) => self.write_set(op)?,
+            op @ (WriteOp::ZAdd { .. }
+            | WriteOp::ZRem { .. }
+            | WriteOp::ZPop { .. }
+            | WriteOp::ZRemRange { .. }) => self.write_zset(op)?,
             WriteOp::Exec { watched, commands } => {
                 for (key, version) in &watched {
                     if self.live(key)?.map_or(0, |v| v.version) != *version {
@@ -946,6 +954,13 @@ pub fn execute_read(ks: &dyn KeyRead, q: &ReadQuery, now: i64) -> Result<Frame> 
         | ReadQuery::SInterCard { .. }
         | ReadQuery::SRandMember { .. }
         | ReadQuery::SScan { .. } => sets::read_set(ks, q, now)?,
+        ReadQuery::ZCard(_)
+        | ReadQuery::ZScore { .. }
+        | ReadQuery::ZRank { .. }
+        | ReadQuery::ZCount { .. }
+        | ReadQuery::ZRange { .. }
+        | ReadQuery::ZRandMember { .. }
+        | ReadQuery::ZScan { .. } => zsets::read_zset(ks, q, now)?,
     })
 }
 

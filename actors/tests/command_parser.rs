@@ -205,8 +205,8 @@ fn the_parse_and_parse_checked_entry_points_agree() {
     }
 }
 
-/// RANDOMKEY, HRANDFIELD, SRANDMEMBER and SPOP draw a seed when parsed: the same command with
-/// seed 0.
+/// RANDOMKEY, HRANDFIELD, SRANDMEMBER, ZRANDMEMBER and SPOP draw a seed when parsed: the same
+/// command with seed 0.
 fn without_seed(parsed: Result<Command, Frame>) -> Result<Command, Frame> {
     parsed.map(|command| match command {
         Command::Read(ReadQuery::RandomKey { .. }) => Command::Read(ReadQuery::RandomKey { seed: 0 }),
@@ -218,6 +218,9 @@ fn without_seed(parsed: Result<Command, Frame>) -> Result<Command, Frame> {
         }
         Command::Write(WriteOp::SPop { key, count, .. }) => {
             Command::Write(WriteOp::SPop { key, count, seed: 0 })
+        }
+        Command::Read(ReadQuery::ZRandMember { key, count, with_scores, .. }) => {
+            Command::Read(ReadQuery::ZRandMember { key, count, with_scores, seed: 0 })
         }
         other => other,
     })

@@ -34,7 +34,7 @@ impl HashFields {
     /// the record's buffer.
     pub(super) fn decode(data: &Bytes) -> Result<Self> {
         let elements = decode_elements(data)?;
-        if elements.len() % 2 != 0 {
+        if !elements.len().is_multiple_of(2) {
             return Err(crate::Error::Corrupt(format!("hash record of {} elements", elements.len())));
         }
         let mut elements = elements.into_iter();

@@ -8,7 +8,7 @@
 //! syntax errors use Redis's exact wording, because clients and their test suites match on it.
 //!
 //! One file per command family: [`strings`] (SET, GET, INCR ...), [`hashes`] (HSET, HGET ...),
-//! [`lists`] (LPUSH, LRANGE ...), [`sets`] (SADD, SINTER ...), [`keys`] (DEL, RENAME, SCAN, the expiry commands ...), [`server`] (connection, server and transaction commands), and
+//! [`lists`] (LPUSH, LRANGE ...), [`sets`] (SADD, SINTER ...), [`zsets`] (ZADD, ZRANGE ...), [`keys`] (DEL, RENAME, SCAN, the expiry commands ...), [`server`] (connection, server and transaction commands), and
 //! [`table`], the command table with the documentation `COMMAND DOCS` serves.
 
 pub mod hashes;
@@ -19,6 +19,7 @@ pub mod server;
 pub mod sets;
 pub mod strings;
 pub mod table;
+pub mod zsets;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -196,6 +197,73 @@ pub enum ReadQuery {
     SRandMember { key: Bytes, count: Option<i64>, seed: u64 },
     /// `SSCAN key cursor [MATCH pattern] [COUNT count]`: a set is answered whole, with cursor 0.
     SScan { key: Bytes, cursor: u64, pattern: Option<Bytes> },
+    // Sorted sets.
+    /// `ZCARD key`
+    ZCard(Bytes),
+    /// `ZSCORE key member` (one score) and `ZMSCORE key member [member ...]` (`many`)
+    ZScore { key: Bytes, members: Vec<Bytes>, many: bool },
+    /// `ZRANK key member`, `ZREVRANK key member`
+    ZRank { key: Bytes, member: Bytes, rev: bool },
+    /// `ZCOUNT key min max` (by score), `ZLEXCOUNT key min max` (by member)
+    ZCount { key: Bytes, by: ZRangeBy },
+    /// `ZRANGE` and the older range commands
+    ZRange { key: Bytes, spec: ZRangeSpec },
+    /// `ZRANDMEMBER key [count [WITHSCORES]]`; the seed makes the pick the same on every replica
+    /// inside EXEC.
+    ZRandMember { key: Bytes, count: Option<i64>, with_scores: bool, seed: u64 },
+    /// `ZSCAN key cursor [MATCH pattern] [COUNT count]`: answered whole, with cursor 0.
+    ZScan { key: Bytes, cursor: u64, pattern: Option<Bytes> },
+}
+
+/// ZADD's NX and XX.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ZAddCond {
+    Always,
+    IfAbsent,
+    IfPresent,
+}
+
+/// ZADD's GT and LT: an existing member's score changes only this way (new members are added
+/// anyway).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ZAddCmp {
+    Any,
+    Greater,
+    Less,
+}
+
+/// One end of a score range; `open` (written `(score`) excludes the score itself.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ZScoreBound {
+    pub value: f64,
+    pub open: bool,
+}
+
+/// One end of a range of members (`-`, `+`, `[member`, `(member`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum LexBound {
+    Min,
+    Max,
+    Included(Bytes),
+    Excluded(Bytes),
+}
+
+/// What a sorted-set range selects by: positions (from the top when reversed), scores from
+/// low to high, or members from low to high.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ZRangeBy {
+    Rank(i64, i64),
+    Score(ZScoreBound, ZScoreBound),
+    Lex(LexBound, LexBound),
+}
+
+/// ZRANGE's selection: the range, the direction, `LIMIT offset count` and `WITHSCORES`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ZRangeSpec {
+    pub by: ZRangeBy,
+    pub rev: bool,
+    pub limit: Option<(i64, i64)>,
+    pub with_scores: bool,
 }
 
 /// How SINTER, SUNION and SDIFF (and their STORE forms) combine their sets.
@@ -213,6 +281,7 @@ pub enum ValueType {
     Hash,
     List,
     Set,
+    SortedSet,
 }
 
 /// What HGETALL, HKEYS and HVALS return of each field.
@@ -367,6 +436,16 @@ pub enum WriteOp {
     /// `SINTERSTORE`, `SUNIONSTORE`, `SDIFFSTORE`: the result replaces `destination`, whatever
     /// it held; an empty result deletes it.
     SCombineStore { op: SetOp, destination: Bytes, keys: Vec<Bytes> },
+    // Sorted sets.
+    /// `ZADD key [NX|XX] [GT|LT] [CH] [INCR] score member [score member ...]`, and `ZINCRBY`
+    /// (INCR with one pair)
+    ZAdd { key: Bytes, pairs: Vec<(f64, Bytes)>, cond: ZAddCond, cmp: ZAddCmp, ch: bool, incr: bool },
+    /// `ZREM key member [member ...]`
+    ZRem { key: Bytes, members: Vec<Bytes> },
+    /// `ZPOPMIN key [count]`, `ZPOPMAX key [count]`
+    ZPop { key: Bytes, max: bool, count: Option<u64> },
+    /// `ZREMRANGEBYRANK`, `ZREMRANGEBYSCORE`, `ZREMRANGEBYLEX`
+    ZRemRange { key: Bytes, by: ZRangeBy },
 }
 
 /// Who proposed a write: the node, its boot incarnation (so ids never repeat across restarts)
@@ -534,6 +613,9 @@ impl Command {
             return Ok(cmd);
         }
         if let Some(cmd) = sets::parse(name, args)? {
+            return Ok(cmd);
+        }
+        if let Some(cmd) = zsets::parse(name, args)? {
             return Ok(cmd);
         }
         if let Some(cmd) = keys::parse(name, args)? {

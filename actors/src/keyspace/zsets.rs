@@ -1,0 +1,452 @@
+//! Sorted sets: how one is stored, and the sorted set commands' applies and reads.
+//!
+//! Like the other collections, a sorted set is one record of the keyspace: its members with
+//! their scores, ordered by score and then by member (Redis's order), each member once. A write
+//! rewrites the whole record: fine for sorted sets of up to some thousands of members (a
+//! leaderboard's top, a rate limiter's window), slow for millions.
+
+use std::cmp::Ordering;
+
+use bytes::Bytes;
+
+use super::{
+    decode_elements, encode_elements, encoded_elements_len, of_kind, pick_random, ApplyBatch, KeyRead, Value,
+    XorShift, MAX_STRING_LEN,
+};
+use crate::command::{LexBound, ReadQuery, WriteOp, ZAddCmp, ZAddCond, ZRangeBy, ZRangeSpec, ZScoreBound};
+use crate::error::Result;
+use crate::glob::glob_match;
+use crate::resp::Frame;
+
+/// The type tag of a sorted set record.
+pub(super) const KIND_ZSET: u8 = 4;
+
+const TOO_BIG: &str = "ERR sorted set exceeds the largest value raft-kv stores (proto-max-bulk-len, 512 MiB)";
+
+/// Members with their scores, ordered by score, then member; never a NaN score.
+type Entries = Vec<(f64, Bytes)>;
+
+/// Stored as elements: each member followed by its score's eight bytes (IEEE 754, big-endian).
+fn decode(data: &Bytes) -> Result<Entries> {
+    let corrupt = |what: &str| crate::Error::Corrupt(format!("sorted set record: {what}"));
+    let elements = decode_elements(data)?;
+    if !elements.len().is_multiple_of(2) {
+        return Err(corrupt("a member without its score"));
+    }
+    let mut entries = Vec::with_capacity(elements.len() / 2);
+    for pair in elements.chunks(2) {
+        let bits: [u8; 8] = pair[1][..].try_into().map_err(|_| corrupt("a score of the wrong size"))?;
+        let score = f64::from_be_bytes(bits);
+        if score.is_nan() {
+            return Err(corrupt("a NaN score"));
+        }
+        entries.push((score, pair[0].clone()));
+    }
+    if !entries.windows(2).all(|w| order(&w[0], &w[1]) == Ordering::Less) {
+        return Err(corrupt("members out of order"));
+    }
+    Ok(entries)
+}
+
+fn encode(entries: &Entries) -> (u64, Bytes) {
+    let elements: Vec<Bytes> = entries
+        .iter()
+        .flat_map(|(score, member)| [member.clone(), Bytes::copy_from_slice(&score.to_be_bytes())])
+        .collect();
+    (encoded_elements_len(elements.iter()), encode_elements(elements.len(), elements.iter()))
+}
+
+/// Redis's order: by score, then by member.
+fn order(a: &(f64, Bytes), b: &(f64, Bytes)) -> Ordering {
+    a.0.partial_cmp(&b.0).expect("scores are never NaN").then_with(|| a.1.cmp(&b.1))
+}
+
+fn find(entries: &Entries, member: &[u8]) -> Option<usize> {
+    entries.iter().position(|(_, m)| m == member)
+}
+
+/// Adds `member` with `score` in its place (it must not be there yet). `-0` is stored as `0`.
+fn insert(entries: &mut Entries, score: f64, member: Bytes) {
+    let entry = (score + 0.0, member);
+    let at = entries.binary_search_by(|e| order(e, &entry)).unwrap_or_else(|at| at);
+    entries.insert(at, entry);
+}
+
+/// A score as Redis 7.0 writes it (`%.17g`): `0.1` is `0.10000000000000001`.
+pub fn format_score(score: f64) -> Bytes {
+    if score.is_infinite() {
+        return Bytes::from_static(if score > 0.0 { b"inf" } else { b"-inf" });
+    }
+    if score == 0.0 {
+        return Bytes::from_static(b"0");
+    }
+    let strip = |text: String| -> String {
+        if text.contains('.') {
+            text.trim_end_matches('0').trim_end_matches('.').to_owned()
+        } else {
+            text
+        }
+    };
+    let scientific = format!("{score:.16e}");
+    let (mantissa, exponent) = scientific.split_once('e').expect("`{:e}` has an exponent");
+    let exponent: i32 = exponent.parse().expect("`{:e}`'s exponent is a number");
+    let text = if !(-4..17).contains(&exponent) {
+        let sign = if exponent < 0 { '-' } else { '+' };
+        format!("{}e{sign}{:02}", strip(mantissa.to_owned()), exponent.abs())
+    } else {
+        strip(format!("{score:.*}", (16 - exponent) as usize))
+    };
+    Bytes::from(text)
+}
+
+fn score_frame(score: f64) -> Frame {
+    Frame::Bulk(format_score(score))
+}
+
+fn above_min(score: f64, min: &ZScoreBound) -> bool {
+    if min.open {
+        score > min.value
+    } else {
+        score >= min.value
+    }
+}
+
+fn below_max(score: f64, max: &ZScoreBound) -> bool {
+    if max.open {
+        score < max.value
+    } else {
+        score <= max.value
+    }
+}
+
+fn lex_above(member: &[u8], min: &LexBound) -> bool {
+    match min {
+        LexBound::Min => true,
+        LexBound::Max => false,
+        LexBound::Included(m) => member >= &m[..],
+        LexBound::Excluded(m) => member > &m[..],
+    }
+}
+
+fn lex_below(member: &[u8], max: &LexBound) -> bool {
+    match max {
+        LexBound::Min => false,
+        LexBound::Max => true,
+        LexBound::Included(m) => member <= &m[..],
+        LexBound::Excluded(m) => member < &m[..],
+    }
+}
+
+/// The positions `by` selects, in ascending order; a rank range counts from the top when `rev`.
+fn select(entries: &Entries, by: &ZRangeBy, rev: bool) -> Vec<usize> {
+    let len = entries.len();
+    match by {
+        ZRangeBy::Rank(start, stop) => {
+            let len_i = len as i64;
+            let start = if *start < 0 { start.saturating_add(len_i).max(0) } else { *start };
+            let stop = if *stop < 0 { stop.saturating_add(len_i) } else { *stop };
+            if start > stop || start >= len_i {
+                return Vec::new();
+            }
+            let (first, last) = (start as usize, stop.min(len_i - 1) as usize);
+            if rev {
+                (len - 1 - last..=len - 1 - first).collect()
+            } else {
+                (first..=last).collect()
+            }
+        }
+        ZRangeBy::Score(min, max) => {
+            (0..len).filter(|&i| above_min(entries[i].0, min) && below_max(entries[i].0, max)).collect()
+        }
+        ZRangeBy::Lex(min, max) => {
+            (0..len).filter(|&i| lex_above(&entries[i].1, min) && lex_below(&entries[i].1, max)).collect()
+        }
+    }
+}
+
+/// ZRANGE's answer: the selection, top first when reversed, cut by LIMIT (a negative offset
+/// selects nothing, a negative count everything after the offset).
+fn range(entries: &Entries, spec: &ZRangeSpec) -> Frame {
+    let mut chosen = select(entries, &spec.by, spec.rev);
+    if spec.rev {
+        chosen.reverse();
+    }
+    if let Some((offset, count)) = spec.limit {
+        if offset < 0 {
+            chosen.clear();
+        } else {
+            let count = if count < 0 { usize::MAX } else { count as usize };
+            chosen = chosen.into_iter().skip(offset as usize).take(count).collect();
+        }
+    }
+    let picked = chosen.into_iter().map(|i| entries[i].clone());
+    with_scores(picked, spec.with_scores)
+}
+
+/// Members, or members with their scores (pairs: RESP3 nests them).
+fn with_scores(entries: impl Iterator<Item = (f64, Bytes)>, scores: bool) -> Frame {
+    if scores {
+        Frame::Pairs(entries.map(|(s, m)| (Frame::Bulk(m), score_frame(s))).collect())
+    } else {
+        Frame::Array(entries.map(|(_, m)| Frame::Bulk(m)).collect())
+    }
+}
+
+impl ApplyBatch<'_> {
+    fn live_zset(&mut self, key: &Bytes) -> Result<std::result::Result<Option<(Entries, u64)>, Frame>> {
+        Ok(match self.live_of(key, KIND_ZSET)? {
+            Err(wrongtype) => Err(wrongtype),
+            Ok(None) => Ok(None),
+            Ok(Some(v)) => Ok(Some((decode(&v.data)?, v.expires_at_ms))),
+        })
+    }
+
+    /// Stores `entries` with their expiry and answers `reply`; an empty sorted set is deleted,
+    /// one too large answers its error instead.
+    fn put_zset_then(
+        &mut self,
+        key: Bytes,
+        entries: &Entries,
+        expires_at_ms: u64,
+        reply: Frame,
+    ) -> Result<Frame> {
+        if entries.is_empty() {
+            self.delete(&key)?;
+            return Ok(reply);
+        }
+        let (len, data) = encode(entries);
+        if len > MAX_STRING_LEN {
+            return Ok(Frame::error(TOO_BIG));
+        }
+        self.put(key, Value { kind: KIND_ZSET, expires_at_ms, version: 0, data })?;
+        Ok(reply)
+    }
+
+    /// Applies a sorted set write ([`WriteOp::ZAdd`] and the others after it).
+    pub(super) fn write_zset(&mut self, op: WriteOp) -> Result<Frame> {
+        let key = match &op {
+            WriteOp::ZAdd { key, .. }
+            | WriteOp::ZRem { key, .. }
+            | WriteOp::ZPop { key, .. }
+            | WriteOp::ZRemRange { key, .. } => key.clone(),
+            other => unreachable!("not a sorted set write: {other:?}"),
+        };
+        let (mut entries, expires) = match self.live_zset(&key)? {
+            Err(wrongtype) => return Ok(wrongtype),
+            Ok(found) => found.unwrap_or_default(),
+        };
+        match op {
+            WriteOp::ZAdd { pairs, cond, cmp, ch, incr, .. } => {
+                let (mut added, mut changed, mut result) = (0, 0, None);
+                for (score, member) in pairs {
+                    result = None;
+                    let new = match find(&entries, &member) {
+                        Some(_) if cond == ZAddCond::IfAbsent => continue,
+                        None if cond == ZAddCond::IfPresent => continue,
+                        None => {
+                            insert(&mut entries, score, member);
+                            added += 1;
+                            result = Some(score);
+                            continue;
+                        }
+                        Some(at) => (at, if incr { entries[at].0 + score } else { score }),
+                    };
+                    let (at, score) = new;
+                    if score.is_nan() {
+                        return Ok(Frame::error("ERR resulting score is not a number (NaN)"));
+                    }
+                    let current = entries[at].0;
+                    let allowed = match cmp {
+                        ZAddCmp::Any => true,
+                        ZAddCmp::Greater => score > current,
+                        ZAddCmp::Less => score < current,
+                    };
+                    if !allowed {
+                        continue;
+                    }
+                    result = Some(score);
+                    if score != current {
+                        let (_, member) = entries.remove(at);
+                        insert(&mut entries, score, member);
+                        changed += 1;
+                    }
+                }
+                let reply = if incr {
+                    result.map_or(Frame::Null, score_frame)
+                } else {
+                    Frame::Integer(added + if ch { changed } else { 0 })
+                };
+                if added + changed == 0 {
+                    return Ok(reply);
+                }
+                self.put_zset_then(key, &entries, expires, reply)
+            }
+            WriteOp::ZRem { members, .. } => {
+                let before = entries.len();
+                entries.retain(|(_, m)| !members.contains(m));
+                let removed = (before - entries.len()) as i64;
+                if removed == 0 {
+                    return Ok(Frame::Integer(0));
+                }
+                self.put_zset_then(key, &entries, expires, Frame::Integer(removed))
+            }
+            WriteOp::ZPop { max, count, .. } => {
+                let n = count.unwrap_or(1).min(entries.len() as u64) as usize;
+                if n == 0 {
+                    return Ok(Frame::Array(vec![]));
+                }
+                let popped: Vec<(f64, Bytes)> = if max {
+                    entries.drain(entries.len() - n..).rev().collect()
+                } else {
+                    entries.drain(..n).collect()
+                };
+                let reply = match count {
+                    Some(_) => with_scores(popped.into_iter(), true),
+                    None => {
+                        let (score, member) = popped.into_iter().next().expect("one popped");
+                        Frame::Array(vec![Frame::Bulk(member), score_frame(score)])
+                    }
+                };
+                self.put_zset_then(key, &entries, expires, reply)
+            }
+            WriteOp::ZRemRange { by, .. } => {
+                let chosen = select(&entries, &by, false);
+                if chosen.is_empty() {
+                    return Ok(Frame::Integer(0));
+                }
+                let mut index = 0;
+                let mut next = chosen.iter().peekable();
+                entries.retain(|_| {
+                    let removed = next.peek() == Some(&&index);
+                    if removed {
+                        next.next();
+                    }
+                    index += 1;
+                    !removed
+                });
+                self.put_zset_then(key, &entries, expires, Frame::Integer(chosen.len() as i64))
+            }
+            other => unreachable!("not a sorted set write: {other:?}"),
+        }
+    }
+}
+
+/// Answers a sorted set read ([`ReadQuery::ZCard`] and the others after it) from `ks` at `now`.
+pub(super) fn read_zset(ks: &dyn KeyRead, q: &ReadQuery, now: i64) -> Result<Frame> {
+    let key = match q {
+        ReadQuery::ZCard(key)
+        | ReadQuery::ZScore { key, .. }
+        | ReadQuery::ZRank { key, .. }
+        | ReadQuery::ZCount { key, .. }
+        | ReadQuery::ZRange { key, .. }
+        | ReadQuery::ZRandMember { key, .. }
+        | ReadQuery::ZScan { key, .. } => key,
+        other => unreachable!("not a sorted set read: {other:?}"),
+    };
+    let entries = match of_kind(ks.value(key)?.filter(|v| v.alive_at(now)), KIND_ZSET) {
+        Err(wrongtype) => return Ok(wrongtype),
+        Ok(None) => Entries::new(),
+        Ok(Some(v)) => decode(&v.data)?,
+    };
+    Ok(match q {
+        ReadQuery::ZCard(_) => Frame::Integer(entries.len() as i64),
+        ReadQuery::ZScore { members, many, .. } => {
+            let mut scores = members
+                .iter()
+                .map(|m| find(&entries, m).map_or(Frame::Null, |at| score_frame(entries[at].0)));
+            match many {
+                true => Frame::Array(scores.collect()),
+                false => scores.next().expect("ZSCORE asks about one member"),
+            }
+        }
+        ReadQuery::ZRank { member, rev, .. } => match find(&entries, member) {
+            Some(at) => Frame::Integer(if *rev { entries.len() - 1 - at } else { at } as i64),
+            None => Frame::Null,
+        },
+        ReadQuery::ZCount { by, .. } => Frame::Integer(select(&entries, by, false).len() as i64),
+        ReadQuery::ZRange { spec, .. } => range(&entries, spec),
+        ReadQuery::ZRandMember { count, with_scores: scores, seed, .. } => {
+            let mut rng = XorShift::new(*seed);
+            match count {
+                None if entries.is_empty() => Frame::Null,
+                None => Frame::Bulk(entries[rng.below(entries.len())].1.clone()),
+                Some(count) => match pick_random(entries, *count, &mut rng) {
+                    Ok(picked) => with_scores(picked.into_iter(), *scores),
+                    Err(too_many) => too_many,
+                },
+            }
+        }
+        ReadQuery::ZScan { pattern, .. } => {
+            let mut out = Vec::new();
+            for (score, member) in entries {
+                if pattern.as_ref().is_none_or(|p| glob_match(p, &member)) {
+                    out.push(Frame::Bulk(member));
+                    out.push(score_frame(score));
+                }
+            }
+            Frame::Array(vec![Frame::bulk("0"), Frame::Array(out)])
+        }
+        other => unreachable!("not a sorted set read: {other:?}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scores_print_as_redis_7_0_prints_them() {
+        let cases: &[(f64, &str)] = &[
+            (0.1, "0.10000000000000001"),
+            (1.5, "1.5"),
+            (3.0, "3"),
+            (-2.0, "-2"),
+            (0.30000000000000004, "0.30000000000000004"),
+            (123456789012345678.0, "1.2345678901234568e+17"),
+            (1e20, "1e+20"),
+            (1e16, "10000000000000000"),
+            (0.0001, "0.0001"),
+            (0.00001, "1.0000000000000001e-05"),
+            (-0.0, "0"),
+            (f64::INFINITY, "inf"),
+            (f64::NEG_INFINITY, "-inf"),
+        ];
+        for &(score, text) in cases {
+            assert_eq!(format_score(score), text, "{score:e}");
+        }
+    }
+
+    #[test]
+    fn entries_keep_redis_order_and_a_damaged_record_is_refused() {
+        let mut entries = Entries::new();
+        for (score, member) in [(2.0, "b"), (1.0, "z"), (2.0, "a"), (-0.0, "m")] {
+            insert(&mut entries, score, Bytes::from(member));
+        }
+        let members: Vec<&[u8]> = entries.iter().map(|(_, m)| &m[..]).collect();
+        assert_eq!(members, [&b"m"[..], b"z", b"a", b"b"]);
+        assert!(entries[0].0.is_sign_positive(), "-0 is stored as 0");
+        let (_, data) = encode(&entries);
+        assert_eq!(decode(&data).unwrap(), entries);
+        let mut swapped = entries.clone();
+        swapped.swap(0, 1);
+        assert!(decode(&encode(&swapped).1).is_err(), "out of order");
+    }
+
+    #[test]
+    fn ranges_select_by_rank_score_and_member() {
+        let entries: Entries = [(1.0, "a"), (2.0, "b"), (3.0, "c"), (4.0, "d")]
+            .into_iter()
+            .map(|(s, m)| (s, Bytes::from(m)))
+            .collect();
+        let bound = |value, open| ZScoreBound { value, open };
+        assert_eq!(select(&entries, &ZRangeBy::Rank(0, 1), true), [2, 3], "the top two");
+        assert_eq!(select(&entries, &ZRangeBy::Rank(-2, -1), false), [2, 3]);
+        assert_eq!(select(&entries, &ZRangeBy::Score(bound(1.0, true), bound(3.0, false)), false), [1, 2]);
+        let inf = ZRangeBy::Score(bound(f64::NEG_INFINITY, false), bound(f64::INFINITY, false));
+        assert_eq!(select(&entries, &inf, false), [0, 1, 2, 3]);
+        let lex = ZRangeBy::Lex(LexBound::Excluded("a".into()), LexBound::Included("c".into()));
+        assert_eq!(select(&entries, &lex, false), [1, 2]);
+        let spec = ZRangeSpec { by: inf, rev: true, limit: Some((1, 2)), with_scores: false };
+        assert_eq!(range(&entries, &spec), Frame::Array(vec![Frame::bulk("c"), Frame::bulk("b")]));
+    }
+}
