@@ -170,6 +170,8 @@ const MAX_STRING_LEN: u64 = 512 * 1024 * 1024;
 
 pub const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
 const TOO_BIG: &str = "ERR string exceeds maximum allowed size (proto-max-bulk-len)";
+const TOO_BIG_COLLECTION: &str =
+    "ERR value exceeds the largest record raft-kv stores (proto-max-bulk-len, 512 MiB)";
 
 /// A stored value: a type tag, an absolute expiry time (0 = none), the index of the log entry
 /// that last wrote it, and the payload.
@@ -381,6 +383,40 @@ impl<'a> ApplyBatch<'a> {
         self.count(&old, -1);
         self.overlay.insert(key.clone(), None);
         Ok(true)
+    }
+
+    /// Stores a collection (a hash, list, set or sorted set) of `kind`, whose record payload is
+    /// `data` (`None`: it has no elements left, and the key is deleted), with `expires_at_ms`
+    /// (changing a collection keeps its expiry, as in Redis). `Err` is the reply to a record
+    /// larger than [`MAX_STRING_LEN`]; nothing is stored then.
+    fn put_collection(
+        &mut self,
+        key: Bytes,
+        kind: u8,
+        data: Option<Bytes>,
+        expires_at_ms: u64,
+    ) -> Result<std::result::Result<(), Frame>> {
+        let Some(data) = data else {
+            self.delete(&key)?;
+            return Ok(Ok(()));
+        };
+        if data.len() as u64 > MAX_STRING_LEN {
+            return Ok(Err(Frame::error(TOO_BIG_COLLECTION)));
+        }
+        self.put(key, Value { kind, expires_at_ms, version: 0, data })?;
+        Ok(Ok(()))
+    }
+
+    /// [`Self::put_collection`], then `reply`, or the error of a record too large.
+    fn put_collection_then(
+        &mut self,
+        key: Bytes,
+        kind: u8,
+        data: Option<Bytes>,
+        expires_at_ms: u64,
+        reply: Frame,
+    ) -> Result<Frame> {
+        Ok(self.put_collection(key, kind, data, expires_at_ms)?.map_or_else(|too_big| too_big, |()| reply))
     }
 
     /// Deletes `key` if it is alive; true if it was.

@@ -9,10 +9,7 @@
 
 use bytes::Bytes;
 
-use super::{
-    decode_elements, encode_elements, encoded_elements_len, of_kind, pick_random, ApplyBatch, KeyRead, Value,
-    XorShift, MAX_STRING_LEN,
-};
+use super::{decode_elements, encode_elements, of_kind, pick_random, ApplyBatch, KeyRead, XorShift};
 use crate::command::strings::{format_float, parse_float, parse_int};
 use crate::command::{HashPart, ReadQuery, WriteOp};
 use crate::error::Result;
@@ -21,8 +18,6 @@ use crate::resp::Frame;
 
 /// The type tag of a hash record.
 pub(super) const KIND_HASH: u8 = 1;
-
-const TOO_BIG: &str = "ERR hash exceeds the largest value raft-kv stores (proto-max-bulk-len, 512 MiB)";
 
 /// A hash's fields and values, in the order the fields were first set. Encoded as a list of
 /// elements: each field followed by its value.
@@ -47,10 +42,6 @@ impl HashFields {
 
     fn elements(&self) -> impl Iterator<Item = &Bytes> + Clone {
         self.0.iter().flat_map(|(f, v)| [f, v])
-    }
-
-    fn encoded_len(&self) -> u64 {
-        encoded_elements_len(self.elements())
     }
 
     fn encode(&self) -> Bytes {
@@ -97,25 +88,6 @@ impl ApplyBatch<'_> {
             Ok(None) => Ok((HashFields::default(), 0)),
             Ok(Some(v)) => Ok((HashFields::decode(&v.data)?, v.expires_at_ms)),
         })
-    }
-
-    /// Stores `fields` as `key`'s hash with its expiry (a change of fields keeps it, as in
-    /// Redis); a hash without fields is deleted. `Err` is the reply for a hash too large.
-    fn put_hash(
-        &mut self,
-        key: Bytes,
-        fields: &HashFields,
-        expires_at_ms: u64,
-    ) -> Result<std::result::Result<(), Frame>> {
-        if fields.len() == 0 {
-            self.delete(&key)?;
-            return Ok(Ok(()));
-        }
-        if fields.encoded_len() > MAX_STRING_LEN {
-            return Ok(Err(Frame::error(TOO_BIG)));
-        }
-        self.put(key, Value { kind: KIND_HASH, expires_at_ms, version: 0, data: fields.encode() })?;
-        Ok(Ok(()))
     }
 
     /// Applies a hash write ([`WriteOp::HSet`] and the others after it).
@@ -187,10 +159,8 @@ impl ApplyBatch<'_> {
             }
             other => unreachable!("not a hash write: {other:?}"),
         };
-        Ok(match self.put_hash(key, &fields, expires)? {
-            Ok(()) => reply,
-            Err(too_big) => too_big,
-        })
+        let data = (fields.len() > 0).then(|| fields.encode());
+        self.put_collection_then(key, KIND_HASH, data, expires, reply)
     }
 }
 
@@ -282,7 +252,6 @@ mod tests {
     fn a_hash_round_trips_through_its_record_and_a_damaged_record_is_an_error() {
         let h = hash(&[("a", "1"), ("", ""), ("b\r\n", "\0\u{ff}")]);
         let encoded = h.encode();
-        assert_eq!(encoded.len() as u64, h.encoded_len());
         assert_eq!(HashFields::decode(&encoded).unwrap(), h);
         assert_eq!(HashFields::decode(&HashFields::default().encode()).unwrap(), HashFields::default());
         for cut in 0..encoded.len() {

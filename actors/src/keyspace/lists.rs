@@ -10,10 +10,7 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 
-use super::{
-    decode_elements, encode_elements, encoded_elements_len, of_kind, ApplyBatch, KeyRead, Value,
-    MAX_STRING_LEN,
-};
+use super::{decode_elements, encode_elements, of_kind, ApplyBatch, KeyRead};
 use crate::command::{ReadQuery, WriteOp};
 use crate::error::Result;
 use crate::resp::Frame;
@@ -21,13 +18,16 @@ use crate::resp::Frame;
 /// The type tag of a list record.
 pub(super) const KIND_LIST: u8 = 2;
 
-const TOO_BIG: &str = "ERR list exceeds the largest value raft-kv stores (proto-max-bulk-len, 512 MiB)";
-
 /// A list's elements, head first.
 type List = VecDeque<Bytes>;
 
 fn decode(data: &Bytes) -> Result<List> {
     Ok(decode_elements(data)?.into())
+}
+
+/// The record of `list`; none for an empty list, which is deleted.
+fn record(list: &List) -> Option<Bytes> {
+    (!list.is_empty()).then(|| encode_elements(list.len(), list.iter()))
 }
 
 /// A live list and its expiry, none if absent, or the WRONGTYPE reply.
@@ -82,34 +82,6 @@ impl ApplyBatch<'_> {
         })
     }
 
-    /// Stores `list` as `key`'s value with its expiry (changing a list keeps it, as in Redis);
-    /// an empty list is deleted. `Err` is the reply for a list too large.
-    fn put_list(
-        &mut self,
-        key: Bytes,
-        list: &List,
-        expires_at_ms: u64,
-    ) -> Result<std::result::Result<(), Frame>> {
-        if list.is_empty() {
-            self.delete(&key)?;
-            return Ok(Ok(()));
-        }
-        if encoded_elements_len(list.iter()) > MAX_STRING_LEN {
-            return Ok(Err(Frame::error(TOO_BIG)));
-        }
-        let data = encode_elements(list.len(), list.iter());
-        self.put(key, Value { kind: KIND_LIST, expires_at_ms, version: 0, data })?;
-        Ok(Ok(()))
-    }
-
-    /// Stores `list` and answers `reply`, or the error of a list too large.
-    fn put_list_then(&mut self, key: Bytes, list: &List, expires_at_ms: u64, reply: Frame) -> Result<Frame> {
-        Ok(match self.put_list(key, list, expires_at_ms)? {
-            Ok(()) => reply,
-            Err(too_big) => too_big,
-        })
-    }
-
     /// Applies a list write ([`WriteOp::Push`] and the others after it).
     pub(super) fn write_list(&mut self, op: WriteOp) -> Result<Frame> {
         if let WriteOp::LMPop { keys, left, count } = op {
@@ -122,7 +94,7 @@ impl ApplyBatch<'_> {
                         let taken = (list.len() as u64).min(count) as usize;
                         let popped: Vec<Bytes> = (0..taken).filter_map(|_| pop(&mut list, left)).collect();
                         let reply = Frame::Array(vec![Frame::Bulk(key.clone()), bulks(popped)]);
-                        return self.put_list_then(key, &list, expires, reply);
+                        return self.put_collection_then(key, KIND_LIST, record(&list), expires, reply);
                     }
                 }
             }
@@ -214,7 +186,7 @@ impl ApplyBatch<'_> {
             }
             other => unreachable!("not a list write: {other:?}"),
         };
-        self.put_list_then(key, &list, expires, reply)
+        self.put_collection_then(key, KIND_LIST, record(&list), expires, reply)
     }
 
     /// LMOVE and RPOPLPUSH: a missing source answers null; a source or destination of another
@@ -228,7 +200,13 @@ impl ApplyBatch<'_> {
         if from == to {
             let element = pop(&mut source, from_left).expect("a stored list is never empty");
             push(&mut source, element.clone(), to_left);
-            return self.put_list_then(from, &source, source_expires, Frame::Bulk(element));
+            return self.put_collection_then(
+                from,
+                KIND_LIST,
+                record(&source),
+                source_expires,
+                Frame::Bulk(element),
+            );
         }
         let (mut destination, destination_expires) = match self.live_list(&to)? {
             Err(wrongtype) => return Ok(wrongtype),
@@ -237,10 +215,10 @@ impl ApplyBatch<'_> {
         let element = pop(&mut source, from_left).expect("a stored list is never empty");
         push(&mut destination, element.clone(), to_left);
         // The destination first: if it is too large, nothing has changed yet.
-        if let Err(too_big) = self.put_list(to, &destination, destination_expires)? {
+        if let Err(too_big) = self.put_collection(to, KIND_LIST, record(&destination), destination_expires)? {
             return Ok(too_big);
         }
-        self.put_list_then(from, &source, source_expires, Frame::Bulk(element))
+        self.put_collection_then(from, KIND_LIST, record(&source), source_expires, Frame::Bulk(element))
     }
 }
 

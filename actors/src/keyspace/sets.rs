@@ -9,10 +9,7 @@ use std::collections::BTreeSet;
 
 use bytes::Bytes;
 
-use super::{
-    decode_elements, encode_elements, encoded_elements_len, of_kind, pick_random, ApplyBatch, KeyRead, Value,
-    XorShift, MAX_STRING_LEN,
-};
+use super::{decode_elements, encode_elements, of_kind, pick_random, ApplyBatch, KeyRead, Value, XorShift};
 use crate::command::{ReadQuery, SetOp, WriteOp};
 use crate::error::Result;
 use crate::glob::glob_match;
@@ -20,8 +17,6 @@ use crate::resp::Frame;
 
 /// The type tag of a set record.
 pub(super) const KIND_SET: u8 = 3;
-
-const TOO_BIG: &str = "ERR set exceeds the largest value raft-kv stores (proto-max-bulk-len, 512 MiB)";
 
 /// A set's members, sorted, each once.
 type Members = Vec<Bytes>;
@@ -32,6 +27,11 @@ fn decode(data: &Bytes) -> Result<Members> {
         return Err(crate::Error::Corrupt("set record with members out of order".into()));
     }
     Ok(members)
+}
+
+/// The record of `members`; none for an empty set, which is deleted.
+fn record(members: &Members) -> Option<Bytes> {
+    (!members.is_empty()).then(|| encode_elements(members.len(), members.iter()))
 }
 
 /// Adds `member`; true if it is new.
@@ -112,39 +112,6 @@ impl ApplyBatch<'_> {
         })
     }
 
-    /// Stores `members` as `key`'s set with its expiry; an empty set is deleted. `Err` is the
-    /// reply for a set too large.
-    fn put_set(
-        &mut self,
-        key: Bytes,
-        members: &Members,
-        expires_at_ms: u64,
-    ) -> Result<std::result::Result<(), Frame>> {
-        if members.is_empty() {
-            self.delete(&key)?;
-            return Ok(Ok(()));
-        }
-        if encoded_elements_len(members.iter()) > MAX_STRING_LEN {
-            return Ok(Err(Frame::error(TOO_BIG)));
-        }
-        let data = encode_elements(members.len(), members.iter());
-        self.put(key, Value { kind: KIND_SET, expires_at_ms, version: 0, data })?;
-        Ok(Ok(()))
-    }
-
-    fn put_set_then(
-        &mut self,
-        key: Bytes,
-        members: &Members,
-        expires_at_ms: u64,
-        reply: Frame,
-    ) -> Result<Frame> {
-        Ok(match self.put_set(key, members, expires_at_ms)? {
-            Ok(()) => reply,
-            Err(too_big) => too_big,
-        })
-    }
-
     /// Applies a set write ([`WriteOp::SAdd`] and the others after it).
     pub(super) fn write_set(&mut self, op: WriteOp) -> Result<Frame> {
         match op {
@@ -157,7 +124,13 @@ impl ApplyBatch<'_> {
                 if added == 0 {
                     return Ok(Frame::Integer(0));
                 }
-                self.put_set_then(key, &members, expires, Frame::Integer(added as i64))
+                self.put_collection_then(
+                    key,
+                    KIND_SET,
+                    record(&members),
+                    expires,
+                    Frame::Integer(added as i64),
+                )
             }
             WriteOp::SRem { key, members: gone } => {
                 let (mut members, expires) = match self.live_set(&key)? {
@@ -169,7 +142,13 @@ impl ApplyBatch<'_> {
                 if removed == 0 {
                     return Ok(Frame::Integer(0));
                 }
-                self.put_set_then(key, &members, expires, Frame::Integer(removed as i64))
+                self.put_collection_then(
+                    key,
+                    KIND_SET,
+                    record(&members),
+                    expires,
+                    Frame::Integer(removed as i64),
+                )
             }
             WriteOp::SMove { from, to, member } => {
                 let (mut source, source_expires) = match self.live_set(&from)? {
@@ -189,11 +168,13 @@ impl ApplyBatch<'_> {
                 }
                 remove(&mut source, &member);
                 if insert(&mut destination, member) {
-                    if let Err(too_big) = self.put_set(to, &destination, destination_expires)? {
+                    if let Err(too_big) =
+                        self.put_collection(to, KIND_SET, record(&destination), destination_expires)?
+                    {
                         return Ok(too_big);
                     }
                 }
-                self.put_set_then(from, &source, source_expires, Frame::Integer(1))
+                self.put_collection_then(from, KIND_SET, record(&source), source_expires, Frame::Integer(1))
             }
             WriteOp::SPop { key, count, seed } => {
                 let (members, expires) = match self.live_set(&key)? {
@@ -220,7 +201,7 @@ impl ApplyBatch<'_> {
                     None => Frame::Bulk(picked.into_iter().next().expect("one member was picked")),
                     Some(_) => Frame::Set(bulks(picked)),
                 };
-                self.put_set_then(key, &left, expires, reply)
+                self.put_collection_then(key, KIND_SET, record(&left), expires, reply)
             }
             WriteOp::SCombineStore { op, destination, keys } => {
                 let sets = match live_sets(&keys, |key| self.live(key))? {
@@ -229,7 +210,13 @@ impl ApplyBatch<'_> {
                 };
                 let result = combine(op, sets);
                 // The result replaces whatever the destination held, expiry included.
-                self.put_set_then(destination, &result, 0, Frame::Integer(result.len() as i64))
+                self.put_collection_then(
+                    destination,
+                    KIND_SET,
+                    record(&result),
+                    0,
+                    Frame::Integer(result.len() as i64),
+                )
             }
             other => unreachable!("not a set write: {other:?}"),
         }

@@ -9,10 +9,7 @@ use std::cmp::Ordering;
 
 use bytes::Bytes;
 
-use super::{
-    decode_elements, encode_elements, encoded_elements_len, of_kind, pick_random, ApplyBatch, KeyRead, Value,
-    XorShift, MAX_STRING_LEN,
-};
+use super::{decode_elements, encode_elements, of_kind, pick_random, ApplyBatch, KeyRead, XorShift};
 use crate::command::{LexBound, ReadQuery, WriteOp, ZAddCmp, ZAddCond, ZRangeBy, ZRangeSpec, ZScoreBound};
 use crate::error::Result;
 use crate::glob::glob_match;
@@ -20,8 +17,6 @@ use crate::resp::Frame;
 
 /// The type tag of a sorted set record.
 pub(super) const KIND_ZSET: u8 = 4;
-
-const TOO_BIG: &str = "ERR sorted set exceeds the largest value raft-kv stores (proto-max-bulk-len, 512 MiB)";
 
 /// Members with their scores, ordered by score, then member; never a NaN score.
 type Entries = Vec<(f64, Bytes)>;
@@ -48,12 +43,17 @@ fn decode(data: &Bytes) -> Result<Entries> {
     Ok(entries)
 }
 
-fn encode(entries: &Entries) -> (u64, Bytes) {
+fn encode(entries: &Entries) -> Bytes {
     let elements: Vec<Bytes> = entries
         .iter()
         .flat_map(|(score, member)| [member.clone(), Bytes::copy_from_slice(&score.to_be_bytes())])
         .collect();
-    (encoded_elements_len(elements.iter()), encode_elements(elements.len(), elements.iter()))
+    encode_elements(elements.len(), elements.iter())
+}
+
+/// The record of `entries`; none for an empty sorted set, which is deleted.
+fn record(entries: &Entries) -> Option<Bytes> {
+    (!entries.is_empty()).then(|| encode(entries))
 }
 
 /// Redis's order: by score, then by member.
@@ -201,27 +201,6 @@ impl ApplyBatch<'_> {
         })
     }
 
-    /// Stores `entries` with their expiry and answers `reply`; an empty sorted set is deleted,
-    /// one too large answers its error instead.
-    fn put_zset_then(
-        &mut self,
-        key: Bytes,
-        entries: &Entries,
-        expires_at_ms: u64,
-        reply: Frame,
-    ) -> Result<Frame> {
-        if entries.is_empty() {
-            self.delete(&key)?;
-            return Ok(reply);
-        }
-        let (len, data) = encode(entries);
-        if len > MAX_STRING_LEN {
-            return Ok(Frame::error(TOO_BIG));
-        }
-        self.put(key, Value { kind: KIND_ZSET, expires_at_ms, version: 0, data })?;
-        Ok(reply)
-    }
-
     /// Applies a sorted set write ([`WriteOp::ZAdd`] and the others after it).
     pub(super) fn write_zset(&mut self, op: WriteOp) -> Result<Frame> {
         let key = match &op {
@@ -279,7 +258,7 @@ impl ApplyBatch<'_> {
                 if added + changed == 0 {
                     return Ok(reply);
                 }
-                self.put_zset_then(key, &entries, expires, reply)
+                self.put_collection_then(key, KIND_ZSET, record(&entries), expires, reply)
             }
             WriteOp::ZRem { members, .. } => {
                 let before = entries.len();
@@ -288,7 +267,7 @@ impl ApplyBatch<'_> {
                 if removed == 0 {
                     return Ok(Frame::Integer(0));
                 }
-                self.put_zset_then(key, &entries, expires, Frame::Integer(removed))
+                self.put_collection_then(key, KIND_ZSET, record(&entries), expires, Frame::Integer(removed))
             }
             WriteOp::ZPop { max, count, .. } => {
                 let n = count.unwrap_or(1).min(entries.len() as u64) as usize;
@@ -307,7 +286,7 @@ impl ApplyBatch<'_> {
                         Frame::Array(vec![Frame::Bulk(member), score_frame(score)])
                     }
                 };
-                self.put_zset_then(key, &entries, expires, reply)
+                self.put_collection_then(key, KIND_ZSET, record(&entries), expires, reply)
             }
             WriteOp::ZRemRange { by, .. } => {
                 let chosen = select(&entries, &by, false);
@@ -324,7 +303,13 @@ impl ApplyBatch<'_> {
                     index += 1;
                     !removed
                 });
-                self.put_zset_then(key, &entries, expires, Frame::Integer(chosen.len() as i64))
+                self.put_collection_then(
+                    key,
+                    KIND_ZSET,
+                    record(&entries),
+                    expires,
+                    Frame::Integer(chosen.len() as i64),
+                )
             }
             other => unreachable!("not a sorted set write: {other:?}"),
         }
@@ -425,11 +410,10 @@ mod tests {
         let members: Vec<&[u8]> = entries.iter().map(|(_, m)| &m[..]).collect();
         assert_eq!(members, [&b"m"[..], b"z", b"a", b"b"]);
         assert!(entries[0].0.is_sign_positive(), "-0 is stored as 0");
-        let (_, data) = encode(&entries);
-        assert_eq!(decode(&data).unwrap(), entries);
+        assert_eq!(decode(&encode(&entries)).unwrap(), entries);
         let mut swapped = entries.clone();
         swapped.swap(0, 1);
-        assert!(decode(&encode(&swapped).1).is_err(), "out of order");
+        assert!(decode(&encode(&swapped)).is_err(), "out of order");
     }
 
     #[test]

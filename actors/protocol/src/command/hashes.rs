@@ -10,6 +10,7 @@
 //! - `HSCAN key cursor [MATCH pattern] [COUNT count] [NOVALUES]`
 
 use super::strings::parse_float;
+use super::{collection_scan_options, cursor_arg};
 use super::{int_arg, lower, syntax_error, Args, Command, HashPart, ReadQuery, WriteOp};
 use crate::resp::Frame;
 
@@ -81,26 +82,8 @@ fn parse_hrandfield(args: &mut Args) -> Result<Option<Command>, Frame> {
 }
 
 fn parse_hscan(args: &mut Args) -> Result<Option<Command>, Frame> {
-    let key = args.arg();
-    let cursor = std::str::from_utf8(&args.arg())
-        .ok()
-        .and_then(|s| s.parse::<u64>().ok())
-        .ok_or_else(|| Frame::error("ERR invalid cursor"))?;
-    let (mut pattern, mut novalues) = (None, false);
-    while let Some(arg) = args.try_next() {
-        match lower(&arg).as_str() {
-            "match" => pattern = Some(args.value()?).filter(|p| &p[..] != b"*"),
-            "count" => {
-                // A hash is returned whole in one call (as Redis does for its small hashes), so
-                // COUNT is checked and has nothing to bound.
-                if int_arg(&args.value()?)? < 1 {
-                    return Err(syntax_error());
-                }
-            }
-            "novalues" => novalues = true,
-            _ => return Err(syntax_error()),
-        }
-    }
+    let (key, cursor) = (args.arg(), cursor_arg(&args.arg())?);
+    let (pattern, novalues) = collection_scan_options(args, true)?;
     Ok(Some(Command::Read(ReadQuery::HScan { key, cursor, pattern, novalues })))
 }
 

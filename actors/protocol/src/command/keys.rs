@@ -10,7 +10,9 @@
 //!   `EXPIREAT key unix-time-seconds [...]`, `PEXPIREAT key unix-time-milliseconds [...]`
 //! - `TTL key`, `PTTL key`, `EXPIRETIME key`, `PEXPIRETIME key`, `PERSIST key`
 
-use super::{int_arg, lower, syntax_error, Args, Command, ExpireCond, Expiry, ReadQuery, WriteOp};
+use super::{
+    cursor_arg, int_arg, lower, syntax_error, Args, Command, ExpireCond, Expiry, ReadQuery, WriteOp,
+};
 use crate::now_ms;
 use crate::resp::Frame;
 
@@ -73,10 +75,7 @@ pub(crate) fn random_seed() -> u64 {
 }
 
 fn parse_scan(args: &mut Args) -> Result<Option<Command>, Frame> {
-    let cursor = std::str::from_utf8(&args.arg())
-        .ok()
-        .and_then(|s| s.parse::<u64>().ok())
-        .ok_or_else(|| Frame::error("ERR invalid cursor"))?;
+    let cursor = cursor_arg(&args.arg())?;
     let (mut pattern, mut kind, mut count) = (None, None, DEFAULT_SCAN_COUNT);
     while let Some(arg) = args.try_next() {
         match lower(&arg).as_str() {

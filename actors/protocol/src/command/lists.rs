@@ -13,7 +13,8 @@
 use bytes::Bytes;
 
 use super::{
-    int_arg, lower, parse_i64, syntax_error, wrong_arity, Args, Command, ReadQuery, ValueType, WriteOp,
+    int_arg, lower, parse_i64, pop_count, syntax_error, wrong_arity, Args, Command, ReadQuery, ValueType,
+    WriteOp,
 };
 use crate::resp::Frame;
 
@@ -29,7 +30,7 @@ pub fn parse(name: &'static str, args: &mut Args) -> Result<Option<Command>, Fra
         }
         "lpop" | "rpop" => {
             let key = args.arg();
-            let count = args.try_next().map(|c| positive(&c)).transpose()?;
+            let count = args.try_next().map(|c| pop_count(&c)).transpose()?;
             if !args.is_empty() {
                 return Err(wrong_arity(name));
             }
@@ -98,14 +99,6 @@ fn not_an_index(key: Bytes, if_missing: Option<String>) -> Command {
         error: super::NOT_INTEGER.into(),
         if_missing,
     })
-}
-
-/// LPOP's and RPOP's count.
-fn positive(arg: &[u8]) -> Result<u64, Frame> {
-    parse_i64(arg)
-        .filter(|&n| n >= 0)
-        .map(|n| n as u64)
-        .ok_or_else(|| Frame::error("ERR value is out of range, must be positive"))
 }
 
 /// `LEFT` (true) or `RIGHT`.

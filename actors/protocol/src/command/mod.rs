@@ -669,6 +669,41 @@ pub fn int_arg(s: &[u8]) -> Result<i64, Frame> {
     parse_i64(s).ok_or_else(|| Frame::error(NOT_INTEGER))
 }
 
+/// A SCAN cursor: an unsigned number.
+pub fn cursor_arg(arg: &[u8]) -> Result<u64, Frame> {
+    std::str::from_utf8(arg)
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .ok_or_else(|| Frame::error("ERR invalid cursor"))
+}
+
+/// What HSCAN, SSCAN and ZSCAN ask: `MATCH pattern` (none for `*`), and `NOVALUES` if
+/// `novalues_allowed` (HSCAN). A collection is answered whole in one call (as Redis answers its
+/// small ones), so `COUNT` is checked and bounds nothing.
+pub(crate) fn collection_scan_options(
+    args: &mut Args,
+    novalues_allowed: bool,
+) -> Result<(Option<Bytes>, bool), Frame> {
+    let (mut pattern, mut novalues) = (None, false);
+    while let Some(arg) = args.try_next() {
+        match lower(&arg).as_str() {
+            "match" => pattern = Some(args.value()?).filter(|p| &p[..] != b"*"),
+            "count" if int_arg(&args.value()?)? >= 1 => {}
+            "novalues" if novalues_allowed => novalues = true,
+            _ => return Err(syntax_error()),
+        }
+    }
+    Ok((pattern, novalues))
+}
+
+/// The count of LPOP, RPOP, SPOP, ZPOPMIN and ZPOPMAX: a non-negative integer.
+pub fn pop_count(arg: &[u8]) -> Result<u64, Frame> {
+    parse_i64(arg)
+        .filter(|&n| n >= 0)
+        .map(|n| n as u64)
+        .ok_or_else(|| Frame::error("ERR value is out of range, must be positive"))
+}
+
 /// `-ERR wrong number of arguments for 'get' command`
 pub fn wrong_arity(name: &str) -> Frame {
     Frame::error(format!("ERR wrong number of arguments for '{name}' command"))

@@ -9,7 +9,8 @@
 //! - `SSCAN key cursor [MATCH pattern] [COUNT count]`
 
 use super::keys::random_seed;
-use super::{int_arg, lower, parse_i64, syntax_error, Args, Command, ReadQuery, SetOp, WriteOp};
+use super::{collection_scan_options, cursor_arg};
+use super::{int_arg, lower, parse_i64, pop_count, syntax_error, Args, Command, ReadQuery, SetOp, WriteOp};
 use crate::resp::Frame;
 
 /// Parses the set commands; `None` for commands of other families.
@@ -29,15 +30,7 @@ pub fn parse(name: &'static str, args: &mut Args) -> Result<Option<Command>, Fra
         "smove" => write(WriteOp::SMove { from: args.arg(), to: args.arg(), member: args.arg() }),
         "spop" => {
             let key = args.arg();
-            let count = match args.try_next() {
-                None => None,
-                Some(count) => Some(
-                    parse_i64(&count)
-                        .filter(|&n| n >= 0)
-                        .ok_or_else(|| Frame::error("ERR value is out of range, must be positive"))?
-                        as u64,
-                ),
-            };
+            let count = args.try_next().map(|c| pop_count(&c)).transpose()?;
             if !args.is_empty() {
                 return Err(syntax_error());
             }
@@ -104,20 +97,8 @@ fn parse_sintercard(args: &mut Args) -> Result<Option<Command>, Frame> {
 }
 
 fn parse_sscan(args: &mut Args) -> Result<Option<Command>, Frame> {
-    let key = args.arg();
-    let cursor = std::str::from_utf8(&args.arg())
-        .ok()
-        .and_then(|s| s.parse::<u64>().ok())
-        .ok_or_else(|| Frame::error("ERR invalid cursor"))?;
-    let mut pattern = None;
-    while let Some(arg) = args.try_next() {
-        match lower(&arg).as_str() {
-            "match" => pattern = Some(args.value()?).filter(|p| &p[..] != b"*"),
-            // A set is returned whole in one call, so COUNT is checked and bounds nothing.
-            "count" if int_arg(&args.value()?)? >= 1 => {}
-            _ => return Err(syntax_error()),
-        }
-    }
+    let (key, cursor) = (args.arg(), cursor_arg(&args.arg())?);
+    let (pattern, _) = collection_scan_options(args, false)?;
     Ok(Some(Command::Read(ReadQuery::SScan { key, cursor, pattern })))
 }
 

@@ -18,8 +18,9 @@ use bytes::Bytes;
 
 use super::keys::random_seed;
 use super::strings::parse_float;
+use super::{collection_scan_options, cursor_arg};
 use super::{
-    int_arg, lower, parse_i64, syntax_error, Args, Command, LexBound, ReadQuery, WriteOp, ZAddCmp, ZAddCond,
+    int_arg, lower, pop_count, syntax_error, Args, Command, LexBound, ReadQuery, WriteOp, ZAddCmp, ZAddCond,
     ZRangeBy, ZRangeSpec, ZScoreBound,
 };
 use crate::resp::Frame;
@@ -74,15 +75,7 @@ pub fn parse(name: &'static str, args: &mut Args) -> Result<Option<Command>, Fra
         }
         "zpopmin" | "zpopmax" => {
             let key = args.arg();
-            let count = match args.try_next() {
-                None => None,
-                Some(c) => Some(
-                    parse_i64(&c)
-                        .filter(|&n| n >= 0)
-                        .ok_or_else(|| Frame::error("ERR value is out of range, must be positive"))?
-                        as u64,
-                ),
-            };
+            let count = args.try_next().map(|c| pop_count(&c)).transpose()?;
             if !args.is_empty() {
                 return Err(syntax_error());
             }
@@ -118,20 +111,8 @@ pub fn parse(name: &'static str, args: &mut Args) -> Result<Option<Command>, Fra
             read(ReadQuery::ZRandMember { key, count, with_scores, seed: random_seed() })
         }
         "zscan" => {
-            let key = args.arg();
-            let cursor = std::str::from_utf8(&args.arg())
-                .ok()
-                .and_then(|s| s.parse::<u64>().ok())
-                .ok_or_else(|| Frame::error("ERR invalid cursor"))?;
-            let mut pattern = None;
-            while let Some(arg) = args.try_next() {
-                match lower(&arg).as_str() {
-                    "match" => pattern = Some(args.value()?).filter(|p| &p[..] != b"*"),
-                    // A sorted set is returned whole in one call: COUNT is checked, bounds nothing.
-                    "count" if int_arg(&args.value()?)? >= 1 => {}
-                    _ => return Err(syntax_error()),
-                }
-            }
+            let (key, cursor) = (args.arg(), cursor_arg(&args.arg())?);
+            let (pattern, _) = collection_scan_options(args, false)?;
             read(ReadQuery::ZScan { key, cursor, pattern })
         }
         _ => Ok(None),
