@@ -52,6 +52,9 @@ pub const CF_KV: &str = "kv";
 /// ([`lists`]), a set ([`sets`]) or a sorted set ([`zsets`]).
 const KIND_STRING: u8 = 0;
 use hashes::KIND_HASH;
+use lists::KIND_LIST;
+use sets::KIND_SET;
+use zsets::KIND_ZSET;
 
 /// The most elements a random pick with a negative count (HRANDFIELD, SRANDMEMBER) returns:
 /// the reply is built in memory before it is sent, so an unbounded count could exhaust it.
@@ -106,9 +109,6 @@ fn pick_random<T: Clone>(
     items.truncate(count as usize);
     Ok(items)
 }
-use lists::KIND_LIST;
-use sets::KIND_SET;
-use zsets::KIND_ZSET;
 
 /// The type tag of the values a command of type `t` works on.
 fn kind_of(t: ValueType) -> u8 {
@@ -129,10 +129,10 @@ fn of_kind(value: Option<Value>, kind: u8) -> std::result::Result<Option<Value>,
     }
 }
 
-/// The payload of a hash or a list: `[count: u32 BE]`, then per element `[len: u32 BE][bytes]`.
-/// The elements share the record's buffer.
+/// The payload of a collection (a hash, list, set or sorted set): `[count: u32 BE]`, then per
+/// element `[len: u32 BE][bytes]`. The elements share the record's buffer.
 fn decode_elements(data: &Bytes) -> Result<Vec<Bytes>> {
-    let corrupt = || crate::Error::Corrupt(format!("hash or list record of {} bytes", data.len()));
+    let corrupt = || crate::Error::Corrupt(format!("collection record of {} bytes", data.len()));
     let mut rest = data.clone();
     let count = rest.try_get_u32().map_err(|_| corrupt())? as usize;
     // Each element takes at least its 4-byte length: a damaged count cannot allocate much.
@@ -416,7 +416,10 @@ impl<'a> ApplyBatch<'a> {
         expires_at_ms: u64,
         reply: Frame,
     ) -> Result<Frame> {
-        Ok(self.put_collection(key, kind, data, expires_at_ms)?.map_or_else(|too_big| too_big, |()| reply))
+        Ok(match self.put_collection(key, kind, data, expires_at_ms)? {
+            Ok(()) => reply,
+            Err(too_big) => too_big,
+        })
     }
 
     /// Deletes `key` if it is alive; true if it was.
