@@ -129,6 +129,34 @@ fn of_kind(value: Option<Value>, kind: u8) -> std::result::Result<Option<Value>,
     }
 }
 
+/// A collection (a hash, list, set or sorted set) decoded from its record, with its expiry; none
+/// if the key is absent; or the WRONGTYPE reply.
+type Collection<T> = std::result::Result<Option<(T, u64)>, Frame>;
+
+/// `value` as a collection of `kind`, decoded by `decode`.
+fn as_collection<T>(
+    value: Option<Value>,
+    kind: u8,
+    decode: impl FnOnce(&Bytes) -> Result<T>,
+) -> Result<Collection<T>> {
+    Ok(match of_kind(value, kind) {
+        Err(wrongtype) => Err(wrongtype),
+        Ok(None) => Ok(None),
+        Ok(Some(v)) => Ok(Some((decode(&v.data)?, v.expires_at_ms))),
+    })
+}
+
+/// The collection of `kind` at `key` alive at `now`, as a read sees it.
+fn read_collection<T>(
+    ks: &dyn KeyRead,
+    key: &[u8],
+    now: i64,
+    kind: u8,
+    decode: impl FnOnce(&Bytes) -> Result<T>,
+) -> Result<Collection<T>> {
+    as_collection(ks.value(key)?.filter(|v| v.alive_at(now)), kind, decode)
+}
+
 /// The payload of a collection (a hash, list, set or sorted set): `[count: u32 BE]`, then per
 /// element `[len: u32 BE][bytes]`. The elements share the record's buffer.
 fn decode_elements(data: &Bytes) -> Result<Vec<Bytes>> {
@@ -346,6 +374,16 @@ impl<'a> ApplyBatch<'a> {
     /// A live value of `kind`, or the WRONGTYPE reply.
     fn live_of(&mut self, key: &Bytes, kind: u8) -> Result<Result<Option<Value>, Frame>> {
         Ok(of_kind(self.live(key)?, kind))
+    }
+
+    /// The live collection of `kind` at `key`, decoded by `decode`, as a write sees it.
+    fn live_collection<T>(
+        &mut self,
+        key: &Bytes,
+        kind: u8,
+        decode: impl FnOnce(&Bytes) -> Result<T>,
+    ) -> Result<Collection<T>> {
+        as_collection(self.live(key)?, kind, decode)
     }
 
     /// Counts `value`'s key as added (`sign` 1) or removed (-1) by this batch.

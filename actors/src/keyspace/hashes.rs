@@ -9,7 +9,7 @@
 
 use bytes::Bytes;
 
-use super::{decode_elements, encode_elements, of_kind, pick_random, ApplyBatch, KeyRead, XorShift};
+use super::{decode_elements, encode_elements, pick_random, read_collection, ApplyBatch, KeyRead, XorShift};
 use crate::command::strings::{format_float, parse_float, parse_int};
 use crate::command::{HashPart, ReadQuery, WriteOp};
 use crate::error::Result;
@@ -83,11 +83,7 @@ type HashOrWrongType = std::result::Result<(HashFields, u64), Frame>;
 
 impl ApplyBatch<'_> {
     fn live_hash(&mut self, key: &Bytes) -> Result<HashOrWrongType> {
-        Ok(match self.live_of(key, KIND_HASH)? {
-            Err(wrongtype) => Err(wrongtype),
-            Ok(None) => Ok((HashFields::default(), 0)),
-            Ok(Some(v)) => Ok((HashFields::decode(&v.data)?, v.expires_at_ms)),
-        })
+        Ok(self.live_collection(key, KIND_HASH, HashFields::decode)?.map(Option::unwrap_or_default))
     }
 
     /// Applies a hash write ([`WriteOp::HSet`] and the others after it).
@@ -177,10 +173,9 @@ pub(super) fn read_hash(ks: &dyn KeyRead, q: &ReadQuery, now: i64) -> Result<Fra
         | ReadQuery::HScan { key, .. } => key,
         other => unreachable!("not a hash read: {other:?}"),
     };
-    let fields = match of_kind(ks.value(key)?.filter(|v| v.alive_at(now)), KIND_HASH) {
+    let fields = match read_collection(ks, key, now, KIND_HASH, HashFields::decode)? {
         Err(wrongtype) => return Ok(wrongtype),
-        Ok(None) => HashFields::default(),
-        Ok(Some(v)) => HashFields::decode(&v.data)?,
+        Ok(found) => found.map(|(fields, _)| fields).unwrap_or_default(),
     };
     let bulk_or_null = |value: Option<&Bytes>| value.map_or(Frame::Null, |v| Frame::Bulk(v.clone()));
     Ok(match q {

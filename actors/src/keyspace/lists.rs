@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 
-use super::{decode_elements, encode_elements, of_kind, ApplyBatch, KeyRead};
+use super::{decode_elements, encode_elements, read_collection, ApplyBatch, Collection, KeyRead};
 use crate::command::{ReadQuery, WriteOp};
 use crate::error::Result;
 use crate::resp::Frame;
@@ -29,9 +29,6 @@ fn decode(data: &Bytes) -> Result<List> {
 fn record(list: &List) -> Option<Bytes> {
     (!list.is_empty()).then(|| encode_elements(list.len(), list.iter()))
 }
-
-/// A live list and its expiry, none if absent, or the WRONGTYPE reply.
-type ListOrWrongType = std::result::Result<Option<(List, u64)>, Frame>;
 
 /// `index` counted from the head, or from the tail when negative, if it is inside a list of
 /// `len` elements.
@@ -74,12 +71,8 @@ fn bulks(elements: impl IntoIterator<Item = Bytes>) -> Frame {
 }
 
 impl ApplyBatch<'_> {
-    fn live_list(&mut self, key: &Bytes) -> Result<ListOrWrongType> {
-        Ok(match self.live_of(key, KIND_LIST)? {
-            Err(wrongtype) => Err(wrongtype),
-            Ok(None) => Ok(None),
-            Ok(Some(v)) => Ok(Some((decode(&v.data)?, v.expires_at_ms))),
-        })
+    fn live_list(&mut self, key: &Bytes) -> Result<Collection<List>> {
+        self.live_collection(key, KIND_LIST, decode)
     }
 
     /// Applies a list write ([`WriteOp::Push`] and the others after it).
@@ -231,10 +224,9 @@ pub(super) fn read_list(ks: &dyn KeyRead, q: &ReadQuery, now: i64) -> Result<Fra
         | ReadQuery::LPos { key, .. } => key,
         other => unreachable!("not a list read: {other:?}"),
     };
-    let list = match of_kind(ks.value(key)?.filter(|v| v.alive_at(now)), KIND_LIST) {
+    let list = match read_collection(ks, key, now, KIND_LIST, decode)? {
         Err(wrongtype) => return Ok(wrongtype),
-        Ok(None) => List::new(),
-        Ok(Some(v)) => decode(&v.data)?,
+        Ok(found) => found.map(|(list, _)| list).unwrap_or_default(),
     };
     Ok(match q {
         ReadQuery::LLen(_) => Frame::Integer(list.len() as i64),

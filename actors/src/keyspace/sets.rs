@@ -9,7 +9,10 @@ use std::collections::BTreeSet;
 
 use bytes::Bytes;
 
-use super::{decode_elements, encode_elements, of_kind, pick_random, ApplyBatch, KeyRead, Value, XorShift};
+use super::{
+    as_collection, decode_elements, encode_elements, pick_random, ApplyBatch, Collection, KeyRead, Value,
+    XorShift,
+};
 use crate::command::{ReadQuery, SetOp, WriteOp};
 use crate::error::Result;
 use crate::glob::glob_match;
@@ -95,21 +98,17 @@ fn live_sets(
 ) -> Result<std::result::Result<Vec<Option<Members>>, Frame>> {
     let mut sets = Vec::with_capacity(keys.len());
     for key in keys {
-        match of_kind(live(key)?, KIND_SET) {
+        match as_collection(live(key)?, KIND_SET, decode)? {
             Err(wrongtype) => return Ok(Err(wrongtype)),
-            Ok(value) => sets.push(value.map(|v| decode(&v.data)).transpose()?),
+            Ok(found) => sets.push(found.map(|(members, _)| members)),
         }
     }
     Ok(Ok(sets))
 }
 
 impl ApplyBatch<'_> {
-    fn live_set(&mut self, key: &Bytes) -> Result<std::result::Result<Option<(Members, u64)>, Frame>> {
-        Ok(match self.live_of(key, KIND_SET)? {
-            Err(wrongtype) => Err(wrongtype),
-            Ok(None) => Ok(None),
-            Ok(Some(v)) => Ok(Some((decode(&v.data)?, v.expires_at_ms))),
-        })
+    fn live_set(&mut self, key: &Bytes) -> Result<Collection<Members>> {
+        self.live_collection(key, KIND_SET, decode)
     }
 
     /// Applies a set write ([`WriteOp::SAdd`] and the others after it).

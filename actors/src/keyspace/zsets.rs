@@ -9,7 +9,9 @@ use std::cmp::Ordering;
 
 use bytes::Bytes;
 
-use super::{decode_elements, encode_elements, of_kind, pick_random, ApplyBatch, KeyRead, XorShift};
+use super::{
+    decode_elements, encode_elements, pick_random, read_collection, ApplyBatch, Collection, KeyRead, XorShift,
+};
 use crate::command::{LexBound, ReadQuery, WriteOp, ZAddCmp, ZAddCond, ZRangeBy, ZRangeSpec, ZScoreBound};
 use crate::error::Result;
 use crate::glob::glob_match;
@@ -193,12 +195,8 @@ fn with_scores(entries: impl Iterator<Item = (f64, Bytes)>, scores: bool) -> Fra
 }
 
 impl ApplyBatch<'_> {
-    fn live_zset(&mut self, key: &Bytes) -> Result<std::result::Result<Option<(Entries, u64)>, Frame>> {
-        Ok(match self.live_of(key, KIND_ZSET)? {
-            Err(wrongtype) => Err(wrongtype),
-            Ok(None) => Ok(None),
-            Ok(Some(v)) => Ok(Some((decode(&v.data)?, v.expires_at_ms))),
-        })
+    fn live_zset(&mut self, key: &Bytes) -> Result<Collection<Entries>> {
+        self.live_collection(key, KIND_ZSET, decode)
     }
 
     /// Applies a sorted set write ([`WriteOp::ZAdd`] and the others after it).
@@ -328,10 +326,9 @@ pub(super) fn read_zset(ks: &dyn KeyRead, q: &ReadQuery, now: i64) -> Result<Fra
         | ReadQuery::ZScan { key, .. } => key,
         other => unreachable!("not a sorted set read: {other:?}"),
     };
-    let entries = match of_kind(ks.value(key)?.filter(|v| v.alive_at(now)), KIND_ZSET) {
+    let entries = match read_collection(ks, key, now, KIND_ZSET, decode)? {
         Err(wrongtype) => return Ok(wrongtype),
-        Ok(None) => Entries::new(),
-        Ok(Some(v)) => decode(&v.data)?,
+        Ok(found) => found.map(|(entries, _)| entries).unwrap_or_default(),
     };
     Ok(match q {
         ReadQuery::ZCard(_) => Frame::Integer(entries.len() as i64),
