@@ -787,3 +787,100 @@ fn unknown_command_keeps_connection_open() {
     assert_eq!(line(), "-ERR unknown command 'foo', with args beginning with: \r\n");
     assert_eq!(line(), "+PONG\r\n");
 }
+
+/// How many clients wait in a blocking command on the node at `port` (`INFO clients`).
+fn blocked_clients(port: u16) -> usize {
+    let mut con = connect(port, REPLY_TIMEOUT).expect("connect");
+    let info: String = redis::cmd("INFO").arg("clients").query(&mut con).expect("INFO clients");
+    let field = info.lines().find_map(|l| l.strip_prefix("blocked_clients:")).expect("blocked_clients");
+    field.trim().parse().expect("a count")
+}
+
+/// A client blocked in BLPOP on a follower is served by a push through the other follower.
+/// Then a job queue: workers on every node wait in `BRPOP`, jobs are pushed through every
+/// node, and each job reaches exactly one worker; then the same once the leader has died, with
+/// the workers of the other two nodes waiting through the election.
+#[test]
+fn blocked_clients_on_any_node_get_each_pushed_element_once_and_outlive_the_leader() {
+    const WORKERS_PER_NODE: usize = 2;
+    let mut cluster = Cluster::launch(3);
+    let leader = cluster.wait_for_leader(LEADER_TIMEOUT);
+    let ids = cluster.ids();
+    let followers: Vec<u64> = ids.iter().copied().filter(|&id| id != leader).collect();
+    let port = |id: u64| cluster.redis_port(id);
+    let ports: std::collections::HashMap<u64, u16> = ids.iter().map(|&id| (id, port(id))).collect();
+    let client = |id: u64| connect(ports[&id], REPLY_TIMEOUT).expect("connect");
+    let all_blocked = |nodes: &[u64], n: usize| {
+        wait_until(WRITE_TIMEOUT, "every client waiting in its blocking command", || {
+            nodes.iter().map(|id| blocked_clients(ports[id])).sum::<usize>() == n
+        })
+    };
+
+    thread::scope(|scope| {
+        let waiter = scope.spawn(|| {
+            let mut con = client(followers[0]);
+            redis::cmd("BLPOP").arg("one").arg("two").arg(0).query::<(String, String)>(&mut con)
+        });
+        all_blocked(&followers[..1], 1);
+        let pushed: i64 = redis::cmd("RPUSH").arg("two").arg("x").query(&mut client(followers[1])).unwrap();
+        assert_eq!(pushed, 1);
+        assert_eq!(waiter.join().unwrap().unwrap(), ("two".to_owned(), "x".to_owned()));
+    });
+
+    let delivered = Mutex::new(Vec::<String>::new());
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let worker = |id: u64| {
+        let mut con = client(id);
+        loop {
+            // A short timeout, so that the worker notices `done`; a timeout answers nil.
+            match redis::cmd("BRPOP").arg("jobs").arg(1).query::<Option<(String, String)>>(&mut con) {
+                Ok(Some((_, job))) => delivered.lock().unwrap().push(job),
+                Ok(None) if done.load(std::sync::atomic::Ordering::SeqCst) => return,
+                Ok(None) => {}
+                // Its node was killed.
+                Err(e) if e.is_io_error() => return,
+                // No leader for a moment (the election): it tries again, as a worker would.
+                Err(e) if common::is_unavailable_reply(&e) => thread::sleep(Duration::from_millis(20)),
+                Err(e) => panic!("BRPOP through node {id}: {e}"),
+            }
+        }
+    };
+    let push = |via: u64, jobs: std::ops::Range<usize>| {
+        let mut con = client(via);
+        for job in jobs {
+            let _: i64 = redis::cmd("LPUSH").arg("jobs").arg(format!("job-{job}")).query(&mut con).unwrap();
+        }
+    };
+    // The jobs delivered from the `from`th on, in job order.
+    let delivered_jobs = |from: usize| -> Vec<String> {
+        let mut jobs = delivered.lock().unwrap()[from..].to_vec();
+        jobs.sort_by_key(|j| j["job-".len()..].parse::<usize>().unwrap());
+        jobs
+    };
+    let expected = |jobs: std::ops::Range<usize>| jobs.map(|j| format!("job-{j}")).collect::<Vec<_>>();
+    thread::scope(|scope| {
+        for &id in &ids {
+            for _ in 0..WORKERS_PER_NODE {
+                scope.spawn(move || worker(id));
+            }
+        }
+        all_blocked(&ids, ids.len() * WORKERS_PER_NODE);
+        // One by one through each node in turn, while the workers wait.
+        for (n, &via) in ids.iter().enumerate() {
+            push(via, n * 50..(n + 1) * 50);
+        }
+        wait_until(WRITE_TIMEOUT, "every job delivered", || delivered.lock().unwrap().len() >= 150);
+        assert_eq!(delivered_jobs(0), expected(0..150), "each job once");
+        // The workers wait again, with nothing in flight, when the leader dies. Those of the
+        // two other nodes wait through the election and serve the jobs pushed after it.
+        all_blocked(&ids, ids.len() * WORKERS_PER_NODE);
+        cluster.kill(leader);
+        let new_leader = cluster.wait_for_leader(LEADER_TIMEOUT);
+        assert_ne!(new_leader, leader);
+        cluster.set_with_retry(new_leader, "warm", "1", WRITE_TIMEOUT);
+        push(followers[1], 150..250);
+        wait_until(WRITE_TIMEOUT, "every job delivered", || delivered.lock().unwrap().len() >= 250);
+        assert_eq!(delivered_jobs(150), expected(150..250), "each job once, after the election");
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+}

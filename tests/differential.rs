@@ -1296,6 +1296,93 @@ const CASES: &[(&str, &[&str])] = &[
             "EXEC",
         ],
     ),
+    (
+        // What a blocking pop answers without waiting (something to pop, a wrong type, an
+        // error, MULTI) or after a short timeout; waking a blocked client is the cluster
+        // tests' part.
+        "blocking pops and multi-key pops",
+        &[
+            "RPUSH l a b c",
+            "BLPOP nokey l 0",
+            "BRPOP l 0",
+            "BLPOP l nokey 1",
+            "EXISTS l",
+            "RPUSH l a b c d",
+            "BLMPOP 0 2 nokey l RIGHT COUNT 2",
+            "BLMPOP 0 1 l LEFT COUNT 10",
+            "RPUSH src x y",
+            "BRPOPLPUSH src dst 0",
+            "BLMOVE src dst LEFT RIGHT 0",
+            "LRANGE dst 0 -1",
+            "EXISTS src",
+            "BLPOP nokey 0.01",
+            "BRPOP nokey other 0.02",
+            "BRPOPLPUSH nokey dst 0.01",
+            "BLMOVE nokey dst LEFT LEFT 0.01",
+            "BLMPOP 0.01 1 nokey LEFT",
+            "BZPOPMIN nokey 0.01",
+            "BZMPOP 0.01 2 nokey other MAX",
+            "SET s v",
+            "BLPOP s 0",
+            "BLPOP nokey s 0",
+            "BRPOPLPUSH s dst 0",
+            "BZPOPMAX s 0",
+            "BZMPOP 0 1 s MIN",
+            "RPUSH l2 e",
+            "BLPOP l2 s 0",
+            "BLPOP l -1",
+            "BLPOP l abc",
+            "BLPOP l 1e20",
+            "BLPOP l",
+            "BLMOVE a b UP LEFT abc",
+            "BLMOVE a b LEFT LEFT abc",
+            "BLMPOP abc 1 l LEFT",
+            "BLMPOP 0 0 l LEFT",
+            "BLMPOP 0 2 l LEFT",
+            "BLMPOP 0 1 l MIDDLE",
+            "BLMPOP 0 1 l LEFT COUNT 0",
+            "BZPOPMIN z -0.5",
+            "BZMPOP 0 1 z LEFT",
+            "ZADD z 1 a 2 b 3 c 4 d",
+            "BZPOPMIN nokey z 0",
+            "BZPOPMAX z 0",
+            "BZMPOP 0 2 nokey z MIN COUNT 5",
+            "EXISTS z",
+            "ZADD z 1 a 2 b 3 c",
+            "ZMPOP 1 z MAX",
+            "ZMPOP 2 nokey z MIN COUNT 1",
+            "ZMPOP 1 nokey MIN",
+            "ZMPOP 1 s MIN",
+            "ZMPOP 0 z MIN",
+            "ZMPOP 2 z MIN",
+            "ZMPOP 1 z UP",
+            "ZMPOP 1 z MIN COUNT -1",
+            "ZMPOP 1 z MIN COUNT 1 COUNT 2",
+            "ZMPOP 1 z",
+            "ZCARD z",
+            // Inside MULTI nothing blocks: an empty key answers null at once.
+            "MULTI",
+            "BLPOP nokey 0",
+            "BRPOPLPUSH nokey dst 0",
+            "BLMOVE nokey dst LEFT LEFT 0",
+            "BLMPOP 0 1 nokey LEFT",
+            "BZPOPMIN nokey 0",
+            "BZMPOP 0 1 nokey MIN",
+            "RPUSH q job",
+            "BRPOP q 0",
+            "EXEC",
+            "MULTI",
+            "BLPOP l abc",
+            "EXEC",
+            // The pops keep a list's or sorted set's expiry, and a popped-out key is gone.
+            "RPUSH e a b",
+            "EXPIRE e 1000",
+            "BLPOP e 0",
+            "TTL e",
+            "BRPOP e 0",
+            "TTL e",
+        ],
+    ),
 ];
 
 #[test]
@@ -1340,7 +1427,7 @@ fn random_command(rng: &mut Rng, in_multi: bool) -> String {
     let v = rng.pick(VALUES);
     let v = if v.is_empty() { "\"\"" } else { v };
     let (f, f2) = (rng.pick(FIELDS), rng.pick(FIELDS));
-    match rng.next() % 68 {
+    match rng.next() % 69 {
         0 => format!("SET {k} {v}"),
         1 => {
             let opt = rng.pick(&[
@@ -1438,6 +1525,19 @@ fn random_command(rng: &mut Rng, in_multi: bool) -> String {
             0 => format!("ZPOPMIN {k}"),
             1 => format!("ZPOPMAX {k} 2"),
             _ => format!("ZCARD {k}"),
+        },
+        // The blocking pops, with a short timeout when there is nothing to pop.
+        68 => match rng.next() % 6 {
+            0 => format!("{} {k} {k2} 0.01", rng.pick(&["BLPOP", "BRPOP"])),
+            1 => format!(
+                "BLMOVE {k} {k2} {} {} 0.01",
+                rng.pick(&["LEFT", "RIGHT"]),
+                rng.pick(&["LEFT", "RIGHT"])
+            ),
+            2 => format!("BLMPOP 0.01 2 {k} {k2} {} COUNT 2", rng.pick(&["LEFT", "RIGHT"])),
+            3 => format!("{} {k} {k2} 0.01", rng.pick(&["BZPOPMIN", "BZPOPMAX"])),
+            4 => format!("BZMPOP 0.01 2 {k} {k2} {} COUNT 2", rng.pick(&["MIN", "MAX"])),
+            _ => format!("ZMPOP 2 {k} {k2} {}", rng.pick(&["MIN", "MAX"])),
         },
         _ => format!("UNLINK {k}"),
     }

@@ -4,6 +4,8 @@ Run by tests/differential.rs. Exits non-zero (an assertion) if any reply is not 
 would give. redis-py comes from Debian's python3-redis (`make deps`).
 """
 import sys
+import threading
+import time
 
 import redis
 
@@ -92,6 +94,30 @@ assert r.zscore("py:board", "nobody") is None
 assert r.zpopmin("py:board") == [(b"bob", 115.5)]
 assert r.zcard("py:board") == 2
 assert r.delete("py:board") == 1
+
+# Blocking pops: a worker waits in BRPOP on its own connection until a job is pushed.
+got = []
+worker = threading.Thread(
+    target=lambda: got.append(redis.Redis(host="127.0.0.1", port=port, socket_timeout=20).brpop("py:jobs", 0))
+)
+worker.start()
+deadline = time.time() + 20
+while int(r.info("clients")["blocked_clients"]) < 1:
+    assert time.time() < deadline, "the worker never blocked"
+    time.sleep(0.01)
+assert r.lpush("py:jobs", "job") == 1
+worker.join(20)
+assert got == [(b"py:jobs", b"job")], got
+assert r.blpop(["py:none", "py:jobs"], timeout=0.05) is None
+assert r.rpush("py:jobs", "a", "b") == 2
+assert r.blmove("py:jobs", "py:done", 0, "LEFT", "RIGHT") == b"a"
+assert r.brpoplpush("py:jobs", "py:done", 1) == b"b"
+assert r.lrange("py:done", 0, -1) == [b"b", b"a"]
+assert r.zadd("py:board", {"ada": 1, "bob": 2}) == 2
+assert r.bzpopmax("py:board", 1) == (b"py:board", b"bob", 2.0)
+assert r.bzpopmin(["py:none", "py:board"], 1) == (b"py:board", b"ada", 1.0)
+assert r.bzpopmin("py:board", 0.05) is None
+assert r.delete("py:done") == 1
 
 assert r.client_setname("py-client") is True
 assert r.client_getname() == "py-client" or r.client_getname() == b"py-client"

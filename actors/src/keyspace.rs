@@ -347,11 +347,31 @@ pub struct ApplyBatch<'a> {
     /// The entry being applied: its index (the version it stamps) and its clock.
     index: u64,
     now: i64,
+    /// The keys this batch stored a list or a sorted set at (see [`ApplyBatch::fed_keys`]).
+    fed: Vec<Bytes>,
+}
+
+/// A list or sorted set that a batch of writes left with elements: clients blocked on it
+/// (BLPOP, BZPOPMIN ...) may pop now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FedKey {
+    pub key: Bytes,
+    pub kind: ValueType,
+    /// How many elements (members) it holds once the batch is applied.
+    pub elements: u64,
 }
 
 impl<'a> ApplyBatch<'a> {
     pub fn new(db: &'a DB, counts: KeyCounts) -> Self {
-        ApplyBatch { db, overlay: HashMap::new(), base: counts, delta: (0, 0), index: 0, now: 0 }
+        ApplyBatch {
+            db,
+            overlay: HashMap::new(),
+            base: counts,
+            delta: (0, 0),
+            index: 0,
+            now: 0,
+            fed: Vec::new(),
+        }
     }
 
     /// The value of `key` if it is alive at the entry's time. An expired one is deleted.
@@ -398,8 +418,33 @@ impl<'a> ApplyBatch<'a> {
         }
         self.count(&value, 1);
         value.version = self.index;
+        if value.kind == KIND_LIST || value.kind == KIND_ZSET {
+            self.fed.push(key.clone());
+        }
         self.overlay.insert(key, Some(value));
         Ok(())
+    }
+
+    /// The lists and sorted sets this batch stored, each once, as they are at its end: a
+    /// client blocked on one of them may now find something to pop. Keys this batch deleted
+    /// or gave another type since are left out.
+    pub fn fed_keys(&self) -> Vec<FedKey> {
+        let mut fed = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for key in &self.fed {
+            if !seen.insert(key) {
+                continue;
+            }
+            let Some(Some(value)) = self.overlay.get(key) else { continue };
+            let (kind, per_element) = match value.kind {
+                KIND_LIST => (ValueType::List, 1),
+                KIND_ZSET => (ValueType::SortedSet, 2), // a member and its score
+                _ => continue,
+            };
+            let count = value.data.get(..4).map_or(0, |n| u32::from_be_bytes(n.try_into().expect("4 bytes")));
+            fed.push(FedKey { key: key.clone(), kind, elements: count as u64 / per_element });
+        }
+        fed
     }
 
     /// Stores a string value with the given absolute expiry, or deletes the key when that
@@ -759,6 +804,7 @@ impl<'a> ApplyBatch<'a> {
             op @ (WriteOp::Push { .. }
             | WriteOp::Pop { .. }
             | WriteOp::LMPop { .. }
+            | WriteOp::BPop { .. }
             | WriteOp::LMove { .. }
             | WriteOp::LSet { .. }
             | WriteOp::LInsert { .. }
@@ -772,6 +818,8 @@ impl<'a> ApplyBatch<'a> {
             op @ (WriteOp::ZAdd { .. }
             | WriteOp::ZRem { .. }
             | WriteOp::ZPop { .. }
+            | WriteOp::ZMPop { .. }
+            | WriteOp::BZPop { .. }
             | WriteOp::ZRemRange { .. }) => self.write_zset(op)?,
             WriteOp::Exec { watched, commands } => {
                 for (key, version) in &watched {
@@ -1239,6 +1287,65 @@ mod tests {
         assert_eq!((stored.data, stored.version), (Bytes::from("v99"), 99), "the last SET wins");
         assert_eq!(read_value(&db, &gone).unwrap(), None);
         assert_eq!(read_value(&db, &kept).unwrap().unwrap().data, Bytes::from("y"));
+    }
+
+    #[test]
+    fn a_batch_names_the_lists_and_sorted_sets_it_left_with_elements() {
+        let (_dir, db) = kv_db();
+        let mut batch = ApplyBatch::new(&db, KeyCounts::default());
+        let mut write = |op: WriteOp| batch.write(op).unwrap();
+        let b = |s: &str| Bytes::copy_from_slice(s.as_bytes());
+        write(WriteOp::Push {
+            key: b("q"),
+            elements: vec![b("a"), b("b")],
+            left: true,
+            only_if_exists: false,
+        });
+        write(WriteOp::Push { key: b("q"), elements: vec![b("c")], left: false, only_if_exists: false });
+        write(WriteOp::Push { key: b("emptied"), elements: vec![b("x")], left: true, only_if_exists: false });
+        write(WriteOp::Pop { key: b("emptied"), left: true, count: None });
+        write(WriteOp::Push { key: b("retyped"), elements: vec![b("x")], left: true, only_if_exists: false });
+        write(WriteOp::Set { key: b("retyped"), value: b("now a string") });
+        write(WriteOp::ZAdd {
+            key: b("z"),
+            pairs: vec![(1.0, b("m")), (2.0, b("n"))],
+            cond: crate::command::ZAddCond::Always,
+            cmp: crate::command::ZAddCmp::Any,
+            ch: false,
+            incr: false,
+        });
+        write(WriteOp::SAdd { key: b("set"), members: vec![b("m")] });
+        write(WriteOp::LMove { from: b("q"), to: b("moved"), from_left: true, to_left: true });
+        assert_eq!(
+            batch.fed_keys(),
+            vec![
+                FedKey { key: b("q"), kind: ValueType::List, elements: 2 },
+                FedKey { key: b("z"), kind: ValueType::SortedSet, elements: 2 },
+                FedKey { key: b("moved"), kind: ValueType::List, elements: 1 },
+            ],
+            "each key once, as the batch leaves it; not sets, deleted or retyped keys"
+        );
+        assert_eq!(
+            batch.write(WriteOp::BPop { keys: vec![b("none"), b("moved")], left: false }).unwrap(),
+            Frame::Array(vec![Frame::bulk("moved"), Frame::bulk("b")])
+        );
+        assert_eq!(
+            batch.write(WriteOp::BZPop { keys: vec![b("z")], max: true }).unwrap(),
+            Frame::Array(vec![Frame::bulk("z"), Frame::bulk("n"), Frame::bulk("2")])
+        );
+        assert_eq!(
+            batch.write(WriteOp::ZMPop { keys: vec![b("z")], max: false, count: 9 }).unwrap(),
+            Frame::Array(vec![
+                Frame::bulk("z"),
+                Frame::Array(vec![Frame::Array(vec![Frame::bulk("m"), Frame::bulk("1")])])
+            ])
+        );
+        assert_eq!(batch.write(WriteOp::BZPop { keys: vec![b("z")], max: true }).unwrap(), Frame::NullArray);
+        assert!(
+            matches!(batch.write(WriteOp::BPop { keys: vec![b("set"), b("q")], left: true }).unwrap(),
+                Frame::Error(e) if e.starts_with("WRONGTYPE")),
+            "a key of another type before the list is an error"
+        );
     }
 
     #[test]

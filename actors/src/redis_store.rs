@@ -14,12 +14,17 @@
 //! - On the leader, an expiry sweeper walks the keyspace a slice at a time and proposes the
 //!   deletion of the keys it finds expired ([`WriteOp::ExpireKeys`]); the entry deletes them only
 //!   if they are still expired at the entry's time, so every replica removes the same keys.
+//! - Blocking commands (BLPOP ...) wait here: their pop is a write; while it finds nothing the
+//!   client waits in [`BlockedClients`], and every apply names the lists and sorted sets it
+//!   left with elements ([`Applied::fed`]), which wakes as many waiting clients, in the order
+//!   they blocked, to pop again through Raft. Every node applies every entry, so a client may
+//!   wait on any node, through changes of leader.
 //! - It keeps the list of this node's client connections (`CLIENT LIST`, `INFO clients`),
 //!   which Sessions report with [`ClientEvent`].
 
 use std::cell::{Cell, RefCell};
 use std::collections::btree_map::Entry;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -29,9 +34,9 @@ use tokio::sync::oneshot;
 use tracing::debug;
 
 use crate::command::raft::RaftAdmin;
-use crate::command::{batch_context, Command, Proposal, ReadQuery, RequestId, WriteOp};
+use crate::command::{batch_context, Command, Proposal, ReadQuery, RequestId, ValueType, WriteOp};
 use crate::error::Error;
-use crate::keyspace::now_ms;
+use crate::keyspace::{now_ms, FedKey};
 use crate::raft_node::{
     BatchEntry, ChangeMembership, GetMembers, GetStatus, MemberStatus, Propose, RaftNode, RaftStatus,
     ReadIndex, TransferLeader,
@@ -53,6 +58,17 @@ pub struct Execute(pub Command);
 #[rtype(result = "Vec<Frame>")]
 pub struct ExecuteBatch(pub Vec<Command>);
 
+/// Run a blocking command (BLPOP ...) for a client; its answer goes to `reply` once it has
+/// popped something, failed or timed out. The client's Session keeps the receiver: a client
+/// that goes away drops it, and stops waiting.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Block {
+    pub op: WriteOp,
+    pub timeout: Option<Duration>,
+    pub reply: oneshot::Sender<Frame>,
+}
+
 /// The node is shutting down: refuse new commands, and reply once every write and read already
 /// under way has been answered (applied, or failed by its bounded wait). Sent by the binary on
 /// SIGTERM/SIGINT, after it stopped accepting connections.
@@ -61,12 +77,16 @@ pub struct ExecuteBatch(pub Vec<Command>);
 pub struct Drain;
 
 /// Storage applied the log up to `index`. `replies` are the answers for writes this node
-/// proposed in this incarnation, by request sequence number. Sent by Storage after each apply.
-#[derive(Message, Debug, PartialEq)]
+/// proposed in this incarnation, by request sequence number; `fed`, the lists and sorted sets
+/// these entries left with elements, for the clients blocked on them. Sent by Storage after
+/// each apply, and after installing a snapshot (`reloaded`: any key may have changed).
+#[derive(Message, Debug, Default, PartialEq)]
 #[rtype(result = "()")]
 pub struct Applied {
     pub index: u64,
     pub replies: Vec<(u64, Frame)>,
+    pub fed: Vec<FedKey>,
+    pub reloaded: bool,
 }
 
 /// What became of this node's batches of writes, each named by the sequence number of its
@@ -203,6 +223,20 @@ impl Reply {
         ((0..n).map(|i| Reply(Some(ReplyTo::Place(Rc::clone(&answer), i)))).collect(), rx)
     }
 
+    /// Whether no one waits for this reply any more (its client's session is gone).
+    fn is_closed(&self) -> bool {
+        match &self.0 {
+            Some(ReplyTo::Own(sender)) => sender.is_closed(),
+            Some(ReplyTo::Place(answer, _)) => {
+                let done = answer.done.take();
+                let closed = done.as_ref().is_none_or(oneshot::Sender::is_closed);
+                answer.done.set(done);
+                closed
+            }
+            None => true,
+        }
+    }
+
     fn send(mut self, frame: Frame) {
         match self.0.take() {
             Some(ReplyTo::Own(sender)) => {
@@ -258,6 +292,8 @@ struct PendingWrite {
     /// Its reply is `+OK` whatever the keyspace holds (SET, MSET), so it can be sent once the
     /// write is committed, before it is applied.
     blind: bool,
+    /// The pop of a blocking command: if it finds nothing, the client waits (see [`Blocked`]).
+    attempt: Option<Attempt>,
 }
 
 impl PendingWrite {
@@ -272,6 +308,89 @@ impl PendingWrite {
     fn fail(self, result: &'static str, error: &Error) {
         metrics::counter!(telemetry::WRITES, "result" => result).increment(1);
         self.reply.send(error.to_frame());
+    }
+}
+
+/// A blocking command's pop on its way through the log.
+struct Attempt {
+    /// The client's place among the blocked clients, kept from the time it first blocked.
+    id: u64,
+    op: WriteOp,
+    deadline: Option<Instant>,
+    /// The keys whose feeding woke it; empty for the first attempt, whose WRONGTYPE is the
+    /// client's answer (a later one waits on, as in Redis 7.0).
+    woken_by: Vec<Bytes>,
+}
+
+/// The keys a blocking command's pop waits on, and the type it pops.
+fn waits_on(op: &WriteOp) -> (&[Bytes], ValueType) {
+    op.blocking_keys().unwrap_or((&[], ValueType::List))
+}
+
+/// A client of a blocking command (BLPOP, BZPOPMIN ...) whose pop found nothing to take: it
+/// waits until one of its keys is fed ([`Applied::fed`]) and then tries again, or until its
+/// deadline, when it is answered null.
+struct Blocked {
+    op: WriteOp,
+    kind: ValueType,
+    reply: Reply,
+    deadline: Option<Instant>,
+    /// Its last attempt was refused before it reached the log (no leader): try again on the
+    /// next sweep.
+    retry: bool,
+}
+
+/// The blocked clients of this node, by the order they blocked in, and by key.
+#[derive(Default)]
+struct BlockedClients {
+    next_id: u64,
+    waiting: BTreeMap<u64, Blocked>,
+    by_key: HashMap<Bytes, BTreeSet<u64>>,
+}
+
+impl BlockedClients {
+    fn new_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    fn insert(&mut self, id: u64, blocked: Blocked) {
+        for key in waits_on(&blocked.op).0 {
+            self.by_key.entry(key.clone()).or_default().insert(id);
+        }
+        self.waiting.insert(id, blocked);
+    }
+
+    fn remove(&mut self, id: u64) -> Option<Blocked> {
+        let blocked = self.waiting.remove(&id)?;
+        for key in waits_on(&blocked.op).0 {
+            if let Some(ids) = self.by_key.get_mut(key) {
+                ids.remove(&id);
+                if ids.is_empty() {
+                    self.by_key.remove(key);
+                }
+            }
+        }
+        Some(blocked)
+    }
+
+    /// Takes the first `n` clients blocked on `key` for a value of `kind` (all for `None`).
+    fn take(&mut self, key: &[u8], kind: ValueType, n: Option<u64>) -> Vec<(u64, Blocked)> {
+        let ids: Vec<u64> = match self.by_key.get(key) {
+            Some(ids) => ids
+                .iter()
+                .copied()
+                .filter(|id| self.waiting.get(id).is_some_and(|b| b.kind == kind))
+                .take(n.map_or(usize::MAX, |n| n.min(usize::MAX as u64) as usize))
+                .collect(),
+            None => return Vec::new(),
+        };
+        ids.into_iter().filter_map(|id| Some((id, self.remove(id)?))).collect()
+    }
+
+    fn take_all(&mut self) -> Vec<(u64, Blocked)> {
+        self.by_key.clear();
+        std::mem::take(&mut self.waiting).into_iter().collect()
     }
 }
 
@@ -311,6 +430,8 @@ pub struct RedisStore {
     draining: Option<Vec<oneshot::Sender<()>>>,
     /// Where a client's `SHUTDOWN` goes (the binary, which stops the node as on SIGTERM).
     shutdown_requests: Option<tokio::sync::mpsc::UnboundedSender<()>>,
+    /// Clients of blocking commands waiting for something to pop.
+    blocked: BlockedClients,
 }
 
 /// Counters for `INFO stats`.
@@ -352,6 +473,7 @@ impl RedisStore {
             flush_scheduled: false,
             draining: None,
             shutdown_requests: None,
+            blocked: BlockedClients::default(),
         }
     }
 
@@ -362,6 +484,18 @@ impl RedisStore {
     }
 
     fn propose(&mut self, op: WriteOp, reply: Reply, now: Now, ctx: &mut Context<Self>) {
+        self.propose_attempt(op, reply, now, None, ctx);
+    }
+
+    /// Proposes a write; `attempt` when it is a blocking command's pop.
+    fn propose_attempt(
+        &mut self,
+        op: WriteOp,
+        reply: Reply,
+        now: Now,
+        attempt: Option<Attempt>,
+        ctx: &mut Context<Self>,
+    ) {
         self.next_seq += 1;
         let seq = self.next_seq;
         let origin = RequestId { node: self.info.node_id, incarnation: self.incarnation, seq };
@@ -369,7 +503,7 @@ impl RedisStore {
         let data = Proposal { origin, now_ms: now.wall_ms, op }.encode();
         let started = now.instant;
         let deadline = started + self.timing.write_timeout;
-        self.pending_writes.insert(seq, PendingWrite { reply, started, deadline, blind });
+        self.pending_writes.insert(seq, PendingWrite { reply, started, deadline, blind, attempt });
         self.new_proposals.push((seq, data));
         self.schedule_flush(ctx);
     }
@@ -408,8 +542,14 @@ impl RedisStore {
                     // Refused outright: nothing entered the log, so the clients learn it now.
                     if let Err(e) = result {
                         for seq in store.batches.remove(&first).unwrap_or_default() {
-                            if let Some(w) = store.pending_writes.remove(&seq) {
-                                w.fail("refused", &e);
+                            let Some(mut w) = store.pending_writes.remove(&seq) else { continue };
+                            match w.attempt.take() {
+                                // Woken, so there may be something to pop: the client goes on
+                                // waiting, and tries again on the next sweep.
+                                Some(attempt) if !attempt.woken_by.is_empty() => {
+                                    store.block(attempt, w.reply, true);
+                                }
+                                _ => w.fail("refused", &e),
                             }
                         }
                     }
@@ -435,6 +575,84 @@ impl RedisStore {
                     }
                 }
             }));
+        }
+    }
+
+    /// A blocking command's pop was applied. If it took something, or failed (a first attempt's
+    /// WRONGTYPE), that is the client's answer; if it found nothing, the client waits (again),
+    /// or is answered null once its deadline has passed.
+    fn attempted(&mut self, write: PendingWrite, attempt: Attempt, frame: Frame, ctx: &mut Context<Self>) {
+        let first = attempt.woken_by.is_empty();
+        let found_nothing = matches!(&frame, Frame::Null | Frame::NullArray)
+            || (!first && matches!(&frame, Frame::Error(e) if e.starts_with("WRONGTYPE")));
+        if !found_nothing {
+            // Woken by keys it did not pop from (it took from an earlier key of its list): what
+            // woke it is still there for the next client blocked on them.
+            let popped = match &frame {
+                Frame::Array(parts) => parts.first().cloned(),
+                _ => None,
+            };
+            let kind = waits_on(&attempt.op).1;
+            let now = Now::read();
+            for key in attempt.woken_by {
+                if popped.as_ref().is_some_and(|p| *p != Frame::Bulk(key.clone())) {
+                    let woken = self.blocked.take(&key, kind, Some(1));
+                    self.wake(woken, vec![key], now, ctx);
+                }
+            }
+            return write.succeed(frame);
+        }
+        if attempt.deadline.is_some_and(|deadline| deadline <= Instant::now()) {
+            return write.succeed(Frame::NullArray);
+        }
+        self.block(attempt, write.reply, false);
+    }
+
+    /// The client of `attempt` waits for one of its keys to be fed (unless it is gone).
+    fn block(&mut self, attempt: Attempt, reply: Reply, retry: bool) {
+        if self.draining.is_some() {
+            return reply.send(Error::Stopped.to_frame());
+        }
+        if reply.is_closed() {
+            return;
+        }
+        let kind = waits_on(&attempt.op).1;
+        let blocked = Blocked { op: attempt.op, kind, reply, deadline: attempt.deadline, retry };
+        self.blocked.insert(attempt.id, blocked);
+    }
+
+    /// Blocked clients try their pop again, woken by `keys`. One whose client is gone is
+    /// dropped.
+    fn wake(&mut self, woken: Vec<(u64, Blocked)>, keys: Vec<Bytes>, now: Now, ctx: &mut Context<Self>) {
+        for (id, blocked) in woken {
+            if blocked.reply.is_closed() {
+                continue;
+            }
+            let attempt =
+                Attempt { id, op: blocked.op.clone(), deadline: blocked.deadline, woken_by: keys.clone() };
+            self.propose_attempt(blocked.op, blocked.reply, now, Some(attempt), ctx);
+        }
+    }
+
+    /// Answers null the blocked clients whose deadline has passed, drops those whose client is
+    /// gone, and retries those whose last attempt was refused.
+    fn sweep_blocked(&mut self, now: Instant, ctx: &mut Context<Self>) {
+        let due: Vec<u64> = self
+            .blocked
+            .waiting
+            .iter()
+            .filter(|(_, b)| b.retry || b.deadline.is_some_and(|d| d <= now) || b.reply.is_closed())
+            .map(|(id, _)| *id)
+            .collect();
+        let at = Now::read();
+        for id in due {
+            let Some(blocked) = self.blocked.remove(id) else { continue };
+            if blocked.deadline.is_some_and(|d| d <= now) {
+                blocked.reply.send(Frame::NullArray);
+            } else if blocked.retry && !blocked.reply.is_closed() {
+                let keys = waits_on(&blocked.op).0.to_vec();
+                self.wake(vec![(id, blocked)], keys, at, ctx);
+            }
         }
     }
 
@@ -490,8 +708,9 @@ impl RedisStore {
         }
     }
 
-    fn sweep(&mut self) {
+    fn sweep(&mut self, ctx: &mut Context<Self>) {
         let now = Instant::now();
+        self.sweep_blocked(now, ctx);
         while let Some(entry) = self.pending_writes.first_entry() {
             if entry.get().deadline > now {
                 break;
@@ -545,7 +764,7 @@ impl RedisStore {
         let keyspace = self.storage.send(Read(vec![ReadQuery::KeyspaceStats]));
         let node = self.info.clone();
         let stats = self.stats.clone();
-        let clients = self.clients.len();
+        let clients = ClientCounts { connected: self.clients.len(), blocked: self.blocked.waiting.len() };
         actix_rt::spawn(async move {
             let (Ok(status), Ok(members), Ok(mut keyspace)) = (status.await, members.await, keyspace.await)
             else {
@@ -628,6 +847,13 @@ impl RedisStore {
     }
 }
 
+/// The `INFO clients` figures: connections, and the clients waiting in a blocking command.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientCounts {
+    pub connected: usize,
+    pub blocked: usize,
+}
+
 /// The `INFO keyspace` figures.
 pub struct KeyspaceInfo {
     pub keys: i64,
@@ -641,7 +867,7 @@ pub fn format_info(
     replication: &Replication,
     keyspace: &KeyspaceInfo,
     stats: &Stats,
-    clients: usize,
+    clients: ClientCounts,
     sections: &[String],
 ) -> String {
     let all =
@@ -658,8 +884,8 @@ pub fn format_info(
     }
     if wants("clients") {
         out.push_str(&format!(
-            "# Clients\r\nconnected_clients:{clients}\r\nmaxclients:{}\r\nblocked_clients:0\r\n\r\n",
-            node.maxclients
+            "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:{}\r\n\r\n",
+            clients.connected, node.maxclients, clients.blocked
         ));
     }
     if wants("stats") {
@@ -703,8 +929,8 @@ impl Actor for RedisStore {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.run_interval(self.timing.sweep_interval, |store, _| {
-            store.sweep();
+        ctx.run_interval(self.timing.sweep_interval, |store, ctx| {
+            store.sweep(ctx);
             store.check_drained();
         });
         ctx.run_interval(EXPIRY_SWEEP_INTERVAL, |store, ctx| store.sweep_expired(ctx));
@@ -724,6 +950,12 @@ impl RedisStore {
             Command::Info(sections) => self.info(sections, reply),
             Command::Raft(admin) => self.raft_admin(admin, reply),
             Command::ClientList => reply.send(self.client_list()),
+            Command::Blocking { op, timeout } => {
+                let deadline = timeout.and_then(|t| now.instant.checked_add(t));
+                let attempt =
+                    Attempt { id: self.blocked.new_id(), op: op.clone(), deadline, woken_by: Vec::new() };
+                self.propose_attempt(op, reply, now, Some(attempt), ctx);
+            }
             cmd @ (Command::Local(_) | Command::Transaction(_)) => {
                 debug!(?cmd, "session command reached the store");
                 reply.send(Frame::error("ERR command not handled by the store"));
@@ -787,6 +1019,15 @@ impl Handler<ExecuteBatch> for RedisStore {
     }
 }
 
+impl Handler<Block> for RedisStore {
+    type Result = ();
+
+    fn handle(&mut self, msg: Block, ctx: &mut Context<Self>) {
+        let command = Command::Blocking { op: msg.op, timeout: msg.timeout };
+        self.execute(command, Reply::own(msg.reply), Now::read(), ctx);
+    }
+}
+
 /// Send the writes and reads gathered in this turn (RedisStore to itself).
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -805,6 +1046,9 @@ impl Handler<Drain> for RedisStore {
 
     /// Stops taking commands; replies when the ones under way are answered.
     fn handle(&mut self, _: Drain, _: &mut Context<Self>) -> Self::Result {
+        for (_, blocked) in self.blocked.take_all() {
+            blocked.reply.send(Error::Stopped.to_frame());
+        }
         let (tx, rx) = oneshot::channel();
         self.draining.get_or_insert_with(Vec::new).push(tx);
         self.check_drained();
@@ -845,12 +1089,31 @@ impl Handler<Committed> for RedisStore {
 impl Handler<Applied> for RedisStore {
     type Result = ();
 
-    /// Answers the writes this node proposed and releases the reads that were waiting.
-    fn handle(&mut self, msg: Applied, _: &mut Context<Self>) {
+    /// Answers the writes this node proposed, releases the reads that were waiting, and wakes
+    /// the blocked clients whose keys were fed.
+    fn handle(&mut self, msg: Applied, ctx: &mut Context<Self>) {
         self.applied = self.applied.max(msg.index);
+        // Pops that found nothing block first, so that a key fed later in these same entries
+        // wakes them.
         for (seq, frame) in msg.replies {
-            if let Some(w) = self.pending_writes.remove(&seq) {
-                w.succeed(frame);
+            if let Some(mut w) = self.pending_writes.remove(&seq) {
+                match w.attempt.take() {
+                    Some(attempt) => self.attempted(w, attempt, frame, ctx),
+                    None => w.succeed(frame),
+                }
+            }
+        }
+        let now = Now::read();
+        for fed in msg.fed {
+            let woken = self.blocked.take(&fed.key, fed.kind, Some(fed.elements));
+            self.wake(woken, vec![fed.key], now, ctx);
+        }
+        if msg.reloaded {
+            // A snapshot replaced the keyspace: every blocked client looks again.
+            let woken = self.blocked.take_all();
+            for (id, blocked) in woken {
+                let keys = waits_on(&blocked.op).0.to_vec();
+                self.wake(vec![(id, blocked)], keys, now, ctx);
             }
         }
         let still_waiting = self.waiting_reads.split_off(&(self.applied + 1));

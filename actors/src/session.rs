@@ -21,6 +21,8 @@
 //! a read waits for the writes sent before it to be acknowledged, and a write for the reads
 //! before it to be answered, so a pipelined `SET k v; GET k` sees `v` and `GET k; SET k w`
 //! does not see `w`, exactly as with Redis, while runs of reads or of writes still overlap.
+//! A blocking command (BLPOP ...) overlaps with nothing: the requests after it wait until it
+//! is answered, as a blocked Redis client's do.
 //!
 //! A protocol error is answered with `-ERR Protocol error: ...` and closes this connection only.
 //!
@@ -70,7 +72,7 @@ use crate::command::server::valid_client_name;
 use crate::command::table::{self, COMMAND_TABLE};
 use crate::command::{lookup, Command, LocalCommand, Queued, ReadQuery, TxCommand, WriteOp};
 use crate::glob::glob_match;
-use crate::redis_store::{ClientEvent, ClientInfo, Execute, ExecuteBatch, RedisStore};
+use crate::redis_store::{Block, ClientEvent, ClientInfo, Execute, ExecuteBatch, RedisStore};
 use crate::resp::{Frame, RespCodec, RespError, RespLimits, READ_BUFFER_CAPACITY};
 
 /// The version HELLO and INFO report: the Redis release whose commands raft-kv follows.
@@ -397,7 +399,7 @@ impl Session {
 
     /// Counts a request of this kind as in flight if it may be sent to RedisStore now.
     fn admit(&mut self, access: Access) -> bool {
-        let now = self.gated.is_empty() && (self.in_flight == 0 || self.in_flight_access == access);
+        let now = self.gated.is_empty() && (self.in_flight == 0 || self.in_flight_access.shares(access));
         if now {
             self.in_flight += 1;
             self.in_flight_access = access;
@@ -407,6 +409,9 @@ impl Session {
 
     /// Adds a request to this turn's [`ExecuteBatch`].
     fn send_in_batch(&mut self, seq: u64, command: Command, ctx: &mut Context<Self>) {
+        if let Command::Blocking { op, timeout } = command {
+            return self.block(seq, op, timeout, ctx);
+        }
         self.outgoing.push((seq, command));
         if !self.send_scheduled {
             self.send_scheduled = true;
@@ -414,11 +419,34 @@ impl Session {
         }
     }
 
+    /// Sends a blocking command on its own: RedisStore answers it when it has popped something
+    /// or timed out, and forgets it if this session stops first (the receiver is dropped).
+    fn block(
+        &mut self,
+        seq: u64,
+        op: WriteOp,
+        timeout: Option<std::time::Duration>,
+        ctx: &mut Context<Self>,
+    ) {
+        if self.input_closed {
+            // Its turn came after the client left: it would wait for no one.
+            return ctx.stop();
+        }
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.store.do_send(Block { op, timeout, reply });
+        let answer =
+            async move { answer.await.unwrap_or_else(|_| Frame::error("ERR node is shutting down")) };
+        ctx.spawn(answer.into_actor(self).map(move |frame, session, ctx| {
+            session.ungate(ctx);
+            session.complete(seq, frame, After::Continue, ctx);
+        }));
+    }
+
     /// One gated request was answered: start the waiting ones that may go now.
     fn ungate(&mut self, ctx: &mut Context<Self>) {
         self.in_flight -= 1;
         while let Some((access, _)) = self.gated.front() {
-            if self.in_flight > 0 && *access != self.in_flight_access {
+            if self.in_flight > 0 && !self.in_flight_access.shares(*access) {
                 break;
             }
             let (access, start) = self.gated.pop_front().expect("front exists");
@@ -493,7 +521,8 @@ impl Session {
             queue.push(match command {
                 Command::Transaction(_) => QueuedItem::Local(LocalCommand::Unwatch),
                 Command::Read(q) => QueuedItem::Keyspace(Queued::Read(q)),
-                Command::Write(op) => QueuedItem::Keyspace(Queued::Write(op)),
+                // Inside MULTI a blocking command does not block: it pops what is there.
+                Command::Write(op) | Command::Blocking { op, .. } => QueuedItem::Keyspace(Queued::Write(op)),
                 Command::Local(local) => QueuedItem::Local(local),
                 server @ (Command::Info(_) | Command::ClientList | Command::Raft(_)) => {
                     QueuedItem::Server(server)
@@ -516,7 +545,11 @@ impl Session {
             }
             Command::Transaction(tx) => self.transaction(seq, tx, ctx),
             command => {
-                let access = if matches!(command, Command::Write(_)) { Access::Write } else { Access::Read };
+                let access = match command {
+                    Command::Write(_) => Access::Write,
+                    Command::Blocking { .. } => Access::Exclusive,
+                    _ => Access::Read,
+                };
                 if self.admit(access) {
                     // What `gate` does, without boxing the start.
                     return self.send_in_batch(seq, command, ctx);
@@ -886,6 +919,16 @@ impl Session {
 enum Access {
     Read,
     Write,
+    /// A blocking command (BLPOP ...): it waits for every request before it, and every later
+    /// one waits for it, as Redis serves nothing else of a blocked client.
+    Exclusive,
+}
+
+impl Access {
+    /// Whether a request of kind `other` may be in flight together with one of this kind.
+    fn shares(self, other: Access) -> bool {
+        self == other && self != Access::Exclusive
+    }
 }
 
 /// A request waiting for requests of the other access kind to finish.
@@ -960,10 +1003,12 @@ impl StreamHandler<Result<Vec<Bytes>, RespError>> for Session {
         self.update_pending();
     }
 
-    /// The client closed its side: finish answering what it sent, then stop.
+    /// The client closed its side: finish answering what it sent, then stop. A client blocked
+    /// in BLPOP or the like is let go at once, as Redis frees it.
     fn finished(&mut self, ctx: &mut Context<Self>) {
         self.input_closed = true;
-        if self.next_reply == self.next_request && self.backlog.is_empty() {
+        let blocked = self.in_flight > 0 && self.in_flight_access == Access::Exclusive;
+        if blocked || (self.next_reply == self.next_request && self.backlog.is_empty()) {
             ctx.stop();
         }
     }

@@ -480,8 +480,9 @@ impl Storage {
             }
         }
         if last == self.applied && msg.conf_state.is_none() && msg.members.is_none() {
-            return Ok(Applied { index: last, replies });
+            return Ok(Applied { index: last, replies, ..Applied::default() });
         }
+        let fed = apply.fed_keys();
         let (mut batch, counts) = apply.into_write_batch();
         // Applying an entry proves it committed: recording a commit index that covers it in the
         // same batch keeps `applied <= commit` true on disk, which raft-rs checks at restart.
@@ -507,7 +508,7 @@ impl Storage {
         self.applied = last;
         self.counts = counts;
         metrics::gauge!(telemetry::KEYS).set(counts.keys as f64);
-        Ok(Applied { index: last, replies })
+        Ok(Applied { index: last, replies, fed, reloaded: false })
     }
 }
 
@@ -843,7 +844,7 @@ impl Handler<InstallSnapshot> for Storage {
             fatal("installing a snapshot failed", &e);
         }
         if let Some(sink) = &self.applied_to {
-            sink.do_send(Applied { index: self.applied, replies: Vec::new() });
+            sink.do_send(Applied { index: self.applied, reloaded: true, ..Applied::default() });
         }
     }
 }

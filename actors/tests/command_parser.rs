@@ -156,7 +156,7 @@ fn random_argument_vectors_never_panic_and_errors_are_redis_errors() {
             match outcome {
                 Ok(Ok(command)) => {
                     accepted += 1;
-                    if let Command::Write(op) = command {
+                    if let Command::Write(op) | Command::Blocking { op, .. } = command {
                         // What the log stores must decode to the same operation on every replica.
                         let proposal =
                             Proposal { origin: RequestId { node: 1, incarnation: 2, seq: 3 }, now_ms: 4, op };

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use actors::command::Command;
 use actors::raft_node::RaftTiming;
-use actors::redis_store::Execute;
+use actors::redis_store::{Block, Execute};
 use actors::resp::{Frame, RespLimits};
 use actors::{start_node, NodeConfig, RunningNode};
 use bytes::Bytes;
@@ -102,6 +102,82 @@ async fn session_answers_pipelined_requests_split_at_odd_boundaries_in_order() {
     }
     let expected: &[u8] = b"+OK\r\n$5\r\nfirst\r\n+PONG\r\n+OK\r\n$6\r\nsecond\r\n$3\r\nx y\r\n";
     read_expected(&mut stream, expected).await;
+    node.shutdown().await;
+}
+
+/// How many clients wait in a blocking command, from `INFO clients`.
+async fn blocked_clients(node: &RunningNode) -> usize {
+    let Frame::Verbatim(info) = execute(node, &["INFO", "clients"]).await else {
+        panic!("INFO answers text")
+    };
+    let line = info.lines().find_map(|l| l.strip_prefix("blocked_clients:")).expect("the field is there");
+    line.trim().parse().unwrap()
+}
+
+/// Waits until `blocked_clients` is `n`.
+async fn wait_for_blocked(node: &RunningNode, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while blocked_clients(node).await != n {
+        assert!(Instant::now() < deadline, "blocked_clients never became {n}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A blocking pop, as a Session sends it: the receiver of its answer.
+fn block(node: &RunningNode, words: &[&str]) -> tokio::sync::oneshot::Receiver<Frame> {
+    let Command::Blocking { op, timeout } = command(words) else { panic!("{words:?} is a blocking command") };
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    node.store.do_send(Block { op, timeout, reply });
+    answer
+}
+
+#[actix_rt::test]
+async fn a_blocked_pop_waits_for_a_push_and_a_client_that_leaves_stops_waiting() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = single_node(dir.path()).await;
+    wait_for_leadership(&node).await;
+    // Something to pop: answered at once, as LPOP would be.
+    assert_eq!(execute(&node, &["RPUSH", "q", "first"]).await, Frame::Integer(1));
+    let answer = block(&node, &["BLPOP", "q", "0"]);
+    assert_eq!(answer.await.unwrap(), Frame::Array(vec![Frame::bulk("q"), Frame::bulk("first")]));
+
+    // Nothing to pop: the clients wait, in the order they came, until pushes feed their keys.
+    let one = block(&node, &["BRPOP", "other", "q", "0"]);
+    wait_for_blocked(&node, 1).await;
+    let two = block(&node, &["BZPOPMIN", "z", "q", "0"]);
+    wait_for_blocked(&node, 2).await;
+    assert_eq!(execute(&node, &["RPUSH", "q", "a"]).await, Frame::Integer(1));
+    assert_eq!(one.await.unwrap(), Frame::Array(vec![Frame::bulk("q"), Frame::bulk("a")]));
+    assert_eq!(blocked_clients(&node).await, 1, "the sorted set's client waits on");
+    assert_eq!(execute(&node, &["ZADD", "z", "5", "m"]).await, Frame::Integer(1));
+    assert_eq!(two.await.unwrap(), Frame::Array(vec![Frame::bulk("z"), Frame::bulk("m"), Frame::bulk("5")]));
+    assert_eq!(execute(&node, &["EXISTS", "q", "z"]).await, Frame::Integer(0));
+
+    // One push of three elements serves three clients; the fourth waits for the next one.
+    let waiting: Vec<_> =
+        (0..4).map(|_| block(&node, &["BLMOVE", "jobs", "done", "LEFT", "RIGHT", "0"])).collect();
+    wait_for_blocked(&node, 4).await;
+    assert_eq!(execute(&node, &["RPUSH", "jobs", "j1", "j2", "j3"]).await, Frame::Integer(3));
+    let mut waiting = waiting.into_iter();
+    let mut served = Vec::new();
+    for answer in waiting.by_ref().take(3) {
+        served.push(answer.await.unwrap());
+    }
+    let moved = Frame::Array(vec![Frame::bulk("j1"), Frame::bulk("j2"), Frame::bulk("j3")]);
+    assert_eq!(Frame::Array(served), moved, "the first three clients, in the order they blocked");
+    assert_eq!(execute(&node, &["LRANGE", "done", "0", "-1"]).await, moved);
+    // (It may be trying again for a moment: the pops between left "jobs" with elements.)
+    wait_for_blocked(&node, 1).await;
+
+    // A deadline: answered null.
+    let late = block(&node, &["BLMPOP", "0.05", "1", "nothing", "LEFT"]);
+    assert_eq!(late.await.unwrap(), Frame::NullArray);
+
+    // A client that goes away stops waiting, and what is pushed then stays in the list.
+    drop(waiting.next());
+    wait_for_blocked(&node, 0).await;
+    assert_eq!(execute(&node, &["RPUSH", "jobs", "kept"]).await, Frame::Integer(1));
+    assert_eq!(execute(&node, &["LLEN", "jobs"]).await, Frame::Integer(1));
     node.shutdown().await;
 }
 

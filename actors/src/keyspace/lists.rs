@@ -75,24 +75,38 @@ impl ApplyBatch<'_> {
         self.live_collection(key, KIND_LIST, decode)
     }
 
-    /// Applies a list write ([`WriteOp::Push`] and the others after it).
+    /// Applies a list write ([`WriteOp::Push`] and the others after it). LMPOP, BLPOP and BRPOP
+    /// pop from the first of their keys that holds a list; a key of another type before it is
+    /// an error.
     pub(super) fn write_list(&mut self, op: WriteOp) -> Result<Frame> {
-        if let WriteOp::LMPop { keys, left, count } = op {
-            // The first key holding a list; a key of another type before it is an error.
-            for key in keys {
-                match self.live_list(&key)? {
-                    Err(wrongtype) => return Ok(wrongtype),
-                    Ok(None) => continue,
-                    Ok(Some((mut list, expires))) => {
-                        let taken = (list.len() as u64).min(count) as usize;
-                        let popped: Vec<Bytes> = (0..taken).filter_map(|_| pop(&mut list, left)).collect();
-                        let reply = Frame::Array(vec![Frame::Bulk(key.clone()), bulks(popped)]);
-                        return self.put_collection_then(key, KIND_LIST, record(&list), expires, reply);
-                    }
+        let (keys, left, count, flat) = match op {
+            WriteOp::LMPop { keys, left, count } => (keys, left, count, false),
+            WriteOp::BPop { keys, left } => (keys, left, 1, true),
+            op => return self.write_one_list(op),
+        };
+        for key in keys {
+            match self.live_list(&key)? {
+                Err(wrongtype) => return Ok(wrongtype),
+                Ok(None) => continue,
+                Ok(Some((mut list, expires))) => {
+                    let taken = (list.len() as u64).min(count) as usize;
+                    let popped: Vec<Bytes> = (0..taken).filter_map(|_| pop(&mut list, left)).collect();
+                    let reply = match (flat, popped.first()) {
+                        // BLPOP, BRPOP: `[key, element]`
+                        (true, Some(element)) => {
+                            Frame::Array(vec![Frame::Bulk(key.clone()), Frame::Bulk(element.clone())])
+                        }
+                        _ => Frame::Array(vec![Frame::Bulk(key.clone()), bulks(popped)]),
+                    };
+                    return self.put_collection_then(key, KIND_LIST, record(&list), expires, reply);
                 }
             }
-            return Ok(Frame::NullArray);
         }
+        Ok(Frame::NullArray)
+    }
+
+    /// Applies a list write of one list, or LMOVE's of two.
+    fn write_one_list(&mut self, op: WriteOp) -> Result<Frame> {
         if let WriteOp::LMove { from, to, from_left, to_left } = op {
             return self.lmove(from, to, from_left, to_left);
         }

@@ -185,6 +185,16 @@ fn range(entries: &Entries, spec: &ZRangeSpec) -> Frame {
     with_scores(picked, spec.with_scores)
 }
 
+/// Takes up to `count` members from the top (`max`) or the bottom, in the order popped.
+fn pop_ends(entries: &mut Entries, max: bool, count: u64) -> Vec<(f64, Bytes)> {
+    let n = count.min(entries.len() as u64) as usize;
+    if max {
+        entries.drain(entries.len() - n..).rev().collect()
+    } else {
+        entries.drain(..n).collect()
+    }
+}
+
 /// Members, or members with their scores (pairs: RESP3 nests them).
 fn with_scores(entries: impl Iterator<Item = (f64, Bytes)>, scores: bool) -> Frame {
     if scores {
@@ -199,8 +209,49 @@ impl ApplyBatch<'_> {
         self.live_collection(key, KIND_ZSET, decode)
     }
 
-    /// Applies a sorted set write ([`WriteOp::ZAdd`] and the others after it).
+    /// Applies a sorted set write ([`WriteOp::ZAdd`] and the others after it). ZMPOP,
+    /// BZPOPMIN and BZPOPMAX pop from the first of their keys that holds a sorted set; a key of
+    /// another type before it is an error.
     pub(super) fn write_zset(&mut self, op: WriteOp) -> Result<Frame> {
+        let (keys, max, count, flat) = match op {
+            WriteOp::ZMPop { keys, max, count } => (keys, max, count, false),
+            WriteOp::BZPop { keys, max } => (keys, max, 1, true),
+            op => return self.write_one_zset(op),
+        };
+        for key in keys {
+            match self.live_zset(&key)? {
+                Err(wrongtype) => return Ok(wrongtype),
+                Ok(None) => continue,
+                Ok(Some((mut entries, expires))) => {
+                    let popped = pop_ends(&mut entries, max, count);
+                    let name = Frame::Bulk(key.clone());
+                    let reply = match (flat, popped.first()) {
+                        // BZPOPMIN, BZPOPMAX: `[key, member, score]`
+                        (true, Some((score, member))) => {
+                            Frame::Array(vec![name, Frame::Bulk(member.clone()), score_frame(*score)])
+                        }
+                        // ZMPOP: `[key, [[member, score] ...]]`, nested in RESP2 as well
+                        _ => Frame::Array(vec![
+                            name,
+                            Frame::Array(
+                                popped
+                                    .into_iter()
+                                    .map(|(score, member)| {
+                                        Frame::Array(vec![Frame::Bulk(member), score_frame(score)])
+                                    })
+                                    .collect(),
+                            ),
+                        ]),
+                    };
+                    return self.put_collection_then(key, KIND_ZSET, record(&entries), expires, reply);
+                }
+            }
+        }
+        Ok(Frame::NullArray)
+    }
+
+    /// Applies a sorted set write of one key.
+    fn write_one_zset(&mut self, op: WriteOp) -> Result<Frame> {
         let key = match &op {
             WriteOp::ZAdd { key, .. }
             | WriteOp::ZRem { key, .. }
@@ -268,15 +319,10 @@ impl ApplyBatch<'_> {
                 self.put_collection_then(key, KIND_ZSET, record(&entries), expires, Frame::Integer(removed))
             }
             WriteOp::ZPop { max, count, .. } => {
-                let n = count.unwrap_or(1).min(entries.len() as u64) as usize;
-                if n == 0 {
+                let popped = pop_ends(&mut entries, max, count.unwrap_or(1));
+                if popped.is_empty() {
                     return Ok(Frame::Array(vec![]));
                 }
-                let popped: Vec<(f64, Bytes)> = if max {
-                    entries.drain(entries.len() - n..).rev().collect()
-                } else {
-                    entries.drain(..n).collect()
-                };
                 let reply = match count {
                     Some(_) => with_scores(popped.into_iter(), true),
                     None => {

@@ -41,7 +41,7 @@ fn check(request: Vec<Bytes>) {
         assert_eq!(flat, both, "{request:?}: parse and parse_checked disagree");
     }
     match checked {
-        Ok(Ok(Command::Write(op))) => {
+        Ok(Ok(Command::Write(op) | Command::Blocking { op, .. })) => {
             let proposal = Proposal { origin: RequestId { node: 1, incarnation: 2, seq: 3 }, now_ms: 4, op };
             let decoded = Proposal::decode(&proposal.encode())
                 .unwrap_or_else(|e| panic!("{request:?}: its log entry does not decode: {e}"));

@@ -1,10 +1,13 @@
-//! The list commands (not the blocking ones: `BLPOP`, `BRPOP`, `BLMOVE`, `BLMPOP` and
-//! `BRPOPLPUSH` are unknown commands).
+//! The list commands.
 //!
 //! # Formats
 //! - `LPUSH key element [element ...]`, `RPUSH ...`, `LPUSHX ...`, `RPUSHX ...`
 //! - `LPOP key [count]`, `RPOP key [count]`, `LMPOP numkeys key [key ...] LEFT|RIGHT [COUNT count]`
 //! - `LMOVE source destination LEFT|RIGHT LEFT|RIGHT`, `RPOPLPUSH source destination`
+//! - blocking: `BLPOP key [key ...] timeout`, `BRPOP ...`,
+//!   `BLMOVE source destination LEFT|RIGHT LEFT|RIGHT timeout`,
+//!   `BRPOPLPUSH source destination timeout`,
+//!   `BLMPOP timeout numkeys key [key ...] LEFT|RIGHT [COUNT count]`
 //! - `LLEN key`, `LINDEX key index`, `LRANGE key start stop`,
 //!   `LPOS key element [RANK rank] [COUNT num-matches] [MAXLEN len]`
 //! - `LSET key index element`, `LINSERT key BEFORE|AFTER pivot element`,
@@ -13,8 +16,8 @@
 use bytes::Bytes;
 
 use super::{
-    int_arg, lower, parse_i64, pop_count, syntax_error, wrong_arity, Args, Command, ReadQuery, ValueType,
-    WriteOp,
+    int_arg, lower, mpop_args, parse_i64, pop_count, syntax_error, timeout_arg, wrong_arity, Args, Command,
+    ReadQuery, ValueType, WriteOp,
 };
 use crate::resp::Frame;
 
@@ -22,6 +25,7 @@ use crate::resp::Frame;
 pub fn parse(name: &'static str, args: &mut Args) -> Result<Option<Command>, Frame> {
     let write = |op| Ok(Some(Command::Write(op)));
     let read = |q| Ok(Some(Command::Read(q)));
+    let blocking = |op, timeout| Ok(Some(Command::Blocking { op, timeout }));
     match name {
         "lpush" | "rpush" | "lpushx" | "rpushx" => {
             let key = args.arg();
@@ -36,7 +40,32 @@ pub fn parse(name: &'static str, args: &mut Args) -> Result<Option<Command>, Fra
             }
             write(WriteOp::Pop { key, left: name == "lpop", count })
         }
-        "lmpop" => parse_lmpop(args),
+        "lmpop" => {
+            let (keys, left, count) = mpop_args(args, "left", "right")?;
+            write(WriteOp::LMPop { keys, left, count })
+        }
+        "blpop" | "brpop" => {
+            let mut keys = args.rest();
+            let timeout = timeout_arg(&keys.pop().expect("arity was checked"))?;
+            blocking(WriteOp::BPop { keys, left: name == "blpop" }, timeout)
+        }
+        "blmove" => {
+            let (from, to) = (args.arg(), args.arg());
+            let from_left = side(&args.arg())?;
+            let to_left = side(&args.arg())?;
+            let timeout = timeout_arg(&args.arg())?;
+            blocking(WriteOp::LMove { from, to, from_left, to_left }, timeout)
+        }
+        "brpoplpush" => {
+            let (from, to) = (args.arg(), args.arg());
+            let timeout = timeout_arg(&args.arg())?;
+            blocking(WriteOp::LMove { from, to, from_left: false, to_left: true }, timeout)
+        }
+        "blmpop" => {
+            let timeout = timeout_arg(&args.arg())?;
+            let (keys, left, count) = mpop_args(args, "left", "right")?;
+            blocking(WriteOp::LMPop { keys, left, count }, timeout)
+        }
         "lmove" => {
             let (from, to) = (args.arg(), args.arg());
             let from_left = side(&args.arg())?;
@@ -110,30 +139,6 @@ fn side(arg: &[u8]) -> Result<bool, Frame> {
     }
 }
 
-fn parse_lmpop(args: &mut Args) -> Result<Option<Command>, Frame> {
-    let numkeys = parse_i64(&args.arg()).filter(|&n| n > 0);
-    let Some(numkeys) = numkeys else {
-        return Err(Frame::error("ERR numkeys should be greater than 0"));
-    };
-    // The keys, then the direction.
-    if numkeys as u64 >= args.len() as u64 {
-        return Err(syntax_error());
-    }
-    let keys: Vec<Bytes> = (0..numkeys).map(|_| args.arg()).collect();
-    let left = side(&args.arg())?;
-    let mut count = None;
-    while let Some(option) = args.try_next() {
-        match lower(&option).as_str() {
-            "count" if count.is_none() => {
-                let n = parse_i64(&args.value()?).filter(|&n| n > 0);
-                count = Some(n.ok_or_else(|| Frame::error("ERR count should be greater than 0"))? as u64);
-            }
-            _ => return Err(syntax_error()),
-        }
-    }
-    Ok(Some(Command::Write(WriteOp::LMPop { keys, left, count: count.unwrap_or(1) })))
-}
-
 fn parse_lpos(args: &mut Args) -> Result<Option<Command>, Frame> {
     let (key, element) = (args.arg(), args.arg());
     let (mut rank, mut count, mut maxlen) = (1, None, 0);
@@ -169,6 +174,8 @@ fn parse_lpos(args: &mut Args) -> Result<Option<Command>, Frame> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::command::{test_err as err, test_parse as parse};
 
@@ -214,6 +221,47 @@ mod tests {
         assert_eq!(err(&["lmpop", "2", "a", "left"]), "ERR syntax error");
         assert_eq!(err(&["lmpop", "1", "a", "left", "count", "0"]), "ERR count should be greater than 0");
         assert_eq!(err(&["lmpop", "1", "a", "left", "count", "1", "count", "2"]), "ERR syntax error");
+    }
+
+    #[test]
+    fn blocking_pops_carry_their_non_blocking_form_and_timeout() {
+        let blocking = |op, ms: Option<u64>| Command::Blocking { op, timeout: ms.map(Duration::from_millis) };
+        assert_eq!(
+            parse(&["BRPOP", "a", "b", "1.5"]).unwrap(),
+            blocking(WriteOp::BPop { keys: vec!["a".into(), "b".into()], left: false }, Some(1500))
+        );
+        assert_eq!(
+            parse(&["blmove", "a", "b", "RIGHT", "left", "0"]).unwrap(),
+            blocking(
+                WriteOp::LMove { from: "a".into(), to: "b".into(), from_left: false, to_left: true },
+                None
+            )
+        );
+        assert_eq!(
+            parse(&["brpoplpush", "a", "b", "0.0001"]).unwrap(),
+            blocking(
+                WriteOp::LMove { from: "a".into(), to: "b".into(), from_left: false, to_left: true },
+                None
+            )
+        );
+        assert_eq!(
+            parse(&["blmpop", "2", "1", "a", "left", "count", "2"]).unwrap(),
+            blocking(WriteOp::LMPop { keys: vec!["a".into()], left: true, count: 2 }, Some(2000))
+        );
+        // Redis's order of checks: BLMOVE's ends before its timeout, BLMPOP's timeout first.
+        assert_eq!(err(&["blmove", "a", "b", "up", "left", "x"]), "ERR syntax error");
+        assert_eq!(
+            err(&["blmove", "a", "b", "left", "left", "x"]),
+            "ERR timeout is not a float or out of range"
+        );
+        assert_eq!(err(&["blmpop", "x", "0", "a", "up"]), "ERR timeout is not a float or out of range");
+        assert_eq!(err(&["blmpop", "0", "0", "a", "left"]), "ERR numkeys should be greater than 0");
+        assert_eq!(err(&["blpop", "a", "-1"]), "ERR timeout is negative");
+        assert_eq!(err(&["blpop", "a", "nan"]), "ERR timeout is not a float or out of range");
+        // Beyond Redis's milliseconds: negative once converted, as Redis reports it.
+        assert_eq!(err(&["blpop", "a", "1e20"]), "ERR timeout is negative");
+        assert_eq!(err(&["blpop", "a", "inf"]), "ERR timeout is negative");
+        assert_eq!(err(&["blpop", "a"]), "ERR wrong number of arguments for 'blpop' command");
     }
 
     #[test]

@@ -45,6 +45,12 @@ pub enum Command {
     ClientList,
     /// `RAFT.*`: cluster membership and leadership, executed by RaftNode.
     Raft(raft::RaftAdmin),
+    /// A blocking pop (`BLPOP`, `BRPOP`, `BLMOVE`, `BRPOPLPUSH`, `BLMPOP`, `BZPOPMIN`,
+    /// `BZPOPMAX`, `BZMPOP`): `op` is its non-blocking form, a write that pops what is there
+    /// (see [`WriteOp::blocking_keys`]). Outside MULTI, while `op` finds nothing to pop the
+    /// client waits for a write to one of its keys and tries again, for at most `timeout`
+    /// (`None`: for ever); inside MULTI, `op` runs once, as in Redis.
+    Blocking { op: WriteOp, timeout: Option<std::time::Duration> },
 }
 
 /// Commands about the connection or the server, answered by the Session.
@@ -446,6 +452,29 @@ pub enum WriteOp {
     ZPop { key: Bytes, max: bool, count: Option<u64> },
     /// `ZREMRANGEBYRANK`, `ZREMRANGEBYSCORE`, `ZREMRANGEBYLEX`
     ZRemRange { key: Bytes, by: ZRangeBy },
+    // Pops from the first of several keys that holds something: the blocking commands'
+    // non-blocking forms, and ZMPOP.
+    /// `BLPOP`, `BRPOP`: one element of the first list of `keys`, replied as `[key, element]`.
+    BPop { keys: Vec<Bytes>, left: bool },
+    /// `ZMPOP numkeys key [key ...] MIN|MAX [COUNT count]` and `BZMPOP`: replied as
+    /// `[key, [[member, score] ...]]`.
+    ZMPop { keys: Vec<Bytes>, max: bool, count: u64 },
+    /// `BZPOPMIN`, `BZPOPMAX`: one member of the first sorted set of `keys`, replied as
+    /// `[key, member, score]`.
+    BZPop { keys: Vec<Bytes>, max: bool },
+}
+
+impl WriteOp {
+    /// The keys a blocking command waits on when this write, its non-blocking form, finds
+    /// nothing to pop, and the type it pops from. `None` for the writes that never block.
+    pub fn blocking_keys(&self) -> Option<(&[Bytes], ValueType)> {
+        match self {
+            WriteOp::BPop { keys, .. } | WriteOp::LMPop { keys, .. } => Some((keys, ValueType::List)),
+            WriteOp::LMove { from, .. } => Some((std::slice::from_ref(from), ValueType::List)),
+            WriteOp::BZPop { keys, .. } | WriteOp::ZMPop { keys, .. } => Some((keys, ValueType::SortedSet)),
+            _ => None,
+        }
+    }
 }
 
 /// Who proposed a write: the node, its boot incarnation (so ids never repeat across restarts)
@@ -702,6 +731,58 @@ pub fn pop_count(arg: &[u8]) -> Result<u64, Frame> {
         .filter(|&n| n >= 0)
         .map(|n| n as u64)
         .ok_or_else(|| Frame::error("ERR value is out of range, must be positive"))
+}
+
+/// A blocking command's timeout, in seconds (a float), as Redis 7.0 reads it: 0 waits for ever
+/// (`None`), and so does a negative timeout above -1 ms, which truncates to 0 as in Redis. One
+/// too large for Redis's milliseconds is "negative", as Redis's conversion makes it on x86-64.
+pub fn timeout_arg(arg: &[u8]) -> Result<Option<std::time::Duration>, Frame> {
+    let seconds = strings::parse_float(arg)
+        .ok_or_else(|| Frame::error("ERR timeout is not a float or out of range"))?;
+    let ms = (seconds * 1000.0).trunc();
+    if !(ms.is_finite() && ms < i64::MAX as f64) || ms < 0.0 {
+        return Err(Frame::error("ERR timeout is negative"));
+    }
+    let ms = ms as u64;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    if ms > i64::MAX as u64 - now_ms {
+        return Err(Frame::error("ERR timeout is out of range"));
+    }
+    Ok((ms > 0).then(|| std::time::Duration::from_millis(ms)))
+}
+
+/// `numkeys key [key ...] <end> [COUNT count]`, the arguments of LMPOP and ZMPOP (and of
+/// BLMPOP and BZMPOP after their timeout): the keys, whether the end is `first` (LEFT, MIN)
+/// rather than `second` (RIGHT, MAX), and the count (1 without COUNT).
+pub fn mpop_args(args: &mut Args, first: &str, second: &str) -> Result<(Vec<Bytes>, bool, u64), Frame> {
+    let numkeys = parse_i64(&args.arg()).filter(|&n| n > 0);
+    let Some(numkeys) = numkeys else {
+        return Err(Frame::error("ERR numkeys should be greater than 0"));
+    };
+    // The keys, then the end.
+    if numkeys as u64 >= args.len() as u64 {
+        return Err(syntax_error());
+    }
+    let keys: Vec<Bytes> = (0..numkeys).map(|_| args.arg()).collect();
+    let end = lower(&args.arg());
+    let at_first = match end.as_str() {
+        e if e == first => true,
+        e if e == second => false,
+        _ => return Err(syntax_error()),
+    };
+    let mut count = None;
+    while let Some(option) = args.try_next() {
+        match lower(&option).as_str() {
+            "count" if count.is_none() => {
+                let n = parse_i64(&args.value()?).filter(|&n| n > 0);
+                count = Some(n.ok_or_else(|| Frame::error("ERR count should be greater than 0"))? as u64);
+            }
+            _ => return Err(syntax_error()),
+        }
+    }
+    Ok((keys, at_first, count.unwrap_or(1)))
 }
 
 /// `-ERR wrong number of arguments for 'get' command`

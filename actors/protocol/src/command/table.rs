@@ -54,6 +54,11 @@ const ONE_KEY: (i64, i64, i64) = (1, 1, 1);
 const ALL_KEYS: (i64, i64, i64) = (1, -1, 1);
 const TWO_KEYS: (i64, i64, i64) = (1, 2, 1);
 const PAIRS: (i64, i64, i64) = (1, -1, 2);
+/// Every argument but the last (a blocking command's timeout).
+const KEYS_THEN_TIMEOUT: (i64, i64, i64) = (1, -2, 1);
+const BLOCKING_POP: &[&str] = &["write", "noscript", "blocking"];
+const BLOCKING_MOVE: &[&str] = &["write", "denyoom", "noscript", "blocking"];
+const BLOCKING_MPOP: &[&str] = &["write", "blocking", "movablekeys"];
 const R: &[&str] = &["readonly"];
 const RF: &[&str] = &["readonly", "fast"];
 const W: &[&str] = &["write"];
@@ -108,6 +113,11 @@ pub const COMMAND_TABLE: &[CommandSpec] = &[
     spec("hstrlen", 3, RF, ONE_KEY, "hash", "3.2.0", "Returns the length of the value of a field.", "key field:string"),
     spec("hvals", 2, R, ONE_KEY, "hash", "2.0.0", "Returns all values in a hash.", "key"),
     // list
+    spec("blmove", 6, BLOCKING_MOVE, TWO_KEYS, "list", "6.2.0", "Pops an element from a list, pushes it to another list and returns it. Blocks until an element is available otherwise. Deletes the list if the last element was moved.", "source:key destination:key LEFT|RIGHT LEFT|RIGHT timeout:double"),
+    spec("blmpop", -5, BLOCKING_MPOP, NO_KEYS, "list", "7.0.0", "Pops the first element from one of multiple lists. Blocks until an element is available otherwise. Deletes the list if the last element was popped.", "timeout:double numkeys:integer key... LEFT|RIGHT [COUNT count:integer]"),
+    spec("blpop", -3, BLOCKING_POP, KEYS_THEN_TIMEOUT, "list", "2.0.0", "Removes and returns the first element in a list. Blocks until an element is available otherwise. Deletes the list if the last element was popped.", "key... timeout:double"),
+    spec("brpop", -3, BLOCKING_POP, KEYS_THEN_TIMEOUT, "list", "2.0.0", "Removes and returns the last element in a list. Blocks until an element is available otherwise. Deletes the list if the last element was popped.", "key... timeout:double"),
+    spec("brpoplpush", 4, BLOCKING_MOVE, TWO_KEYS, "list", "2.2.0", "Pops an element from a list, pushes it to another list and returns it. Blocks until an element is available otherwise. Deletes the list if the last element was popped.", "source:key destination:key timeout:double"),
     spec("lindex", 3, R, ONE_KEY, "list", "1.0.0", "Returns an element from a list by its index.", "key index:integer"),
     spec("linsert", 5, WD, ONE_KEY, "list", "2.2.0", "Inserts an element before or after another element in a list.", "key BEFORE|AFTER pivot:string element:string"),
     spec("llen", 2, RF, ONE_KEY, "list", "1.0.0", "Returns the length of a list.", "key"),
@@ -144,12 +154,16 @@ pub const COMMAND_TABLE: &[CommandSpec] = &[
     spec("sunion", -2, R, ALL_KEYS, "set", "1.0.0", "Returns the union of multiple sets.", "key..."),
     spec("sunionstore", -3, WD, ALL_KEYS, "set", "1.0.0", "Stores the union of multiple sets in a key.", "destination:key key..."),
     // sorted-set
+    spec("bzmpop", -5, BLOCKING_MPOP, NO_KEYS, "sorted-set", "7.0.0", "Removes and returns a member by score from one or more sorted sets. Blocks until a member is available otherwise. Deletes the sorted set if the last element was popped.", "timeout:double numkeys:integer key... MIN|MAX [COUNT count:integer]"),
+    spec("bzpopmax", -3, &["write", "noscript", "blocking", "fast"], KEYS_THEN_TIMEOUT, "sorted-set", "5.0.0", "Removes and returns the member with the highest score from one or more sorted sets. Blocks until a member is available otherwise. Deletes the sorted set if the last element was popped.", "key... timeout:double"),
+    spec("bzpopmin", -3, &["write", "noscript", "blocking", "fast"], KEYS_THEN_TIMEOUT, "sorted-set", "5.0.0", "Removes and returns the member with the lowest score from one or more sorted sets. Blocks until a member is available otherwise. Deletes the sorted set if the last element was popped.", "key... timeout:double"),
     spec("zadd", -4, WDF, ONE_KEY, "sorted-set", "1.2.0", "Adds one or more members to a sorted set, or updates their scores. Creates the key if it doesn't exist.", "key [NX|XX] [GT|LT] [CH] [INCR] data:block(score:double member:string)..."),
     spec("zcard", 2, RF, ONE_KEY, "sorted-set", "1.2.0", "Returns the number of members in a sorted set.", "key"),
     spec("zcount", 4, RF, ONE_KEY, "sorted-set", "2.0.0", "Returns the count of members in a sorted set that have scores within a range.", "key min:double max:double"),
     spec("zincrby", 4, WDF, ONE_KEY, "sorted-set", "1.2.0", "Increments the score of a member in a sorted set.", "key increment:double member:string"),
     spec("zlexcount", 4, RF, ONE_KEY, "sorted-set", "2.8.9", "Returns the number of members in a sorted set within a lexicographical range.", "key min:string max:string"),
     spec("zmscore", -3, RF, ONE_KEY, "sorted-set", "6.2.0", "Returns the score of one or more members in a sorted set.", "key member:string..."),
+    spec("zmpop", -4, &["write", "movablekeys"], NO_KEYS, "sorted-set", "7.0.0", "Returns the highest- or lowest-scoring members from one or more sorted sets after removing them. Deletes the sorted set if the last member was popped.", "numkeys:integer key... MIN|MAX [COUNT count:integer]"),
     spec("zpopmax", -2, WF, ONE_KEY, "sorted-set", "5.0.0", "Returns the highest-scoring members from a sorted set after removing them. Deletes the sorted set if the last member was popped.", "key [count:integer]"),
     spec("zpopmin", -2, WF, ONE_KEY, "sorted-set", "5.0.0", "Returns the lowest-scoring members from a sorted set after removing them. Deletes the sorted set if the last member was popped.", "key [count:integer]"),
     spec("zrandmember", -2, R, ONE_KEY, "sorted-set", "6.2.0", "Returns one or more random members from a sorted set.", "key [count:integer [WITHSCORES]]"),

@@ -1,5 +1,4 @@
-//! The sorted set commands (not the blocking ones, nor ZUNION/ZINTER/ZDIFF and their STORE
-//! forms, ZRANGESTORE or ZMPOP).
+//! The sorted set commands (not ZUNION/ZINTER/ZDIFF and their STORE forms, nor ZRANGESTORE).
 //!
 //! # Formats
 //! - `ZADD key [NX|XX] [GT|LT] [CH] [INCR] score member [score member ...]`,
@@ -10,9 +9,12 @@
 //!   `ZRANGEBYSCORE key min max [WITHSCORES] [LIMIT offset count]`, `ZREVRANGEBYSCORE key max min ...`,
 //!   `ZREVRANGE key start stop [WITHSCORES]`, `ZRANGEBYLEX key min max [LIMIT offset count]`,
 //!   `ZREVRANGEBYLEX key max min [LIMIT offset count]`
-//! - `ZPOPMIN key [count]`, `ZPOPMAX key [count]`, `ZREMRANGEBYRANK key start stop`,
+//! - `ZPOPMIN key [count]`, `ZPOPMAX key [count]`, `ZMPOP numkeys key [key ...] MIN|MAX [COUNT count]`,
+//!   `ZREMRANGEBYRANK key start stop`,
 //!   `ZREMRANGEBYSCORE key min max`, `ZREMRANGEBYLEX key min max`
 //! - `ZRANDMEMBER key [count [WITHSCORES]]`, `ZSCAN key cursor [MATCH pattern] [COUNT count]`
+//! - blocking: `BZPOPMIN key [key ...] timeout`, `BZPOPMAX ...`,
+//!   `BZMPOP timeout numkeys key [key ...] MIN|MAX [COUNT count]`
 
 use bytes::Bytes;
 
@@ -20,8 +22,8 @@ use super::keys::random_seed;
 use super::strings::parse_float;
 use super::{collection_scan_options, cursor_arg};
 use super::{
-    int_arg, lower, pop_count, syntax_error, Args, Command, LexBound, ReadQuery, WriteOp, ZAddCmp, ZAddCond,
-    ZRangeBy, ZRangeSpec, ZScoreBound,
+    int_arg, lower, mpop_args, pop_count, syntax_error, timeout_arg, Args, Command, LexBound, ReadQuery,
+    WriteOp, ZAddCmp, ZAddCond, ZRangeBy, ZRangeSpec, ZScoreBound,
 };
 use crate::resp::Frame;
 
@@ -80,6 +82,20 @@ pub fn parse(name: &'static str, args: &mut Args) -> Result<Option<Command>, Fra
                 return Err(syntax_error());
             }
             write(WriteOp::ZPop { key, max: name == "zpopmax", count })
+        }
+        "zmpop" => {
+            let (keys, min, count) = mpop_args(args, "min", "max")?;
+            write(WriteOp::ZMPop { keys, max: !min, count })
+        }
+        "bzpopmin" | "bzpopmax" => {
+            let mut keys = args.rest();
+            let timeout = timeout_arg(&keys.pop().expect("arity was checked"))?;
+            Ok(Some(Command::Blocking { op: WriteOp::BZPop { keys, max: name == "bzpopmax" }, timeout }))
+        }
+        "bzmpop" => {
+            let timeout = timeout_arg(&args.arg())?;
+            let (keys, min, count) = mpop_args(args, "min", "max")?;
+            Ok(Some(Command::Blocking { op: WriteOp::ZMPop { keys, max: !min, count }, timeout }))
         }
         "zremrangebyrank" => {
             let key = args.arg();
@@ -328,5 +344,31 @@ mod tests {
         assert_eq!(err(&["zpopmax", "z", "1", "2"]), "ERR syntax error");
         assert_eq!(err(&["zrandmember", "z", "1", "withscores", "x"]), "ERR syntax error");
         assert_eq!(err(&["zincrby", "z", "x", "a"]), "ERR value is not a valid float");
+    }
+
+    #[test]
+    fn multi_key_pops_name_their_end_count_and_timeout() {
+        assert_eq!(
+            parse(&["zmpop", "2", "a", "b", "MAX", "count", "5"]).unwrap(),
+            Command::Write(WriteOp::ZMPop { keys: vec!["a".into(), "b".into()], max: true, count: 5 })
+        );
+        assert_eq!(err(&["zmpop", "1", "a", "left"]), "ERR syntax error");
+        assert_eq!(err(&["zmpop", "-1", "a", "min"]), "ERR numkeys should be greater than 0");
+        assert_eq!(
+            parse(&["bzpopmin", "a", "b", "0"]).unwrap(),
+            Command::Blocking {
+                op: WriteOp::BZPop { keys: vec!["a".into(), "b".into()], max: false },
+                timeout: None
+            }
+        );
+        assert_eq!(
+            parse(&["bzmpop", "0.25", "1", "a", "min"]).unwrap(),
+            Command::Blocking {
+                op: WriteOp::ZMPop { keys: vec!["a".into()], max: false, count: 1 },
+                timeout: Some(std::time::Duration::from_millis(250))
+            }
+        );
+        assert_eq!(err(&["bzpopmax", "a", "x"]), "ERR timeout is not a float or out of range");
+        assert_eq!(err(&["bzmpop", "-2", "1", "a", "min"]), "ERR timeout is negative");
     }
 }
