@@ -10,6 +10,10 @@
 //! (c) every node converges: same applied index, same `DBSIZE`, same values;
 //! (d) the cluster serves again within a bound after healing.
 //!
+//! A job queue (producers pushing, consumers waiting in BLPOP on every node) goes through a
+//! killed, a stalled and an isolated leader and is checked against what one FIFO queue allows
+//! (see [`a_queue_under_faults_delivers_each_element_once_and_in_order`]).
+//!
 //! Each scenario prints one line, `scenario=<name> ops=<n> ... faults=<list> result=linearizable`,
 //! straight to stdout, so it shows with or without `--nocapture`.
 //!
@@ -706,4 +710,297 @@ fn write_value(e: &Event) -> Option<u64> {
         Op::Write(v) => Some(v),
         Op::Read(_) => None,
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A job queue under faults
+
+/// What became of one push.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Pushed {
+    Acknowledged,
+    /// `-TIMEOUT` or a lost connection: it may or may not have taken effect.
+    Unknown,
+    /// `-CLUSTERDOWN`: it never entered the log.
+    Refused,
+}
+
+/// A job queue while the leader is killed, stalled and cut off: a producer per node `RPUSH`es
+/// numbered elements, two consumers per node wait in `BLPOP`. Once healed, the queue's
+/// history must be one a single FIFO queue could give:
+///
+/// (a) no element is delivered twice, or both delivered and still queued;
+/// (b) every element delivered or still queued was pushed, and not by a refused push;
+/// (c) every acknowledged push is delivered or still queued, except at most one element per
+///     pop whose outcome the consumer could not know;
+/// (d) each consumer gets each producer's elements in the order they were pushed, and what is
+///     still queued of a producer was pushed after everything of it that was delivered.
+#[test]
+fn a_queue_under_faults_delivers_each_element_once_and_in_order() {
+    const QUEUE: &str = "queue";
+    const CONSUMERS_PER_NODE: usize = 2;
+    /// Elements delivered while a fault is in force, or after it was lifted.
+    const QUEUE_OPS: usize = 300;
+    let started = Instant::now();
+    let mut cluster = Cluster::launch(3);
+    cluster.wait_for_leader(LEADER_TIMEOUT);
+    let ports = ports(&cluster, &cluster.member_ids());
+    let (stop_producing, stop_consuming) = (AtomicBool::new(false), AtomicBool::new(false));
+    let pushed = std::sync::Mutex::new(Vec::<(String, Pushed)>::new());
+    let delivered = std::sync::Mutex::new(Vec::<(usize, String)>::new());
+    let unknown_pops = std::sync::atomic::AtomicUsize::new(0);
+    // A connection that answers within a few seconds (a stalled node does not).
+    let connect = |port: u16| common::connect(port, Duration::from_secs(5)).ok();
+    let producer = |p: usize, port: u16| {
+        let (mut con, mut seq) = (None, 0);
+        while !stop_producing.load(Ordering::SeqCst) {
+            if con.is_none() {
+                con = connect(port);
+            }
+            let Some(c) = con.as_mut() else {
+                thread::sleep(Duration::from_millis(50));
+                continue;
+            };
+            let element = format!("{p}:{seq}");
+            seq += 1;
+            let outcome = match redis::cmd("RPUSH").arg(QUEUE).arg(&element).query::<i64>(c) {
+                Ok(_) => Pushed::Acknowledged,
+                Err(e) if e.code() == Some("CLUSTERDOWN") => Pushed::Refused,
+                Err(e) => {
+                    assert!(common::is_unavailable(&e), "RPUSH {element}: {e}");
+                    if e.is_io_error() {
+                        con = None;
+                    }
+                    Pushed::Unknown
+                }
+            };
+            pushed.lock().unwrap().push((element, outcome));
+            if outcome != Pushed::Acknowledged {
+                thread::sleep(Duration::from_millis(20));
+            }
+        }
+    };
+    let consumer = |c: usize, port: u16| {
+        let mut con = None;
+        while !stop_consuming.load(Ordering::SeqCst) {
+            if con.is_none() {
+                con = connect(port);
+            }
+            let Some(client) = con.as_mut() else {
+                thread::sleep(Duration::from_millis(50));
+                continue;
+            };
+            match redis::cmd("BLPOP").arg(QUEUE).arg(1).query::<Option<(String, String)>>(client) {
+                Ok(Some((_, element))) => delivered.lock().unwrap().push((c, element)),
+                Ok(None) => {}
+                Err(e) if e.code() == Some("CLUSTERDOWN") => thread::sleep(Duration::from_millis(20)),
+                Err(e) => {
+                    assert!(common::is_unavailable(&e), "BLPOP: {e}");
+                    unknown_pops.fetch_add(1, Ordering::SeqCst);
+                    if e.is_io_error() {
+                        con = None;
+                    }
+                }
+            }
+        }
+    };
+    let progress = |what: &str| {
+        let from = delivered.lock().unwrap().len();
+        wait_until(PROGRESS_TIMEOUT, what, || delivered.lock().unwrap().len() >= from + QUEUE_OPS);
+    };
+    let mut faults = Vec::new();
+    thread::scope(|scope| {
+        let producers: Vec<_> =
+            ports.iter().enumerate().map(|(p, &port)| scope.spawn(move || producer(p, port))).collect();
+        let consumers: Vec<_> = ports
+            .iter()
+            .enumerate()
+            .flat_map(|(n, &port)| (0..CONSUMERS_PER_NODE).map(move |i| (n * CONSUMERS_PER_NODE + i, port)))
+            .map(|(c, port)| scope.spawn(move || consumer(c, port)))
+            .collect();
+        progress("elements delivered before any fault");
+        let leader = cluster.wait_for_leader(LEADER_TIMEOUT);
+        cluster.kill(leader);
+        faults.push(format!("kill -9 leader {leader}"));
+        progress("elements delivered with the old leader down");
+        cluster.start(leader);
+        faults.push(format!("restart {leader}"));
+        progress("elements delivered after the old leader restarted");
+        let leader = cluster.wait_for_leader(LEADER_TIMEOUT);
+        cluster.pause(leader);
+        faults.push(format!("SIGSTOP leader {leader}"));
+        progress("elements delivered with the old leader stalled");
+        cluster.resume(leader);
+        faults.push(format!("SIGCONT {leader}"));
+        progress("elements delivered after the old leader continued");
+        let leader = cluster.wait_for_leader(LEADER_TIMEOUT);
+        cluster.isolate(leader);
+        faults.push(format!("isolate leader {leader}"));
+        progress("elements delivered with the old leader cut off");
+        cluster.heal();
+        faults.push("heal".to_owned());
+        progress("elements delivered after healing");
+        // The consumers stop first, so that some elements are left queued.
+        stop_consuming.store(true, Ordering::SeqCst);
+        for consumer in consumers {
+            consumer.join().unwrap();
+        }
+        let acknowledged =
+            || pushed.lock().unwrap().iter().filter(|(_, o)| *o == Pushed::Acknowledged).count();
+        let before = acknowledged();
+        wait_until(PROGRESS_TIMEOUT, "elements pushed after the consumers stopped", || {
+            acknowledged() >= before + 50
+        });
+        stop_producing.store(true, Ordering::SeqCst);
+        for producer in producers {
+            producer.join().unwrap();
+        }
+    });
+
+    // What is still queued, read (not popped) once every node has caught up.
+    let leader = cluster.wait_for_leader(LEADER_TIMEOUT);
+    let queued: Vec<String> =
+        cluster.query_with_retry(leader, redis::cmd("LRANGE").arg(QUEUE).arg(0).arg(-1), LEADER_TIMEOUT);
+    let pushed = pushed.into_inner().unwrap();
+    let delivered = delivered.into_inner().unwrap();
+    let unknown_pops = unknown_pops.into_inner();
+    let history = QueueHistory { pushed, delivered, queued, unknown_pops };
+    let lost = history.check().unwrap_or_else(|violation| panic!("queue: {violation}"));
+    let QueueHistory { pushed, delivered, queued, .. } = history;
+    let count = |wanted: Pushed| pushed.iter().filter(|(_, o)| *o == wanted).count();
+    summary(&format!(
+        "scenario=queue pushes_ok={} pushes_unknown={} pushes_refused={} delivered={} queued={} \
+         pops_unknown={unknown_pops} lost_to_unknown_pops={} faults=[{}] elapsed={:.1}s result=fifo",
+        count(Pushed::Acknowledged),
+        count(Pushed::Unknown),
+        count(Pushed::Refused),
+        delivered.len(),
+        queued.len(),
+        lost,
+        faults.join(", "),
+        started.elapsed().as_secs_f64(),
+    ));
+}
+
+/// What a job queue went through: every push and its outcome, every element delivered (by
+/// consumer), what is still queued at the end (head first), and how many pops had an unknown
+/// outcome. Elements are `producer:sequence`.
+struct QueueHistory {
+    pushed: Vec<(String, Pushed)>,
+    delivered: Vec<(usize, String)>,
+    queued: Vec<String>,
+    unknown_pops: usize,
+}
+
+impl QueueHistory {
+    /// Checks (a) to (d) of [`a_queue_under_faults_delivers_each_element_once_and_in_order`];
+    /// returns how many acknowledged elements went to pops of unknown outcome, or the first
+    /// violation.
+    fn check(&self) -> Result<usize, String> {
+        let outcome: std::collections::HashMap<&str, Pushed> =
+            self.pushed.iter().map(|(e, o)| (e.as_str(), *o)).collect();
+        let seq = |element: &str| -> Result<(usize, u64), String> {
+            let parsed = element.split_once(':').and_then(|(p, n)| Some((p.parse().ok()?, n.parse().ok()?)));
+            parsed.ok_or_else(|| format!("not an element: {element}"))
+        };
+        // (a) and (b)
+        let mut seen = std::collections::HashSet::new();
+        for element in self.delivered.iter().map(|(_, e)| e).chain(&self.queued) {
+            if !seen.insert(element.as_str()) {
+                return Err(format!("{element} delivered twice (or delivered and still queued)"));
+            }
+            match outcome.get(element.as_str()) {
+                Some(Pushed::Acknowledged | Pushed::Unknown) => {}
+                Some(Pushed::Refused) => return Err(format!("{element} was refused, yet it came out")),
+                None => return Err(format!("{element} was never pushed")),
+            }
+        }
+        // (c)
+        let missing: Vec<&str> = self
+            .pushed
+            .iter()
+            .filter(|(e, o)| *o == Pushed::Acknowledged && !seen.contains(e.as_str()))
+            .map(|(e, _)| e.as_str())
+            .collect();
+        if missing.len() > self.unknown_pops {
+            return Err(format!(
+                "{} acknowledged elements lost, with only {} pops of unknown outcome: {missing:?}",
+                missing.len(),
+                self.unknown_pops
+            ));
+        }
+        // (d)
+        let mut last: BTreeMap<(usize, usize), u64> = BTreeMap::new();
+        let mut delivered_up_to: BTreeMap<usize, u64> = BTreeMap::new();
+        for (consumer, element) in &self.delivered {
+            let (p, n) = seq(element)?;
+            if let Some(before) = last.insert((*consumer, p), n) {
+                if before >= n {
+                    return Err(format!("consumer {consumer} got {p}:{n} after {p}:{before}"));
+                }
+            }
+            let up_to = delivered_up_to.entry(p).or_default();
+            *up_to = (*up_to).max(n);
+        }
+        let mut queued_last: BTreeMap<usize, u64> = BTreeMap::new();
+        for element in &self.queued {
+            let (p, n) = seq(element)?;
+            if let Some(before) = queued_last.insert(p, n) {
+                if before >= n {
+                    return Err(format!("still queued: {p}:{n} after {p}:{before}"));
+                }
+            }
+            if delivered_up_to.get(&p).is_some_and(|&d| d >= n) {
+                return Err(format!(
+                    "{p}:{n} is still queued, yet a later element of producer {p} was delivered"
+                ));
+            }
+        }
+        Ok(missing.len())
+    }
+}
+
+/// The queue checker is not a formality: each kind of violation planted in a valid history is
+/// reported.
+#[test]
+fn the_queue_checker_rejects_planted_violations() {
+    let e = |s: &str| s.to_owned();
+    let valid = || QueueHistory {
+        pushed: vec![
+            (e("0:0"), Pushed::Acknowledged),
+            (e("0:1"), Pushed::Unknown),
+            (e("0:2"), Pushed::Acknowledged),
+            (e("1:0"), Pushed::Acknowledged),
+            (e("1:1"), Pushed::Refused),
+            (e("1:2"), Pushed::Acknowledged),
+            (e("0:3"), Pushed::Acknowledged),
+        ],
+        delivered: vec![(0, e("0:0")), (1, e("1:0")), (0, e("0:2")), (1, e("1:2"))],
+        queued: vec![e("0:3")],
+        unknown_pops: 0,
+    };
+    assert_eq!(valid().check(), Ok(0));
+    let rejected = |what: &str, change: &dyn Fn(&mut QueueHistory)| {
+        let mut history = valid();
+        change(&mut history);
+        assert!(history.check().is_err(), "{what} was not reported");
+    };
+    rejected("a duplicate delivery", &|h| h.delivered.push((2, e("1:0"))));
+    rejected("a delivered element still queued", &|h| h.queued.push(e("0:2")));
+    rejected("a refused push delivered", &|h| h.delivered.push((2, e("1:1"))));
+    rejected("an element never pushed", &|h| h.queued.push(e("7:0")));
+    rejected("a lost acknowledged element", &|h| {
+        h.queued.clear();
+    });
+    rejected("one consumer getting a producer's elements out of order", &|h| h.delivered.swap(0, 2));
+    rejected("a queued element older than a delivered one", &|h| {
+        h.queued = vec![e("0:0")];
+        h.delivered.remove(0);
+        h.delivered.push((2, e("0:3")));
+    });
+    // An element taken by a pop whose consumer never learned of it is no violation.
+    let mut history = valid();
+    history.queued.clear();
+    history.unknown_pops = 1;
+    assert_eq!(history.check(), Ok(1));
 }
