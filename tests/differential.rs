@@ -1383,6 +1383,73 @@ const CASES: &[(&str, &[&str])] = &[
             "TTL e",
         ],
     ),
+    (
+        // Sets count as sorted sets whose members score 1; Redis reads the keys before the
+        // options, so a wrong option after a key of the wrong type is WRONGTYPE.
+        "sorted set algebra",
+        &[
+            "zadd a 1 x 2 y 3 z",
+            "zadd b 10 y 20 z 30 w",
+            "sadd s y q",
+            "set str v",
+            "zunion 2 a b withscores",
+            "zunion 2 a b weights 2 0.5 aggregate max withscores",
+            "zunion 2 a b weights 2 0.5 aggregate min",
+            "zinter 3 a b s withscores",
+            "zinter 2 a b aggregate max withscores",
+            "zdiff 2 a b withscores",
+            "zdiff 3 a nokey s",
+            "zunion 0 a",
+            "zunion x a",
+            "zunion 3 a b",
+            "zunion 2 a str",
+            "zunion 2 a str weights x y",
+            "zunion 2 a b weights x y",
+            "zunion 2 a b weights 1",
+            "zunion 2 a b aggregate avg",
+            "zdiff 2 a b weights 1 2",
+            "zinterstore d 2 a b",
+            "zrange d 0 -1 withscores",
+            "zunionstore d 1 nokey",
+            "exists d",
+            "zdiffstore d 1 a withscores",
+            "zintercard 2 a b",
+            "zintercard 2 a b limit 1",
+            "zintercard 2 a b limit -1",
+            "zintercard 0 a",
+            "zintercard 2 a b limit",
+            "zintercard 2 a str limit -1",
+            "zrangestore d a 0 -1 withscores",
+            "zrangestore d a (1 +inf byscore limit 0 1",
+            "zrange d 0 -1 withscores",
+            "zrangestore d a +inf -inf byscore rev",
+            "zrange d 0 -1 withscores",
+            "zrangestore d str 0 1",
+            "zrangestore d nokey 0 1",
+            "exists d",
+            "zunion 1 a withscores withscores",
+            "zunionstore d 2 a b weights inf 1",
+            "zrange d 0 -1 withscores",
+            "zunionstore d 2 a b weights inf -inf",
+            "zrange d 0 -1 withscores",
+            "zinter 2 a str",
+            "zinter 2 nokey str",
+            "zdiff 2 nokey str",
+            "zunion 2 a b weights 1 nan",
+            "zunionstore s 2 a s",
+            "type s",
+            "zrange s 0 -1 withscores",
+            "set e v",
+            "expire e 100",
+            "zunionstore e 1 a",
+            "ttl e",
+            "multi",
+            "zunion 2 a b withscores",
+            "zunionstore d2 2 a b weights 1",
+            "zintercard 1 a",
+            "exec",
+        ],
+    ),
 ];
 
 #[test]
@@ -1427,7 +1494,7 @@ fn random_command(rng: &mut Rng, in_multi: bool) -> String {
     let v = rng.pick(VALUES);
     let v = if v.is_empty() { "\"\"" } else { v };
     let (f, f2) = (rng.pick(FIELDS), rng.pick(FIELDS));
-    match rng.next() % 69 {
+    match rng.next() % 70 {
         0 => format!("SET {k} {v}"),
         1 => {
             let opt = rng.pick(&[
@@ -1538,6 +1605,19 @@ fn random_command(rng: &mut Rng, in_multi: bool) -> String {
             3 => format!("{} {k} {k2} 0.01", rng.pick(&["BZPOPMIN", "BZPOPMAX"])),
             4 => format!("BZMPOP 0.01 2 {k} {k2} {} COUNT 2", rng.pick(&["MIN", "MAX"])),
             _ => format!("ZMPOP 2 {k} {k2} {}", rng.pick(&["MIN", "MAX"])),
+        },
+        69 => match rng.next() % 5 {
+            0 => format!(
+                "{} {} 2 {k} {k2} WEIGHTS {} 2 AGGREGATE {}",
+                rng.pick(&["ZUNIONSTORE", "ZINTERSTORE"]),
+                rng.pick(KEYS),
+                rng.pick(&["1", "-1", "0.5"]),
+                rng.pick(&["SUM", "MIN", "MAX"])
+            ),
+            1 => format!("ZDIFFSTORE {} 2 {k} {k2}", rng.pick(KEYS)),
+            2 => format!("{} 2 {k} {k2} WITHSCORES", rng.pick(&["ZUNION", "ZINTER", "ZDIFF"])),
+            3 => format!("ZINTERCARD 2 {k} {k2} LIMIT {}", rng.pick(&["0", "1"])),
+            _ => format!("ZRANGESTORE {} {k} {} {}", rng.pick(KEYS), rng.pick(OFFSETS), rng.pick(OFFSETS)),
         },
         _ => format!("UNLINK {k}"),
     }

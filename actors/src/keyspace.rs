@@ -820,6 +820,8 @@ impl<'a> ApplyBatch<'a> {
             | WriteOp::ZPop { .. }
             | WriteOp::ZMPop { .. }
             | WriteOp::BZPop { .. }
+            | WriteOp::ZCombineStore { .. }
+            | WriteOp::ZRangeStore { .. }
             | WriteOp::ZRemRange { .. }) => self.write_zset(op)?,
             WriteOp::Exec { watched, commands } => {
                 for (key, version) in &watched {
@@ -1085,7 +1087,10 @@ pub fn execute_read(ks: &dyn KeyRead, q: &ReadQuery, now: i64) -> Result<Frame> 
         | ReadQuery::ZCount { .. }
         | ReadQuery::ZRange { .. }
         | ReadQuery::ZRandMember { .. }
-        | ReadQuery::ZScan { .. } => zsets::read_zset(ks, q, now)?,
+        | ReadQuery::ZScan { .. }
+        | ReadQuery::ZCombine { .. }
+        | ReadQuery::ZInterCard { .. }
+        | ReadQuery::ZCombineError { .. } => zsets::read_zset(ks, q, now)?,
     })
 }
 

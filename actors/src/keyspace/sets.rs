@@ -24,7 +24,7 @@ pub(super) const KIND_SET: u8 = 3;
 /// A set's members, sorted, each once.
 type Members = Vec<Bytes>;
 
-fn decode(data: &Bytes) -> Result<Members> {
+pub(super) fn decode(data: &Bytes) -> Result<Members> {
     let members = decode_elements(data)?;
     if !members.windows(2).all(|pair| pair[0] < pair[1]) {
         return Err(crate::Error::Corrupt("set record with members out of order".into()));

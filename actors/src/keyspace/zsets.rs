@@ -9,10 +9,14 @@ use std::cmp::Ordering;
 
 use bytes::Bytes;
 
+use super::sets::{self, KIND_SET};
 use super::{
-    decode_elements, encode_elements, pick_random, read_collection, ApplyBatch, Collection, KeyRead, XorShift,
+    decode_elements, encode_elements, pick_random, read_collection, ApplyBatch, Collection, KeyRead, Value,
+    XorShift, WRONGTYPE,
 };
-use crate::command::{LexBound, ReadQuery, WriteOp, ZAddCmp, ZAddCond, ZRangeBy, ZRangeSpec, ZScoreBound};
+use crate::command::{
+    LexBound, ReadQuery, SetOp, WriteOp, ZAddCmp, ZAddCond, ZAggregate, ZRangeBy, ZRangeSpec, ZScoreBound,
+};
 use crate::error::Result;
 use crate::glob::glob_match;
 use crate::resp::Frame;
@@ -169,6 +173,11 @@ fn select(entries: &Entries, by: &ZRangeBy, rev: bool) -> Vec<usize> {
 /// ZRANGE's answer: the selection, top first when reversed, cut by LIMIT (a negative offset
 /// selects nothing, a negative count everything after the offset).
 fn range(entries: &Entries, spec: &ZRangeSpec) -> Frame {
+    with_scores(range_entries(entries, spec).into_iter(), spec.with_scores)
+}
+
+/// ZRANGE's selection, in the order it answers.
+fn range_entries(entries: &Entries, spec: &ZRangeSpec) -> Vec<(f64, Bytes)> {
     let mut chosen = select(entries, &spec.by, spec.rev);
     if spec.rev {
         chosen.reverse();
@@ -181,8 +190,116 @@ fn range(entries: &Entries, spec: &ZRangeSpec) -> Frame {
             chosen = chosen.into_iter().skip(offset as usize).take(count).collect();
         }
     }
-    let picked = chosen.into_iter().map(|i| entries[i].clone());
-    with_scores(picked, spec.with_scores)
+    chosen.into_iter().map(|i| entries[i].clone()).collect()
+}
+
+/// The sorted sets (or sets, read as sorted sets whose members all score 1) at `keys`, `None`
+/// for a missing key, as ZUNION and the others take them; the WRONGTYPE reply if a key holds
+/// another type.
+fn live_inputs(
+    keys: &[Bytes],
+    mut live: impl FnMut(&Bytes) -> Result<Option<Value>>,
+) -> Result<std::result::Result<Vec<Option<Entries>>, Frame>> {
+    let mut inputs = Vec::with_capacity(keys.len());
+    for key in keys {
+        inputs.push(match live(key)? {
+            None => None,
+            Some(v) if v.kind == KIND_ZSET => Some(decode(&v.data)?),
+            // Members in byte order, all of one score: already in a sorted set's order.
+            Some(v) if v.kind == KIND_SET => {
+                Some(sets::decode(&v.data)?.into_iter().map(|m| (1.0, m)).collect())
+            }
+            Some(_) => return Ok(Err(Frame::error(WRONGTYPE))),
+        });
+    }
+    Ok(Ok(inputs))
+}
+
+/// Adds `value` into a member's combined score, as Redis's `zunionInterAggregate` does (a sum
+/// that is not a number, `inf + -inf`, is 0).
+fn aggregate(target: &mut f64, value: f64, how: ZAggregate) {
+    match how {
+        ZAggregate::Sum => {
+            *target += value;
+            if target.is_nan() {
+                *target = 0.0;
+            }
+        }
+        ZAggregate::Min if value < *target => *target = value,
+        ZAggregate::Max if value > *target => *target = value,
+        _ => {}
+    }
+}
+
+/// ZUNION, ZINTER and ZDIFF of `inputs` (`weights`: one per input, or none for all 1), in a
+/// sorted set's order. Like Redis, union and intersection combine the inputs from the smallest
+/// to the largest (which decides how a sum of several scores rounds), a weighted score that is
+/// not a number (`0 * inf`) counts as 0, and the difference keeps the first input's scores.
+fn combine(op: SetOp, mut inputs: Vec<Option<Entries>>, weights: &[f64], how: ZAggregate) -> Entries {
+    let weight = |i: usize| weights.get(i).copied().unwrap_or(1.0);
+    let weighted = |i: usize, score: f64| {
+        let value = weight(i) * score;
+        if value.is_nan() {
+            0.0
+        } else {
+            value
+        }
+    };
+    let mut result: Entries = match op {
+        SetOp::Diff => {
+            let first = inputs[0].take().unwrap_or_default();
+            let others: std::collections::HashSet<&Bytes> =
+                inputs[1..].iter().flatten().flat_map(|e| e.iter().map(|(_, m)| m)).collect();
+            return first.into_iter().filter(|(_, m)| !others.contains(m)).collect();
+        }
+        SetOp::Union => {
+            let mut order: Vec<usize> = (0..inputs.len()).collect();
+            order.sort_by_key(|&i| inputs[i].as_ref().map_or(0, Vec::len));
+            let mut scores: std::collections::HashMap<Bytes, f64> = std::collections::HashMap::new();
+            for i in order {
+                for (score, member) in inputs[i].take().unwrap_or_default() {
+                    let value = weighted(i, score);
+                    match scores.entry(member) {
+                        std::collections::hash_map::Entry::Vacant(e) => {
+                            e.insert(value);
+                        }
+                        std::collections::hash_map::Entry::Occupied(mut e) => {
+                            aggregate(e.get_mut(), value, how)
+                        }
+                    }
+                }
+            }
+            scores.into_iter().map(|(member, score)| (score, member)).collect()
+        }
+        SetOp::Inter => {
+            if inputs.iter().any(|input| input.as_ref().is_none_or(Vec::is_empty)) {
+                return Vec::new();
+            }
+            let mut order: Vec<usize> = (0..inputs.len()).collect();
+            order.sort_by_key(|&i| inputs[i].as_ref().map_or(0, Vec::len));
+            let others: Vec<(usize, std::collections::HashMap<&Bytes, f64>)> = order[1..]
+                .iter()
+                .map(|&i| (i, inputs[i].iter().flatten().map(|(s, m)| (m, *s)).collect()))
+                .collect();
+            let mut result = Vec::new();
+            'members: for (score, member) in inputs[order[0]].iter().flatten() {
+                let mut combined = weighted(order[0], *score);
+                for (i, scores) in &others {
+                    let Some(score) = scores.get(member) else { continue 'members };
+                    aggregate(&mut combined, weight(*i) * score, how);
+                }
+                result.push((combined, member.clone()));
+            }
+            result
+        }
+    };
+    for entry in &mut result {
+        if entry.0 == 0.0 {
+            entry.0 = 0.0; // no -0
+        }
+    }
+    result.sort_by(order);
+    result
 }
 
 /// Takes up to `count` members from the top (`max`) or the bottom, in the order popped.
@@ -216,6 +333,23 @@ impl ApplyBatch<'_> {
         let (keys, max, count, flat) = match op {
             WriteOp::ZMPop { keys, max, count } => (keys, max, count, false),
             WriteOp::BZPop { keys, max } => (keys, max, 1, true),
+            WriteOp::ZCombineStore { op, destination, keys, weights, aggregate } => {
+                let inputs = match live_inputs(&keys, |key| self.live(key))? {
+                    Err(wrongtype) => return Ok(wrongtype),
+                    Ok(inputs) => inputs,
+                };
+                let result = combine(op, inputs, &weights, aggregate);
+                return self.store_result(destination, result);
+            }
+            WriteOp::ZRangeStore { destination, source, spec } => {
+                let entries = match self.live_zset(&source)? {
+                    Err(wrongtype) => return Ok(wrongtype),
+                    Ok(found) => found.map(|(entries, _)| entries).unwrap_or_default(),
+                };
+                let mut result = range_entries(&entries, &spec);
+                result.sort_by(order);
+                return self.store_result(destination, result);
+            }
             op => return self.write_one_zset(op),
         };
         for key in keys {
@@ -248,6 +382,13 @@ impl ApplyBatch<'_> {
             }
         }
         Ok(Frame::NullArray)
+    }
+
+    /// A result that replaces whatever `destination` held, expiry included (an empty one
+    /// deletes it); replies its size.
+    fn store_result(&mut self, destination: Bytes, result: Entries) -> Result<Frame> {
+        let size = Frame::Integer(result.len() as i64);
+        self.put_collection_then(destination, KIND_ZSET, record(&result), 0, size)
     }
 
     /// Applies a sorted set write of one key.
@@ -362,6 +503,29 @@ impl ApplyBatch<'_> {
 
 /// Answers a sorted set read ([`ReadQuery::ZCard`] and the others after it) from `ks` at `now`.
 pub(super) fn read_zset(ks: &dyn KeyRead, q: &ReadQuery, now: i64) -> Result<Frame> {
+    let live = |key: &Bytes| Ok(ks.value(key)?.filter(|v| v.alive_at(now)));
+    match q {
+        ReadQuery::ZCombine { keys, .. }
+        | ReadQuery::ZInterCard { keys, .. }
+        | ReadQuery::ZCombineError { keys, .. } => {
+            let inputs = match live_inputs(keys, live)? {
+                Err(wrongtype) => return Ok(wrongtype),
+                Ok(inputs) => inputs,
+            };
+            return Ok(match q {
+                ReadQuery::ZCombine { op, weights, aggregate, with_scores: scores, .. } => {
+                    with_scores(combine(*op, inputs, weights, *aggregate).into_iter(), *scores)
+                }
+                ReadQuery::ZInterCard { limit, .. } => {
+                    let n = combine(SetOp::Inter, inputs, &[], ZAggregate::Sum).len() as u64;
+                    Frame::Integer(if *limit == 0 { n } else { n.min(*limit) } as i64)
+                }
+                ReadQuery::ZCombineError { error, .. } => Frame::Error(error.clone()),
+                _ => unreachable!("matched above"),
+            });
+        }
+        _ => {}
+    }
     let key = match q {
         ReadQuery::ZCard(key)
         | ReadQuery::ZScore { key, .. }
@@ -421,6 +585,33 @@ pub(super) fn read_zset(ks: &dyn KeyRead, q: &ReadQuery, now: i64) -> Result<Fra
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn union_and_intersection_weigh_and_aggregate_scores_as_redis_does() {
+        let z = |pairs: &[(f64, &str)]| -> Option<Entries> {
+            Some(pairs.iter().map(|(s, m)| (*s, Bytes::copy_from_slice(m.as_bytes()))).collect())
+        };
+        let (a, b) = (z(&[(1.0, "x"), (2.0, "y"), (3.0, "z")]), z(&[(10.0, "y"), (20.0, "z"), (30.0, "w")]));
+        let got = |op, weights: &[f64], how| combine(op, vec![a.clone(), b.clone()], weights, how);
+        assert_eq!(
+            got(SetOp::Union, &[], ZAggregate::Sum),
+            z(&[(1.0, "x"), (12.0, "y"), (23.0, "z"), (30.0, "w")]).unwrap()
+        );
+        assert_eq!(
+            got(SetOp::Union, &[2.0, 0.5], ZAggregate::Max),
+            z(&[(2.0, "x"), (5.0, "y"), (10.0, "z"), (15.0, "w")]).unwrap()
+        );
+        assert_eq!(got(SetOp::Inter, &[], ZAggregate::Min), z(&[(2.0, "y"), (3.0, "z")]).unwrap());
+        assert_eq!(got(SetOp::Diff, &[], ZAggregate::Sum), z(&[(1.0, "x")]).unwrap());
+        // inf + -inf is no number: 0, as in Redis; so is a weight of 0 times inf.
+        assert_eq!(
+            got(SetOp::Union, &[f64::INFINITY, f64::NEG_INFINITY], ZAggregate::Sum),
+            z(&[(f64::NEG_INFINITY, "w"), (0.0, "y"), (0.0, "z"), (f64::INFINITY, "x")]).unwrap()
+        );
+        let infinite = z(&[(f64::INFINITY, "x")]);
+        assert_eq!(combine(SetOp::Union, vec![infinite], &[0.0], ZAggregate::Sum), z(&[(0.0, "x")]).unwrap());
+        assert_eq!(combine(SetOp::Inter, vec![a.clone(), None], &[], ZAggregate::Sum), vec![]);
+    }
 
     #[test]
     fn scores_print_as_redis_7_0_prints_them() {

@@ -219,6 +219,23 @@ pub enum ReadQuery {
     ZRandMember { key: Bytes, count: Option<i64>, with_scores: bool, seed: u64 },
     /// `ZSCAN key cursor [MATCH pattern] [COUNT count]`: answered whole, with cursor 0.
     ZScan { key: Bytes, cursor: u64, pattern: Option<Bytes> },
+    /// `ZUNION`, `ZINTER`, `ZDIFF numkeys key [key ...] [WEIGHTS w ...] [AGGREGATE ...]
+    /// [WITHSCORES]`: sets count as sorted sets whose members all score 1. `weights` is empty
+    /// without WEIGHTS (every weight 1).
+    ZCombine { op: SetOp, keys: Vec<Bytes>, weights: Vec<f64>, aggregate: ZAggregate, with_scores: bool },
+    /// `ZINTERCARD numkeys key [key ...] [LIMIT limit]` (`limit` 0: none)
+    ZInterCard { keys: Vec<Bytes>, limit: u64 },
+    /// ZUNION and the others above (or their STORE forms) with a wrong option: WRONGTYPE if a key
+    /// holds neither a sorted set nor a set, else `error`, since Redis reads the keys first.
+    ZCombineError { keys: Vec<Bytes>, error: String },
+}
+
+/// How ZUNION and ZINTER combine a member's scores from several inputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ZAggregate {
+    Sum,
+    Min,
+    Max,
 }
 
 /// ZADD's NX and XX.
@@ -462,6 +479,17 @@ pub enum WriteOp {
     /// `BZPOPMIN`, `BZPOPMAX`: one member of the first sorted set of `keys`, replied as
     /// `[key, member, score]`.
     BZPop { keys: Vec<Bytes>, max: bool },
+    /// `ZUNIONSTORE`, `ZINTERSTORE`, `ZDIFFSTORE`: the result replaces `destination`, whatever
+    /// it held; an empty result deletes it.
+    ZCombineStore {
+        op: SetOp,
+        destination: Bytes,
+        keys: Vec<Bytes>,
+        weights: Vec<f64>,
+        aggregate: ZAggregate,
+    },
+    /// `ZRANGESTORE dst src min max [BYSCORE|BYLEX] [REV] [LIMIT offset count]`
+    ZRangeStore { destination: Bytes, source: Bytes, spec: ZRangeSpec },
 }
 
 impl WriteOp {

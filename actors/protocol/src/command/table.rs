@@ -59,6 +59,10 @@ const KEYS_THEN_TIMEOUT: (i64, i64, i64) = (1, -2, 1);
 const BLOCKING_POP: &[&str] = &["write", "noscript", "blocking"];
 const BLOCKING_MOVE: &[&str] = &["write", "denyoom", "noscript", "blocking"];
 const BLOCKING_MPOP: &[&str] = &["write", "blocking", "movablekeys"];
+const READ_MOVABLE: &[&str] = &["readonly", "movablekeys"];
+const STORE_MOVABLE: &[&str] = &["write", "denyoom", "movablekeys"];
+const COMBINE_STORE_ARGS: &str =
+    "destination:key numkeys:integer key... [WEIGHTS weight:integer...] [AGGREGATE SUM|MIN|MAX]";
 const R: &[&str] = &["readonly"];
 const RF: &[&str] = &["readonly", "fast"];
 const W: &[&str] = &["write"];
@@ -160,16 +164,22 @@ pub const COMMAND_TABLE: &[CommandSpec] = &[
     spec("zadd", -4, WDF, ONE_KEY, "sorted-set", "1.2.0", "Adds one or more members to a sorted set, or updates their scores. Creates the key if it doesn't exist.", "key [NX|XX] [GT|LT] [CH] [INCR] data:block(score:double member:string)..."),
     spec("zcard", 2, RF, ONE_KEY, "sorted-set", "1.2.0", "Returns the number of members in a sorted set.", "key"),
     spec("zcount", 4, RF, ONE_KEY, "sorted-set", "2.0.0", "Returns the count of members in a sorted set that have scores within a range.", "key min:double max:double"),
+    spec("zdiff", -3, READ_MOVABLE, NO_KEYS, "sorted-set", "6.2.0", "Returns the difference between multiple sorted sets.", "numkeys:integer key... [WITHSCORES]"),
+    spec("zdiffstore", -4, STORE_MOVABLE, ONE_KEY, "sorted-set", "6.2.0", "Stores the difference of multiple sorted sets in a key.", "destination:key numkeys:integer key..."),
     spec("zincrby", 4, WDF, ONE_KEY, "sorted-set", "1.2.0", "Increments the score of a member in a sorted set.", "key increment:double member:string"),
+    spec("zinter", -3, READ_MOVABLE, NO_KEYS, "sorted-set", "6.2.0", "Returns the intersect of multiple sorted sets.", "numkeys:integer key... [WEIGHTS weight:integer...] [AGGREGATE SUM|MIN|MAX] [WITHSCORES]"),
+    spec("zintercard", -3, READ_MOVABLE, NO_KEYS, "sorted-set", "7.0.0", "Returns the number of members of the intersect of multiple sorted sets.", "numkeys:integer key... [LIMIT limit:integer]"),
+    spec("zinterstore", -4, STORE_MOVABLE, ONE_KEY, "sorted-set", "2.0.0", "Stores the intersect of multiple sorted sets in a key.", COMBINE_STORE_ARGS),
     spec("zlexcount", 4, RF, ONE_KEY, "sorted-set", "2.8.9", "Returns the number of members in a sorted set within a lexicographical range.", "key min:string max:string"),
-    spec("zmscore", -3, RF, ONE_KEY, "sorted-set", "6.2.0", "Returns the score of one or more members in a sorted set.", "key member:string..."),
     spec("zmpop", -4, &["write", "movablekeys"], NO_KEYS, "sorted-set", "7.0.0", "Returns the highest- or lowest-scoring members from one or more sorted sets after removing them. Deletes the sorted set if the last member was popped.", "numkeys:integer key... MIN|MAX [COUNT count:integer]"),
+    spec("zmscore", -3, RF, ONE_KEY, "sorted-set", "6.2.0", "Returns the score of one or more members in a sorted set.", "key member:string..."),
     spec("zpopmax", -2, WF, ONE_KEY, "sorted-set", "5.0.0", "Returns the highest-scoring members from a sorted set after removing them. Deletes the sorted set if the last member was popped.", "key [count:integer]"),
     spec("zpopmin", -2, WF, ONE_KEY, "sorted-set", "5.0.0", "Returns the lowest-scoring members from a sorted set after removing them. Deletes the sorted set if the last member was popped.", "key [count:integer]"),
     spec("zrandmember", -2, R, ONE_KEY, "sorted-set", "6.2.0", "Returns one or more random members from a sorted set.", "key [count:integer [WITHSCORES]]"),
     spec("zrange", -4, R, ONE_KEY, "sorted-set", "1.2.0", "Returns members in a sorted set within a range of indexes.", "key start:string stop:string [BYSCORE|BYLEX] [REV] [LIMIT offset:integer count:integer] [WITHSCORES]"),
     spec("zrangebylex", -4, R, ONE_KEY, "sorted-set", "2.8.9", "Returns members in a sorted set within a lexicographical range.", "key min:string max:string [LIMIT offset:integer count:integer]"),
     spec("zrangebyscore", -4, R, ONE_KEY, "sorted-set", "1.0.5", "Returns members in a sorted set within a range of scores.", "key min:double max:double [WITHSCORES] [LIMIT offset:integer count:integer]"),
+    spec("zrangestore", -5, WD, TWO_KEYS, "sorted-set", "6.2.0", "Stores a range of members from sorted set in a key.", "dst:key src:key min:string max:string [BYSCORE|BYLEX] [REV] [LIMIT offset:integer count:integer]"),
     spec("zrank", 3, RF, ONE_KEY, "sorted-set", "2.0.0", "Returns the index of a member in a sorted set ordered by ascending scores.", "key member:string"),
     spec("zrem", -3, WF, ONE_KEY, "sorted-set", "1.2.0", "Removes one or more members from a sorted set. Deletes the sorted set if all members were removed.", "key member:string..."),
     spec("zremrangebylex", 4, W, ONE_KEY, "sorted-set", "2.8.9", "Removes members in a sorted set within a lexicographical range. Deletes the sorted set if all members were removed.", "key min:string max:string"),
@@ -181,6 +191,8 @@ pub const COMMAND_TABLE: &[CommandSpec] = &[
     spec("zrevrank", 3, RF, ONE_KEY, "sorted-set", "2.0.0", "Returns the index of a member in a sorted set ordered by descending scores.", "key member:string"),
     spec("zscan", -3, R, ONE_KEY, "sorted-set", "2.8.0", "Iterates over members and scores of a sorted set.", "key cursor:integer [MATCH pattern:pattern] [COUNT count:integer]"),
     spec("zscore", 3, RF, ONE_KEY, "sorted-set", "1.2.0", "Returns the score of a member in a sorted set.", "key member:string"),
+    spec("zunion", -3, READ_MOVABLE, NO_KEYS, "sorted-set", "6.2.0", "Returns the union of multiple sorted sets.", "numkeys:integer key... [WEIGHTS weight:integer...] [AGGREGATE SUM|MIN|MAX] [WITHSCORES]"),
+    spec("zunionstore", -4, STORE_MOVABLE, ONE_KEY, "sorted-set", "2.0.0", "Stores the union of multiple sorted sets in a key.", COMBINE_STORE_ARGS),
     // generic (keyspace and expiry)
     spec("copy", -3, WD, TWO_KEYS, "generic", "6.2.0", "Copies the value of a key to a new key.", "source:key destination:key [DB destination-db:integer] [REPLACE]"),
     spec("del", -2, W, ALL_KEYS, "generic", "1.0.0", "Deletes one or more keys.", "key..."),

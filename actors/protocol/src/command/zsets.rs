@@ -1,4 +1,4 @@
-//! The sorted set commands (not ZUNION/ZINTER/ZDIFF and their STORE forms, nor ZRANGESTORE).
+//! The sorted set commands.
 //!
 //! # Formats
 //! - `ZADD key [NX|XX] [GT|LT] [CH] [INCR] score member [score member ...]`,
@@ -13,6 +13,11 @@
 //!   `ZREMRANGEBYRANK key start stop`,
 //!   `ZREMRANGEBYSCORE key min max`, `ZREMRANGEBYLEX key min max`
 //! - `ZRANDMEMBER key [count [WITHSCORES]]`, `ZSCAN key cursor [MATCH pattern] [COUNT count]`
+//! - `ZUNION numkeys key [key ...] [WEIGHTS weight ...] [AGGREGATE SUM|MIN|MAX] [WITHSCORES]`,
+//!   `ZINTER ...`, `ZDIFF numkeys key [key ...] [WITHSCORES]`, `ZUNIONSTORE destination numkeys
+//!   key [key ...] [WEIGHTS ...] [AGGREGATE ...]`, `ZINTERSTORE ...`, `ZDIFFSTORE ...`,
+//!   `ZINTERCARD numkeys key [key ...] [LIMIT limit]`,
+//!   `ZRANGESTORE dst src min max [BYSCORE|BYLEX] [REV] [LIMIT offset count]`
 //! - blocking: `BZPOPMIN key [key ...] timeout`, `BZPOPMAX ...`,
 //!   `BZMPOP timeout numkeys key [key ...] MIN|MAX [COUNT count]`
 
@@ -22,8 +27,8 @@ use super::keys::random_seed;
 use super::strings::parse_float;
 use super::{collection_scan_options, cursor_arg};
 use super::{
-    int_arg, lower, mpop_args, pop_count, syntax_error, timeout_arg, Args, Command, LexBound, ReadQuery,
-    WriteOp, ZAddCmp, ZAddCond, ZRangeBy, ZRangeSpec, ZScoreBound,
+    int_arg, lower, mpop_args, parse_i64, pop_count, syntax_error, timeout_arg, Args, Command, LexBound,
+    ReadQuery, SetOp, WriteOp, ZAddCmp, ZAddCond, ZAggregate, ZRangeBy, ZRangeSpec, ZScoreBound,
 };
 use crate::resp::Frame;
 
@@ -91,6 +96,17 @@ pub fn parse(name: &'static str, args: &mut Args) -> Result<Option<Command>, Fra
             let mut keys = args.rest();
             let timeout = timeout_arg(&keys.pop().expect("arity was checked"))?;
             Ok(Some(Command::Blocking { op: WriteOp::BZPop { keys, max: name == "bzpopmax" }, timeout }))
+        }
+        "zunion" | "zinter" | "zdiff" | "zunionstore" | "zinterstore" | "zdiffstore" | "zintercard" => {
+            parse_combine(name, args)
+        }
+        "zrangestore" => {
+            let destination = args.arg();
+            let (source, spec) = parse_range("zrange", args)?;
+            if spec.with_scores {
+                return Err(syntax_error());
+            }
+            write(WriteOp::ZRangeStore { destination, source, spec })
         }
         "bzmpop" => {
             let timeout = timeout_arg(&args.arg())?;
@@ -208,6 +224,71 @@ fn parse_zadd(args: &mut Args) -> Result<Option<Command>, Frame> {
 }
 
 /// The range commands: ZRANGE with its options, and the older forms it subsumes.
+/// ZUNION, ZINTER, ZDIFF, their STORE forms and ZINTERCARD: `[destination] numkeys key [key
+/// ...]`, then the options each allows, read as Redis reads them (WEIGHTS only with a weight
+/// per key after it). A wrong option is reported after the keys' types
+/// ([`ReadQuery::ZCombineError`]).
+fn parse_combine(name: &'static str, args: &mut Args) -> Result<Option<Command>, Frame> {
+    let store = name.ends_with("store");
+    let card = name == "zintercard";
+    let op = match &name[1..5] {
+        "unio" => SetOp::Union,
+        "inte" => SetOp::Inter,
+        _ => SetOp::Diff,
+    };
+    let destination = store.then(|| args.arg());
+    let numkeys = int_arg(&args.arg())?;
+    if numkeys < 1 {
+        return Err(Frame::error(format!("ERR at least 1 input key is needed for '{name}' command")));
+    }
+    if numkeys as u64 > args.len() as u64 {
+        return Err(syntax_error());
+    }
+    let keys: Vec<Bytes> = (0..numkeys).map(|_| args.arg()).collect();
+    let (mut weights, mut aggregate, mut with_scores, mut limit) = (Vec::new(), ZAggregate::Sum, false, 0);
+    let mut options = || -> Result<(), Frame> {
+        while let Some(option) = args.try_next() {
+            let remaining = args.len() + 1;
+            match lower(&option).as_str() {
+                "weights" if op != SetOp::Diff && !card && remaining > keys.len() => {
+                    weights = (0..keys.len())
+                        .map(|_| {
+                            parse_float(&args.arg())
+                                .ok_or_else(|| Frame::error("ERR weight value is not a float"))
+                        })
+                        .collect::<Result<_, _>>()?;
+                }
+                "aggregate" if op != SetOp::Diff && !card && remaining >= 2 => {
+                    aggregate = match lower(&args.arg()).as_str() {
+                        "sum" => ZAggregate::Sum,
+                        "min" => ZAggregate::Min,
+                        "max" => ZAggregate::Max,
+                        _ => return Err(syntax_error()),
+                    };
+                }
+                "withscores" if !store && !card => with_scores = true,
+                "limit" if card && remaining >= 2 => {
+                    let n = parse_i64(&args.arg()).filter(|&n| n >= 0);
+                    limit = n.ok_or_else(|| Frame::error("ERR LIMIT can't be negative"))? as u64;
+                }
+                _ => return Err(syntax_error()),
+            }
+        }
+        Ok(())
+    };
+    if let Err(error) = options() {
+        let Frame::Error(error) = error else { unreachable!("an option's refusal is an error") };
+        return Ok(Some(Command::Read(ReadQuery::ZCombineError { keys, error })));
+    }
+    Ok(Some(match (destination, card) {
+        (Some(destination), _) => {
+            Command::Write(WriteOp::ZCombineStore { op, destination, keys, weights, aggregate })
+        }
+        (None, true) => Command::Read(ReadQuery::ZInterCard { keys, limit }),
+        (None, false) => Command::Read(ReadQuery::ZCombine { op, keys, weights, aggregate, with_scores }),
+    }))
+}
+
 fn parse_range(name: &str, args: &mut Args) -> Result<(Bytes, ZRangeSpec), Frame> {
     let key = args.arg();
     let (first, second) = (args.arg(), args.arg());
@@ -344,6 +425,57 @@ mod tests {
         assert_eq!(err(&["zpopmax", "z", "1", "2"]), "ERR syntax error");
         assert_eq!(err(&["zrandmember", "z", "1", "withscores", "x"]), "ERR syntax error");
         assert_eq!(err(&["zincrby", "z", "x", "a"]), "ERR value is not a valid float");
+    }
+
+    #[test]
+    fn union_intersection_and_difference_read_their_options_as_redis_does() {
+        assert_eq!(
+            parse(&["zunion", "2", "a", "b", "WEIGHTS", "2", "0.5", "aggregate", "max", "withscores"])
+                .unwrap(),
+            Command::Read(ReadQuery::ZCombine {
+                op: SetOp::Union,
+                keys: vec!["a".into(), "b".into()],
+                weights: vec![2.0, 0.5],
+                aggregate: ZAggregate::Max,
+                with_scores: true
+            })
+        );
+        assert_eq!(
+            parse(&["zdiffstore", "d", "1", "a"]).unwrap(),
+            Command::Write(WriteOp::ZCombineStore {
+                op: SetOp::Diff,
+                destination: "d".into(),
+                keys: vec!["a".into()],
+                weights: vec![],
+                aggregate: ZAggregate::Sum
+            })
+        );
+        assert_eq!(
+            parse(&["zintercard", "1", "a", "limit", "3"]).unwrap(),
+            Command::Read(ReadQuery::ZInterCard { keys: vec!["a".into()], limit: 3 })
+        );
+        assert_eq!(err(&["zunion", "0", "a"]), "ERR at least 1 input key is needed for 'zunion' command");
+        assert_eq!(err(&["zinterstore", "d", "x", "a"]), "ERR value is not an integer or out of range");
+        assert_eq!(err(&["zunion", "3", "a", "b"]), "ERR syntax error");
+        // A wrong option is answered after the keys' types are checked.
+        let refused = |words: &[&str], error: &str| {
+            assert_eq!(
+                parse(words).unwrap(),
+                Command::Read(ReadQuery::ZCombineError {
+                    keys: vec!["a".into(), "b".into()],
+                    error: error.into()
+                }),
+                "{words:?}"
+            );
+        };
+        refused(&["zunion", "2", "a", "b", "weights", "1", "x"], "ERR weight value is not a float");
+        refused(&["zunion", "2", "a", "b", "weights", "1"], "ERR syntax error");
+        refused(&["zinter", "2", "a", "b", "aggregate", "avg"], "ERR syntax error");
+        refused(&["zdiff", "2", "a", "b", "weights", "1", "2"], "ERR syntax error");
+        refused(&["zunionstore", "d", "2", "a", "b", "withscores"], "ERR syntax error");
+        refused(&["zintercard", "2", "a", "b", "limit", "-1"], "ERR LIMIT can't be negative");
+        refused(&["zintercard", "2", "a", "b", "limit"], "ERR syntax error");
+        assert_eq!(err(&["zrangestore", "d", "a", "0", "1", "withscores"]), "ERR syntax error");
     }
 
     #[test]
