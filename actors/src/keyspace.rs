@@ -26,6 +26,7 @@
 //! these versions and `EXEC` carries them into its entry: the transaction aborts at apply time
 //! if any differs, which gives every replica the same verdict.
 
+mod bitmaps;
 mod hashes;
 mod lists;
 mod sets;
@@ -823,6 +824,7 @@ impl<'a> ApplyBatch<'a> {
             | WriteOp::ZCombineStore { .. }
             | WriteOp::ZRangeStore { .. }
             | WriteOp::ZRemRange { .. }) => self.write_zset(op)?,
+            op @ (WriteOp::SetBit { .. } | WriteOp::BitOp { .. }) => self.write_bits(op)?,
             WriteOp::Exec { watched, commands } => {
                 for (key, version) in &watched {
                     if self.live(key)?.map_or(0, |v| v.version) != *version {
@@ -975,6 +977,23 @@ pub fn execute_read(ks: &dyn KeyRead, q: &ReadQuery, now: i64) -> Result<Frame> 
         ReadQuery::StrLen(key) => match live_string(key)? {
             Err(e) => e,
             Ok(v) => Frame::Integer(v.map_or(0, |v| v.data.len() as i64)),
+        },
+        ReadQuery::GetBit { key, offset } => match live_string(key)? {
+            Err(e) => e,
+            Ok(v) => Frame::Integer(v.is_some_and(|v| bitmaps::get_bit(&v.data, *offset)) as i64),
+        },
+        ReadQuery::BitCount { key, range, error } => match (live_string(key)?, error) {
+            (Err(e), _) => e,
+            (Ok(None), _) => Frame::Integer(0),
+            (Ok(Some(_)), Some(error)) => Frame::Error(error.clone()),
+            (Ok(Some(v)), None) => Frame::Integer(bitmaps::count(&v.data, range.as_ref())),
+        },
+        ReadQuery::BitPos { key, bit, range, error } => match (live_string(key)?, error) {
+            (Err(e), _) => e,
+            // A missing key is an endless run of zeros.
+            (Ok(None), _) => Frame::Integer(if *bit { -1 } else { 0 }),
+            (Ok(Some(_)), Some(error)) => Frame::Error(error.clone()),
+            (Ok(Some(v)), None) => Frame::Integer(bitmaps::position(&v.data, *bit, range.as_ref())),
         },
         ReadQuery::GetRange { key, start, end } => match live_string(key)? {
             Err(e) => e,

@@ -7,10 +7,12 @@
 //! a Raft proposal whose [`WriteOp`] is what the log stores and every replica applies. Arity and
 //! syntax errors use Redis's exact wording, because clients and their test suites match on it.
 //!
-//! One file per command family: [`strings`] (SET, GET, INCR ...), [`hashes`] (HSET, HGET ...),
+//! One file per command family: [`strings`] (SET, GET, INCR ...), [`bitmaps`] (SETBIT,
+//! BITCOUNT ...), [`hashes`] (HSET, HGET ...),
 //! [`lists`] (LPUSH, LRANGE ...), [`sets`] (SADD, SINTER ...), [`zsets`] (ZADD, ZRANGE ...), [`keys`] (DEL, RENAME, SCAN, the expiry commands ...), [`server`] (connection, server and transaction commands), and
 //! [`table`], the command table with the documentation `COMMAND DOCS` serves.
 
+pub mod bitmaps;
 pub mod hashes;
 pub mod keys;
 pub mod lists;
@@ -228,6 +230,32 @@ pub enum ReadQuery {
     /// ZUNION and the others above (or their STORE forms) with a wrong option: WRONGTYPE if a key
     /// holds neither a sorted set nor a set, else `error`, since Redis reads the keys first.
     ZCombineError { keys: Vec<Bytes>, error: String },
+    // Bitmaps.
+    /// `GETBIT key offset`
+    GetBit { key: Bytes, offset: u64 },
+    /// `BITCOUNT key [start end [BYTE|BIT]]` (the whole string without a range); `error`, a
+    /// wrong range, is the answer once the key is found to hold a string.
+    BitCount { key: Bytes, range: Option<BitRange>, error: Option<String> },
+    /// `BITPOS key bit [start [end [BYTE|BIT]]]`; `error` as for BITCOUNT.
+    BitPos { key: Bytes, bit: bool, range: Option<BitRange>, error: Option<String> },
+}
+
+/// BITCOUNT's and BITPOS's range, in bytes or (`bits`) in bits; `end` is `None` for BITPOS
+/// without one (to the string's end).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BitRange {
+    pub start: i64,
+    pub end: Option<i64>,
+    pub bits: bool,
+}
+
+/// BITOP's operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BitOperation {
+    And,
+    Or,
+    Xor,
+    Not,
 }
 
 /// How ZUNION and ZINTER combine a member's scores from several inputs.
@@ -490,6 +518,12 @@ pub enum WriteOp {
     },
     /// `ZRANGESTORE dst src min max [BYSCORE|BYLEX] [REV] [LIMIT offset count]`
     ZRangeStore { destination: Bytes, source: Bytes, spec: ZRangeSpec },
+    // Bitmaps.
+    /// `SETBIT key offset value`: replies the bit's old value.
+    SetBit { key: Bytes, offset: u64, on: bool },
+    /// `BITOP AND|OR|XOR|NOT destkey key [key ...]`: the result replaces the destination; an
+    /// empty one deletes it.
+    BitOp { op: BitOperation, destination: Bytes, keys: Vec<Bytes> },
 }
 
 impl WriteOp {
@@ -661,6 +695,9 @@ impl Command {
 
     fn parse_family(name: &'static str, args: &mut Args) -> Result<Command, Frame> {
         if let Some(cmd) = strings::parse(name, args)? {
+            return Ok(cmd);
+        }
+        if let Some(cmd) = bitmaps::parse(name, args)? {
             return Ok(cmd);
         }
         if let Some(cmd) = hashes::parse(name, args)? {

@@ -116,6 +116,12 @@ pub const COMMAND_TABLE: &[CommandSpec] = &[
     spec("hsetnx", 4, WDF, ONE_KEY, "hash", "2.0.0", "Sets the value of a field in a hash only when the field doesn't exist.", "key field:string value:string"),
     spec("hstrlen", 3, RF, ONE_KEY, "hash", "3.2.0", "Returns the length of the value of a field.", "key field:string"),
     spec("hvals", 2, R, ONE_KEY, "hash", "2.0.0", "Returns all values in a hash.", "key"),
+    // bitmap
+    spec("bitcount", -2, R, ONE_KEY, "bitmap", "2.6.0", "Counts the number of set bits (population counting) in a string.", "key [start:integer end:integer [BYTE|BIT]]"),
+    spec("bitop", -4, WD, (2, -1, 1), "bitmap", "2.6.0", "Performs bitwise operations on multiple strings, and stores the result.", "AND|OR|XOR|NOT destkey:key key..."),
+    spec("bitpos", -3, R, ONE_KEY, "bitmap", "2.8.7", "Finds the first set (1) or clear (0) bit in a string.", "key bit:integer [start:integer [end:integer [BYTE|BIT]]]"),
+    spec("getbit", 3, RF, ONE_KEY, "bitmap", "2.2.0", "Returns a bit value by offset.", "key offset:integer"),
+    spec("setbit", 4, WD, ONE_KEY, "bitmap", "2.2.0", "Sets or clears the bit at offset of the string value. Creates the key if it doesn't exist.", "key offset:integer value:integer"),
     // list
     spec("blmove", 6, BLOCKING_MOVE, TWO_KEYS, "list", "6.2.0", "Pops an element from a list, pushes it to another list and returns it. Blocks until an element is available otherwise. Deletes the list if the last element was moved.", "source:key destination:key LEFT|RIGHT LEFT|RIGHT timeout:double"),
     spec("blmpop", -5, BLOCKING_MPOP, NO_KEYS, "list", "7.0.0", "Pops the first element from one of multiple lists. Blocks until an element is available otherwise. Deletes the list if the last element was popped.", "timeout:double numkeys:integer key... LEFT|RIGHT [COUNT count:integer]"),
@@ -273,6 +279,7 @@ pub fn info(spec: &CommandSpec) -> Frame {
 fn category(spec: &CommandSpec) -> &'static str {
     match spec.group {
         "string" => "string",
+        "bitmap" => "bitmap",
         "hash" => "hash",
         "list" => "list",
         "set" => "set",
