@@ -1543,6 +1543,75 @@ const CASES: &[(&str, &[&str])] = &[
             "exec",
         ],
     ),
+    (
+        // Counts are Redis's, element for element; the stored strings are not compared (raft-kv
+        // writes the dense encoding where Redis keeps small ones sparse).
+        "hyperloglog",
+        &[
+            "PFADD h",
+            "PFCOUNT h",
+            "PFADD h a b c",
+            "PFADD h a",
+            "PFADD h",
+            "PFCOUNT h",
+            "PFADD h x xx xxx xxxx xxxxx xxxxxx xxxxxxx xxxxxxxx xxxxxxxxx xxxxxxxxxx xxxxxxxxxxx xxxxxxxxxxxx xxxxxxxxxxxxx xxxxxxxxxxxxxx xxxxxxxxxxxxxxx xxxxxxxxxxxxxxxx xxxxxxxxxxxxxxxxx xxxxxxxxxxxxxxxxxx xxxxxxxxxxxxxxxxxxx xxxxxxxxxxxxxxxxxxxx",
+            "PFCOUNT h",
+            "PFADD big element:0 element:1 element:2 element:3 element:4 element:5 element:6 element:7 element:8 element:9 element:10 element:11 element:12 element:13 element:14 element:15 element:16 element:17 element:18 element:19 element:20 element:21 element:22 element:23 element:24 element:25 element:26 element:27 element:28 element:29 element:30 element:31 element:32 element:33 element:34 element:35 element:36 element:37 element:38 element:39 element:40 element:41 element:42 element:43 element:44 element:45 element:46 element:47 element:48 element:49 element:50 element:51 element:52 element:53 element:54 element:55 element:56 element:57 element:58 element:59 element:60 element:61 element:62 element:63 element:64 element:65 element:66 element:67 element:68 element:69 element:70 element:71 element:72 element:73 element:74 element:75 element:76 element:77 element:78 element:79 element:80 element:81 element:82 element:83 element:84 element:85 element:86 element:87 element:88 element:89 element:90 element:91 element:92 element:93 element:94 element:95 element:96 element:97 element:98 element:99 element:100 element:101 element:102 element:103 element:104 element:105 element:106 element:107 element:108 element:109 element:110 element:111 element:112 element:113 element:114 element:115 element:116 element:117 element:118 element:119 element:120 element:121 element:122 element:123 element:124 element:125 element:126 element:127 element:128 element:129 element:130 element:131 element:132 element:133 element:134 element:135 element:136 element:137 element:138 element:139 element:140 element:141 element:142 element:143 element:144 element:145 element:146 element:147 element:148 element:149",
+            "PFCOUNT big",
+            "PFADD big element:150 element:151 element:152 element:153 element:154 element:155 element:156 element:157 element:158 element:159 element:160 element:161 element:162 element:163 element:164 element:165 element:166 element:167 element:168 element:169 element:170 element:171 element:172 element:173 element:174 element:175 element:176 element:177 element:178 element:179 element:180 element:181 element:182 element:183 element:184 element:185 element:186 element:187 element:188 element:189 element:190 element:191 element:192 element:193 element:194 element:195 element:196 element:197 element:198 element:199 element:200 element:201 element:202 element:203 element:204 element:205 element:206 element:207 element:208 element:209 element:210 element:211 element:212 element:213 element:214 element:215 element:216 element:217 element:218 element:219 element:220 element:221 element:222 element:223 element:224 element:225 element:226 element:227 element:228 element:229 element:230 element:231 element:232 element:233 element:234 element:235 element:236 element:237 element:238 element:239 element:240 element:241 element:242 element:243 element:244 element:245 element:246 element:247 element:248 element:249 element:250 element:251 element:252 element:253 element:254 element:255 element:256 element:257 element:258 element:259 element:260 element:261 element:262 element:263 element:264 element:265 element:266 element:267 element:268 element:269 element:270 element:271 element:272 element:273 element:274 element:275 element:276 element:277 element:278 element:279 element:280 element:281 element:282 element:283 element:284 element:285 element:286 element:287 element:288 element:289 element:290 element:291 element:292 element:293 element:294 element:295 element:296 element:297 element:298 element:299",
+            "PFCOUNT big",
+            "PFADD big element:300 element:301 element:302 element:303 element:304 element:305 element:306 element:307 element:308 element:309 element:310 element:311 element:312 element:313 element:314 element:315 element:316 element:317 element:318 element:319 element:320 element:321 element:322 element:323 element:324 element:325 element:326 element:327 element:328 element:329 element:330 element:331 element:332 element:333 element:334 element:335 element:336 element:337 element:338 element:339 element:340 element:341 element:342 element:343 element:344 element:345 element:346 element:347 element:348 element:349 element:350 element:351 element:352 element:353 element:354 element:355 element:356 element:357 element:358 element:359 element:360 element:361 element:362 element:363 element:364 element:365 element:366 element:367 element:368 element:369 element:370 element:371 element:372 element:373 element:374 element:375 element:376 element:377 element:378 element:379 element:380 element:381 element:382 element:383 element:384 element:385 element:386 element:387 element:388 element:389 element:390 element:391 element:392 element:393 element:394 element:395 element:396 element:397 element:398 element:399 element:400 element:401 element:402 element:403 element:404 element:405 element:406 element:407 element:408 element:409 element:410 element:411 element:412 element:413 element:414 element:415 element:416 element:417 element:418 element:419 element:420 element:421 element:422 element:423 element:424 element:425 element:426 element:427 element:428 element:429 element:430 element:431 element:432 element:433 element:434 element:435 element:436 element:437 element:438 element:439 element:440 element:441 element:442 element:443 element:444 element:445 element:446 element:447 element:448 element:449",
+            "PFCOUNT big",
+            "PFADD big element:450 element:451 element:452 element:453 element:454 element:455 element:456 element:457 element:458 element:459 element:460 element:461 element:462 element:463 element:464 element:465 element:466 element:467 element:468 element:469 element:470 element:471 element:472 element:473 element:474 element:475 element:476 element:477 element:478 element:479 element:480 element:481 element:482 element:483 element:484 element:485 element:486 element:487 element:488 element:489 element:490 element:491 element:492 element:493 element:494 element:495 element:496 element:497 element:498 element:499 element:500 element:501 element:502 element:503 element:504 element:505 element:506 element:507 element:508 element:509 element:510 element:511 element:512 element:513 element:514 element:515 element:516 element:517 element:518 element:519 element:520 element:521 element:522 element:523 element:524 element:525 element:526 element:527 element:528 element:529 element:530 element:531 element:532 element:533 element:534 element:535 element:536 element:537 element:538 element:539 element:540 element:541 element:542 element:543 element:544 element:545 element:546 element:547 element:548 element:549 element:550 element:551 element:552 element:553 element:554 element:555 element:556 element:557 element:558 element:559 element:560 element:561 element:562 element:563 element:564 element:565 element:566 element:567 element:568 element:569 element:570 element:571 element:572 element:573 element:574 element:575 element:576 element:577 element:578 element:579 element:580 element:581 element:582 element:583 element:584 element:585 element:586 element:587 element:588 element:589 element:590 element:591 element:592 element:593 element:594 element:595 element:596 element:597 element:598 element:599",
+            "PFCOUNT big",
+            "PFADD big element:600 element:601 element:602 element:603 element:604 element:605 element:606 element:607 element:608 element:609 element:610 element:611 element:612 element:613 element:614 element:615 element:616 element:617 element:618 element:619 element:620 element:621 element:622 element:623 element:624 element:625 element:626 element:627 element:628 element:629 element:630 element:631 element:632 element:633 element:634 element:635 element:636 element:637 element:638 element:639 element:640 element:641 element:642 element:643 element:644 element:645 element:646 element:647 element:648 element:649 element:650 element:651 element:652 element:653 element:654 element:655 element:656 element:657 element:658 element:659 element:660 element:661 element:662 element:663 element:664 element:665 element:666 element:667 element:668 element:669 element:670 element:671 element:672 element:673 element:674 element:675 element:676 element:677 element:678 element:679 element:680 element:681 element:682 element:683 element:684 element:685 element:686 element:687 element:688 element:689 element:690 element:691 element:692 element:693 element:694 element:695 element:696 element:697 element:698 element:699 element:700 element:701 element:702 element:703 element:704 element:705 element:706 element:707 element:708 element:709 element:710 element:711 element:712 element:713 element:714 element:715 element:716 element:717 element:718 element:719 element:720 element:721 element:722 element:723 element:724 element:725 element:726 element:727 element:728 element:729 element:730 element:731 element:732 element:733 element:734 element:735 element:736 element:737 element:738 element:739 element:740 element:741 element:742 element:743 element:744 element:745 element:746 element:747 element:748 element:749",
+            "PFCOUNT big",
+            "PFADD big element:750 element:751 element:752 element:753 element:754 element:755 element:756 element:757 element:758 element:759 element:760 element:761 element:762 element:763 element:764 element:765 element:766 element:767 element:768 element:769 element:770 element:771 element:772 element:773 element:774 element:775 element:776 element:777 element:778 element:779 element:780 element:781 element:782 element:783 element:784 element:785 element:786 element:787 element:788 element:789 element:790 element:791 element:792 element:793 element:794 element:795 element:796 element:797 element:798 element:799 element:800 element:801 element:802 element:803 element:804 element:805 element:806 element:807 element:808 element:809 element:810 element:811 element:812 element:813 element:814 element:815 element:816 element:817 element:818 element:819 element:820 element:821 element:822 element:823 element:824 element:825 element:826 element:827 element:828 element:829 element:830 element:831 element:832 element:833 element:834 element:835 element:836 element:837 element:838 element:839 element:840 element:841 element:842 element:843 element:844 element:845 element:846 element:847 element:848 element:849 element:850 element:851 element:852 element:853 element:854 element:855 element:856 element:857 element:858 element:859 element:860 element:861 element:862 element:863 element:864 element:865 element:866 element:867 element:868 element:869 element:870 element:871 element:872 element:873 element:874 element:875 element:876 element:877 element:878 element:879 element:880 element:881 element:882 element:883 element:884 element:885 element:886 element:887 element:888 element:889 element:890 element:891 element:892 element:893 element:894 element:895 element:896 element:897 element:898 element:899",
+            "PFCOUNT big",
+            "PFADD big element:900 element:901 element:902 element:903 element:904 element:905 element:906 element:907 element:908 element:909 element:910 element:911 element:912 element:913 element:914 element:915 element:916 element:917 element:918 element:919 element:920 element:921 element:922 element:923 element:924 element:925 element:926 element:927 element:928 element:929 element:930 element:931 element:932 element:933 element:934 element:935 element:936 element:937 element:938 element:939 element:940 element:941 element:942 element:943 element:944 element:945 element:946 element:947 element:948 element:949 element:950 element:951 element:952 element:953 element:954 element:955 element:956 element:957 element:958 element:959 element:960 element:961 element:962 element:963 element:964 element:965 element:966 element:967 element:968 element:969 element:970 element:971 element:972 element:973 element:974 element:975 element:976 element:977 element:978 element:979 element:980 element:981 element:982 element:983 element:984 element:985 element:986 element:987 element:988 element:989 element:990 element:991 element:992 element:993 element:994 element:995 element:996 element:997 element:998 element:999 element:1000 element:1001 element:1002 element:1003 element:1004 element:1005 element:1006 element:1007 element:1008 element:1009 element:1010 element:1011 element:1012 element:1013 element:1014 element:1015 element:1016 element:1017 element:1018 element:1019 element:1020 element:1021 element:1022 element:1023 element:1024 element:1025 element:1026 element:1027 element:1028 element:1029 element:1030 element:1031 element:1032 element:1033 element:1034 element:1035 element:1036 element:1037 element:1038 element:1039 element:1040 element:1041 element:1042 element:1043 element:1044 element:1045 element:1046 element:1047 element:1048 element:1049",
+            "PFCOUNT big",
+            "PFADD big element:1050 element:1051 element:1052 element:1053 element:1054 element:1055 element:1056 element:1057 element:1058 element:1059 element:1060 element:1061 element:1062 element:1063 element:1064 element:1065 element:1066 element:1067 element:1068 element:1069 element:1070 element:1071 element:1072 element:1073 element:1074 element:1075 element:1076 element:1077 element:1078 element:1079 element:1080 element:1081 element:1082 element:1083 element:1084 element:1085 element:1086 element:1087 element:1088 element:1089 element:1090 element:1091 element:1092 element:1093 element:1094 element:1095 element:1096 element:1097 element:1098 element:1099 element:1100 element:1101 element:1102 element:1103 element:1104 element:1105 element:1106 element:1107 element:1108 element:1109 element:1110 element:1111 element:1112 element:1113 element:1114 element:1115 element:1116 element:1117 element:1118 element:1119 element:1120 element:1121 element:1122 element:1123 element:1124 element:1125 element:1126 element:1127 element:1128 element:1129 element:1130 element:1131 element:1132 element:1133 element:1134 element:1135 element:1136 element:1137 element:1138 element:1139 element:1140 element:1141 element:1142 element:1143 element:1144 element:1145 element:1146 element:1147 element:1148 element:1149 element:1150 element:1151 element:1152 element:1153 element:1154 element:1155 element:1156 element:1157 element:1158 element:1159 element:1160 element:1161 element:1162 element:1163 element:1164 element:1165 element:1166 element:1167 element:1168 element:1169 element:1170 element:1171 element:1172 element:1173 element:1174 element:1175 element:1176 element:1177 element:1178 element:1179 element:1180 element:1181 element:1182 element:1183 element:1184 element:1185 element:1186 element:1187 element:1188 element:1189 element:1190 element:1191 element:1192 element:1193 element:1194 element:1195 element:1196 element:1197 element:1198 element:1199",
+            "PFCOUNT big",
+            "PFADD other element:1000 element:1001 element:1002 element:1003 element:1004 element:1005 element:1006 element:1007 element:1008 element:1009 element:1010 element:1011 element:1012 element:1013 element:1014 element:1015 element:1016 element:1017 element:1018 element:1019 element:1020 element:1021 element:1022 element:1023 element:1024 element:1025 element:1026 element:1027 element:1028 element:1029 element:1030 element:1031 element:1032 element:1033 element:1034 element:1035 element:1036 element:1037 element:1038 element:1039 element:1040 element:1041 element:1042 element:1043 element:1044 element:1045 element:1046 element:1047 element:1048 element:1049 element:1050 element:1051 element:1052 element:1053 element:1054 element:1055 element:1056 element:1057 element:1058 element:1059 element:1060 element:1061 element:1062 element:1063 element:1064 element:1065 element:1066 element:1067 element:1068 element:1069 element:1070 element:1071 element:1072 element:1073 element:1074 element:1075 element:1076 element:1077 element:1078 element:1079 element:1080 element:1081 element:1082 element:1083 element:1084 element:1085 element:1086 element:1087 element:1088 element:1089 element:1090 element:1091 element:1092 element:1093 element:1094 element:1095 element:1096 element:1097 element:1098 element:1099 element:1100 element:1101 element:1102 element:1103 element:1104 element:1105 element:1106 element:1107 element:1108 element:1109 element:1110 element:1111 element:1112 element:1113 element:1114 element:1115 element:1116 element:1117 element:1118 element:1119 element:1120 element:1121 element:1122 element:1123 element:1124 element:1125 element:1126 element:1127 element:1128 element:1129 element:1130 element:1131 element:1132 element:1133 element:1134 element:1135 element:1136 element:1137 element:1138 element:1139 element:1140 element:1141 element:1142 element:1143 element:1144 element:1145 element:1146 element:1147 element:1148 element:1149 element:1150 element:1151 element:1152 element:1153 element:1154 element:1155 element:1156 element:1157 element:1158 element:1159 element:1160 element:1161 element:1162 element:1163 element:1164 element:1165 element:1166 element:1167 element:1168 element:1169 element:1170 element:1171 element:1172 element:1173 element:1174 element:1175 element:1176 element:1177 element:1178 element:1179 element:1180 element:1181 element:1182 element:1183 element:1184 element:1185 element:1186 element:1187 element:1188 element:1189 element:1190 element:1191 element:1192 element:1193 element:1194 element:1195 element:1196 element:1197 element:1198 element:1199 element:1200 element:1201 element:1202 element:1203 element:1204 element:1205 element:1206 element:1207 element:1208 element:1209 element:1210 element:1211 element:1212 element:1213 element:1214 element:1215 element:1216 element:1217 element:1218 element:1219 element:1220 element:1221 element:1222 element:1223 element:1224 element:1225 element:1226 element:1227 element:1228 element:1229 element:1230 element:1231 element:1232 element:1233 element:1234 element:1235 element:1236 element:1237 element:1238 element:1239 element:1240 element:1241 element:1242 element:1243 element:1244 element:1245 element:1246 element:1247 element:1248 element:1249 element:1250 element:1251 element:1252 element:1253 element:1254 element:1255 element:1256 element:1257 element:1258 element:1259 element:1260 element:1261 element:1262 element:1263 element:1264 element:1265 element:1266 element:1267 element:1268 element:1269 element:1270 element:1271 element:1272 element:1273 element:1274 element:1275 element:1276 element:1277 element:1278 element:1279 element:1280 element:1281 element:1282 element:1283 element:1284 element:1285 element:1286 element:1287 element:1288 element:1289 element:1290 element:1291 element:1292 element:1293 element:1294 element:1295 element:1296 element:1297 element:1298 element:1299 element:1300 element:1301 element:1302 element:1303 element:1304 element:1305 element:1306 element:1307 element:1308 element:1309 element:1310 element:1311 element:1312 element:1313 element:1314 element:1315 element:1316 element:1317 element:1318 element:1319 element:1320 element:1321 element:1322 element:1323 element:1324 element:1325 element:1326 element:1327 element:1328 element:1329 element:1330 element:1331 element:1332 element:1333 element:1334 element:1335 element:1336 element:1337 element:1338 element:1339 element:1340 element:1341 element:1342 element:1343 element:1344 element:1345 element:1346 element:1347 element:1348 element:1349 element:1350 element:1351 element:1352 element:1353 element:1354 element:1355 element:1356 element:1357 element:1358 element:1359 element:1360 element:1361 element:1362 element:1363 element:1364 element:1365 element:1366 element:1367 element:1368 element:1369 element:1370 element:1371 element:1372 element:1373 element:1374 element:1375 element:1376 element:1377 element:1378 element:1379 element:1380 element:1381 element:1382 element:1383 element:1384 element:1385 element:1386 element:1387 element:1388 element:1389 element:1390 element:1391 element:1392 element:1393 element:1394 element:1395 element:1396 element:1397 element:1398 element:1399",
+            "PFCOUNT big other",
+            "PFCOUNT big other h nokey",
+            "PFMERGE merged big other",
+            "PFCOUNT merged",
+            "PFMERGE merged h",
+            "PFCOUNT merged",
+            "PFMERGE fresh",
+            "EXISTS fresh",
+            "PFCOUNT fresh",
+            "PFCOUNT nokey",
+            "TYPE h",
+            "SET s abc",
+            "PFADD s a",
+            "PFCOUNT s",
+            "PFCOUNT h s",
+            "PFMERGE s h",
+            "PFMERGE h s",
+            "LPUSH l a",
+            "PFCOUNT l",
+            "PFADD l a",
+            "PFMERGE l h",
+            "PFMERGE d h l",
+            "SET e v",
+            "DEL e",
+            "PFADD e a",
+            "EXPIRE e 100",
+            "PFADD e b c d",
+            "TTL e",
+            "PFMERGE e big",
+            "TTL e",
+            "PFCOUNT e",
+            "MULTI",
+            "PFADD m a b",
+            "PFCOUNT m",
+            "PFMERGE m2 m big",
+            "PFCOUNT m2",
+            "EXEC",
+        ],
+    ),
 ];
 
 #[test]
@@ -1587,7 +1656,7 @@ fn random_command(rng: &mut Rng, in_multi: bool) -> String {
     let v = rng.pick(VALUES);
     let v = if v.is_empty() { "\"\"" } else { v };
     let (f, f2) = (rng.pick(FIELDS), rng.pick(FIELDS));
-    match rng.next() % 71 {
+    match rng.next() % 72 {
         0 => format!("SET {k} {v}"),
         1 => {
             let opt = rng.pick(&[
@@ -1720,6 +1789,17 @@ fn random_command(rng: &mut Rng, in_multi: bool) -> String {
             }
             _ => format!("BITOP {} {} {k} {k2}", rng.pick(&["AND", "OR", "XOR"]), rng.pick(KEYS)),
         },
+        // HyperLogLogs live at keys of their own (their strings differ from Redis's); the
+        // others only answer PFCOUNT's errors.
+        71 => {
+            let (h, h2) = (rng.pick(&["hll0", "hll1"]), rng.pick(&["hll0", "hll1"]));
+            match rng.next() % 4 {
+                0 => format!("PFADD {h} {v} {f}"),
+                1 => format!("PFCOUNT {h} {h2}"),
+                2 => format!("PFMERGE {h} {h2}"),
+                _ => format!("PFCOUNT {k}"),
+            }
+        }
         _ => format!("UNLINK {k}"),
     }
 }
@@ -1804,6 +1884,40 @@ fn the_documented_incrbyfloat_difference_is_caught_when_not_excluded() {
     assert_eq!(diffs.len(), 1, "{diffs:?}");
     assert!(diffs[0].contains("1000.09999999999999998"), "{diffs:?}");
     assert!(DOCUMENTED_DIFFERENCES.iter().any(|(what, _)| *what == "INCRBYFLOAT"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// HyperLogLogs between Redis and raft-kv
+
+/// A HyperLogLog copied from Redis (sparse when small, dense when large) counts the same in
+/// raft-kv, and one raft-kv wrote (always dense) counts the same in Redis: the strings are in
+/// one format.
+#[test]
+fn hyperloglogs_copied_between_redis_and_raft_kv_count_the_same() {
+    let (_cluster, _redis, mut redis_side, mut raftkv_side) = setup();
+    for (key, n) in [("small", 20), ("large", 5000)] {
+        let elements: Vec<String> = (0..n).map(|i| format!("e{i}")).collect();
+        let mut counts = Vec::new();
+        for side in [&mut redis_side, &mut raftkv_side] {
+            let _: i64 = redis::cmd("PFADD").arg(key).arg(&elements).query(&mut side.main).unwrap();
+            counts.push(query::<i64>(&mut side.main, &["PFCOUNT", key]));
+        }
+        let from_redis: Vec<u8> = redis::cmd("GET").arg(key).query(&mut redis_side.main).unwrap();
+        let from_raftkv: Vec<u8> = redis::cmd("GET").arg(key).query(&mut raftkv_side.main).unwrap();
+        let copy = format!("{key}:copy");
+        let _: () = redis::cmd("SET").arg(&copy).arg(from_raftkv).query(&mut redis_side.main).unwrap();
+        let _: () = redis::cmd("SET").arg(&copy).arg(&from_redis).query(&mut raftkv_side.main).unwrap();
+        for side in [&mut redis_side, &mut raftkv_side] {
+            counts.push(query::<i64>(&mut side.main, &["PFCOUNT", &copy]));
+            // And after one more element, which changes the copy.
+            let _: i64 = query(&mut side.main, &["PFADD", &copy, "one more"]);
+            counts.push(query::<i64>(&mut side.main, &["PFCOUNT", &copy]));
+        }
+        assert_eq!(counts[0], counts[1], "{key}: Redis and raft-kv count {n} elements alike");
+        assert_eq!(counts[2], counts[0], "{key}: Redis counting raft-kv's copy");
+        assert_eq!(counts[4], counts[0], "{key}: raft-kv counting Redis's copy ({} bytes)", from_redis.len());
+        assert_eq!(counts[3], counts[5], "{key}: one more element, in each");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

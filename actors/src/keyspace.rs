@@ -28,6 +28,7 @@
 
 mod bitmaps;
 mod hashes;
+mod hyperloglog;
 mod lists;
 mod sets;
 mod zsets;
@@ -825,6 +826,7 @@ impl<'a> ApplyBatch<'a> {
             | WriteOp::ZRangeStore { .. }
             | WriteOp::ZRemRange { .. }) => self.write_zset(op)?,
             op @ (WriteOp::SetBit { .. } | WriteOp::BitOp { .. }) => self.write_bits(op)?,
+            op @ (WriteOp::PfAdd { .. } | WriteOp::PfMerge { .. }) => self.write_hll(op)?,
             WriteOp::Exec { watched, commands } => {
                 for (key, version) in &watched {
                     if self.live(key)?.map_or(0, |v| v.version) != *version {
@@ -978,6 +980,7 @@ pub fn execute_read(ks: &dyn KeyRead, q: &ReadQuery, now: i64) -> Result<Frame> 
             Err(e) => e,
             Ok(v) => Frame::Integer(v.map_or(0, |v| v.data.len() as i64)),
         },
+        ReadQuery::PfCount(keys) => hyperloglog::count(live, keys)?,
         ReadQuery::GetBit { key, offset } => match live_string(key)? {
             Err(e) => e,
             Ok(v) => Frame::Integer(v.is_some_and(|v| bitmaps::get_bit(&v.data, *offset)) as i64),

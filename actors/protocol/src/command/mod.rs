@@ -8,12 +8,13 @@
 //! syntax errors use Redis's exact wording, because clients and their test suites match on it.
 //!
 //! One file per command family: [`strings`] (SET, GET, INCR ...), [`bitmaps`] (SETBIT,
-//! BITCOUNT ...), [`hashes`] (HSET, HGET ...),
+//! BITCOUNT ...), [`hyperloglog`] (PFADD ...), [`hashes`] (HSET, HGET ...),
 //! [`lists`] (LPUSH, LRANGE ...), [`sets`] (SADD, SINTER ...), [`zsets`] (ZADD, ZRANGE ...), [`keys`] (DEL, RENAME, SCAN, the expiry commands ...), [`server`] (connection, server and transaction commands), and
 //! [`table`], the command table with the documentation `COMMAND DOCS` serves.
 
 pub mod bitmaps;
 pub mod hashes;
+pub mod hyperloglog;
 pub mod keys;
 pub mod lists;
 pub mod raft;
@@ -238,6 +239,9 @@ pub enum ReadQuery {
     BitCount { key: Bytes, range: Option<BitRange>, error: Option<String> },
     /// `BITPOS key bit [start [end [BYTE|BIT]]]`; `error` as for BITCOUNT.
     BitPos { key: Bytes, bit: bool, range: Option<BitRange>, error: Option<String> },
+    // HyperLogLog.
+    /// `PFCOUNT key [key ...]`
+    PfCount(Vec<Bytes>),
 }
 
 /// BITCOUNT's and BITPOS's range, in bytes or (`bits`) in bits; `end` is `None` for BITPOS
@@ -524,6 +528,12 @@ pub enum WriteOp {
     /// `BITOP AND|OR|XOR|NOT destkey key [key ...]`: the result replaces the destination; an
     /// empty one deletes it.
     BitOp { op: BitOperation, destination: Bytes, keys: Vec<Bytes> },
+    // HyperLogLog.
+    /// `PFADD key [element ...]`: replies 1 if a register changed or the key was created.
+    PfAdd { key: Bytes, elements: Vec<Bytes> },
+    /// `PFMERGE destkey [sourcekey ...]`: the destination (created if missing) takes the
+    /// union of itself and the sources.
+    PfMerge { destination: Bytes, keys: Vec<Bytes> },
 }
 
 impl WriteOp {
@@ -698,6 +708,9 @@ impl Command {
             return Ok(cmd);
         }
         if let Some(cmd) = bitmaps::parse(name, args)? {
+            return Ok(cmd);
+        }
+        if let Some(cmd) = hyperloglog::parse(name, args)? {
             return Ok(cmd);
         }
         if let Some(cmd) = hashes::parse(name, args)? {

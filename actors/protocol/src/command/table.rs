@@ -122,6 +122,10 @@ pub const COMMAND_TABLE: &[CommandSpec] = &[
     spec("bitpos", -3, R, ONE_KEY, "bitmap", "2.8.7", "Finds the first set (1) or clear (0) bit in a string.", "key bit:integer [start:integer [end:integer [BYTE|BIT]]]"),
     spec("getbit", 3, RF, ONE_KEY, "bitmap", "2.2.0", "Returns a bit value by offset.", "key offset:integer"),
     spec("setbit", 4, WD, ONE_KEY, "bitmap", "2.2.0", "Sets or clears the bit at offset of the string value. Creates the key if it doesn't exist.", "key offset:integer value:integer"),
+    // hyperloglog
+    spec("pfadd", -2, WDF, ONE_KEY, "hyperloglog", "2.8.9", "Adds elements to a HyperLogLog key. Creates the key if it doesn't exist.", "key [element:string...]"),
+    spec("pfcount", -2, R, ALL_KEYS, "hyperloglog", "2.8.9", "Returns the approximated cardinality of the set(s) observed by the HyperLogLog key(s).", "key..."),
+    spec("pfmerge", -2, WD, ALL_KEYS, "hyperloglog", "2.8.9", "Merges one or more HyperLogLog values into a single key.", "destkey:key [sourcekey:key...]"),
     // list
     spec("blmove", 6, BLOCKING_MOVE, TWO_KEYS, "list", "6.2.0", "Pops an element from a list, pushes it to another list and returns it. Blocks until an element is available otherwise. Deletes the list if the last element was moved.", "source:key destination:key LEFT|RIGHT LEFT|RIGHT timeout:double"),
     spec("blmpop", -5, BLOCKING_MPOP, NO_KEYS, "list", "7.0.0", "Pops the first element from one of multiple lists. Blocks until an element is available otherwise. Deletes the list if the last element was popped.", "timeout:double numkeys:integer key... LEFT|RIGHT [COUNT count:integer]"),
@@ -280,6 +284,7 @@ fn category(spec: &CommandSpec) -> &'static str {
     match spec.group {
         "string" => "string",
         "bitmap" => "bitmap",
+        "hyperloglog" => "hyperloglog",
         "hash" => "hash",
         "list" => "list",
         "set" => "set",
