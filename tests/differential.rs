@@ -1612,6 +1612,37 @@ const CASES: &[(&str, &[&str])] = &[
             "EXEC",
         ],
     ),
+    (
+        // No other client is blocked or named: what CLIENT UNBLOCK and CLIENT KILL answer
+        // then, and their argument errors.
+        "client unblock and kill",
+        &[
+            "CLIENT UNBLOCK 99999",
+            "CLIENT UNBLOCK 99999 ERROR",
+            "CLIENT UNBLOCK x",
+            "CLIENT UNBLOCK 1 nope",
+            "CLIENT UNBLOCK",
+            "CLIENT UNBLOCK 1 2 3",
+            "CLIENT KILL",
+            "CLIENT KILL 1.2.3.4:5",
+            "CLIENT KILL ID 99999",
+            "CLIENT KILL ID x",
+            "CLIENT KILL ID 0",
+            "CLIENT KILL nope 1",
+            "CLIENT KILL ID",
+            "CLIENT KILL ADDR 1.2.3.4:5 SKIPME no",
+            "CLIENT KILL TYPE pubsub",
+            "CLIENT KILL TYPE master",
+            "CLIENT KILL TYPE x",
+            "CLIENT KILL USER nobody",
+            "CLIENT KILL SKIPME maybe",
+            "CLIENT KILL ID 1 ADDR",
+            "MULTI",
+            "CLIENT UNBLOCK 99999",
+            "CLIENT KILL ID 99999",
+            "EXEC",
+        ],
+    ),
 ];
 
 #[test]

@@ -34,7 +34,9 @@ use tokio::sync::oneshot;
 use tracing::debug;
 
 use crate::command::raft::RaftAdmin;
-use crate::command::{batch_context, Command, Proposal, ReadQuery, RequestId, ValueType, WriteOp};
+use crate::command::{
+    batch_context, Command, KillFilter, Proposal, ReadQuery, RequestId, ValueType, WriteOp,
+};
 use crate::error::Error;
 use crate::keyspace::{now_ms, FedKey};
 use crate::raft_node::{
@@ -64,6 +66,8 @@ pub struct ExecuteBatch(pub Vec<Command>);
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Block {
+    /// The client's id (`CLIENT UNBLOCK`, `CLIENT LIST`).
+    pub client: u64,
     pub op: WriteOp,
     pub timeout: Option<Duration>,
     pub reply: oneshot::Sender<Frame>,
@@ -130,12 +134,19 @@ pub struct ClientInfo {
     pub name: String,
     pub protocol: u8,
     pub connected: Instant,
+    /// Where `CLIENT KILL` tells its Session to close the connection.
+    pub session: Option<Recipient<Disconnect>>,
 }
+
+/// Close the connection now, its unsent replies with it (`CLIENT KILL`). Sent to a Session.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Disconnect;
 
 impl ClientInfo {
     /// The `CLIENT LIST` / `CLIENT INFO` line (without the newline), with Redis's fields; the
     /// ones that describe Redis internals (buffers, memory) are reported as 0.
-    pub fn line(&self, in_multi: Option<usize>, last_command: &str) -> String {
+    pub fn line(&self, in_multi: Option<usize>, blocked: bool, last_command: &str) -> String {
         format!(
             "id={} addr={} laddr={} fd=-1 name={} age={} idle=0 flags={} db=0 sub=0 psub=0 ssub=0 \
              multi={} qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 \
@@ -145,7 +156,11 @@ impl ClientInfo {
             self.laddr,
             self.name,
             self.connected.elapsed().as_secs(),
-            if in_multi.is_some() { "x" } else { "N" },
+            match (blocked, in_multi) {
+                (true, _) => "b",
+                (false, Some(_)) => "x",
+                (false, None) => "N",
+            },
             in_multi.map_or(-1, |n| n as i64),
             last_command,
             self.protocol
@@ -315,11 +330,15 @@ impl PendingWrite {
 struct Attempt {
     /// The client's place among the blocked clients, kept from the time it first blocked.
     id: u64,
+    client: u64,
     op: WriteOp,
     deadline: Option<Instant>,
     /// The keys whose feeding woke it; empty for the first attempt, whose WRONGTYPE is the
     /// client's answer (a later one waits on, as in Redis 7.0).
     woken_by: Vec<Bytes>,
+    /// `CLIENT UNBLOCK` came while it was under way: if it finds nothing, the client gets this
+    /// answer instead of waiting again.
+    unblocked: Option<Frame>,
 }
 
 /// The keys a blocking command's pop waits on, and the type it pops.
@@ -331,6 +350,7 @@ fn waits_on(op: &WriteOp) -> (&[Bytes], ValueType) {
 /// waits until one of its keys is fed ([`Applied::fed`]) and then tries again, or until its
 /// deadline, when it is answered null.
 struct Blocked {
+    client: u64,
     op: WriteOp,
     kind: ValueType,
     reply: Reply,
@@ -578,6 +598,22 @@ impl RedisStore {
         }
     }
 
+    /// A blocking command of `client`: its first pop, which may find something at once.
+    fn start_blocking(
+        &mut self,
+        client: u64,
+        op: WriteOp,
+        timeout: Option<Duration>,
+        reply: Reply,
+        now: Now,
+        ctx: &mut Context<Self>,
+    ) {
+        let deadline = timeout.and_then(|t| now.instant.checked_add(t));
+        let id = self.blocked.new_id();
+        let attempt = Attempt { id, client, op: op.clone(), deadline, woken_by: Vec::new(), unblocked: None };
+        self.propose_attempt(op, reply, now, Some(attempt), ctx);
+    }
+
     /// A blocking command's pop was applied. If it took something, or failed (a first attempt's
     /// WRONGTYPE), that is the client's answer; if it found nothing, the client waits (again),
     /// or is answered null once its deadline has passed.
@@ -602,6 +638,9 @@ impl RedisStore {
             }
             return write.succeed(frame);
         }
+        if let Some(answer) = attempt.unblocked {
+            return write.succeed(answer);
+        }
         if attempt.deadline.is_some_and(|deadline| deadline <= Instant::now()) {
             return write.succeed(Frame::NullArray);
         }
@@ -617,7 +656,14 @@ impl RedisStore {
             return;
         }
         let kind = waits_on(&attempt.op).1;
-        let blocked = Blocked { op: attempt.op, kind, reply, deadline: attempt.deadline, retry };
+        let blocked = Blocked {
+            client: attempt.client,
+            op: attempt.op,
+            kind,
+            reply,
+            deadline: attempt.deadline,
+            retry,
+        };
         self.blocked.insert(attempt.id, blocked);
     }
 
@@ -628,8 +674,14 @@ impl RedisStore {
             if blocked.reply.is_closed() {
                 continue;
             }
-            let attempt =
-                Attempt { id, op: blocked.op.clone(), deadline: blocked.deadline, woken_by: keys.clone() };
+            let attempt = Attempt {
+                id,
+                client: blocked.client,
+                op: blocked.op.clone(),
+                deadline: blocked.deadline,
+                woken_by: keys.clone(),
+                unblocked: None,
+            };
             self.propose_attempt(blocked.op, blocked.reply, now, Some(attempt), ctx);
         }
     }
@@ -786,11 +838,62 @@ impl RedisStore {
         });
     }
 
+    /// `CLIENT UNBLOCK`: the client's blocking command answers now, null or (`error`) an
+    /// error; 1 if it was waiting in one. One whose pop is under way gets that answer if the pop
+    /// finds nothing.
+    fn unblock(&mut self, id: i64, error: bool) -> Frame {
+        let answer = if error {
+            Frame::error("UNBLOCKED client unblocked via CLIENT UNBLOCK")
+        } else {
+            Frame::NullArray
+        };
+        let waiting = self.blocked.waiting.iter().find(|(_, b)| b.client as i64 == id).map(|(n, _)| *n);
+        if let Some(blocked) = waiting.and_then(|n| self.blocked.remove(n)) {
+            blocked.reply.send(answer);
+            return Frame::Integer(1);
+        }
+        let under_way = self.pending_writes.values_mut().filter_map(|w| w.attempt.as_mut());
+        for attempt in under_way {
+            if attempt.client as i64 == id {
+                attempt.unblocked = Some(answer);
+                return Frame::Integer(1);
+            }
+        }
+        Frame::Integer(0)
+    }
+
+    /// Whether `client` waits in a blocking command (`CLIENT LIST`'s flag `b`).
+    fn is_blocked(&self, client: u64) -> bool {
+        self.blocked.waiting.values().any(|b| b.client == client)
+            || self.pending_writes.values().any(|w| w.attempt.as_ref().is_some_and(|a| a.client == client))
+    }
+
+    /// `CLIENT KILL`: closes the matching connections of this node.
+    fn kill(&mut self, filter: &KillFilter) -> Frame {
+        let mut killed = 0;
+        for client in self.clients.values() {
+            let matches = !filter.none
+                && filter.id.is_none_or(|id| id == client.id)
+                && filter.addr.as_ref().is_none_or(|a| *a == client.addr)
+                && filter.laddr.as_ref().is_none_or(|a| *a == client.laddr)
+                && !(filter.skip_me && client.id == filter.caller);
+            if let (true, Some(session)) = (matches, &client.session) {
+                session.do_send(Disconnect);
+                killed += 1;
+            }
+        }
+        match (filter.old_form, killed) {
+            (true, 0) => Frame::error("ERR No such client"),
+            (true, _) => Frame::ok(),
+            (false, n) => Frame::Integer(n),
+        }
+    }
+
     /// `CLIENT LIST`: one line per connection of this node.
     fn client_list(&self) -> Frame {
         let mut text = String::new();
         for client in self.clients.values() {
-            text.push_str(&client.line(None, "client|list"));
+            text.push_str(&client.line(None, self.is_blocked(client.id), "client|list"));
             text.push('\n');
         }
         Frame::Verbatim(text)
@@ -950,12 +1053,10 @@ impl RedisStore {
             Command::Info(sections) => self.info(sections, reply),
             Command::Raft(admin) => self.raft_admin(admin, reply),
             Command::ClientList => reply.send(self.client_list()),
-            Command::Blocking { op, timeout } => {
-                let deadline = timeout.and_then(|t| now.instant.checked_add(t));
-                let attempt =
-                    Attempt { id: self.blocked.new_id(), op: op.clone(), deadline, woken_by: Vec::new() };
-                self.propose_attempt(op, reply, now, Some(attempt), ctx);
-            }
+            // Sessions send theirs as `Block`, with the client's id.
+            Command::Blocking { op, timeout } => self.start_blocking(0, op, timeout, reply, now, ctx),
+            Command::ClientUnblock { id, error } => reply.send(self.unblock(id, error)),
+            Command::ClientKill(filter) => reply.send(self.kill(&filter)),
             cmd @ (Command::Local(_) | Command::Transaction(_)) => {
                 debug!(?cmd, "session command reached the store");
                 reply.send(Frame::error("ERR command not handled by the store"));
@@ -1023,8 +1124,11 @@ impl Handler<Block> for RedisStore {
     type Result = ();
 
     fn handle(&mut self, msg: Block, ctx: &mut Context<Self>) {
-        let command = Command::Blocking { op: msg.op, timeout: msg.timeout };
-        self.execute(command, Reply::own(msg.reply), Now::read(), ctx);
+        self.stats.commands_processed += 1;
+        if self.draining.is_some() {
+            return Reply::own(msg.reply).send(Error::Stopped.to_frame());
+        }
+        self.start_blocking(msg.client, msg.op, msg.timeout, Reply::own(msg.reply), Now::read(), ctx);
     }
 }
 

@@ -70,9 +70,9 @@ use tracing::{debug, warn};
 
 use crate::command::server::valid_client_name;
 use crate::command::table::{self, COMMAND_TABLE};
-use crate::command::{lookup, Command, LocalCommand, Queued, ReadQuery, TxCommand, WriteOp};
+use crate::command::{lookup, Command, KillFilter, LocalCommand, Queued, ReadQuery, TxCommand, WriteOp};
 use crate::glob::glob_match;
-use crate::redis_store::{Block, ClientEvent, ClientInfo, Execute, ExecuteBatch, RedisStore};
+use crate::redis_store::{Block, ClientEvent, ClientInfo, Disconnect, Execute, ExecuteBatch, RedisStore};
 use crate::resp::{Frame, RespCodec, RespError, RespLimits, READ_BUFFER_CAPACITY};
 
 /// The version HELLO and INFO report: the Redis release whose commands raft-kv follows.
@@ -246,6 +246,8 @@ pub struct Session {
     outgoing: Vec<(u64, Command)>,
     send_scheduled: bool,
     input_closed: bool,
+    /// Where `CLIENT KILL` reaches this session (reported to RedisStore with the client).
+    address: Option<Recipient<Disconnect>>,
 }
 
 impl Session {
@@ -300,6 +302,7 @@ impl Session {
                 outgoing: Vec::new(),
                 send_scheduled: false,
                 input_closed: false,
+                address: None,
             }
         });
     }
@@ -312,6 +315,7 @@ impl Session {
             name: self.name.as_ref().map_or_else(String::new, |n| String::from_utf8_lossy(n).into_owned()),
             protocol: self.protocol,
             connected: self.connected,
+            session: self.address.clone(),
         }
     }
 
@@ -433,7 +437,7 @@ impl Session {
             return ctx.stop();
         }
         let (reply, answer) = tokio::sync::oneshot::channel();
-        self.store.do_send(Block { op, timeout, reply });
+        self.store.do_send(Block { client: self.id, op, timeout, reply });
         let answer =
             async move { answer.await.unwrap_or_else(|_| Frame::error("ERR node is shutting down")) };
         ctx.spawn(answer.into_actor(self).map(move |frame, session, ctx| {
@@ -524,9 +528,13 @@ impl Session {
                 // Inside MULTI a blocking command does not block: it pops what is there.
                 Command::Write(op) | Command::Blocking { op, .. } => QueuedItem::Keyspace(Queued::Write(op)),
                 Command::Local(local) => QueuedItem::Local(local),
-                server @ (Command::Info(_) | Command::ClientList | Command::Raft(_)) => {
-                    QueuedItem::Server(server)
+                Command::ClientKill(filter) => {
+                    QueuedItem::Server(Command::ClientKill(KillFilter { caller: self.id, ..filter }))
                 }
+                server @ (Command::Info(_)
+                | Command::ClientList
+                | Command::ClientUnblock { .. }
+                | Command::Raft(_)) => QueuedItem::Server(server),
             });
             return self.complete(seq, Frame::Simple("QUEUED".into()), After::Continue, ctx);
         }
@@ -544,6 +552,11 @@ impl Session {
                 self.complete(seq, reply, after, ctx);
             }
             Command::Transaction(tx) => self.transaction(seq, tx, ctx),
+            Command::ClientKill(filter) => {
+                let kill = Command::ClientKill(KillFilter { caller: self.id, ..filter });
+                let start: Start = Box::new(move |session, ctx| session.send_in_batch(seq, kill, ctx));
+                self.gate(Access::Read, start, ctx);
+            }
             command => {
                 let access = match command {
                     Command::Write(_) => Access::Write,
@@ -804,6 +817,7 @@ impl Session {
             LocalCommand::ClientInfo => {
                 let line = self.client_info().line(
                     self.multi.as_ref().map(Vec::len),
+                    false,
                     &String::from_utf8_lossy(&self.last_command).to_ascii_lowercase(),
                 );
                 Frame::Verbatim(format!("{line}\n"))
@@ -956,14 +970,26 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 impl Actor for Session {
     type Context = Context<Self>;
 
-    fn started(&mut self, _: &mut Context<Self>) {
+    fn started(&mut self, ctx: &mut Context<Self>) {
         debug!(client = self.id, peer = %self.peer, "client connected");
+        self.address = Some(ctx.address().recipient());
         self.report();
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
         debug!(client = self.id, peer = %self.peer, "client disconnected");
         self.store.do_send(ClientEvent::Gone(self.id));
+    }
+}
+
+impl Handler<Disconnect> for Session {
+    type Result = ();
+
+    /// `CLIENT KILL`: the connection closes now, as Redis closes it.
+    fn handle(&mut self, _: Disconnect, ctx: &mut Context<Self>) {
+        debug!(client = self.id, peer = %self.peer, "killed by CLIENT KILL");
+        self.writer.abort();
+        ctx.stop();
     }
 }
 

@@ -125,10 +125,45 @@ async fn wait_for_blocked(node: &RunningNode, n: usize) {
 
 /// A blocking pop, as a Session sends it: the receiver of its answer.
 fn block(node: &RunningNode, words: &[&str]) -> tokio::sync::oneshot::Receiver<Frame> {
+    block_as(node, 0, words)
+}
+
+/// A blocking pop of the client `client`.
+fn block_as(node: &RunningNode, client: u64, words: &[&str]) -> tokio::sync::oneshot::Receiver<Frame> {
     let Command::Blocking { op, timeout } = command(words) else { panic!("{words:?} is a blocking command") };
     let (reply, answer) = tokio::sync::oneshot::channel();
-    node.store.do_send(Block { op, timeout, reply });
+    node.store.do_send(Block { client, op, timeout, reply });
     answer
+}
+
+#[actix_rt::test]
+async fn client_kill_closes_the_connections_it_names_and_not_the_asking_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = single_node(dir.path()).await;
+    wait_for_leadership(&node).await;
+    let mut asking = TcpStream::connect(node.redis_addr).await.unwrap();
+    let mut victim = TcpStream::connect(node.redis_addr).await.unwrap();
+    let id = client_id(&mut victim).await;
+    // The victim waits in BLPOP; it is marked so in CLIENT LIST, then killed.
+    victim.write_all(b"BLPOP q 0\r\n").await.unwrap();
+    wait_for_blocked(&node, 1).await;
+    asking.write_all(b"CLIENT LIST\r\n").await.unwrap();
+    let mut list = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(20), asking.read(&mut list)).await.unwrap().unwrap();
+    let list = String::from_utf8_lossy(&list[..n]).into_owned();
+    let line = list.lines().find(|l| l.starts_with(&format!("id={id} "))).expect("the victim is listed");
+    assert!(line.contains("flags=b"), "{line}");
+    exchange(&mut asking, format!("CLIENT KILL ID {id}\r\n").as_bytes(), b":1\r\n").await;
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), victim.read_to_end(&mut rest)).await;
+    assert_eq!(read.expect("the connection closes").unwrap(), 0, "closed without a reply");
+    wait_for_blocked(&node, 0).await;
+    // SKIPME is the default: the asking connection survives a filter that names it.
+    let own = format!("CLIENT KILL ADDR {}\r\n", asking.local_addr().unwrap());
+    exchange(&mut asking, own.as_bytes(), b":0\r\n").await;
+    exchange(&mut asking, b"CLIENT KILL 10.0.0.1:1\r\n", b"-ERR No such client\r\n").await;
+    exchange(&mut asking, b"PING\r\n", b"+PONG\r\n").await;
+    node.shutdown().await;
 }
 
 #[actix_rt::test]
@@ -173,12 +208,35 @@ async fn a_blocked_pop_waits_for_a_push_and_a_client_that_leaves_stops_waiting()
     let late = block(&node, &["BLMPOP", "0.05", "1", "nothing", "LEFT"]);
     assert_eq!(late.await.unwrap(), Frame::NullArray);
 
+    // CLIENT UNBLOCK ends a wait, as a timeout would or with an error.
+    let unblocked = block_as(&node, 41, &["BLPOP", "nothing", "0"]);
+    let errored = block_as(&node, 42, &["BZPOPMAX", "nothing", "0"]);
+    wait_for_blocked(&node, 3).await;
+    assert_eq!(execute(&node, &["CLIENT", "UNBLOCK", "41"]).await, Frame::Integer(1));
+    assert_eq!(execute(&node, &["CLIENT", "UNBLOCK", "42", "ERROR"]).await, Frame::Integer(1));
+    assert_eq!(execute(&node, &["CLIENT", "UNBLOCK", "42"]).await, Frame::Integer(0), "no longer waiting");
+    assert_eq!(unblocked.await.unwrap(), Frame::NullArray);
+    assert_eq!(errored.await.unwrap(), Frame::error("UNBLOCKED client unblocked via CLIENT UNBLOCK"));
+
     // A client that goes away stops waiting, and what is pushed then stays in the list.
     drop(waiting.next());
     wait_for_blocked(&node, 0).await;
     assert_eq!(execute(&node, &["RPUSH", "jobs", "kept"]).await, Frame::Integer(1));
     assert_eq!(execute(&node, &["LLEN", "jobs"]).await, Frame::Integer(1));
     node.shutdown().await;
+}
+
+/// The connection's `CLIENT ID`.
+async fn client_id(stream: &mut TcpStream) -> u64 {
+    stream.write_all(b"CLIENT ID\r\n").await.unwrap();
+    let mut reply = Vec::new();
+    while !reply.ends_with(b"\r\n") {
+        let mut byte = [0u8];
+        tokio::time::timeout(Duration::from_secs(20), stream.read_exact(&mut byte)).await.unwrap().unwrap();
+        reply.push(byte[0]);
+    }
+    let text = String::from_utf8_lossy(&reply);
+    text.trim().strip_prefix(':').and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("CLIENT ID: {text}"))
 }
 
 /// Sends `requests` and reads exactly the bytes of `expected` back.

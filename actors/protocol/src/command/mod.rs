@@ -46,6 +46,11 @@ pub enum Command {
     Info(Vec<String>),
     /// `CLIENT LIST`: every connection of this node.
     ClientList,
+    /// `CLIENT UNBLOCK client-id [TIMEOUT|ERROR]`: ends a blocking command's wait, as if it
+    /// timed out or (`error`) with an error.
+    ClientUnblock { id: i64, error: bool },
+    /// `CLIENT KILL addr:port` (`old_form`), or `CLIENT KILL <filter> <value> ...`.
+    ClientKill(KillFilter),
     /// `RAFT.*`: cluster membership and leadership, executed by RaftNode.
     Raft(raft::RaftAdmin),
     /// A blocking pop (`BLPOP`, `BRPOP`, `BLMOVE`, `BRPOPLPUSH`, `BLMPOP`, `BZPOPMIN`,
@@ -54,6 +59,23 @@ pub enum Command {
     /// client waits for a write to one of its keys and tries again, for at most `timeout`
     /// (`None`: for ever); inside MULTI, `op` runs once, as in Redis.
     Blocking { op: WriteOp, timeout: Option<std::time::Duration> },
+}
+
+/// Which connections `CLIENT KILL` closes: those matching every filter given.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct KillFilter {
+    pub id: Option<u64>,
+    pub addr: Option<String>,
+    pub laddr: Option<String>,
+    /// `TYPE` or `USER` names no connection raft-kv has (a replica, a pub/sub client, another
+    /// user): nothing matches.
+    pub none: bool,
+    /// `SKIPME yes` (the default of the filter form): not the connection that asks.
+    pub skip_me: bool,
+    /// The connection that asks, filled in by its Session.
+    pub caller: u64,
+    /// `CLIENT KILL addr:port`: replies OK or an error rather than a count.
+    pub old_form: bool,
 }
 
 /// Commands about the connection or the server, answered by the Session.

@@ -12,7 +12,10 @@
 
 use bytes::Bytes;
 
-use super::{lower, syntax_error, unknown_subcommand, wrong_arity, Args, Command, LocalCommand, TxCommand};
+use super::{
+    lower, parse_i64, syntax_error, unknown_subcommand, wrong_arity, Args, Command, KillFilter, LocalCommand,
+    TxCommand,
+};
 use crate::resp::Frame;
 
 /// Parses the connection, server and transaction commands; `None` for other families.
@@ -136,6 +139,43 @@ fn parse_command(args: Vec<Bytes>) -> Result<Option<Command>, Frame> {
     Ok(Some(Command::Local(cmd)))
 }
 
+/// `CLIENT KILL`'s arguments: one address (the old form), or filter-value pairs.
+fn parse_kill(args: &[Bytes]) -> Result<KillFilter, Frame> {
+    let text = |arg: &Bytes| String::from_utf8_lossy(arg).into_owned();
+    if let [addr] = args {
+        return Ok(KillFilter { addr: Some(text(addr)), old_form: true, ..KillFilter::default() });
+    }
+    if !args.len().is_multiple_of(2) {
+        return Err(syntax_error());
+    }
+    let mut filter = KillFilter { skip_me: true, ..KillFilter::default() };
+    for pair in args.chunks(2) {
+        let value = &pair[1];
+        match lower(&pair[0]).as_str() {
+            "id" => match parse_i64(value).filter(|&id| id > 0) {
+                Some(id) => filter.id = Some(id as u64),
+                None => return Err(Frame::error("ERR client-id should be greater than 0")),
+            },
+            "addr" => filter.addr = Some(text(value)),
+            "laddr" => filter.laddr = Some(text(value)),
+            "type" => match lower(value).as_str() {
+                "normal" => {}
+                "master" | "slave" | "replica" | "pubsub" => filter.none = true,
+                _ => return Err(Frame::error(format!("ERR Unknown client type '{}'", text(value)))),
+            },
+            "user" if &value[..] == b"default" => {}
+            "user" => return Err(Frame::error(format!("ERR No such user '{}'", text(value)))),
+            "skipme" => match lower(value).as_str() {
+                "yes" => filter.skip_me = true,
+                "no" => filter.skip_me = false,
+                _ => return Err(syntax_error()),
+            },
+            _ => return Err(syntax_error()),
+        }
+    }
+    Ok(filter)
+}
+
 /// Redis refuses client names with spaces, newlines or other special characters.
 pub fn valid_client_name(name: &[u8]) -> bool {
     name.iter().all(|&b| b > b' ' && b <= b'~')
@@ -156,6 +196,23 @@ fn parse_client(args: Vec<Bytes>) -> Result<Option<Command>, Frame> {
         ("id", 1) => LocalCommand::ClientId,
         ("info", 1) => LocalCommand::ClientInfo,
         ("list", 1) => return Ok(Some(Command::ClientList)),
+        ("unblock", 2 | 3) => {
+            let id = parse_i64(&args[1]).ok_or_else(|| Frame::error(super::NOT_INTEGER))?;
+            let error = match args.get(2).map(|r| lower(r)).as_deref() {
+                None | Some("timeout") => false,
+                Some("error") => true,
+                Some(_) => return Err(Frame::error("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR")),
+            };
+            return Ok(Some(Command::ClientUnblock { id, error }));
+        }
+        ("unblock", 1) | ("kill", 1) => return Err(wrong_arity(&format!("client|{sub}"))),
+        ("unblock", _) => {
+            let typed = String::from_utf8_lossy(&args[0]).replace(['\r', '\n'], " ");
+            return Err(Frame::error(format!(
+                "ERR unknown subcommand or wrong number of arguments for '{typed}'. Try CLIENT HELP."
+            )));
+        }
+        ("kill", _) => return parse_kill(&args[1..]).map(|filter| Some(Command::ClientKill(filter))),
         ("list", _) => return Err(syntax_error()),
         ("setinfo", 3) => LocalCommand::ClientSetInfo,
         ("setname" | "getname" | "id" | "info" | "setinfo", _) => {
@@ -190,6 +247,56 @@ mod tests {
                 name: Some("me".into())
             })
         );
+    }
+
+    #[test]
+    fn client_unblock_and_kill_read_their_arguments_as_redis_does() {
+        let err = |words: &[&str]| match parse(words).unwrap_err() {
+            Frame::Error(e) => e,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            parse(&["client", "unblock", "7", "ERROR"]).unwrap(),
+            Command::ClientUnblock { id: 7, error: true }
+        );
+        assert_eq!(
+            parse(&["client", "unblock", "7"]).unwrap(),
+            Command::ClientUnblock { id: 7, error: false }
+        );
+        assert_eq!(err(&["client", "unblock", "x"]), "ERR value is not an integer or out of range");
+        assert_eq!(
+            err(&["client", "unblock", "1", "nope"]),
+            "ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR"
+        );
+        assert_eq!(err(&["client", "unblock"]), "ERR wrong number of arguments for 'client|unblock' command");
+        assert_eq!(err(&["client", "kill"]), "ERR wrong number of arguments for 'client|kill' command");
+        assert_eq!(
+            parse(&["client", "kill", "1.2.3.4:5"]).unwrap(),
+            Command::ClientKill(KillFilter {
+                addr: Some("1.2.3.4:5".into()),
+                old_form: true,
+                ..KillFilter::default()
+            })
+        );
+        assert_eq!(
+            parse(&["client", "kill", "ID", "3", "skipme", "no", "type", "normal", "user", "default"])
+                .unwrap(),
+            Command::ClientKill(KillFilter { id: Some(3), ..KillFilter::default() })
+        );
+        assert_eq!(
+            parse(&["client", "kill", "laddr", "a:1", "type", "pubsub"]).unwrap(),
+            Command::ClientKill(KillFilter {
+                laddr: Some("a:1".into()),
+                none: true,
+                skip_me: true,
+                ..KillFilter::default()
+            })
+        );
+        assert_eq!(err(&["client", "kill", "id", "0"]), "ERR client-id should be greater than 0");
+        assert_eq!(err(&["client", "kill", "type", "x"]), "ERR Unknown client type 'x'");
+        assert_eq!(err(&["client", "kill", "user", "x"]), "ERR No such user 'x'");
+        assert_eq!(err(&["client", "kill", "id", "1", "addr"]), "ERR syntax error");
+        assert_eq!(err(&["client", "kill", "maxage", "1"]), "ERR syntax error");
     }
 
     #[test]
