@@ -398,6 +398,25 @@ impl<'a> ApplyBatch<'a> {
         Ok(of_kind(self.live(key)?, kind))
     }
 
+    /// The first of `keys` that holds a collection of `kind`: its key, the collection decoded
+    /// by `decode`, and its expiry (LMPOP, BLPOP, ZMPOP ...); `None` if none does, and the
+    /// WRONGTYPE reply if a key of another type comes first.
+    fn first_collection<T>(
+        &mut self,
+        keys: Vec<Bytes>,
+        kind: u8,
+        decode: impl Fn(&Bytes) -> Result<T>,
+    ) -> Result<Collection<(Bytes, T)>> {
+        for key in keys {
+            match self.live_collection(&key, kind, &decode)? {
+                Err(wrongtype) => return Ok(Err(wrongtype)),
+                Ok(None) => continue,
+                Ok(Some((collection, expires))) => return Ok(Ok(Some(((key, collection), expires)))),
+            }
+        }
+        Ok(Ok(None))
+    }
+
     /// The live collection of `kind` at `key`, decoded by `decode`, as a write sees it.
     fn live_collection<T>(
         &mut self,

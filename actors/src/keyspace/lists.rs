@@ -84,25 +84,21 @@ impl ApplyBatch<'_> {
             WriteOp::BPop { keys, left } => (keys, left, 1, true),
             op => return self.write_one_list(op),
         };
-        for key in keys {
-            match self.live_list(&key)? {
-                Err(wrongtype) => return Ok(wrongtype),
-                Ok(None) => continue,
-                Ok(Some((mut list, expires))) => {
-                    let taken = (list.len() as u64).min(count) as usize;
-                    let popped: Vec<Bytes> = (0..taken).filter_map(|_| pop(&mut list, left)).collect();
-                    let reply = match (flat, popped.first()) {
-                        // BLPOP, BRPOP: `[key, element]`
-                        (true, Some(element)) => {
-                            Frame::Array(vec![Frame::Bulk(key.clone()), Frame::Bulk(element.clone())])
-                        }
-                        _ => Frame::Array(vec![Frame::Bulk(key.clone()), bulks(popped)]),
-                    };
-                    return self.put_collection_then(key, KIND_LIST, record(&list), expires, reply);
-                }
+        let ((key, mut list), expires) = match self.first_collection(keys, KIND_LIST, decode)? {
+            Err(wrongtype) => return Ok(wrongtype),
+            Ok(None) => return Ok(Frame::NullArray),
+            Ok(Some(found)) => found,
+        };
+        let taken = (list.len() as u64).min(count) as usize;
+        let popped: Vec<Bytes> = (0..taken).filter_map(|_| pop(&mut list, left)).collect();
+        let reply = match (flat, popped.first()) {
+            // BLPOP, BRPOP: `[key, element]`
+            (true, Some(element)) => {
+                Frame::Array(vec![Frame::Bulk(key.clone()), Frame::Bulk(element.clone())])
             }
-        }
-        Ok(Frame::NullArray)
+            _ => Frame::Array(vec![Frame::Bulk(key.clone()), bulks(popped)]),
+        };
+        self.put_collection_then(key, KIND_LIST, record(&list), expires, reply)
     }
 
     /// Applies a list write of one list, or LMOVE's of two.

@@ -352,36 +352,27 @@ impl ApplyBatch<'_> {
             }
             op => return self.write_one_zset(op),
         };
-        for key in keys {
-            match self.live_zset(&key)? {
-                Err(wrongtype) => return Ok(wrongtype),
-                Ok(None) => continue,
-                Ok(Some((mut entries, expires))) => {
-                    let popped = pop_ends(&mut entries, max, count);
-                    let name = Frame::Bulk(key.clone());
-                    let reply = match (flat, popped.first()) {
-                        // BZPOPMIN, BZPOPMAX: `[key, member, score]`
-                        (true, Some((score, member))) => {
-                            Frame::Array(vec![name, Frame::Bulk(member.clone()), score_frame(*score)])
-                        }
-                        // ZMPOP: `[key, [[member, score] ...]]`, nested in RESP2 as well
-                        _ => Frame::Array(vec![
-                            name,
-                            Frame::Array(
-                                popped
-                                    .into_iter()
-                                    .map(|(score, member)| {
-                                        Frame::Array(vec![Frame::Bulk(member), score_frame(score)])
-                                    })
-                                    .collect(),
-                            ),
-                        ]),
-                    };
-                    return self.put_collection_then(key, KIND_ZSET, record(&entries), expires, reply);
-                }
+        let ((key, mut entries), expires) = match self.first_collection(keys, KIND_ZSET, decode)? {
+            Err(wrongtype) => return Ok(wrongtype),
+            Ok(None) => return Ok(Frame::NullArray),
+            Ok(Some(found)) => found,
+        };
+        let popped = pop_ends(&mut entries, max, count);
+        let name = Frame::Bulk(key.clone());
+        let reply = match (flat, popped.first()) {
+            // BZPOPMIN, BZPOPMAX: `[key, member, score]`
+            (true, Some((score, member))) => {
+                Frame::Array(vec![name, Frame::Bulk(member.clone()), score_frame(*score)])
             }
-        }
-        Ok(Frame::NullArray)
+            // ZMPOP: `[key, [[member, score] ...]]`, nested in RESP2 as well
+            _ => {
+                let pairs = popped
+                    .into_iter()
+                    .map(|(score, member)| Frame::Array(vec![Frame::Bulk(member), score_frame(score)]));
+                Frame::Array(vec![name, Frame::Array(pairs.collect())])
+            }
+        };
+        self.put_collection_then(key, KIND_ZSET, record(&entries), expires, reply)
     }
 
     /// A result that replaces whatever `destination` held, expiry included (an empty one
