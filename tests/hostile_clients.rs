@@ -8,6 +8,8 @@
 //!   meanwhile, and once it reads it gets every reply, in order;
 //! - a client whose unread replies pass the output limit is disconnected, and logged;
 //! - 10 k idle connections do not stall other clients;
+//! - a thousand clients blocked in BLPOP do not stall other clients, and once gone are
+//!   forgotten (a later push stays in its list);
 //! - garbage and protocol violations close that connection only;
 //! - `--proto-max-bulk-len` limits values and `CONFIG GET` reports it;
 //! - clients past `--maxclients` are refused with Redis's error, and a place freed is taken
@@ -376,6 +378,49 @@ fn ten_thousand_idle_connections_do_not_stall_other_clients() {
     }
     drop(idle);
     assert_served_promptly(&cluster, leader, "10 k connections just closed");
+}
+
+/// `blocked_clients` in the node's `INFO clients`.
+fn blocked_clients(cluster: &Cluster, id: u64) -> usize {
+    let info: String = redis::cmd("INFO").arg("clients").query(&mut cluster.client(id)).unwrap();
+    let field = info.lines().find_map(|l| l.strip_prefix("blocked_clients:")).expect("blocked_clients");
+    field.trim().parse().unwrap()
+}
+
+#[test]
+fn a_thousand_clients_blocked_then_gone_leave_nothing_waiting() {
+    // Each takes a descriptor here (the harness's own connections need a few more).
+    let clients = 1000.min(open_files_limit().saturating_sub(200));
+    let mut cluster = Cluster::launch(3);
+    let leader = cluster.wait_for_leader(LEADER_TIMEOUT);
+    let follower = cluster.ids().into_iter().find(|&id| id != leader).unwrap();
+    let port = cluster.redis_port(follower);
+    let blocked: Vec<TcpStream> = (0..clients)
+        .map(|i| {
+            let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            stream.write_all(format!("BLPOP queue:{} 0\r\n", i % 10).as_bytes()).unwrap();
+            stream
+        })
+        .collect();
+    wait_until(Duration::from_secs(60), "every client blocked", || {
+        blocked_clients(&cluster, follower) == clients
+    });
+    assert_served_promptly(&cluster, follower, "1 000 clients wait in BLPOP on this node");
+    // They go away without a word: the node forgets them, and a push finds no one to serve.
+    drop(blocked);
+    wait_until(Duration::from_secs(30), "no client left waiting", || {
+        blocked_clients(&cluster, follower) == 0
+    });
+    let mut con = cluster.client(leader);
+    for i in 0..10 {
+        let pushed: i64 = redis::cmd("RPUSH").arg(format!("queue:{i}")).arg("job").query(&mut con).unwrap();
+        assert_eq!(pushed, 1);
+    }
+    let mut on_follower = cluster.client(follower);
+    for i in 0..10 {
+        let len: i64 = redis::cmd("LLEN").arg(format!("queue:{i}")).query(&mut on_follower).unwrap();
+        assert_eq!(len, 1, "queue:{i}: a departed client popped its job");
+    }
 }
 
 #[test]
