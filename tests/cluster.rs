@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{connect, get, get_string, run_tool, set, wait_until, Cluster, REPLY_TIMEOUT};
+use common::{blocked_clients, connect, get, get_string, run_tool, set, wait_until, Cluster, REPLY_TIMEOUT};
 use redis::{Connection, Value};
 
 /// Until the live nodes agree on a leader (first election, or after the leader died).
@@ -786,14 +786,6 @@ fn unknown_command_keeps_connection_open() {
     assert_eq!(line(), "-ERR unknown command 'FOO', with args beginning with: 'a' 'b' \r\n");
     assert_eq!(line(), "-ERR unknown command 'foo', with args beginning with: \r\n");
     assert_eq!(line(), "+PONG\r\n");
-}
-
-/// How many clients wait in a blocking command on the node at `port` (`INFO clients`).
-fn blocked_clients(port: u16) -> usize {
-    let mut con = connect(port, REPLY_TIMEOUT).expect("connect");
-    let info: String = redis::cmd("INFO").arg("clients").query(&mut con).expect("INFO clients");
-    let field = info.lines().find_map(|l| l.strip_prefix("blocked_clients:")).expect("blocked_clients");
-    field.trim().parse().expect("a count")
 }
 
 /// A client blocked in BLPOP on a follower is served by a push through the other follower.

@@ -31,7 +31,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use actors::resp::encode_request;
-use common::{get, set, wait_until, Cluster};
+use common::{blocked_clients, get, set, wait_until, Cluster};
 use redis::Value;
 
 const LEADER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -380,13 +380,6 @@ fn ten_thousand_idle_connections_do_not_stall_other_clients() {
     assert_served_promptly(&cluster, leader, "10 k connections just closed");
 }
 
-/// `blocked_clients` in the node's `INFO clients`.
-fn blocked_clients(cluster: &Cluster, id: u64) -> usize {
-    let info: String = redis::cmd("INFO").arg("clients").query(&mut cluster.client(id)).unwrap();
-    let field = info.lines().find_map(|l| l.strip_prefix("blocked_clients:")).expect("blocked_clients");
-    field.trim().parse().unwrap()
-}
-
 #[test]
 fn a_thousand_clients_blocked_then_gone_leave_nothing_waiting() {
     // Each takes a descriptor here (the harness's own connections need a few more).
@@ -402,15 +395,11 @@ fn a_thousand_clients_blocked_then_gone_leave_nothing_waiting() {
             stream
         })
         .collect();
-    wait_until(Duration::from_secs(60), "every client blocked", || {
-        blocked_clients(&cluster, follower) == clients
-    });
+    wait_until(Duration::from_secs(60), "every client blocked", || blocked_clients(port) == clients);
     assert_served_promptly(&cluster, follower, "1 000 clients wait in BLPOP on this node");
     // They go away without a word: the node forgets them, and a push finds no one to serve.
     drop(blocked);
-    wait_until(Duration::from_secs(30), "no client left waiting", || {
-        blocked_clients(&cluster, follower) == 0
-    });
+    wait_until(Duration::from_secs(30), "no client left waiting", || blocked_clients(port) == 0);
     let mut con = cluster.client(leader);
     for i in 0..10 {
         let pushed: i64 = redis::cmd("RPUSH").arg(format!("queue:{i}")).arg("job").query(&mut con).unwrap();

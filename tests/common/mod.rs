@@ -824,6 +824,15 @@ pub fn wait_until(timeout: Duration, what: &str, mut condition: impl FnMut() -> 
     }
 }
 
+/// How many clients wait in a blocking command (BLPOP ...) on the node at `port`: its
+/// `INFO clients` field `blocked_clients`.
+pub fn blocked_clients(port: u16) -> usize {
+    let mut con = connect(port, REPLY_TIMEOUT).expect("connect");
+    let info: String = redis::cmd("INFO").arg("clients").query(&mut con).expect("INFO clients");
+    let field = info.lines().find_map(|l| l.strip_prefix("blocked_clients:")).expect("blocked_clients");
+    field.trim().parse().expect("a count")
+}
+
 /// A Redis connection to `127.0.0.1:port` whose every reply must come within `reply_timeout`.
 pub fn connect(port: u16, reply_timeout: Duration) -> RedisResult<Connection> {
     let client = redis::Client::open(format!("redis://127.0.0.1:{port}/"))?;
