@@ -667,6 +667,23 @@ impl RedisStore {
         self.blocked.insert(attempt.id, blocked);
     }
 
+    /// Wakes the blocked clients that the applied entries `fed` may serve: as many per key as
+    /// it holds elements, in the order they blocked; every one after a snapshot (`reloaded`).
+    fn wake_fed(&mut self, fed: Vec<FedKey>, reloaded: bool, ctx: &mut Context<Self>) {
+        let now = Now::read();
+        for fed in fed {
+            let woken = self.blocked.take(&fed.key, fed.kind, Some(fed.elements));
+            self.wake(woken, vec![fed.key], now, ctx);
+        }
+        if reloaded {
+            // A snapshot replaced the keyspace: every blocked client looks again.
+            for (id, blocked) in self.blocked.take_all() {
+                let keys = waits_on(&blocked.op).0.to_vec();
+                self.wake(vec![(id, blocked)], keys, now, ctx);
+            }
+        }
+    }
+
     /// Blocked clients try their pop again, woken by `keys`. One whose client is gone is
     /// dropped.
     fn wake(&mut self, woken: Vec<(u64, Blocked)>, keys: Vec<Bytes>, now: Now, ctx: &mut Context<Self>) {
@@ -1207,18 +1224,9 @@ impl Handler<Applied> for RedisStore {
                 }
             }
         }
-        let now = Now::read();
-        for fed in msg.fed {
-            let woken = self.blocked.take(&fed.key, fed.kind, Some(fed.elements));
-            self.wake(woken, vec![fed.key], now, ctx);
-        }
-        if msg.reloaded {
-            // A snapshot replaced the keyspace: every blocked client looks again.
-            let woken = self.blocked.take_all();
-            for (id, blocked) in woken {
-                let keys = waits_on(&blocked.op).0.to_vec();
-                self.wake(vec![(id, blocked)], keys, now, ctx);
-            }
+        // (Most applies feed nothing or find no one waiting: no clock read, no lookups.)
+        if !self.blocked.waiting.is_empty() && (!msg.fed.is_empty() || msg.reloaded) {
+            self.wake_fed(msg.fed, msg.reloaded, ctx);
         }
         let still_waiting = self.waiting_reads.split_off(&(self.applied + 1));
         let ready = std::mem::replace(&mut self.waiting_reads, still_waiting);
