@@ -79,11 +79,16 @@ impl ApplyBatch<'_> {
     /// pop from the first of their keys that holds a list; a key of another type before it is
     /// an error.
     pub(super) fn write_list(&mut self, op: WriteOp) -> Result<Frame> {
-        let (keys, left, count, flat) = match op {
-            WriteOp::LMPop { keys, left, count } => (keys, left, count, false),
-            WriteOp::BPop { keys, left } => (keys, left, 1, true),
-            op => return self.write_one_list(op),
-        };
+        match op {
+            WriteOp::LMPop { keys, left, count } => self.pop_first_list(keys, left, count, false),
+            WriteOp::BPop { keys, left } => self.pop_first_list(keys, left, 1, true),
+            op => self.write_one_list(op),
+        }
+    }
+
+    /// LMPOP and (`flat`) BLPOP/BRPOP: up to `count` elements from one end of the first of
+    /// `keys` that holds a list.
+    fn pop_first_list(&mut self, keys: Vec<Bytes>, left: bool, count: u64, flat: bool) -> Result<Frame> {
         let ((key, mut list), expires) = match self.first_collection(keys, KIND_LIST, decode)? {
             Err(wrongtype) => return Ok(wrongtype),
             Ok(None) => return Ok(Frame::NullArray),

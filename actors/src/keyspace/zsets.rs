@@ -330,16 +330,16 @@ impl ApplyBatch<'_> {
     /// BZPOPMIN and BZPOPMAX pop from the first of their keys that holds a sorted set; a key of
     /// another type before it is an error.
     pub(super) fn write_zset(&mut self, op: WriteOp) -> Result<Frame> {
-        let (keys, max, count, flat) = match op {
-            WriteOp::ZMPop { keys, max, count } => (keys, max, count, false),
-            WriteOp::BZPop { keys, max } => (keys, max, 1, true),
+        match op {
+            WriteOp::ZMPop { keys, max, count } => self.pop_first_zset(keys, max, count, false),
+            WriteOp::BZPop { keys, max } => self.pop_first_zset(keys, max, 1, true),
             WriteOp::ZCombineStore { op, destination, keys, weights, aggregate } => {
                 let inputs = match live_inputs(&keys, |key| self.live(key))? {
                     Err(wrongtype) => return Ok(wrongtype),
                     Ok(inputs) => inputs,
                 };
                 let result = combine(op, inputs, &weights, aggregate);
-                return self.store_result(destination, result);
+                self.store_result(destination, result)
             }
             WriteOp::ZRangeStore { destination, source, spec } => {
                 let entries = match self.live_zset(&source)? {
@@ -348,10 +348,15 @@ impl ApplyBatch<'_> {
                 };
                 let mut result = range_entries(&entries, &spec);
                 result.sort_by(order);
-                return self.store_result(destination, result);
+                self.store_result(destination, result)
             }
-            op => return self.write_one_zset(op),
-        };
+            op => self.write_one_zset(op),
+        }
+    }
+
+    /// ZMPOP and (`flat`) BZPOPMIN/BZPOPMAX: up to `count` members from the top (`max`) or the
+    /// bottom of the first of `keys` that holds a sorted set.
+    fn pop_first_zset(&mut self, keys: Vec<Bytes>, max: bool, count: u64, flat: bool) -> Result<Frame> {
         let ((key, mut entries), expires) = match self.first_collection(keys, KIND_ZSET, decode)? {
             Err(wrongtype) => return Ok(wrongtype),
             Ok(None) => return Ok(Frame::NullArray),
