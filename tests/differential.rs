@@ -1687,7 +1687,7 @@ fn random_command(rng: &mut Rng, in_multi: bool) -> String {
     let v = rng.pick(VALUES);
     let v = if v.is_empty() { "\"\"" } else { v };
     let (f, f2) = (rng.pick(FIELDS), rng.pick(FIELDS));
-    match rng.next() % 72 {
+    match rng.next() % 74 {
         0 => format!("SET {k} {v}"),
         1 => {
             let opt = rng.pick(&[
@@ -1831,6 +1831,27 @@ fn random_command(rng: &mut Rng, in_multi: bool) -> String {
                 _ => format!("PFCOUNT {k}"),
             }
         }
+        // Lists longer than a chunk (raft-kv stores those in chunks of 128 elements).
+        72 => {
+            let n = 100 + rng.next() % 200;
+            let elements: Vec<&str> = (0..n).map(|_| rng.pick(&["a", "b", "c", "d", "7"])).collect();
+            format!("{} {k} {}", rng.pick(&["LPUSH", "RPUSH"]), elements.join(" "))
+        }
+        73 => match rng.next() % 5 {
+            3 => format!("LLEN {k}"),
+            4 => format!(
+                "LPOS {k} {} {}",
+                rng.pick(&["a", "7"]),
+                rng.pick(&["COUNT 0", "RANK -2", "COUNT 3 RANK 2 MAXLEN 200"])
+            ),
+            0 => format!(
+                "LRANGE {k} {} {}",
+                rng.pick(&["100", "127", "-200", "250"]),
+                rng.pick(&["128", "-100", "300"])
+            ),
+            1 => format!("LINDEX {k} {}", rng.pick(&["127", "128", "129", "-129", "255", "256"])),
+            _ => format!("LSET {k} {} z", rng.pick(&["128", "-130", "200"])),
+        },
         _ => format!("UNLINK {k}"),
     }
 }

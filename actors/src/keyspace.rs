@@ -27,6 +27,7 @@
 //! if any differs, which gives every replica the same verdict.
 
 mod bitmaps;
+mod chunked;
 mod hashes;
 mod hyperloglog;
 mod lists;
@@ -264,10 +265,13 @@ pub struct KeyCounts {
 }
 
 impl KeyCounts {
-    /// Counts one more stored key, given its encoded value record.
-    pub fn add_record(&mut self, raw: &[u8]) {
-        self.keys += 1;
-        self.expires += raw.get(1..9).is_some_and(|at| at != [0u8; 8]) as u64;
+    /// Counts a record of the `kv` family, given its RocksDB key and its value: one more key if
+    /// it is a key's record (not a long list's chunk).
+    pub fn add_record(&mut self, stored: &[u8], raw: &[u8]) {
+        if is_key_record(stored) {
+            self.keys += 1;
+            self.expires += raw.get(1..9).is_some_and(|at| at != [0u8; 8]) as u64;
+        }
     }
 }
 
@@ -287,6 +291,13 @@ fn stored_key(key: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Whether a RocksDB key of the `kv` family is a key's: its position's first byte is 0, as
+/// positions have 53 bits. Other records (a long list's chunks, [`chunked`]) sort after every
+/// key's.
+pub fn is_key_record(stored: &[u8]) -> bool {
+    stored.first() == Some(&0)
+}
+
 /// The position and the key a RocksDB key stands for.
 fn split_stored_key(stored: &[u8]) -> Result<(u64, &[u8])> {
     match stored.split_first_chunk::<8>() {
@@ -304,6 +315,8 @@ pub trait KeyRead {
     fn for_each_from(&self, from: u64, visit: &mut dyn FnMut(u64, &[u8], &Value) -> bool) -> Result<()>;
     /// How many keys are stored, and how many of them have an expiry (with a batch's changes).
     fn counts(&self) -> KeyCounts;
+    /// A long list's chunk record, by its RocksDB key ([`chunked`]).
+    fn chunk(&self, stored: &[u8]) -> Result<Option<Bytes>>;
 }
 
 /// The applied database, as reads see it.
@@ -321,6 +334,9 @@ impl KeyRead for DbView<'_> {
         let start = from.to_be_bytes();
         for item in self.db.iterator_cf(kv_cf(self.db), IteratorMode::From(&start, Direction::Forward)) {
             let (stored, raw) = item?;
+            if !is_key_record(&stored) {
+                break; // the chunks of long lists, after every key
+            }
             let (position, key) = split_stored_key(&stored)?;
             if !visit(position, key, &Value::decode(&raw)?) {
                 break;
@@ -331,6 +347,10 @@ impl KeyRead for DbView<'_> {
 
     fn counts(&self) -> KeyCounts {
         self.counts
+    }
+
+    fn chunk(&self, stored: &[u8]) -> Result<Option<Bytes>> {
+        read_chunk(self.db, stored)
     }
 }
 
@@ -351,6 +371,12 @@ pub struct ApplyBatch<'a> {
     now: i64,
     /// The keys this batch stored a list or a sorted set at (see [`ApplyBatch::fed_keys`]).
     fed: Vec<Bytes>,
+    /// Every chunk of a long list this batch wrote (`None`: deleted), by RocksDB key.
+    chunks: HashMap<Vec<u8>, Option<Bytes>>,
+    /// The entry that last chunked a list, and how many lists it chunked ([`chunked`]).
+    list_ids: (u64, u32),
+    /// How many elements a chunk of a list chunked by this batch holds.
+    chunk_elements: u32,
 }
 
 /// A list or sorted set that a batch of writes left with elements: clients blocked on it
@@ -373,6 +399,9 @@ impl<'a> ApplyBatch<'a> {
             index: 0,
             now: 0,
             fed: Vec::new(),
+            chunks: HashMap::new(),
+            list_ids: (0, 0),
+            chunk_elements: chunked::CHUNK_ELEMENTS,
         }
     }
 
@@ -436,6 +465,11 @@ impl<'a> ApplyBatch<'a> {
     fn put(&mut self, key: Bytes, mut value: Value) -> Result<()> {
         if let Some(old) = self.value(&key)? {
             self.count(&old, -1);
+            if let Some(replaced) = chunks_of(&old)? {
+                if chunks_of(&value)?.is_none_or(|new| new.id != replaced.id) {
+                    self.drop_chunks(&replaced);
+                }
+            }
         }
         self.count(&value, 1);
         value.version = self.index;
@@ -462,8 +496,8 @@ impl<'a> ApplyBatch<'a> {
                 KIND_ZSET => (ValueType::SortedSet, 2), // a member and its score
                 _ => continue,
             };
-            let count = value.data.get(..4).map_or(0, |n| u32::from_be_bytes(n.try_into().expect("4 bytes")));
-            fed.push(FedKey { key: key.clone(), kind, elements: count as u64 / per_element });
+            let Ok(count) = lists::element_count(&value.data) else { continue };
+            fed.push(FedKey { key: key.clone(), kind, elements: count / per_element });
         }
         fed
     }
@@ -481,10 +515,19 @@ impl<'a> ApplyBatch<'a> {
 
     /// Deletes `key`; true if it was stored (alive or not).
     fn delete(&mut self, key: &Bytes) -> Result<bool> {
+        self.remove(key, false)
+    }
+
+    /// Deletes `key`'s record, and the chunks of a long list it held unless `moved` elsewhere
+    /// (RENAME); true if it was stored (alive or not).
+    fn remove(&mut self, key: &Bytes, moved: bool) -> Result<bool> {
         let Some(old) = self.value(key)? else {
             return Ok(false);
         };
         self.count(&old, -1);
+        if let (false, Some(directory)) = (moved, chunks_of(&old)?) {
+            self.drop_chunks(&directory);
+        }
         self.overlay.insert(key.clone(), None);
         Ok(true)
     }
@@ -549,6 +592,12 @@ impl<'a> ApplyBatch<'a> {
             match value {
                 Some(value) => batch.put_cf(kv, stored_key(&key), value.encode()),
                 None => batch.delete_cf(kv, stored_key(&key)),
+            }
+        }
+        for (stored, chunk) in self.chunks {
+            match chunk {
+                Some(chunk) => batch.put_cf(kv, stored, chunk),
+                None => batch.delete_cf(kv, stored),
             }
         }
         (batch, counts)
@@ -743,7 +792,7 @@ impl<'a> ApplyBatch<'a> {
                 if only_if_absent && self.live(&to)?.is_some() {
                     return Ok(Frame::Integer(0));
                 }
-                self.delete(&from)?;
+                self.remove(&from, true)?;
                 self.put(to, value)?;
                 if only_if_absent {
                     Frame::Integer(1)
@@ -761,6 +810,10 @@ impl<'a> ApplyBatch<'a> {
                 if self.live(&to)?.is_some() && !replace {
                     return Ok(Frame::Integer(0));
                 }
+                let value = match chunks_of(&value)? {
+                    Some(directory) => Value { data: self.copy_chunks(&directory)?.encode(), ..value },
+                    None => value,
+                };
                 self.put(to, value)?;
                 Frame::Integer(1)
             }
@@ -923,6 +976,21 @@ impl KeyRead for ApplyBatch<'_> {
         let add = |base: u64, delta: i64| (base as i64 + delta).max(0) as u64;
         KeyCounts { keys: add(self.base.keys, self.delta.0), expires: add(self.base.expires, self.delta.1) }
     }
+
+    fn chunk(&self, stored: &[u8]) -> Result<Option<Bytes>> {
+        match self.chunks.get(stored) {
+            Some(pending) => Ok(pending.clone()),
+            None => read_chunk(self.db, stored),
+        }
+    }
+}
+
+/// The directory of the long list `value` holds, if it holds one.
+fn chunks_of(value: &Value) -> Result<Option<chunked::Directory>> {
+    if value.kind != KIND_LIST {
+        return Ok(None);
+    }
+    chunked::Directory::decode(&value.data)
 }
 
 fn kv_cf(db: &DB) -> &rocksdb::ColumnFamily {
@@ -937,6 +1005,10 @@ fn read_value(db: &DB, key: &[u8]) -> Result<Option<Value>> {
     }
     let raw = DEFAULT_READ.with(|opts| db.get_pinned_cf_opt(kv_cf(db), stored_key(key), opts))?;
     raw.map(|raw| Value::decode(&raw)).transpose()
+}
+
+fn read_chunk(db: &DB, stored: &[u8]) -> Result<Option<Bytes>> {
+    Ok(db.get_pinned_cf(kv_cf(db), stored)?.map(|raw| Bytes::copy_from_slice(&raw)))
 }
 
 /// Answers reads from the current (applied) state of the keyspace, judging expiry by this
@@ -1274,6 +1346,10 @@ mod tests {
         fn counts(&self) -> KeyCounts {
             KeyCounts::default()
         }
+
+        fn chunk(&self, _: &[u8]) -> Result<Option<Bytes>> {
+            Ok(None)
+        }
     }
 
     #[test]
@@ -1297,7 +1373,7 @@ mod tests {
     }
 
     /// A RocksDB with the keyspace's column family, in a directory that lives as long as it.
-    fn kv_db() -> (tempfile::TempDir, DB) {
+    pub(super) fn kv_db() -> (tempfile::TempDir, DB) {
         let dir = tempfile::tempdir().unwrap();
         let mut opts = rocksdb::Options::default();
         opts.create_if_missing(true);

@@ -79,8 +79,12 @@ const KEY_STORE_ID: &[u8] = b"store_id";
 /// How the `kv` family lays keys out: [`KV_LAYOUT`]. Absent in a data directory written before
 /// keys were ordered by position, which this version cannot read.
 const KEY_KV_LAYOUT: &[u8] = b"kv_layout";
-/// Keys prefixed by their position in the keyspace's order (see [`crate::keyspace`]).
-const KV_LAYOUT: u64 = 1;
+/// Keys prefixed by their position in the keyspace's order (see [`crate::keyspace`]); since
+/// layout 2, long lists stored in chunks after every key. Layout 1 (no chunks) is read as it
+/// is, and marked 2 at start, so that an earlier version refuses the data once lists may be
+/// chunked.
+const KV_LAYOUT: u64 = 2;
+const KV_LAYOUT_UNCHUNKED: u64 = 1;
 const KEY_SNAPSHOT_INDEX: &[u8] = b"snapshot_index";
 const KEY_SNAPSHOT_TERM: &[u8] = b"snapshot_term";
 /// The (index, term) of a completely received snapshot waiting in the staging file.
@@ -621,7 +625,7 @@ impl Storage {
         let mut batch = WriteBatch::default();
         let mut counts = KeyCounts::default();
         while let Some((key, value)) = read_pair(&mut reader)? {
-            counts.add_record(&value);
+            counts.add_record(&key, &value);
             batch.put_cf(cf(&self.db, CF_KV), key, value);
             if batch.size_in_bytes() >= SNAPSHOT_CHUNK_BYTES {
                 self.db.write(std::mem::take(&mut batch))?;
@@ -976,6 +980,7 @@ fn read_members(db: &DB) -> Result<Vec<Member>> {
 fn check_kv_layout(db: &DB, dir: &Path) -> Result<()> {
     match get_u64(db, KEY_KV_LAYOUT)? {
         KV_LAYOUT => Ok(()),
+        KV_LAYOUT_UNCHUNKED => put_synced(db, CF_META, KEY_KV_LAYOUT, &KV_LAYOUT.to_be_bytes()),
         0 if db.iterator_cf(cf(db, CF_KV), IteratorMode::Start).next().is_none() => {
             put_synced(db, CF_META, KEY_KV_LAYOUT, &KV_LAYOUT.to_be_bytes())
         }
@@ -995,7 +1000,8 @@ fn count_expires(db: &DB) -> Result<u64> {
     }
     let mut counts = KeyCounts::default();
     for item in db.iterator_cf(cf(db, CF_KV), IteratorMode::Start) {
-        counts.add_record(&item?.1);
+        let (key, value) = item?;
+        counts.add_record(&key, &value);
     }
     Ok(counts.expires)
 }
@@ -1241,6 +1247,20 @@ mod tests {
     }
 
     #[test]
+    fn a_keyspace_without_chunked_lists_is_read_and_marked_as_the_current_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (mut s, _) = Storage::open(dir.path(), 1, &members(&[1]), true).unwrap();
+            persist_and_apply(&mut s, vec![entry(1, 1, set("k", "v"), 1, 1)]);
+            // What the version before chunked lists left.
+            put_synced(&s.db, CF_META, KEY_KV_LAYOUT, &KV_LAYOUT_UNCHUNKED.to_be_bytes()).unwrap();
+        }
+        let (s, _) = Storage::open(dir.path(), 1, &members(&[1]), true).unwrap();
+        assert_eq!(get(&s, "k"), Frame::bulk("v"));
+        assert_eq!(get_u64(&s.db, KEY_KV_LAYOUT).unwrap(), KV_LAYOUT, "an earlier version now refuses it");
+    }
+
+    #[test]
     fn a_new_node_starts_with_the_initial_voters_and_incarnation_one() {
         let dir = tempfile::tempdir().unwrap();
         let (_, rec) = Storage::open(dir.path(), 1, &members(&[1, 2, 3]), true).unwrap();
@@ -1409,16 +1429,20 @@ mod tests {
         let (leader_dir, follower_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let (mut leader, _) = Storage::open(leader_dir.path(), 1, &members(&[1, 2]), true).unwrap();
         let value = "x".repeat(5000); // several chunks' worth in total
-        let entries: Vec<Entry> = (1..=400)
+        let mut entries: Vec<Entry> = (1..=400)
             .map(|i| {
                 let (key, op) = (format!("key{i}"), if i % 100 == 50 { set_ex } else { set });
                 entry(i, 3, op(&key, &value), 1, 1)
             })
             .collect();
+        // A long list: a directory and its chunks, which travel with it but are not keys.
+        let elements: Vec<Bytes> = (0..1000).map(|i| Bytes::from(format!("e{i}"))).collect();
+        let push = WriteOp::Push { key: Bytes::from("list"), elements, left: false, only_if_exists: false };
+        entries.push(entry(401, 3, Some(push), 1, 1));
         leader.persist_ready(PersistReady { entries: entries.clone(), hard_state: None }).unwrap();
         leader.apply_committed(ApplyCommitted { entries, conf_state: None, members: None }).unwrap();
         let cp = leader.create_checkpoint(2).unwrap();
-        assert_eq!((cp.index, cp.term), (400, 3));
+        assert_eq!((cp.index, cp.term), (401, 3));
 
         let meta = {
             let (mut follower, _) = Storage::open(follower_dir.path(), 2, &members(&[1, 2]), true).unwrap();
@@ -1436,7 +1460,7 @@ mod tests {
                 follower.snapshot_chunk(chunk).map_err(std::io::Error::other)
             })
             .unwrap();
-            assert_eq!(sent, 400);
+            assert_eq!(sent, 401 + 1000 / 128 + 1, "the keys' records and the list's chunks");
             assert!(chunks > 1, "2 MB of data must take more than one chunk");
             follower.finish_snapshot().unwrap();
             let mut meta = SnapshotMetadata::default();
@@ -1449,11 +1473,17 @@ mod tests {
             meta
         };
         let (follower, rec) = Storage::open(follower_dir.path(), 2, &members(&[1, 2]), true).unwrap();
-        assert_eq!((rec.applied, rec.snapshot_index, rec.snapshot_term), (meta.index, 400, 3));
+        assert_eq!((rec.applied, rec.snapshot_index, rec.snapshot_term), (meta.index, 401, 3));
         assert!(rec.entries.is_empty());
-        assert!(rec.hard_state.commit >= 400);
-        assert_eq!(read_one(&follower, ReadQuery::DbSize), Frame::Integer(400));
-        assert_eq!(keyspace_stats(&follower), (400, 4), "the snapshot's keys with an expiry are counted");
+        assert!(rec.hard_state.commit >= 401);
+        assert_eq!(read_one(&follower, ReadQuery::DbSize), Frame::Integer(401));
+        let list = Bytes::from("list");
+        assert_eq!(read_one(&follower, ReadQuery::LLen(list.clone())), Frame::Integer(1000));
+        assert_eq!(
+            read_one(&follower, ReadQuery::LRange { key: list, start: 499, stop: 500 }),
+            Frame::Array(vec![Frame::bulk("e499"), Frame::bulk("e500")])
+        );
+        assert_eq!(keyspace_stats(&follower), (401, 4), "the snapshot's keys with an expiry are counted");
     }
 
     #[test]
