@@ -876,3 +876,71 @@ fn blocked_clients_on_any_node_get_each_pushed_element_once_and_outlive_the_lead
         done.store(true, std::sync::atomic::Ordering::SeqCst);
     });
 }
+
+/// PUBLISH goes through the log, so a message published through any node reaches the
+/// subscribers of every node, and every subscriber sees the messages of concurrent publishers
+/// in one and the same order: the log's.
+#[test]
+fn subscribers_on_every_node_get_every_message_in_the_same_order() {
+    const PER_PUBLISHER: usize = 40;
+    let mut cluster = Cluster::launch(3);
+    cluster.wait_for_leader(LEADER_TIMEOUT);
+    let ids = cluster.ids();
+    let total = PER_PUBLISHER * ids.len();
+    let (ready, subscribed) = std::sync::mpsc::channel();
+    let subscribers: Vec<_> = ids
+        .iter()
+        .map(|&id| {
+            let (mut con, ready) = (cluster.client(id), ready.clone());
+            thread::spawn(move || {
+                let mut pubsub = con.as_pubsub();
+                pubsub.subscribe("events").unwrap();
+                pubsub.psubscribe("ev*").unwrap();
+                ready.send(()).unwrap();
+                let mut received = Vec::new();
+                while received.len() < 2 * total {
+                    let message = pubsub.get_message().expect("every message arrives");
+                    let pattern: Option<String> = message.get_pattern().ok();
+                    received.push((pattern, message.get_payload::<String>().unwrap()));
+                }
+                received
+            })
+        })
+        .collect();
+    for _ in &ids {
+        subscribed.recv_timeout(REPLY_TIMEOUT).expect("each subscriber subscribed");
+    }
+    let publishers: Vec<_> = ids
+        .iter()
+        .map(|&id| {
+            let mut con = cluster.client(id);
+            thread::spawn(move || {
+                for i in 0..PER_PUBLISHER {
+                    let reached: i64 =
+                        redis::cmd("PUBLISH").arg("events").arg(format!("{id}-{i}")).query(&mut con).unwrap();
+                    assert_eq!(reached, 2, "this node's subscriber, by channel and by pattern");
+                }
+            })
+        })
+        .collect();
+    for publisher in publishers {
+        publisher.join().unwrap();
+    }
+    let received: Vec<Vec<(Option<String>, String)>> =
+        subscribers.into_iter().map(|s| s.join().expect("subscriber")).collect();
+    for (id, messages) in ids.iter().zip(&received) {
+        assert_eq!(messages, &received[0], "node {id}'s subscriber saw another order than node {}'s", ids[0]);
+    }
+    // Each message once by channel, then once by pattern, each publisher's in its order.
+    let by_channel: Vec<&String> = received[0].iter().step_by(2).map(|(_, m)| m).collect();
+    for pair in received[0].chunks(2) {
+        assert_eq!((&pair[0].0, &pair[1].0), (&None, &Some("ev*".to_owned())));
+        assert_eq!(pair[0].1, pair[1].1);
+    }
+    for &id in &ids {
+        let mine: Vec<String> =
+            by_channel.iter().filter(|m| m.starts_with(&format!("{id}-"))).map(|m| m.to_string()).collect();
+        let expected: Vec<String> = (0..PER_PUBLISHER).map(|i| format!("{id}-{i}")).collect();
+        assert_eq!(mine, expected, "node {id}'s publisher's messages, each once, in order");
+    }
+}

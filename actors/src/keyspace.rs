@@ -45,6 +45,7 @@ use crate::command::{
 };
 use crate::error::Result;
 use crate::glob::glob_match;
+use crate::pubsub::Published;
 use crate::resp::Frame;
 pub use protocol::command::NOT_INTEGER;
 pub use protocol::now_ms;
@@ -377,6 +378,8 @@ pub struct ApplyBatch<'a> {
     list_ids: (u64, u32),
     /// How many elements a chunk of a list chunked by this batch holds.
     chunk_elements: u32,
+    /// The messages this batch's entries published, in log order.
+    published: Vec<Published>,
 }
 
 /// A list or sorted set that a batch of writes left with elements: clients blocked on it
@@ -402,7 +405,13 @@ impl<'a> ApplyBatch<'a> {
             chunks: HashMap::new(),
             list_ids: (0, 0),
             chunk_elements: chunked::CHUNK_ELEMENTS,
+            published: Vec::new(),
         }
+    }
+
+    /// The messages this batch published (PUBLISH), in log order, for every node's subscribers.
+    pub fn take_published(&mut self) -> Vec<Published> {
+        std::mem::take(&mut self.published)
     }
 
     /// The value of `key` if it is alive at the entry's time. An expired one is deleted.
@@ -899,6 +908,10 @@ impl<'a> ApplyBatch<'a> {
             | WriteOp::ZRemRange { .. }) => self.write_zset(op)?,
             op @ (WriteOp::SetBit { .. } | WriteOp::BitOp { .. }) => self.write_bits(op)?,
             op @ (WriteOp::PfAdd { .. } | WriteOp::PfMerge { .. }) => self.write_hll(op)?,
+            WriteOp::Publish { channel, message, receivers } => {
+                self.published.push(Published { channel, message });
+                Frame::Integer(receivers as i64)
+            }
             WriteOp::Exec { watched, commands } => {
                 for (key, version) in &watched {
                     if self.live(key)?.map_or(0, |v| v.version) != *version {

@@ -61,6 +61,7 @@ pub mod error;
 pub mod glob;
 pub mod keyspace;
 pub mod peer_transport;
+pub mod pubsub;
 pub mod raft_log;
 pub mod raft_node;
 pub mod redis_store;

@@ -35,10 +35,11 @@ use tracing::debug;
 
 use crate::command::raft::RaftAdmin;
 use crate::command::{
-    batch_context, Command, KillFilter, Proposal, ReadQuery, RequestId, ValueType, WriteOp,
+    batch_context, Command, KillFilter, Proposal, Queued, ReadQuery, RequestId, ValueType, WriteOp,
 };
 use crate::error::Error;
 use crate::keyspace::{now_ms, FedKey};
+use crate::pubsub::{Deliver, Published, Subscriptions};
 use crate::raft_node::{
     BatchEntry, ChangeMembership, GetMembers, GetStatus, MemberStatus, Propose, RaftNode, RaftStatus,
     ReadIndex, TransferLeader,
@@ -90,6 +91,8 @@ pub struct Applied {
     pub index: u64,
     pub replies: Vec<(u64, Frame)>,
     pub fed: Vec<FedKey>,
+    /// The messages these entries published, for this node's subscribers.
+    pub published: Vec<Published>,
     pub reloaded: bool,
 }
 
@@ -121,6 +124,11 @@ pub enum ClientEvent {
     Rejected,
     /// `CONFIG RESETSTAT`: the `INFO stats` counters start again from zero.
     ResetStats,
+    /// `SUBSCRIBE` / `PSUBSCRIBE` (`pattern`): the client, reached at `deliver`, listens to
+    /// these channels (patterns) now.
+    Subscribe { client: u64, names: Vec<Bytes>, pattern: bool, deliver: Recipient<Deliver> },
+    /// `UNSUBSCRIBE` / `PUNSUBSCRIBE` of these channels (patterns).
+    Unsubscribe { client: u64, names: Vec<Bytes>, pattern: bool },
     /// `SHUTDOWN`: a client asked the node to stop, as SIGTERM does.
     Shutdown,
 }
@@ -134,6 +142,8 @@ pub struct ClientInfo {
     pub name: String,
     pub protocol: u8,
     pub connected: Instant,
+    /// How many channels and patterns it is subscribed to.
+    pub subscriptions: (usize, usize),
     /// Where `CLIENT KILL` tells its Session to close the connection.
     pub session: Option<Recipient<Disconnect>>,
 }
@@ -148,7 +158,7 @@ impl ClientInfo {
     /// ones that describe Redis internals (buffers, memory) are reported as 0.
     pub fn line(&self, in_multi: Option<usize>, blocked: bool, last_command: &str) -> String {
         format!(
-            "id={} addr={} laddr={} fd=-1 name={} age={} idle=0 flags={} db=0 sub=0 psub=0 ssub=0 \
+            "id={} addr={} laddr={} fd=-1 name={} age={} idle=0 flags={} db=0 sub={} psub={} ssub=0 \
              multi={} qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 \
              tot-mem=0 events=r cmd={} user=default redir=-1 resp={}",
             self.id,
@@ -156,11 +166,14 @@ impl ClientInfo {
             self.laddr,
             self.name,
             self.connected.elapsed().as_secs(),
-            match (blocked, in_multi) {
-                (true, _) => "b",
-                (false, Some(_)) => "x",
-                (false, None) => "N",
+            match (blocked, in_multi, self.subscriptions) {
+                (true, _, _) => "b",
+                (false, Some(_), _) => "x",
+                (false, None, (0, 0)) => "N",
+                (false, None, _) => "P",
             },
+            self.subscriptions.0,
+            self.subscriptions.1,
             in_multi.map_or(-1, |n| n as i64),
             last_command,
             self.protocol
@@ -452,6 +465,8 @@ pub struct RedisStore {
     shutdown_requests: Option<tokio::sync::mpsc::UnboundedSender<()>>,
     /// Clients of blocking commands waiting for something to pop.
     blocked: BlockedClients,
+    /// Clients listening to channels (`SUBSCRIBE`).
+    subscriptions: Subscriptions,
 }
 
 /// Counters for `INFO stats`.
@@ -494,6 +509,7 @@ impl RedisStore {
             draining: None,
             shutdown_requests: None,
             blocked: BlockedClients::default(),
+            subscriptions: Subscriptions::default(),
         }
     }
 
@@ -501,6 +517,22 @@ impl RedisStore {
     pub fn with_shutdown_sink(mut self, sink: tokio::sync::mpsc::UnboundedSender<()>) -> Self {
         self.shutdown_requests = Some(sink);
         self
+    }
+
+    /// Fills in a PUBLISH's reply (inside EXEC too) as it is proposed: how many of this node's
+    /// subscriptions its channel reaches.
+    fn count_receivers(&self, op: &mut WriteOp) {
+        match op {
+            WriteOp::Publish { channel, receivers, .. } => *receivers = self.subscriptions.receivers(channel),
+            WriteOp::Exec { commands, .. } => {
+                for command in commands {
+                    if let Queued::Write(op) = command {
+                        self.count_receivers(op);
+                    }
+                }
+            }
+            _ => {}
+        }
     }
 
     fn propose(&mut self, op: WriteOp, reply: Reply, now: Now, ctx: &mut Context<Self>) {
@@ -1065,7 +1097,11 @@ impl RedisStore {
             return reply.send(Error::Stopped.to_frame());
         }
         match command {
-            Command::Write(op) => self.propose(op, reply, now, ctx),
+            Command::Write(mut op) => {
+                self.count_receivers(&mut op);
+                self.propose(op, reply, now, ctx)
+            }
+            Command::PubSub(query) => reply.send(self.subscriptions.query(&query)),
             Command::Read(query) => self.read_linearizable(query, reply, ctx),
             Command::Info(sections) => self.info(sections, reply),
             Command::Raft(admin) => self.raft_admin(admin, reply),
@@ -1210,8 +1246,9 @@ impl Handler<Committed> for RedisStore {
 impl Handler<Applied> for RedisStore {
     type Result = ();
 
-    /// Answers the writes this node proposed, releases the reads that were waiting, and wakes
-    /// the blocked clients whose keys were fed.
+    /// Answers the writes this node proposed, wakes the blocked clients whose keys were fed,
+    /// delivers what was published to this node's subscribers, and releases the reads that
+    /// were waiting.
     fn handle(&mut self, msg: Applied, ctx: &mut Context<Self>) {
         self.applied = self.applied.max(msg.index);
         // Pops that found nothing block first, so that a key fed later in these same entries
@@ -1227,6 +1264,9 @@ impl Handler<Applied> for RedisStore {
         // (Most applies feed nothing or find no one waiting: no clock read, no lookups.)
         if !self.blocked.waiting.is_empty() && (!msg.fed.is_empty() || msg.reloaded) {
             self.wake_fed(msg.fed, msg.reloaded, ctx);
+        }
+        for published in &msg.published {
+            self.subscriptions.deliver(published);
         }
         let still_waiting = self.waiting_reads.split_off(&(self.applied + 1));
         let ready = std::mem::replace(&mut self.waiting_reads, still_waiting);
@@ -1249,6 +1289,13 @@ impl Handler<ClientEvent> for RedisStore {
             ClientEvent::LocalCommand => self.stats.commands_processed += 1,
             ClientEvent::Gone(id) => {
                 self.clients.remove(&id);
+                self.subscriptions.remove_client(id);
+            }
+            ClientEvent::Subscribe { client, names, pattern, deliver } => {
+                self.subscriptions.subscribe(client, names, pattern, deliver)
+            }
+            ClientEvent::Unsubscribe { client, names, pattern } => {
+                self.subscriptions.unsubscribe(client, &names, pattern)
             }
             ClientEvent::Rejected => self.stats.rejected_connections += 1,
             ClientEvent::ResetStats => self.stats = Stats::default(),

@@ -46,7 +46,7 @@
 //! flood of clients cannot take the file descriptors the node keeps for its storage and peers.
 
 use std::cell::Cell;
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -72,6 +72,7 @@ use crate::command::server::valid_client_name;
 use crate::command::table::{self, COMMAND_TABLE};
 use crate::command::{lookup, Command, KillFilter, LocalCommand, Queued, ReadQuery, TxCommand, WriteOp};
 use crate::glob::glob_match;
+use crate::pubsub::Deliver;
 use crate::redis_store::{Block, ClientEvent, ClientInfo, Disconnect, Execute, ExecuteBatch, RedisStore};
 use crate::resp::{Frame, RespCodec, RespError, RespLimits, READ_BUFFER_CAPACITY};
 
@@ -248,6 +249,10 @@ pub struct Session {
     input_closed: bool,
     /// Where `CLIENT KILL` reaches this session (reported to RedisStore with the client).
     address: Option<Recipient<Disconnect>>,
+    /// The channels and patterns this connection is subscribed to (patterns in the order
+    /// subscribed, which is the order Redis unsubscribes them in).
+    channels: BTreeSet<Bytes>,
+    patterns: Vec<Bytes>,
 }
 
 impl Session {
@@ -303,6 +308,8 @@ impl Session {
                 send_scheduled: false,
                 input_closed: false,
                 address: None,
+                channels: BTreeSet::new(),
+                patterns: Vec::new(),
             }
         });
     }
@@ -315,6 +322,7 @@ impl Session {
             name: self.name.as_ref().map_or_else(String::new, |n| String::from_utf8_lossy(n).into_owned()),
             protocol: self.protocol,
             connected: self.connected,
+            subscriptions: (self.channels.len(), self.patterns.len()),
             session: self.address.clone(),
         }
     }
@@ -483,7 +491,12 @@ impl Session {
         }
         let request_bytes =
             args.iter().map(|arg| arg.len()).sum::<usize>() + QUEUED_COMMAND_OVERHEAD * (args.len() + 1);
+        let refused_while_subscribed = self.refused_while_subscribed(&args);
         let command = match Command::parse_checked(args) {
+            Ok(_) if refused_while_subscribed.is_some() => {
+                let reply = refused_while_subscribed.expect("checked");
+                return self.complete(seq, reply, After::Continue, ctx);
+            }
             Ok(Ok(command)) => command,
             Ok(Err(reply)) => {
                 // Inside MULTI, Redis finds a bad option or number when the command runs.
@@ -500,7 +513,15 @@ impl Session {
                 return self.complete(seq, reply, After::Continue, ctx);
             }
         };
-        if self.multi.is_some() && matches!(command, Command::Local(LocalCommand::Shutdown { .. })) {
+        let not_in_multi = matches!(
+            command,
+            Command::Local(
+                LocalCommand::Shutdown { .. }
+                    | LocalCommand::Subscribe { .. }
+                    | LocalCommand::Unsubscribe { .. }
+            )
+        );
+        if self.multi.is_some() && not_in_multi {
             self.multi_failed = true;
             let reply = Frame::error("ERR Command not allowed inside a transaction");
             return self.complete(seq, reply, After::Continue, ctx);
@@ -534,7 +555,8 @@ impl Session {
                 server @ (Command::Info(_)
                 | Command::ClientList
                 | Command::ClientUnblock { .. }
-                | Command::Raft(_)) => QueuedItem::Server(server),
+                | Command::Raft(_)
+                | Command::PubSub(_)) => QueuedItem::Server(server),
             });
             return self.complete(seq, Frame::Simple("QUEUED".into()), After::Continue, ctx);
         }
@@ -545,6 +567,16 @@ impl Session {
                 warn!(client = self.id, peer = %self.peer, "SHUTDOWN: stopping the node");
                 self.store.do_send(ClientEvent::LocalCommand);
                 self.store.do_send(ClientEvent::Shutdown);
+            }
+            Command::Local(LocalCommand::Subscribe { names, pattern }) => {
+                self.store.do_send(ClientEvent::LocalCommand);
+                let replies = self.subscribe(names, pattern, ctx);
+                self.complete_all(seq, replies, ctx);
+            }
+            Command::Local(LocalCommand::Unsubscribe { names, pattern }) => {
+                self.store.do_send(ClientEvent::LocalCommand);
+                let replies = self.unsubscribe(names, pattern);
+                self.complete_all(seq, replies, ctx);
             }
             Command::Local(local) => {
                 self.store.do_send(ClientEvent::LocalCommand);
@@ -571,6 +603,116 @@ impl Session {
                 self.gate(access, start, ctx);
             }
         }
+    }
+
+    /// Whether this connection listens to a channel or a pattern.
+    fn subscribed(&self) -> bool {
+        !self.channels.is_empty() || !self.patterns.is_empty()
+    }
+
+    /// The error a RESP2 subscriber gets for a command other than the subscription commands,
+    /// PING, QUIT and RESET (Redis names a container command with its subcommand).
+    fn refused_while_subscribed(&self, args: &[Bytes]) -> Option<Frame> {
+        if self.protocol != 2 || !self.subscribed() {
+            return None;
+        }
+        let name = crate::command::lower(args.first()?);
+        let allowed = ["subscribe", "psubscribe", "unsubscribe", "punsubscribe", "ping", "quit", "reset"];
+        if allowed.contains(&name.as_str()) {
+            return None;
+        }
+        let containers = ["client", "command", "config", "function", "pubsub", "script"];
+        let name = match args.get(1) {
+            Some(sub) if containers.contains(&name.as_str()) => {
+                format!("{name}|{}", crate::command::lower(sub))
+            }
+            _ => name,
+        };
+        Some(Frame::error(format!(
+            "ERR Can't execute '{name}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are \
+             allowed in this context"
+        )))
+    }
+
+    /// `SUBSCRIBE` / `PSUBSCRIBE`: one reply per name, each with the number of channels and
+    /// patterns this connection then listens to. RedisStore learns of the new ones before any
+    /// later request of this connection reaches it.
+    fn subscribe(&mut self, names: Vec<Bytes>, pattern: bool, ctx: &mut Context<Self>) -> Vec<Frame> {
+        let kind = if pattern { "psubscribe" } else { "subscribe" };
+        let (mut replies, mut added) = (Vec::with_capacity(names.len()), Vec::new());
+        for name in names {
+            let new = match pattern {
+                true if self.patterns.contains(&name) => false,
+                true => {
+                    self.patterns.push(name.clone());
+                    true
+                }
+                false => self.channels.insert(name.clone()),
+            };
+            if new {
+                added.push(name.clone());
+            }
+            let count = (self.channels.len() + self.patterns.len()) as i64;
+            replies.push(Frame::Push(vec![Frame::bulk(kind), Frame::Bulk(name), Frame::Integer(count)]));
+        }
+        if !added.is_empty() {
+            let deliver = ctx.address().recipient();
+            self.store.do_send(ClientEvent::Subscribe { client: self.id, names: added, pattern, deliver });
+            self.report();
+        }
+        replies
+    }
+
+    /// `UNSUBSCRIBE` / `PUNSUBSCRIBE`: one reply per name (no names: every channel or pattern
+    /// this connection listens to, or one reply with a null name if none).
+    fn unsubscribe(&mut self, names: Vec<Bytes>, pattern: bool) -> Vec<Frame> {
+        let kind = if pattern { "punsubscribe" } else { "unsubscribe" };
+        let names = match (names.is_empty(), pattern) {
+            (false, _) => names,
+            (true, true) => self.patterns.clone(),
+            (true, false) => self.channels.iter().cloned().collect(),
+        };
+        if names.is_empty() {
+            let count = (self.channels.len() + self.patterns.len()) as i64;
+            return vec![Frame::Push(vec![Frame::bulk(kind), Frame::Null, Frame::Integer(count)])];
+        }
+        let (mut replies, mut removed) = (Vec::with_capacity(names.len()), Vec::new());
+        for name in names {
+            let was = match pattern {
+                true => {
+                    let before = self.patterns.len();
+                    self.patterns.retain(|p| *p != name);
+                    self.patterns.len() < before
+                }
+                false => self.channels.remove(&name),
+            };
+            if was {
+                removed.push(name.clone());
+            }
+            let count = (self.channels.len() + self.patterns.len()) as i64;
+            replies.push(Frame::Push(vec![Frame::bulk(kind), Frame::Bulk(name), Frame::Integer(count)]));
+        }
+        if !removed.is_empty() {
+            self.store.do_send(ClientEvent::Unsubscribe { client: self.id, names: removed, pattern });
+            self.report();
+        }
+        replies
+    }
+
+    /// Records the several replies of request `seq` (SUBSCRIBE's, one per channel): the first
+    /// as its own, the others in places of their own right after it. Only for a request
+    /// answered as it is read, so that no later request has a place yet.
+    fn complete_all(&mut self, seq: u64, replies: Vec<Frame>, ctx: &mut Context<Self>) {
+        debug_assert_eq!(seq + 1, self.next_request, "answered as it is read");
+        let mut replies = replies.into_iter();
+        let first = replies.next().expect("at least one reply");
+        self.record(seq, first, After::Continue);
+        for reply in replies {
+            let seq = self.next_request;
+            self.next_request += 1;
+            self.record(seq, reply, After::Continue);
+        }
+        self.release(ctx);
     }
 
     fn transaction(&mut self, seq: u64, tx: TxCommand, ctx: &mut Context<Self>) {
@@ -740,6 +882,10 @@ impl Session {
     /// Answers the commands that only concern this connection or this server.
     fn local(&mut self, command: LocalCommand) -> (Frame, After) {
         let reply = match command {
+            // A RESP2 subscriber's replies look like messages.
+            LocalCommand::Ping(message) if self.subscribed() && self.protocol == 2 => {
+                Frame::Array(vec![Frame::bulk("pong"), Frame::Bulk(message.unwrap_or_default())])
+            }
             LocalCommand::Ping(None) => Frame::Simple("PONG".into()),
             LocalCommand::Ping(Some(msg)) | LocalCommand::Echo(msg) => Frame::Bulk(msg),
             LocalCommand::Quit => return (Frame::ok(), After::Close),
@@ -747,6 +893,8 @@ impl Session {
             LocalCommand::Shutdown { .. } => Frame::error("ERR No shutdown in progress."),
             LocalCommand::Reset => {
                 // As if the client had reconnected; requests already sent are still answered.
+                self.unsubscribe(Vec::new(), false);
+                self.unsubscribe(Vec::new(), true);
                 self.multi = None;
                 self.multi_failed = false;
                 self.multi_bytes = 0;
@@ -773,6 +921,12 @@ impl Session {
             LocalCommand::Unwatch => {
                 self.watched.clear();
                 Frame::ok()
+            }
+            LocalCommand::Help(lines) => {
+                Frame::Array(lines.iter().map(|line| Frame::Simple((*line).into())).collect())
+            }
+            LocalCommand::Subscribe { .. } | LocalCommand::Unsubscribe { .. } => {
+                unreachable!("handled with their several replies")
             }
             LocalCommand::ConfigGet(patterns) => self.config_get(&patterns),
             LocalCommand::ConfigSet(args) => {
@@ -979,6 +1133,18 @@ impl Actor for Session {
     fn stopped(&mut self, _: &mut Context<Self>) {
         debug!(client = self.id, peer = %self.peer, "client disconnected");
         self.store.do_send(ClientEvent::Gone(self.id));
+    }
+}
+
+impl Handler<Deliver> for Session {
+    type Result = ();
+
+    /// A message published to a channel this connection listens to: written after the
+    /// replies to the requests read before it.
+    fn handle(&mut self, Deliver(message): Deliver, ctx: &mut Context<Self>) {
+        let seq = self.next_request;
+        self.next_request += 1;
+        self.complete(seq, message, After::Continue, ctx);
     }
 }
 

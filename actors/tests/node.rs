@@ -5,8 +5,9 @@
 use std::time::{Duration, Instant};
 
 use actors::command::Command;
+use actors::pubsub::Deliver;
 use actors::raft_node::RaftTiming;
-use actors::redis_store::{Block, Execute};
+use actors::redis_store::{Block, ClientEvent, Execute};
 use actors::resp::{Frame, RespLimits};
 use actors::{start_node, NodeConfig, RunningNode};
 use bytes::Bytes;
@@ -349,5 +350,120 @@ async fn config_resetstat_starts_the_info_stats_counters_again() {
     let processed = info_stat(&node, "total_commands_processed").await;
     assert!(processed <= 1, "only the RESETSTAT itself may count after the reset: {processed}");
     assert_eq!(info_stat(&node, "total_connections_received").await, 0);
+    node.shutdown().await;
+}
+
+/// Stands in for a subscribed Session: keeps what RedisStore delivers.
+struct Inbox(tokio::sync::mpsc::UnboundedSender<Frame>);
+
+impl actix::Actor for Inbox {
+    type Context = actix::Context<Self>;
+}
+
+impl actix::Handler<Deliver> for Inbox {
+    type Result = ();
+
+    fn handle(&mut self, Deliver(message): Deliver, _: &mut Self::Context) {
+        let _ = self.0.send(message);
+    }
+}
+
+fn push(parts: &[&str]) -> Frame {
+    Frame::Push(parts.iter().map(|p| Frame::Bulk(Bytes::copy_from_slice(p.as_bytes()))).collect())
+}
+
+#[actix_rt::test]
+async fn redis_store_delivers_a_published_message_to_each_subscription_it_reaches() {
+    use actix::Actor;
+    let dir = tempfile::tempdir().unwrap();
+    let node = single_node(dir.path()).await;
+    wait_for_leadership(&node).await;
+    let (to, mut inbox) = tokio::sync::mpsc::unbounded_channel();
+    let deliver = Inbox(to).start().recipient();
+    let names = |names: &[&str]| names.iter().map(|n| Bytes::copy_from_slice(n.as_bytes())).collect();
+    let subscribe =
+        |names, pattern| ClientEvent::Subscribe { client: 7, names, pattern, deliver: deliver.clone() };
+    node.store.do_send(subscribe(names(&["news", "other"]), false));
+    node.store.do_send(subscribe(names(&["n*"]), true));
+
+    assert_eq!(execute(&node, &["PUBLISH", "news", "hello"]).await, Frame::Integer(2), "channel and pattern");
+    assert_eq!(inbox.recv().await, Some(push(&["message", "news", "hello"])));
+    assert_eq!(inbox.recv().await, Some(push(&["pmessage", "n*", "news", "hello"])));
+    assert_eq!(execute(&node, &["PUBLISH", "nothing", "x"]).await, Frame::Integer(1), "the pattern only");
+    assert_eq!(inbox.recv().await, Some(push(&["pmessage", "n*", "nothing", "x"])));
+    let numsub = execute(&node, &["PUBSUB", "NUMSUB", "news", "none"]).await;
+    assert_eq!(
+        numsub,
+        Frame::Array(vec![Frame::bulk("news"), Frame::Integer(1), Frame::bulk("none"), Frame::Integer(0)])
+    );
+    assert_eq!(
+        execute(&node, &["PUBSUB", "CHANNELS"]).await,
+        Frame::Array(vec![Frame::bulk("news"), Frame::bulk("other")])
+    );
+    assert_eq!(execute(&node, &["PUBSUB", "NUMPAT"]).await, Frame::Integer(1));
+
+    node.store.do_send(ClientEvent::Unsubscribe { client: 7, names: names(&["n*"]), pattern: true });
+    assert_eq!(execute(&node, &["PUBLISH", "other", "y"]).await, Frame::Integer(1));
+    assert_eq!(inbox.recv().await, Some(push(&["message", "other", "y"])));
+    node.store.do_send(ClientEvent::Gone(7));
+    assert_eq!(
+        execute(&node, &["PUBLISH", "news", "z"]).await,
+        Frame::Integer(0),
+        "a client gone listens no more"
+    );
+    assert_eq!(execute(&node, &["PUBSUB", "CHANNELS"]).await, Frame::Array(vec![]));
+    assert!(inbox.try_recv().is_err(), "nothing more was delivered");
+    node.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn a_subscribed_session_gets_its_messages_between_its_replies_as_redis_sends_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = single_node(dir.path()).await;
+    wait_for_leadership(&node).await;
+    let mut subscriber = TcpStream::connect(node.redis_addr).await.unwrap();
+    let mut publisher = TcpStream::connect(node.redis_addr).await.unwrap();
+    exchange(
+        &mut subscriber,
+        b"SUBSCRIBE a b\r\nPSUBSCRIBE a*\r\nGET k\r\nPING\r\n",
+        b"*3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n*3\r\n$9\r\nsubscribe\r\n$1\r\nb\r\n:2\r\n\
+*3\r\n$10\r\npsubscribe\r\n$2\r\na*\r\n:3\r\n\
+-ERR Can't execute 'get': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context\r\n\
+*2\r\n$4\r\npong\r\n$0\r\n\r\n",
+    )
+    .await;
+    exchange(&mut publisher, b"PUBLISH a hi\r\n", b":2\r\n").await;
+    read_expected(
+        &mut subscriber,
+        b"*3\r\n$7\r\nmessage\r\n$1\r\na\r\n$2\r\nhi\r\n*4\r\n$8\r\npmessage\r\n$2\r\na*\r\n$1\r\na\r\n$2\r\nhi\r\n",
+    )
+    .await;
+    exchange(
+        &mut subscriber,
+        b"UNSUBSCRIBE\r\nPUNSUBSCRIBE\r\nPING\r\n",
+        b"*3\r\n$11\r\nunsubscribe\r\n$1\r\na\r\n:2\r\n*3\r\n$11\r\nunsubscribe\r\n$1\r\nb\r\n:1\r\n\
+*3\r\n$12\r\npunsubscribe\r\n$2\r\na*\r\n:0\r\n+PONG\r\n",
+    )
+    .await;
+    exchange(&mut publisher, b"PUBLISH a again\r\n", b":0\r\n").await;
+    // RESP3: messages are pushes, and any command may be sent.
+    subscriber.write_all(b"HELLO 3\r\nPING\r\n").await.unwrap();
+    let mut hello = Vec::new();
+    while !hello.ends_with(b"+PONG\r\n") {
+        let mut byte = [0u8];
+        tokio::time::timeout(Duration::from_secs(20), subscriber.read_exact(&mut byte))
+            .await
+            .unwrap()
+            .unwrap();
+        hello.push(byte[0]);
+    }
+    exchange(
+        &mut subscriber,
+        b"SUBSCRIBE c\r\nGET k\r\n",
+        b">3\r\n$9\r\nsubscribe\r\n$1\r\nc\r\n:1\r\n_\r\n",
+    )
+    .await;
+    exchange(&mut publisher, b"PUBLISH c m\r\n", b":1\r\n").await;
+    read_expected(&mut subscriber, b">3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$1\r\nm\r\n").await;
     node.shutdown().await;
 }

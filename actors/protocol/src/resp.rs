@@ -67,6 +67,8 @@ pub enum Frame {
     Boolean(bool),
     /// RESP3 `=N\r\ntxt:...`; RESP2 a bulk string.
     Verbatim(String),
+    /// RESP3 `>N`, out-of-band data (a pub/sub message); RESP2 an array.
+    Push(Vec<Frame>),
 }
 
 impl Frame {
@@ -98,7 +100,7 @@ impl Frame {
             Frame::Null | Frame::NullArray | Frame::Boolean(_) => 5,
             Frame::Bulk(b) => HEADER + b.len() + 2,
             Frame::Verbatim(text) => HEADER + text.len() + 6,
-            Frame::Array(items) | Frame::Set(items) => {
+            Frame::Array(items) | Frame::Set(items) | Frame::Push(items) => {
                 HEADER + items.iter().map(Frame::wire_size).sum::<usize>()
             }
             Frame::Map(pairs) => {
@@ -662,8 +664,12 @@ fn encode_frame(frame: &Frame, protocol: u8, dst: &mut BytesMut) {
                 encode_frame(second, protocol, dst);
             }
         }
-        Frame::Set(items) => {
-            put_len(dst, if resp3 { b'~' } else { b'*' }, items.len());
+        Frame::Set(items) | Frame::Push(items) => {
+            let kind = match frame {
+                Frame::Set(_) => b'~',
+                _ => b'>',
+            };
+            put_len(dst, if resp3 { kind } else { b'*' }, items.len());
             for item in items {
                 encode_frame(item, protocol, dst);
             }
@@ -1430,6 +1436,8 @@ mod tests {
     #[test]
     fn encodes_resp3_types_natively() {
         assert_eq!(encode(Frame::Set(vec![Frame::bulk("x")]), 3), "~1\r\n$1\r\nx\r\n");
+        assert_eq!(encode(Frame::Push(vec![Frame::bulk("x")]), 3), ">1\r\n$1\r\nx\r\n");
+        assert_eq!(encode(Frame::Push(vec![Frame::bulk("x")]), 2), "*1\r\n$1\r\nx\r\n");
         assert_eq!(encode(Frame::Boolean(true), 3), "#t\r\n");
         assert_eq!(encode(Frame::Boolean(false), 3), "#f\r\n");
         assert_eq!(encode(Frame::Double(1.5), 3), ",1.5\r\n");

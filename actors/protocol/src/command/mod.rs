@@ -17,6 +17,7 @@ pub mod hashes;
 pub mod hyperloglog;
 pub mod keys;
 pub mod lists;
+pub mod pubsub;
 pub mod raft;
 pub mod server;
 pub mod sets;
@@ -59,6 +60,8 @@ pub enum Command {
     /// client waits for a write to one of its keys and tries again, for at most `timeout`
     /// (`None`: for ever); inside MULTI, `op` runs once, as in Redis.
     Blocking { op: WriteOp, timeout: Option<std::time::Duration> },
+    /// `PUBSUB CHANNELS | NUMSUB | NUMPAT`: this node's subscriptions.
+    PubSub(pubsub::PubSubQuery),
 }
 
 /// Which connections `CLIENT KILL` closes: those matching every filter given.
@@ -129,6 +132,13 @@ pub enum LocalCommand {
     FlushScripts,
     /// `UNWATCH` queued inside MULTI (outside it, it is a [`TxCommand`]).
     Unwatch,
+    /// `SUBSCRIBE` (`PSUBSCRIBE` with `pattern`): this connection receives what is published to
+    /// these channels (channels matching these patterns) on any node.
+    Subscribe { names: Vec<Bytes>, pattern: bool },
+    /// `UNSUBSCRIBE` / `PUNSUBSCRIBE`; no names: every channel (pattern).
+    Unsubscribe { names: Vec<Bytes>, pattern: bool },
+    /// A container command's `HELP`: its lines.
+    Help(&'static [&'static str]),
 }
 
 /// The transaction commands, handled by the Session.
@@ -556,6 +566,11 @@ pub enum WriteOp {
     /// `PFMERGE destkey [sourcekey ...]`: the destination (created if missing) takes the
     /// union of itself and the sources.
     PfMerge { destination: Bytes, keys: Vec<Bytes> },
+    // Pub/sub.
+    /// `PUBLISH channel message`: every node delivers the message to its subscribers when it
+    /// applies the entry. `receivers` is how many subscriptions of the proposing node match,
+    /// counted when it proposes (the reply, as Redis Cluster counts only the node's own).
+    Publish { channel: Bytes, message: Bytes, receivers: u64 },
 }
 
 impl WriteOp {
@@ -754,6 +769,9 @@ impl Command {
             return Ok(cmd);
         }
         if let Some(cmd) = raft::parse(name, args)? {
+            return Ok(cmd);
+        }
+        if let Some(cmd) = pubsub::parse(name, args)? {
             return Ok(cmd);
         }
         unreachable!("every table entry has a parser: {name}")

@@ -56,6 +56,8 @@ const TWO_KEYS: (i64, i64, i64) = (1, 2, 1);
 const PAIRS: (i64, i64, i64) = (1, -1, 2);
 /// Every argument but the last (a blocking command's timeout).
 const KEYS_THEN_TIMEOUT: (i64, i64, i64) = (1, -2, 1);
+/// The commands a RESP2 client may send while subscribed.
+const PUBSUB_MODE: &[&str] = &["pubsub", "noscript", "loading", "stale"];
 const BLOCKING_POP: &[&str] = &["write", "noscript", "blocking"];
 const BLOCKING_MOVE: &[&str] = &["write", "denyoom", "noscript", "blocking"];
 const BLOCKING_MPOP: &[&str] = &["write", "blocking", "movablekeys"];
@@ -249,6 +251,13 @@ pub const COMMAND_TABLE: &[CommandSpec] = &[
     spec("quit", -1, CONN, NO_KEYS, "connection", "1.0.0", "Closes the connection.", ""),
     spec("reset", 1, CONN, NO_KEYS, "connection", "6.2.0", "Resets the connection.", ""),
     spec("select", 2, LSF, NO_KEYS, "connection", "1.0.0", "Changes the selected database (only 0 exists).", "index:integer"),
+    // pubsub
+    spec("psubscribe", -2, PUBSUB_MODE, NO_KEYS, "pubsub", "2.0.0", "Listens for messages published to channels that match one or more patterns.", "pattern:pattern..."),
+    spec("publish", 3, &["pubsub", "loading", "stale", "fast"], NO_KEYS, "pubsub", "2.0.0", "Posts a message to a channel.", "channel:string message:string"),
+    spec("pubsub", -2, &[], NO_KEYS, "pubsub", "2.8.0", "A container for Pub/Sub commands.", "CHANNELS [pattern:pattern]|NUMSUB [channel:string...]|NUMPAT|HELP"),
+    spec("punsubscribe", -1, PUBSUB_MODE, NO_KEYS, "pubsub", "2.0.0", "Stops listening to messages published to channels that match one or more patterns.", "[pattern:pattern...]"),
+    spec("subscribe", -2, PUBSUB_MODE, NO_KEYS, "pubsub", "2.0.0", "Listens for messages published to channels.", "channel:string..."),
+    spec("unsubscribe", -1, PUBSUB_MODE, NO_KEYS, "pubsub", "2.0.0", "Stops listening to messages posted to channels.", "[channel:string...]"),
     // transactions
     spec("discard", 1, TX, NO_KEYS, "transactions", "2.0.0", "Discards a transaction.", ""),
     spec("exec", 1, &["noscript", "loading", "stale", "skip_slowlog"], NO_KEYS, "transactions", "1.2.0", "Executes all commands in a transaction.", ""),
@@ -293,6 +302,7 @@ fn category(spec: &CommandSpec) -> &'static str {
         "transactions" => "transaction",
         "connection" => "connection",
         "scripting" => "scripting",
+        "pubsub" => "pubsub",
         _ => "slow",
     }
 }
