@@ -27,10 +27,12 @@
 //! if any differs, which gives every replica the same verdict.
 
 mod bitmaps;
+mod buckets;
 mod chunked;
 mod hashes;
 mod hyperloglog;
 mod lists;
+mod parts;
 mod sets;
 mod zsets;
 
@@ -57,6 +59,7 @@ pub const CF_KV: &str = "kv";
 const KIND_STRING: u8 = 0;
 use hashes::KIND_HASH;
 use lists::KIND_LIST;
+use parts::Parts;
 use sets::KIND_SET;
 use zsets::KIND_ZSET;
 
@@ -267,7 +270,7 @@ pub struct KeyCounts {
 
 impl KeyCounts {
     /// Counts a record of the `kv` family, given its RocksDB key and its value: one more key if
-    /// it is a key's record (not a long list's chunk).
+    /// it is a key's record (not one of a value's parts, [`parts`]).
     pub fn add_record(&mut self, stored: &[u8], raw: &[u8]) {
         if is_key_record(stored) {
             self.keys += 1;
@@ -293,7 +296,7 @@ fn stored_key(key: &[u8]) -> Vec<u8> {
 }
 
 /// Whether a RocksDB key of the `kv` family is a key's: its position's first byte is 0, as
-/// positions have 53 bits. Other records (a long list's chunks, [`chunked`]) sort after every
+/// positions have 53 bits. Other records (the parts of long lists and large hashes, [`parts`]) sort after every
 /// key's.
 pub fn is_key_record(stored: &[u8]) -> bool {
     stored.first() == Some(&0)
@@ -316,8 +319,8 @@ pub trait KeyRead {
     fn for_each_from(&self, from: u64, visit: &mut dyn FnMut(u64, &[u8], &Value) -> bool) -> Result<()>;
     /// How many keys are stored, and how many of them have an expiry (with a batch's changes).
     fn counts(&self) -> KeyCounts;
-    /// A long list's chunk record, by its RocksDB key ([`chunked`]).
-    fn chunk(&self, stored: &[u8]) -> Result<Option<Bytes>>;
+    /// One of a value's parts, by its RocksDB key ([`parts`]).
+    fn part(&self, stored: &[u8]) -> Result<Option<Bytes>>;
 }
 
 /// The applied database, as reads see it.
@@ -336,7 +339,7 @@ impl KeyRead for DbView<'_> {
         for item in self.db.iterator_cf(kv_cf(self.db), IteratorMode::From(&start, Direction::Forward)) {
             let (stored, raw) = item?;
             if !is_key_record(&stored) {
-                break; // the chunks of long lists, after every key
+                break; // the parts of values, after every key
             }
             let (position, key) = split_stored_key(&stored)?;
             if !visit(position, key, &Value::decode(&raw)?) {
@@ -350,8 +353,8 @@ impl KeyRead for DbView<'_> {
         self.counts
     }
 
-    fn chunk(&self, stored: &[u8]) -> Result<Option<Bytes>> {
-        read_chunk(self.db, stored)
+    fn part(&self, stored: &[u8]) -> Result<Option<Bytes>> {
+        read_part(self.db, stored)
     }
 }
 
@@ -372,14 +375,39 @@ pub struct ApplyBatch<'a> {
     now: i64,
     /// The keys this batch stored a list or a sorted set at (see [`ApplyBatch::fed_keys`]).
     fed: Vec<Bytes>,
-    /// Every chunk of a long list this batch wrote (`None`: deleted), by RocksDB key.
-    chunks: HashMap<Vec<u8>, Option<Bytes>>,
-    /// The entry that last chunked a list, and how many lists it chunked ([`chunked`]).
-    list_ids: (u64, u32),
-    /// How many elements a chunk of a list chunked by this batch holds.
-    chunk_elements: u32,
+    /// Every part of a value ([`parts`]) this batch wrote (`None`: deleted), by RocksDB key.
+    parts: HashMap<Vec<u8>, Option<Bytes>>,
+    /// The entry that last created a value's parts, and how many it created ([`parts`]).
+    parts_ids: (u64, u32),
+    /// When collections leave their single record.
+    limits: Limits,
     /// The messages this batch's entries published, in log order.
     published: Vec<Published>,
+}
+
+/// When a collection outgrows its single record and is stored in parts ([`parts`]): Redis's
+/// thresholds for its compact encodings, or, in tests, tiny ones that put every path to work.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    /// A list of more elements is chunked, in chunks of this many ([`chunked`]).
+    chunk_elements: u32,
+    /// A hash of more fields is stored in buckets ([`buckets`]) ...
+    whole_fields: usize,
+    /// ... until it shrinks to this many.
+    whole_again: u64,
+    /// The average fields per bucket beyond which buckets grow (they shrink below a quarter).
+    bucket_load: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            chunk_elements: chunked::CHUNK_ELEMENTS,
+            whole_fields: buckets::WHOLE_FIELDS,
+            whole_again: buckets::WHOLE_AGAIN,
+            bucket_load: buckets::BUCKET_LOAD,
+        }
+    }
 }
 
 /// A list or sorted set that a batch of writes left with elements: clients blocked on it
@@ -402,9 +430,9 @@ impl<'a> ApplyBatch<'a> {
             index: 0,
             now: 0,
             fed: Vec::new(),
-            chunks: HashMap::new(),
-            list_ids: (0, 0),
-            chunk_elements: chunked::CHUNK_ELEMENTS,
+            parts: HashMap::new(),
+            parts_ids: (0, 0),
+            limits: Limits::default(),
             published: Vec::new(),
         }
     }
@@ -474,9 +502,9 @@ impl<'a> ApplyBatch<'a> {
     fn put(&mut self, key: Bytes, mut value: Value) -> Result<()> {
         if let Some(old) = self.value(&key)? {
             self.count(&old, -1);
-            if let Some(replaced) = chunks_of(&old)? {
-                if chunks_of(&value)?.is_none_or(|new| new.id != replaced.id) {
-                    self.drop_chunks(&replaced);
+            if let Some(replaced) = Parts::of(&old)? {
+                if Parts::of(&value)?.is_none_or(|new| new.id() != replaced.id()) {
+                    self.drop_parts(&replaced);
                 }
             }
         }
@@ -527,15 +555,15 @@ impl<'a> ApplyBatch<'a> {
         self.remove(key, false)
     }
 
-    /// Deletes `key`'s record, and the chunks of a long list it held unless `moved` elsewhere
+    /// Deletes `key`'s record, and the parts of the value it held unless `moved` elsewhere
     /// (RENAME); true if it was stored (alive or not).
     fn remove(&mut self, key: &Bytes, moved: bool) -> Result<bool> {
         let Some(old) = self.value(key)? else {
             return Ok(false);
         };
         self.count(&old, -1);
-        if let (false, Some(directory)) = (moved, chunks_of(&old)?) {
-            self.drop_chunks(&directory);
+        if let (false, Some(parts)) = (moved, Parts::of(&old)?) {
+            self.drop_parts(&parts);
         }
         self.overlay.insert(key.clone(), None);
         Ok(true)
@@ -603,9 +631,9 @@ impl<'a> ApplyBatch<'a> {
                 None => batch.delete_cf(kv, stored_key(&key)),
             }
         }
-        for (stored, chunk) in self.chunks {
-            match chunk {
-                Some(chunk) => batch.put_cf(kv, stored, chunk),
+        for (stored, part) in self.parts {
+            match part {
+                Some(part) => batch.put_cf(kv, stored, part),
                 None => batch.delete_cf(kv, stored),
             }
         }
@@ -819,8 +847,8 @@ impl<'a> ApplyBatch<'a> {
                 if self.live(&to)?.is_some() && !replace {
                     return Ok(Frame::Integer(0));
                 }
-                let value = match chunks_of(&value)? {
-                    Some(directory) => Value { data: self.copy_chunks(&directory)?.encode(), ..value },
+                let value = match Parts::of(&value)? {
+                    Some(parts) => Value { data: self.copy_parts(&parts)?, ..value },
                     None => value,
                 };
                 self.put(to, value)?;
@@ -990,20 +1018,12 @@ impl KeyRead for ApplyBatch<'_> {
         KeyCounts { keys: add(self.base.keys, self.delta.0), expires: add(self.base.expires, self.delta.1) }
     }
 
-    fn chunk(&self, stored: &[u8]) -> Result<Option<Bytes>> {
-        match self.chunks.get(stored) {
+    fn part(&self, stored: &[u8]) -> Result<Option<Bytes>> {
+        match self.parts.get(stored) {
             Some(pending) => Ok(pending.clone()),
-            None => read_chunk(self.db, stored),
+            None => read_part(self.db, stored),
         }
     }
-}
-
-/// The directory of the long list `value` holds, if it holds one.
-fn chunks_of(value: &Value) -> Result<Option<chunked::Directory>> {
-    if value.kind != KIND_LIST {
-        return Ok(None);
-    }
-    chunked::Directory::decode(&value.data)
 }
 
 fn kv_cf(db: &DB) -> &rocksdb::ColumnFamily {
@@ -1020,7 +1040,7 @@ fn read_value(db: &DB, key: &[u8]) -> Result<Option<Value>> {
     raw.map(|raw| Value::decode(&raw)).transpose()
 }
 
-fn read_chunk(db: &DB, stored: &[u8]) -> Result<Option<Bytes>> {
+fn read_part(db: &DB, stored: &[u8]) -> Result<Option<Bytes>> {
     Ok(db.get_pinned_cf(kv_cf(db), stored)?.map(|raw| Bytes::copy_from_slice(&raw)))
 }
 
@@ -1336,6 +1356,8 @@ fn lcs(a: &[u8], b: &[u8], mode: &LcsMode) -> Frame {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
 
     /// Stored keys at chosen positions (a hash collision, which XXH3 makes too rare to meet).
@@ -1360,7 +1382,7 @@ mod tests {
             KeyCounts::default()
         }
 
-        fn chunk(&self, _: &[u8]) -> Result<Option<Bytes>> {
+        fn part(&self, _: &[u8]) -> Result<Option<Bytes>> {
             Ok(None)
         }
     }
@@ -1383,6 +1405,92 @@ mod tests {
         assert_eq!(slice(0, 2), (9, vec!["a".to_owned(), "b".to_owned(), "c".to_owned(), "d".to_owned()]));
         assert_eq!(slice(9, 1), (0, vec!["e".to_owned()]), "exhausted: cursor 0");
         assert_eq!(slice(6, 10), (0, vec!["e".to_owned()]), "a cursor between positions");
+    }
+
+    pub(super) const NOW: i64 = 1_000_000;
+
+    /// A keyspace a test drives: its database, and its key counts as the applies kept them.
+    pub(super) struct Replica {
+        _dir: tempfile::TempDir,
+        db: DB,
+        counts: KeyCounts,
+        limits: Limits,
+    }
+
+    impl Replica {
+        pub(super) fn new(limits: Limits) -> Self {
+            let (dir, db) = kv_db();
+            Replica { _dir: dir, db, counts: KeyCounts::default(), limits }
+        }
+
+        /// Applies `steps` as one batch, from log index `index` on, and answers each.
+        pub(super) fn apply(&mut self, index: u64, steps: &[Queued]) -> Vec<Frame> {
+            let mut batch = ApplyBatch::new(&self.db, self.counts);
+            batch.limits = self.limits;
+            batch.now = NOW;
+            let mut replies = Vec::new();
+            for (i, step) in steps.iter().enumerate() {
+                batch.index = index + i as u64;
+                replies.push(match step.clone() {
+                    Queued::Write(op) => batch.write(op).unwrap(),
+                    Queued::Read(query) => execute_read(&batch, &query, NOW).unwrap(),
+                });
+            }
+            let (write, counts) = batch.into_write_batch();
+            self.db.write(write).unwrap();
+            self.counts = counts;
+            replies
+        }
+
+        pub(super) fn read(&self, query: &ReadQuery) -> Frame {
+            execute_read(&DbView { db: &self.db, counts: self.counts }, query, NOW).unwrap()
+        }
+
+        /// Checks the stored records: the counts the applies kept are the keys' records; every
+        /// part belongs to a stored value, a list has every chunk, and a hash's buckets hold
+        /// its fields, each in its own bucket.
+        pub(super) fn check_records(&self) {
+            let (mut counts, mut stored, mut allowed, mut required) =
+                (KeyCounts::default(), BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
+            let mut hashes = Vec::new();
+            for item in self.db.iterator_cf(kv_cf(&self.db), IteratorMode::Start) {
+                let (key, raw) = item.unwrap();
+                counts.add_record(&key, &raw);
+                if !is_key_record(&key) {
+                    stored.insert(key.to_vec());
+                    continue;
+                }
+                let Some(parts) = Parts::of(&Value::decode(&raw).unwrap()).unwrap() else { continue };
+                let keys: Vec<Vec<u8>> = parts.numbers().map(|n| parts::part_key(parts.id(), n)).collect();
+                allowed.extend(keys.iter().cloned());
+                match parts {
+                    Parts::List(_) => required.extend(keys),
+                    Parts::Hash(buckets) => hashes.push(buckets),
+                }
+            }
+            assert_eq!(counts, self.counts, "the counts kept by the applies");
+            assert!(stored.is_subset(&allowed), "a part without its value");
+            assert!(required.is_subset(&stored), "a list without all its chunks");
+            for buckets in hashes {
+                let mut len = 0;
+                for bucket in buckets.numbers() {
+                    let Some(data) = buckets::read_bucket(&self.db_view(), &buckets, bucket).unwrap() else {
+                        continue;
+                    };
+                    let fields = hashes::HashFields::decode(&data).unwrap();
+                    assert!(fields.len() > 0, "an empty bucket is not stored");
+                    for (field, _) in &fields.0 {
+                        assert_eq!(buckets.of(field), bucket, "a field in another bucket than its own");
+                    }
+                    len += fields.len() as u64;
+                }
+                assert_eq!(len, buckets.len, "the directory counts the buckets' fields");
+            }
+        }
+
+        fn db_view(&self) -> DbView<'_> {
+            DbView { db: &self.db, counts: self.counts }
+        }
     }
 
     /// A RocksDB with the keyspace's column family, in a directory that lives as long as it.

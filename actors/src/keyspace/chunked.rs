@@ -9,13 +9,8 @@
 //! arithmetic (LINDEX, LRANGE, LSET read one or a few chunks), and a push or a pop at either
 //! end reads and writes the chunk at that end and the directory, whatever the list's length.
 //!
-//! A chunk's RocksDB key is `[1][list id: u64, u32][chunk number: u64]`, all big-endian. A
-//! key's record is stored under its position, whose first byte is always 0 (positions have 53
-//! bits, [`super::position`]), so chunk records sort after every key: iterating the keyspace
-//! (SCAN, KEYS, FLUSHALL, the key counts) stops at the first record that is not a key's. A
-//! list id is the index of the log entry that chunked the list and a count within that entry,
-//! the same on every replica and never used twice; so a RENAME moves the directory alone, and a
-//! list that is deleted, replaced or rewritten whole has its chunks deleted by id.
+//! Chunks are the list's *parts* ([`super::parts`]): records of the same family, after every
+//! key's, named by an id that a RENAME keeps and a COPY replaces.
 //!
 //! The directory's payload starts with `u32::MAX` where an unchunked list's starts with its
 //! element count, which can never be that large (the record would be over 16 GiB).
@@ -24,6 +19,7 @@ use std::collections::VecDeque;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
+use super::parts::{part_key, PartsId};
 use super::{decode_elements, encode_elements, encoded_elements_len, ApplyBatch, KeyRead};
 use super::{MAX_STRING_LEN, TOO_BIG_COLLECTION};
 use crate::error::{Error, Result};
@@ -33,26 +29,16 @@ use crate::resp::Frame;
 /// whole. Each directory records its own, so this may change without touching stored lists.
 pub(super) const CHUNK_ELEMENTS: u32 = 128;
 
-/// The first byte of every chunk record's RocksDB key.
-const CHUNK_RECORD: u8 = 1;
 /// Marks a list record's payload as a directory.
 const DIRECTORY_MARK: u32 = u32::MAX;
 const DIRECTORY_LEN: usize = 44;
 /// The number of a new chunked list's head chunk: room to grow either way.
 const FIRST_CHUNK: u64 = 1 << 62;
 
-/// Names a chunked list's chunks: the index of the log entry that created them, and a count of
-/// the chunked lists that entry created before.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct ListId {
-    pub index: u64,
-    pub n: u32,
-}
-
 /// A chunked list's record: where its elements are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Directory {
-    pub id: ListId,
+    pub id: PartsId,
     /// How many elements a full chunk holds.
     cap: u32,
     /// The numbers of the head and tail chunks (the same chunk for a list of one chunk).
@@ -75,7 +61,7 @@ impl Directory {
         }
         let mut r = &data[4..];
         let directory = Directory {
-            id: ListId { index: r.get_u64(), n: r.get_u32() },
+            id: PartsId { index: r.get_u64(), n: r.get_u32() },
             cap: r.get_u32(),
             first: r.get_u64(),
             last: r.get_u64(),
@@ -144,13 +130,13 @@ impl Directory {
         (self.first + 1 + rest / self.cap as u64, (rest % self.cap as u64) as usize)
     }
 
+    /// The numbers of its chunks, head to tail.
+    pub(super) fn chunks(&self) -> std::ops::RangeInclusive<u64> {
+        self.first..=self.last
+    }
+
     fn chunk_key(&self, seq: u64) -> Vec<u8> {
-        let mut key = Vec::with_capacity(21);
-        key.push(CHUNK_RECORD);
-        key.extend_from_slice(&self.id.index.to_be_bytes());
-        key.extend_from_slice(&self.id.n.to_be_bytes());
-        key.extend_from_slice(&seq.to_be_bytes());
-        key
+        part_key(self.id, seq)
     }
 }
 
@@ -160,7 +146,7 @@ fn missing(seq: u64) -> Error {
 
 /// The elements of chunk `seq` of the list `directory` describes.
 fn read_chunk(ks: &dyn KeyRead, directory: &Directory, seq: u64) -> Result<Vec<Bytes>> {
-    let data = ks.chunk(&directory.chunk_key(seq))?.ok_or_else(|| missing(seq))?;
+    let data = ks.part(&directory.chunk_key(seq))?.ok_or_else(|| missing(seq))?;
     let elements = decode_elements(&data)?;
     if elements.len() != directory.len_of(seq) as usize {
         return Err(Error::Corrupt(format!(
@@ -204,37 +190,20 @@ fn too_big(pieces: &[&[Bytes]]) -> Option<Frame> {
 type Change<T> = Result<std::result::Result<T, Frame>>;
 
 impl ApplyBatch<'_> {
-    /// An id for a list chunked by the entry being applied.
-    fn new_list_id(&mut self) -> ListId {
-        if self.list_ids.0 != self.index {
-            self.list_ids = (self.index, 0);
-        }
-        let id = ListId { index: self.index, n: self.list_ids.1 };
-        self.list_ids.1 += 1;
-        id
-    }
-
     fn write_chunk(&mut self, directory: &Directory, seq: u64, elements: &[Bytes]) {
-        self.chunks.insert(directory.chunk_key(seq), Some(encode_elements(elements.len(), elements.iter())));
-    }
-
-    /// Deletes every chunk of the list `directory` describes.
-    pub(super) fn drop_chunks(&mut self, directory: &Directory) {
-        for seq in directory.first..=directory.last {
-            self.chunks.insert(directory.chunk_key(seq), None);
-        }
+        self.parts.insert(directory.chunk_key(seq), Some(encode_elements(elements.len(), elements.iter())));
     }
 
     /// Stores `elements` (at least one) in the chunks of a new list, all full but the tail.
     pub(super) fn chunk_list(&mut self, elements: Vec<Bytes>) -> Change<Directory> {
-        let cap = self.chunk_elements;
+        let cap = self.limits.chunk_elements;
         let pieces: Vec<&[Bytes]> = elements.chunks(cap as usize).collect();
         if let Some(too_big) = too_big(&pieces) {
             return Ok(Err(too_big));
         }
         let (head, tail) = (pieces[0], pieces[pieces.len() - 1]);
         let directory = Directory {
-            id: self.new_list_id(),
+            id: self.new_parts_id(),
             cap,
             first: FIRST_CHUNK,
             last: FIRST_CHUNK + pieces.len() as u64 - 1,
@@ -245,16 +214,6 @@ impl ApplyBatch<'_> {
             self.write_chunk(&directory, seq, piece);
         }
         Ok(Ok(directory))
-    }
-
-    /// A copy of the list `directory` describes, under a new id (COPY).
-    pub(super) fn copy_chunks(&mut self, directory: &Directory) -> Result<Directory> {
-        let copy = Directory { id: self.new_list_id(), ..*directory };
-        for seq in directory.first..=directory.last {
-            let data = self.chunk(&directory.chunk_key(seq))?.ok_or_else(|| missing(seq))?;
-            self.chunks.insert(copy.chunk_key(seq), Some(data));
-        }
-        Ok(copy)
     }
 
     /// Pushes `elements` one by one at the head (`left`) or the tail. Only the chunk at that end
@@ -328,7 +287,7 @@ impl ApplyBatch<'_> {
                 directory.set_len(end, chunk.len());
                 break;
             }
-            self.chunks.insert(directory.chunk_key(end), None);
+            self.parts.insert(directory.chunk_key(end), None);
             if directory.first == directory.last {
                 break; // that was the last element
             }
@@ -361,72 +320,10 @@ impl ApplyBatch<'_> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeSet;
-
-    use rocksdb::{IteratorMode, DB};
-
     use super::*;
     use crate::command::{ExpireCond, Expiry, Queued, ReadQuery, WriteOp};
-    use crate::keyspace::tests::kv_db;
-    use crate::keyspace::{chunks_of, execute_read, is_key_record, kv_cf, DbView, KeyCounts, Value};
-
-    const NOW: i64 = 1_000_000;
-
-    /// A keyspace the test drives: its database, and its key counts as the applies kept them.
-    struct Replica {
-        _dir: tempfile::TempDir,
-        db: DB,
-        counts: KeyCounts,
-        chunk_elements: u32,
-    }
-
-    impl Replica {
-        fn new(chunk_elements: u32) -> Self {
-            let (dir, db) = kv_db();
-            Replica { _dir: dir, db, counts: KeyCounts::default(), chunk_elements }
-        }
-
-        /// Applies `steps` as one batch, from log index `index` on, and answers each.
-        fn apply(&mut self, index: u64, steps: &[Queued]) -> Vec<Frame> {
-            let mut batch = ApplyBatch::new(&self.db, self.counts);
-            batch.chunk_elements = self.chunk_elements;
-            batch.now = NOW;
-            let mut replies = Vec::new();
-            for (i, step) in steps.iter().enumerate() {
-                batch.index = index + i as u64;
-                replies.push(match step.clone() {
-                    Queued::Write(op) => batch.write(op).unwrap(),
-                    Queued::Read(query) => execute_read(&batch, &query, NOW).unwrap(),
-                });
-            }
-            let (write, counts) = batch.into_write_batch();
-            self.db.write(write).unwrap();
-            self.counts = counts;
-            replies
-        }
-
-        fn read(&self, query: &ReadQuery) -> Frame {
-            execute_read(&DbView { db: &self.db, counts: self.counts }, query, NOW).unwrap()
-        }
-
-        /// Checks the stored records: the counts the applies kept are the keys' records, and the
-        /// chunk records are exactly the chunks the stored directories name.
-        fn check_records(&self) {
-            let (mut counts, mut named, mut stored_chunks) =
-                (KeyCounts::default(), BTreeSet::new(), BTreeSet::new());
-            for item in self.db.iterator_cf(kv_cf(&self.db), IteratorMode::Start) {
-                let (stored, raw) = item.unwrap();
-                counts.add_record(&stored, &raw);
-                if !is_key_record(&stored) {
-                    stored_chunks.insert(stored.to_vec());
-                } else if let Some(directory) = chunks_of(&Value::decode(&raw).unwrap()).unwrap() {
-                    named.extend((directory.first..=directory.last).map(|seq| directory.chunk_key(seq)));
-                }
-            }
-            assert_eq!(counts, self.counts, "the counts kept by the applies");
-            assert_eq!(stored_chunks, named, "no chunk without its list, no list without its chunks");
-        }
-    }
+    use crate::keyspace::tests::Replica;
+    use crate::keyspace::Limits;
 
     /// A random list command (or, now and then, another command on the same keys).
     fn random_step(rng: &mut fastrand::Rng) -> Queued {
@@ -501,7 +398,10 @@ mod tests {
         for seed in 0..60 {
             let mut rng = fastrand::Rng::with_seed(seed);
             let chunk_elements = rng.u32(1..=5);
-            let (mut chunked, mut whole) = (Replica::new(chunk_elements), Replica::new(u32::MAX));
+            let (mut chunked, mut whole) = (
+                Replica::new(Limits { chunk_elements, ..Limits::default() }),
+                Replica::new(Limits { chunk_elements: u32::MAX, ..Limits::default() }),
+            );
             let mut index = 1;
             for _ in 0..60 {
                 let steps: Vec<Queued> = (0..rng.usize(1..8)).map(|_| random_step(&mut rng)).collect();
@@ -524,7 +424,7 @@ mod tests {
     #[test]
     fn a_directory_round_trips_and_a_damaged_one_is_refused() {
         let directory = Directory {
-            id: ListId { index: 7, n: 2 },
+            id: PartsId { index: 7, n: 2 },
             cap: 4,
             first: 10,
             last: 12,

@@ -164,7 +164,7 @@ impl ApplyBatch<'_> {
         expires: u64,
     ) -> Result<std::result::Result<(), Frame>> {
         let data = match layout {
-            Layout::Whole(list) if list.len() > self.chunk_elements as usize => {
+            Layout::Whole(list) if list.len() > self.limits.chunk_elements as usize => {
                 match self.chunk_list(list.into())? {
                     Ok(directory) => Some(directory.encode()),
                     Err(too_big) => return Ok(Err(too_big)),

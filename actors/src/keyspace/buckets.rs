@@ -1,0 +1,296 @@
+//! Large hashes, stored in buckets.
+//!
+//! A hash of up to [`WHOLE_FIELDS`] fields is one record of the keyspace, its fields and values
+//! as the payload ([`super::hashes`]). A larger one's record holds a [`Buckets`] directory, and
+//! its fields live in bucket records, its *parts* ([`super::parts`]), found by linear hashing: a
+//! field's bucket is given by the low bits of a stable hash of the field, and the buckets grow
+//! one at a time as the hash does (the next bucket in turn splits in two once the buckets hold
+//! [`BUCKET_LOAD`] fields on average) and shrink one at a time as it empties. So a write reads
+//! and writes a bucket or two whatever the hash's size, and none rehashes the whole hash. An
+//! empty bucket is not stored. A hash that shrinks to [`WHOLE_AGAIN`] fields is stored whole
+//! again.
+//!
+//! The directory's payload starts with `u32::MAX` where a whole hash's starts with its element
+//! count, which can never be that large.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use super::parts::{part_key, PartsId};
+use super::KeyRead;
+use crate::error::{Error, Result};
+
+/// A hash of more fields than this is stored in buckets (Redis's `hash-max-listpack-entries`).
+pub(super) const WHOLE_FIELDS: usize = 128;
+/// A hash in buckets that shrinks to this many fields is stored whole again.
+pub(super) const WHOLE_AGAIN: u64 = 32;
+/// The average number of fields per bucket beyond which the buckets grow; they shrink below a
+/// quarter of it.
+pub(super) const BUCKET_LOAD: u64 = 64;
+
+const DIRECTORY_MARK: u32 = u32::MAX;
+const DIRECTORY_LEN: usize = 33;
+
+/// A large hash's record: how many buckets it has and how many fields they hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Buckets {
+    pub id: PartsId,
+    /// There are `2^level + split` buckets: those below `split` have already split at this
+    /// level, so a field whose low `level` bits fall below `split` takes one bit more.
+    level: u8,
+    split: u64,
+    /// How many fields the hash holds.
+    pub len: u64,
+}
+
+impl Buckets {
+    /// Enough buckets for `len` fields at about half the load, none split yet.
+    pub(super) fn sized_for(id: PartsId, len: u64, load: u64) -> Buckets {
+        let mut level = 0;
+        while (1u64 << level) * load / 2 < len {
+            level += 1;
+        }
+        Buckets { id, level, split: 0, len }
+    }
+
+    /// The directory a hash record's payload holds; none if the payload is a whole hash.
+    pub(super) fn decode(data: &[u8]) -> Result<Option<Buckets>> {
+        if data.get(..4) != Some(&DIRECTORY_MARK.to_be_bytes()[..]) {
+            return Ok(None);
+        }
+        let corrupt = || Error::Corrupt(format!("hash directory of {} bytes", data.len()));
+        if data.len() != DIRECTORY_LEN {
+            return Err(corrupt());
+        }
+        let mut r = &data[4..];
+        let buckets = Buckets {
+            id: PartsId { index: r.get_u64(), n: r.get_u32() },
+            level: r.get_u8(),
+            split: r.get_u64(),
+            len: r.get_u64(),
+        };
+        if buckets.level >= 63 || buckets.split >= 1u64 << buckets.level {
+            return Err(corrupt());
+        }
+        Ok(Some(buckets))
+    }
+
+    pub(super) fn encode(&self) -> Bytes {
+        let mut out = BytesMut::with_capacity(DIRECTORY_LEN);
+        out.put_u32(DIRECTORY_MARK);
+        out.put_u64(self.id.index);
+        out.put_u32(self.id.n);
+        out.put_u8(self.level);
+        out.put_u64(self.split);
+        out.put_u64(self.len);
+        out.freeze()
+    }
+
+    pub(super) fn count(&self) -> u64 {
+        (1u64 << self.level) + self.split
+    }
+
+    /// The numbers of its buckets.
+    pub(super) fn numbers(&self) -> std::ops::RangeInclusive<u64> {
+        0..=self.count() - 1
+    }
+
+    /// The bucket that holds `field`.
+    pub(super) fn of(&self, field: &[u8]) -> u64 {
+        let hash = xxhash_rust::xxh3::xxh3_64(field);
+        let low = hash & ((1u64 << self.level) - 1);
+        if low < self.split {
+            hash & ((1u64 << (self.level + 1)) - 1)
+        } else {
+            low
+        }
+    }
+
+    /// Adds a bucket: the bucket to split, and the new one that takes part of its fields.
+    pub(super) fn grow(&mut self) -> (u64, u64) {
+        let (from, to) = (self.split, self.split + (1u64 << self.level));
+        self.split += 1;
+        if self.split == 1u64 << self.level {
+            self.level += 1;
+            self.split = 0;
+        }
+        (from, to)
+    }
+
+    /// Removes the last bucket: the bucket that takes its fields, and the last one.
+    pub(super) fn shrink(&mut self) -> (u64, u64) {
+        if self.split == 0 {
+            self.level -= 1;
+            self.split = 1u64 << self.level;
+        }
+        self.split -= 1;
+        (self.split, self.split + (1u64 << self.level))
+    }
+
+    pub(super) fn key(&self, bucket: u64) -> Vec<u8> {
+        part_key(self.id, bucket)
+    }
+}
+
+/// The stored payload of a bucket; none if it is empty.
+pub(super) fn read_bucket(ks: &dyn KeyRead, buckets: &Buckets, bucket: u64) -> Result<Option<Bytes>> {
+    ks.part(&buckets.key(bucket))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::{ExpireCond, Expiry, HashPart, Queued, ReadQuery, WriteOp};
+    use crate::keyspace::tests::Replica;
+    use crate::keyspace::Limits;
+    use crate::resp::Frame;
+
+    /// A random hash command (or, now and then, another command on the same keys).
+    fn random_step(rng: &mut fastrand::Rng) -> Queued {
+        let b = |s: String| Bytes::from(s);
+        let key = |rng: &mut fastrand::Rng| b(["a", "b", "c"][rng.usize(..3)].to_owned());
+        let field = |rng: &mut fastrand::Rng| b(format!("f{}", rng.u8(..60)));
+        let value = |rng: &mut fastrand::Rng| b(format!("{}", rng.i8(..)));
+        let write = Queued::Write;
+        let read = Queued::Read;
+        match rng.u8(..100) {
+            0..=29 => write(WriteOp::HSet {
+                key: key(rng),
+                pairs: (0..rng.usize(1..10)).map(|_| (field(rng), value(rng))).collect(),
+                reply_ok: rng.bool(),
+            }),
+            30..=34 => write(WriteOp::HSetNx { key: key(rng), field: field(rng), value: value(rng) }),
+            35..=49 => write(WriteOp::HDel {
+                key: key(rng),
+                fields: (0..rng.usize(1..12)).map(|_| field(rng)).collect(),
+            }),
+            50..=54 => write(WriteOp::HIncrBy { key: key(rng), field: field(rng), delta: rng.i64(-5..5) }),
+            55..=56 => write(WriteOp::HIncrByFloat { key: key(rng), field: field(rng), increment: 0.5 }),
+            57 => write(WriteOp::Rename { from: key(rng), to: key(rng), only_if_absent: rng.bool() }),
+            58 => write(WriteOp::Copy { from: key(rng), to: key(rng), replace: rng.bool() }),
+            59 => write(WriteOp::Del { keys: vec![key(rng)] }),
+            60 => write(WriteOp::Set { key: key(rng), value: value(rng) }),
+            61 => write(WriteOp::Expire {
+                key: key(rng),
+                at: Expiry::InMs(if rng.bool() { 10_000 } else { -1 }),
+                cond: ExpireCond::Always,
+            }),
+            62 if rng.u8(..10) == 0 => write(WriteOp::FlushAll),
+            62..=71 => read(ReadQuery::HGet { key: key(rng), field: field(rng) }),
+            72..=76 => read(ReadQuery::HMGet { key: key(rng), fields: (0..4).map(|_| field(rng)).collect() }),
+            77..=79 => read(ReadQuery::HExists { key: key(rng), field: field(rng) }),
+            80..=81 => read(ReadQuery::HStrLen { key: key(rng), field: field(rng) }),
+            82..=86 => read(ReadQuery::HLen(key(rng))),
+            87..=92 => read(ReadQuery::HGetAll {
+                key: key(rng),
+                part: [HashPart::Pairs, HashPart::Fields, HashPart::Values][rng.usize(..3)],
+            }),
+            93..=95 => read(ReadQuery::HScan {
+                key: key(rng),
+                cursor: 0,
+                pattern: rng.bool().then(|| Bytes::from("f1*")),
+                novalues: rng.bool(),
+            }),
+            96 => read(ReadQuery::Keys(Bytes::from("*"))),
+            97 => read(ReadQuery::DbSize),
+            _ => read(ReadQuery::HRandField { key: key(rng), count: None, with_values: false, seed: 1 }),
+        }
+    }
+
+    /// A reply with the order of a hash's fields taken out: a hash in buckets lists them bucket
+    /// by bucket, a whole one in the order they were set. HRANDFIELD's pick depends on that
+    /// order, so only whether it found a field is kept.
+    fn unordered(step: &Queued, reply: Frame) -> Frame {
+        let sort = |mut items: Vec<Frame>| {
+            items.sort_by_key(|f| format!("{f:?}"));
+            items
+        };
+        match (step, reply) {
+            (Queued::Read(ReadQuery::HGetAll { .. }), Frame::Map(mut pairs)) => {
+                pairs.sort_by_key(|pair| format!("{pair:?}"));
+                Frame::Map(pairs)
+            }
+            (Queued::Read(ReadQuery::HGetAll { .. }), Frame::Array(items)) => Frame::Array(sort(items)),
+            (Queued::Read(ReadQuery::HScan { novalues, .. }), Frame::Array(mut parts)) => {
+                let Some(Frame::Array(items)) = parts.pop() else { panic!("HSCAN's reply") };
+                let items = match novalues {
+                    true => sort(items),
+                    false => sort(items.chunks(2).map(|pair| Frame::Array(pair.to_vec())).collect()),
+                };
+                parts.push(Frame::Array(items));
+                Frame::Array(parts)
+            }
+            (Queued::Read(ReadQuery::HRandField { .. }), reply) => Frame::Boolean(reply != Frame::Null),
+            (_, reply) => reply,
+        }
+    }
+
+    /// Hashes in buckets, with limits that make them split, merge and go back and forth between
+    /// buckets and a whole record all the time, answer every hash command as whole hashes do.
+    #[test]
+    fn hashes_in_buckets_answer_as_whole_hashes_do() {
+        for seed in 0..60 {
+            let mut rng = fastrand::Rng::with_seed(seed);
+            let limits = Limits {
+                whole_fields: rng.usize(1..6),
+                whole_again: rng.u64(0..3),
+                bucket_load: rng.u64(1..5),
+                ..Limits::default()
+            };
+            let whole_limits = Limits { whole_fields: usize::MAX, ..Limits::default() };
+            let (mut bucketed, mut whole) = (Replica::new(limits), Replica::new(whole_limits));
+            let mut index = 1;
+            for _ in 0..60 {
+                let steps: Vec<Queued> = (0..rng.usize(1..8)).map(|_| random_step(&mut rng)).collect();
+                let normalize = |replies: Vec<Frame>| -> Vec<Frame> {
+                    steps.iter().zip(replies).map(|(step, reply)| unordered(step, reply)).collect()
+                };
+                let replies = normalize(bucketed.apply(index, &steps));
+                assert_eq!(
+                    replies,
+                    normalize(whole.apply(index, &steps)),
+                    "seed {seed}, {limits:?}: {steps:?}"
+                );
+                index += steps.len() as u64;
+                bucketed.check_records();
+                for key in ["a", "b", "c"] {
+                    let all =
+                        Queued::Read(ReadQuery::HGetAll { key: Bytes::from(key), part: HashPart::Pairs });
+                    let Queued::Read(query) = &all else { unreachable!() };
+                    assert_eq!(
+                        unordered(&all, bucketed.read(query)),
+                        unordered(&all, whole.read(query)),
+                        "seed {seed}: {key}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn buckets_grow_and_shrink_one_at_a_time_and_every_field_has_one() {
+        let id = PartsId { index: 1, n: 0 };
+        let mut buckets = Buckets::sized_for(id, 0, 64);
+        let fields: Vec<String> = (0..2000).map(|i| format!("f{i}")).collect();
+        for count in 1..40 {
+            assert_eq!(buckets.count(), count);
+            assert_eq!(Buckets::decode(&buckets.encode()).unwrap(), Some(buckets));
+            for field in &fields {
+                assert!(buckets.of(field.as_bytes()) < count);
+            }
+            // Growing moves fields only from the bucket split to the new one.
+            let before: Vec<u64> = fields.iter().map(|f| buckets.of(f.as_bytes())).collect();
+            let mut grown = buckets;
+            let (from, to) = grown.grow();
+            for (field, was) in fields.iter().zip(&before) {
+                let now = grown.of(field.as_bytes());
+                assert!(now == *was || (*was == from && now == to), "{field}: {was} -> {now}");
+            }
+            let mut shrunk = grown;
+            assert_eq!(shrunk.shrink(), (from, to));
+            assert_eq!(shrunk, buckets, "shrinking undoes growing");
+            buckets = grown;
+        }
+        assert_eq!(Buckets::sized_for(id, 129, 64).count(), 8, "129 fields at 32 per bucket");
+        assert!(Buckets::decode(&buckets.encode()[..20]).is_err());
+    }
+}

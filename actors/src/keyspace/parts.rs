@@ -1,0 +1,119 @@
+//! The records that stand behind a long list's or a large hash's record: its *parts* (a
+//! list's chunks, [`super::chunked`]; a hash's buckets, [`super::buckets`]).
+//!
+//! A part's RocksDB key is `[1][id: u64, u32][number: u64]`, all big-endian. A key's record is
+//! stored under its position, whose first byte is always 0 (positions have 53 bits,
+//! [`super::position`]), so parts sort after every key: iterating the keyspace (SCAN, KEYS,
+//! FLUSHALL, the key counts) stops at the first record that is not a key's
+//! ([`super::is_key_record`]). An id is the index of the log entry that created the parts and a
+//! count within that entry: the same on every replica, and never used twice; so a RENAME moves
+//! the key's record alone, and a value deleted, replaced or rewritten whole has its parts
+//! deleted by id ([`ApplyBatch::put`], [`ApplyBatch::remove`]).
+
+use std::ops::RangeInclusive;
+
+use bytes::Bytes;
+
+use super::buckets::Buckets;
+use super::chunked::Directory;
+use super::hashes::KIND_HASH;
+use super::lists::KIND_LIST;
+use super::{ApplyBatch, KeyRead, Value};
+use crate::error::Result;
+
+/// The first byte of every part's RocksDB key.
+const PART_RECORD: u8 = 1;
+
+/// Names a value's parts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct PartsId {
+    pub index: u64,
+    pub n: u32,
+}
+
+/// The RocksDB key of part `number` of the value whose parts are `id`.
+pub(super) fn part_key(id: PartsId, number: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(21);
+    key.push(PART_RECORD);
+    key.extend_from_slice(&id.index.to_be_bytes());
+    key.extend_from_slice(&id.n.to_be_bytes());
+    key.extend_from_slice(&number.to_be_bytes());
+    key
+}
+
+/// What a value's record says about its parts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum Parts {
+    List(Directory),
+    Hash(Buckets),
+}
+
+impl Parts {
+    /// The parts `value` stands in front of; none for a value stored whole.
+    pub(super) fn of(value: &Value) -> Result<Option<Parts>> {
+        Ok(match value.kind {
+            KIND_LIST => Directory::decode(&value.data)?.map(Parts::List),
+            KIND_HASH => Buckets::decode(&value.data)?.map(Parts::Hash),
+            _ => None,
+        })
+    }
+
+    pub(super) fn id(&self) -> PartsId {
+        match self {
+            Parts::List(directory) => directory.id,
+            Parts::Hash(buckets) => buckets.id,
+        }
+    }
+
+    /// The numbers its parts may have (a hash's empty buckets are not stored).
+    pub(super) fn numbers(&self) -> RangeInclusive<u64> {
+        match self {
+            Parts::List(directory) => directory.chunks(),
+            Parts::Hash(buckets) => buckets.numbers(),
+        }
+    }
+
+    /// The value's record payload, its parts named `id`.
+    fn renamed(&self, id: PartsId) -> Bytes {
+        match *self {
+            Parts::List(mut directory) => {
+                directory.id = id;
+                directory.encode()
+            }
+            Parts::Hash(mut buckets) => {
+                buckets.id = id;
+                buckets.encode()
+            }
+        }
+    }
+}
+
+impl ApplyBatch<'_> {
+    /// An id for parts created by the entry being applied.
+    pub(super) fn new_parts_id(&mut self) -> PartsId {
+        if self.parts_ids.0 != self.index {
+            self.parts_ids = (self.index, 0);
+        }
+        let id = PartsId { index: self.index, n: self.parts_ids.1 };
+        self.parts_ids.1 += 1;
+        id
+    }
+
+    /// Deletes every part of a value.
+    pub(super) fn drop_parts(&mut self, parts: &Parts) {
+        for number in parts.numbers() {
+            self.parts.insert(part_key(parts.id(), number), None);
+        }
+    }
+
+    /// Copies a value's parts under a new id (COPY); the copy's record payload.
+    pub(super) fn copy_parts(&mut self, parts: &Parts) -> Result<Bytes> {
+        let id = self.new_parts_id();
+        for number in parts.numbers() {
+            if let Some(data) = self.part(&part_key(parts.id(), number))? {
+                self.parts.insert(part_key(id, number), Some(data));
+            }
+        }
+        Ok(parts.renamed(id))
+    }
+}
