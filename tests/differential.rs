@@ -1687,7 +1687,7 @@ fn random_command(rng: &mut Rng, in_multi: bool) -> String {
     let v = rng.pick(VALUES);
     let v = if v.is_empty() { "\"\"" } else { v };
     let (f, f2) = (rng.pick(FIELDS), rng.pick(FIELDS));
-    match rng.next() % 76 {
+    match rng.next() % 78 {
         0 => format!("SET {k} {v}"),
         1 => {
             let opt = rng.pick(&[
@@ -1872,6 +1872,28 @@ fn random_command(rng: &mut Rng, in_multi: bool) -> String {
                 4 => format!("HLEN {h}"),
                 5 => format!("HEXISTS {h} {}", g(rng)),
                 _ => format!("HSETNX {h} {} {v}", g(rng)),
+            }
+        }
+        // Sets larger than Redis's compact encodings (raft-kv stores those in buckets).
+        76 => {
+            let s = rng.pick(&["bigs0", "bigs1"]);
+            let members: Vec<String> =
+                (0..100 + rng.next() % 100).map(|_| format!("s{}", rng.next() % 300)).collect();
+            format!("SADD {s} {}", members.join(" "))
+        }
+        77 => {
+            let s = rng.pick(&["bigs0", "bigs1"]);
+            let m = |rng: &mut Rng| format!("s{}", rng.next() % 300);
+            match rng.next() % 8 {
+                0 => format!("SISMEMBER {s} {}", m(rng)),
+                1 => format!("SMISMEMBER {s} {} {} {}", m(rng), m(rng), m(rng)),
+                2 => format!("SREM {s} {} {} {} {}", m(rng), m(rng), m(rng), m(rng)),
+                3 => format!("SCARD {s}"),
+                4 => format!("SMOVE bigs0 bigs1 {}", m(rng)),
+                5 => "SINTERCARD 2 bigs0 bigs1".to_owned(),
+                6 if !in_multi => "SINTER bigs0 bigs1".to_owned(),
+                7 if !in_multi => format!("SMEMBERS {s}"),
+                _ => format!("SCARD {s}"),
             }
         }
         _ => format!("UNLINK {k}"),

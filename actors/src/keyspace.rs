@@ -1452,7 +1452,7 @@ mod tests {
         pub(super) fn check_records(&self) {
             let (mut counts, mut stored, mut allowed, mut required) =
                 (KeyCounts::default(), BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
-            let mut hashes = Vec::new();
+            let mut bucketed = Vec::new();
             for item in self.db.iterator_cf(kv_cf(&self.db), IteratorMode::Start) {
                 let (key, raw) = item.unwrap();
                 counts.add_record(&key, &raw);
@@ -1460,31 +1460,35 @@ mod tests {
                     stored.insert(key.to_vec());
                     continue;
                 }
-                let Some(parts) = Parts::of(&Value::decode(&raw).unwrap()).unwrap() else { continue };
+                let value = Value::decode(&raw).unwrap();
+                let Some(parts) = Parts::of(&value).unwrap() else { continue };
                 let keys: Vec<Vec<u8>> = parts.numbers().map(|n| parts::part_key(parts.id(), n)).collect();
                 allowed.extend(keys.iter().cloned());
                 match parts {
                     Parts::List(_) => required.extend(keys),
-                    Parts::Hash(buckets) => hashes.push(buckets),
+                    Parts::Buckets(buckets) => bucketed.push((value.kind, buckets)),
                 }
             }
             assert_eq!(counts, self.counts, "the counts kept by the applies");
             assert!(stored.is_subset(&allowed), "a part without its value");
             assert!(required.is_subset(&stored), "a list without all its chunks");
-            for buckets in hashes {
+            for (kind, buckets) in bucketed {
                 let mut len = 0;
                 for bucket in buckets.numbers() {
-                    let Some(data) = buckets::read_bucket(&self.db_view(), &buckets, bucket).unwrap() else {
-                        continue;
+                    let Some(data) = self.db_view().part(&buckets.key(bucket)).unwrap() else { continue };
+                    let keys: Vec<Bytes> = match kind {
+                        KIND_HASH => {
+                            hashes::HashFields::decode(&data).unwrap().0.into_iter().map(|(f, _)| f).collect()
+                        }
+                        _ => sets::decode(&data).unwrap(),
                     };
-                    let fields = hashes::HashFields::decode(&data).unwrap();
-                    assert!(fields.len() > 0, "an empty bucket is not stored");
-                    for (field, _) in &fields.0 {
-                        assert_eq!(buckets.of(field), bucket, "a field in another bucket than its own");
+                    assert!(!keys.is_empty(), "an empty bucket is not stored");
+                    for key in &keys {
+                        assert_eq!(buckets.of(key), bucket, "an item in another bucket than its own");
                     }
-                    len += fields.len() as u64;
+                    len += keys.len() as u64;
                 }
-                assert_eq!(len, buckets.len, "the directory counts the buckets' fields");
+                assert_eq!(len, buckets.len, "the directory counts the buckets' items");
             }
         }
 

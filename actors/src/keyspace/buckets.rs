@@ -1,23 +1,29 @@
-//! Large hashes, stored in buckets.
+//! Large hashes and sets, stored in buckets.
 //!
-//! A hash of up to [`WHOLE_FIELDS`] fields is one record of the keyspace, its fields and values
-//! as the payload ([`super::hashes`]). A larger one's record holds a [`Buckets`] directory, and
-//! its fields live in bucket records, its *parts* ([`super::parts`]), found by linear hashing: a
-//! field's bucket is given by the low bits of a stable hash of the field, and the buckets grow
-//! one at a time as the hash does (the next bucket in turn splits in two once the buckets hold
+//! A hash of up to [`WHOLE_FIELDS`] fields (a set of up to as many members) is one record of
+//! the keyspace, its fields and values (its members) as the payload ([`super::hashes`],
+//! [`super::sets`]). A larger one's record holds a [`Buckets`] directory, and its fields live
+//! in bucket records, its *parts* ([`super::parts`]), found by linear hashing: a field's bucket
+//! is given by the low bits of a stable hash of the field, and the buckets grow one at a time
+//! as the hash does (the next bucket in turn splits in two once the buckets hold
 //! [`BUCKET_LOAD`] fields on average) and shrink one at a time as it empties. So a write reads
 //! and writes a bucket or two whatever the hash's size, and none rehashes the whole hash. An
 //! empty bucket is not stored. A hash that shrinks to [`WHOLE_AGAIN`] fields is stored whole
-//! again.
+//! again. A write changes the hash or set through an [`Editing`], which reads each bucket it
+//! needs once and writes nothing until [`ApplyBatch::save_items`].
 //!
-//! The directory's payload starts with `u32::MAX` where a whole hash's starts with its element
-//! count, which can never be that large.
+//! The directory's payload starts with `u32::MAX` where a whole record's starts with its
+//! element count, which can never be that large.
+
+use std::collections::btree_map::Entry;
+use std::collections::BTreeMap;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-use super::parts::{part_key, PartsId};
-use super::KeyRead;
+use super::parts::{part_key, Parts, PartsId};
+use super::{ApplyBatch, KeyRead, MAX_STRING_LEN, TOO_BIG_COLLECTION};
 use crate::error::{Error, Result};
+use crate::resp::Frame;
 
 /// A hash of more fields than this is stored in buckets (Redis's `hash-max-listpack-entries`).
 pub(super) const WHOLE_FIELDS: usize = 128;
@@ -131,9 +137,224 @@ impl Buckets {
     }
 }
 
-/// The stored payload of a bucket; none if it is empty.
-pub(super) fn read_bucket(ks: &dyn KeyRead, buckets: &Buckets, bucket: u64) -> Result<Option<Bytes>> {
-    ks.part(&buckets.key(bucket))
+/// What a bucket holds, and a whole record too: a hash's fields and values, or a set's members.
+/// Each item has a key (a field, a member) that decides its bucket.
+pub(super) trait Items: Default + Sized {
+    fn decode(data: &Bytes) -> Result<Self>;
+    fn encode(&self) -> Bytes;
+    fn encoded_len(&self) -> u64;
+    fn count(&self) -> usize;
+    /// The items spread over buckets by `bucket_of` their key, each bucket's in their order.
+    fn spread(self, bucket_of: impl Fn(&[u8]) -> u64) -> BTreeMap<u64, Self>;
+    /// Takes in another bucket's items (none of which it holds).
+    fn absorb(&mut self, other: Self);
+    /// Every bucket's items together.
+    fn gather(all: Vec<Self>) -> Self {
+        let mut gathered = Self::default();
+        for items in all {
+            gathered.absorb(items);
+        }
+        gathered
+    }
+}
+
+/// The items of one bucket (none stored: an empty bucket).
+pub(super) fn read_items<T: Items>(ks: &dyn KeyRead, buckets: &Buckets, bucket: u64) -> Result<T> {
+    match ks.part(&buckets.key(bucket))? {
+        Some(data) => T::decode(&data),
+        None => Ok(T::default()),
+    }
+}
+
+/// How a hash or a set is stored: whole in its record, or in buckets.
+#[derive(Debug)]
+pub(super) enum Layout<T> {
+    Whole(T),
+    Bucketed(Buckets),
+}
+
+impl<T: Items> Default for Layout<T> {
+    fn default() -> Self {
+        Layout::Whole(T::default())
+    }
+}
+
+impl<T: Items> Layout<T> {
+    /// The layout a record's payload holds.
+    pub(super) fn decode(data: &Bytes) -> Result<Self> {
+        Ok(match Buckets::decode(data)? {
+            Some(buckets) => Layout::Bucketed(buckets),
+            None => Layout::Whole(T::decode(data)?),
+        })
+    }
+
+    pub(super) fn len(&self) -> u64 {
+        match self {
+            Layout::Whole(items) => items.count() as u64,
+            Layout::Bucketed(buckets) => buckets.len,
+        }
+    }
+
+    /// Looks at the items `key` is found with: the whole record's, or its bucket's.
+    pub(super) fn look<R>(&self, ks: &dyn KeyRead, key: &[u8], look: impl FnOnce(&T) -> R) -> Result<R> {
+        Ok(match self {
+            Layout::Whole(items) => look(items),
+            Layout::Bucketed(buckets) => look(&read_items(ks, buckets, buckets.of(key))?),
+        })
+    }
+
+    /// Every item, a bucket's after another's.
+    pub(super) fn into_items(self, ks: &dyn KeyRead) -> Result<T> {
+        match self {
+            Layout::Whole(items) => Ok(items),
+            Layout::Bucketed(buckets) => {
+                let all = buckets
+                    .numbers()
+                    .map(|bucket| read_items(ks, &buckets, bucket))
+                    .collect::<Result<_>>()?;
+                Ok(T::gather(all))
+            }
+        }
+    }
+}
+
+/// A hash or a set as one write changes it: whole, or in buckets, with the buckets it has read
+/// (and whether it changed each). Nothing is written until [`ApplyBatch::save_items`].
+pub(super) enum Editing<T> {
+    Whole(T),
+    Bucketed { buckets: Buckets, read: BTreeMap<u64, (T, bool)> },
+}
+
+impl<T: Items> Editing<T> {
+    pub(super) fn new(layout: Layout<T>) -> Self {
+        match layout {
+            Layout::Whole(items) => Editing::Whole(items),
+            Layout::Bucketed(buckets) => Editing::Bucketed { buckets, read: BTreeMap::new() },
+        }
+    }
+
+    /// Looks at the items `key` is found with (its bucket is read once per write).
+    pub(super) fn look<R>(&mut self, ks: &dyn KeyRead, key: &[u8], look: impl FnOnce(&T) -> R) -> Result<R> {
+        self.change(ks, key, |items| (look(items), false))
+    }
+
+    /// Changes the items `key` is found with; `change` says whether it changed them.
+    pub(super) fn change<R>(
+        &mut self,
+        ks: &dyn KeyRead,
+        key: &[u8],
+        change: impl FnOnce(&mut T) -> (R, bool),
+    ) -> Result<R> {
+        Ok(match self {
+            Editing::Whole(items) => change(items).0,
+            Editing::Bucketed { buckets, read } => {
+                let bucket = buckets.of(key);
+                let (items, changed) = match read.entry(bucket) {
+                    Entry::Occupied(entry) => entry.into_mut(),
+                    Entry::Vacant(entry) => entry.insert((read_items(ks, buckets, bucket)?, false)),
+                };
+                let before = items.count();
+                let (result, now_changed) = change(items);
+                *changed |= now_changed;
+                buckets.len = buckets.len + items.count() as u64 - before as u64;
+                result
+            }
+        })
+    }
+}
+
+impl ApplyBatch<'_> {
+    fn write_items<T: Items>(&mut self, buckets: &Buckets, bucket: u64, items: &T) {
+        let data = (items.count() > 0).then(|| items.encode());
+        self.parts.insert(buckets.key(bucket), data);
+    }
+
+    /// Spreads a whole record's items over new buckets; the reply to a bucket too large, if
+    /// one would be (then nothing is written).
+    fn spread_into_buckets<T: Items>(&mut self, items: T) -> Result<std::result::Result<Buckets, Frame>> {
+        let buckets = Buckets::sized_for(self.new_parts_id(), items.count() as u64, self.limits.bucket_load);
+        let spread = items.spread(|key| buckets.of(key));
+        if spread.values().any(|items| items.encoded_len() > MAX_STRING_LEN) {
+            return Ok(Err(Frame::error(TOO_BIG_COLLECTION)));
+        }
+        for (bucket, items) in &spread {
+            self.write_items(&buckets, *bucket, items);
+        }
+        Ok(Ok(buckets))
+    }
+
+    /// Adds buckets while they hold more than the load on average, and removes them while they
+    /// hold less than a quarter of it, one bucket at a time.
+    fn resize_buckets<T: Items>(&mut self, buckets: &mut Buckets) -> Result<()> {
+        let load = self.limits.bucket_load;
+        while buckets.len > load * buckets.count() {
+            let (from, to) = buckets.grow();
+            let mut spread = read_items::<T>(self, buckets, from)?.spread(|key| buckets.of(key));
+            for bucket in [from, to] {
+                self.write_items(buckets, bucket, &spread.remove(&bucket).unwrap_or_default());
+            }
+        }
+        while buckets.count() > 1 && buckets.len * 4 < load * buckets.count() {
+            let (into, last) = buckets.shrink();
+            let mut merged = read_items::<T>(self, buckets, into)?;
+            merged.absorb(read_items(self, buckets, last)?);
+            if merged.encoded_len() > MAX_STRING_LEN {
+                buckets.grow(); // too large to merge: the buckets stay as they are
+                break;
+            }
+            self.write_items(buckets, into, &merged);
+            self.write_items(buckets, last, &T::default());
+        }
+        Ok(())
+    }
+
+    /// Stores the hash or set (of `kind`) at `key` as a write left it (one left empty is
+    /// deleted): a whole record that outgrew it goes into buckets, buckets grow or shrink with
+    /// the items, and one in buckets that shrank to [`WHOLE_AGAIN`] items is stored whole again.
+    /// `Err` is the reply to a record too large; nothing is stored then.
+    pub(super) fn save_items<T: Items>(
+        &mut self,
+        key: Bytes,
+        kind: u8,
+        editing: Editing<T>,
+        expires: u64,
+    ) -> Result<std::result::Result<(), Frame>> {
+        let data = match editing {
+            Editing::Whole(items) if items.count() > self.limits.whole_fields => {
+                match self.spread_into_buckets(items)? {
+                    Ok(buckets) => Some(buckets.encode()),
+                    Err(too_big) => return Ok(Err(too_big)),
+                }
+            }
+            Editing::Whole(items) => (items.count() > 0).then(|| items.encode()),
+            Editing::Bucketed { mut buckets, read } => {
+                let changed: Vec<(u64, T)> = read
+                    .into_iter()
+                    .filter(|(_, (_, changed))| *changed)
+                    .map(|(b, (items, _))| (b, items))
+                    .collect();
+                if changed.iter().any(|(_, items)| items.encoded_len() > MAX_STRING_LEN) {
+                    return Ok(Err(Frame::error(TOO_BIG_COLLECTION)));
+                }
+                for (bucket, items) in &changed {
+                    self.write_items(&buckets, *bucket, items);
+                }
+                self.resize_buckets::<T>(&mut buckets)?;
+                let whole = match buckets.len <= self.limits.whole_again {
+                    true => Some(Layout::<T>::Bucketed(buckets).into_items(self)?),
+                    false => None,
+                };
+                match whole {
+                    Some(items) if items.encoded_len() <= MAX_STRING_LEN => {
+                        self.drop_parts(&Parts::Buckets(buckets));
+                        (items.count() > 0).then(|| items.encode())
+                    }
+                    _ => Some(buckets.encode()),
+                }
+            }
+        };
+        self.put_collection(key, kind, data, expires)
+    }
 }
 
 #[cfg(test)]
@@ -261,6 +482,82 @@ mod tests {
                         unordered(&all, whole.read(query)),
                         "seed {seed}: {key}"
                     );
+                }
+            }
+        }
+    }
+
+    /// A random set command (or, now and then, another command on the same keys).
+    fn random_set_step(rng: &mut fastrand::Rng) -> Queued {
+        use crate::command::SetOp;
+        let key = |rng: &mut fastrand::Rng| Bytes::from(["a", "b", "c"][rng.usize(..3)]);
+        let member = |rng: &mut fastrand::Rng| Bytes::from(format!("m{}", rng.u8(..60)));
+        let members = |rng: &mut fastrand::Rng, n: usize| (0..rng.usize(1..n)).map(|_| member(rng)).collect();
+        let op = |rng: &mut fastrand::Rng| [SetOp::Inter, SetOp::Union, SetOp::Diff][rng.usize(..3)];
+        let (write, read) = (Queued::Write, Queued::Read);
+        match rng.u8(..100) {
+            0..=29 => write(WriteOp::SAdd { key: key(rng), members: members(rng, 12) }),
+            30..=44 => write(WriteOp::SRem { key: key(rng), members: members(rng, 14) }),
+            45..=49 => write(WriteOp::SMove { from: key(rng), to: key(rng), member: member(rng) }),
+            50..=54 => write(WriteOp::SPop {
+                key: key(rng),
+                count: rng.bool().then(|| rng.u64(0..8)),
+                seed: rng.u64(..),
+            }),
+            55..=57 => write(WriteOp::SCombineStore {
+                op: op(rng),
+                destination: key(rng),
+                keys: vec![key(rng), key(rng)],
+            }),
+            58 => write(WriteOp::Rename { from: key(rng), to: key(rng), only_if_absent: rng.bool() }),
+            59 => write(WriteOp::Copy { from: key(rng), to: key(rng), replace: rng.bool() }),
+            60 => write(WriteOp::Del { keys: vec![key(rng)] }),
+            61 => write(WriteOp::Set { key: key(rng), value: member(rng) }),
+            62 if rng.u8(..10) == 0 => write(WriteOp::FlushAll),
+            62..=69 => {
+                read(ReadQuery::SIsMember { key: key(rng), members: members(rng, 5), many: rng.bool() })
+            }
+            70..=76 => read(ReadQuery::SCard(key(rng))),
+            77..=84 => read(ReadQuery::SCombine { op: op(rng), keys: vec![key(rng), key(rng)] }),
+            85..=87 => read(ReadQuery::SInterCard { keys: vec![key(rng), key(rng)], limit: rng.u64(0..5) }),
+            88..=91 => read(ReadQuery::SRandMember {
+                key: key(rng),
+                count: rng.bool().then(|| rng.i64(-5..5)),
+                seed: rng.u64(..),
+            }),
+            92..=94 => read(ReadQuery::SScan { key: key(rng), cursor: 0, pattern: Some(Bytes::from("m1*")) }),
+            95..=96 => read(ReadQuery::Keys(Bytes::from("*"))),
+            _ => read(ReadQuery::DbSize),
+        }
+    }
+
+    /// Sets in buckets answer every set command as whole sets do, reply for reply: a whole set
+    /// is read in byte order, so even SPOP and SRANDMEMBER pick the same.
+    #[test]
+    fn sets_in_buckets_answer_as_whole_sets_do() {
+        for seed in 0..60 {
+            let mut rng = fastrand::Rng::with_seed(seed);
+            let limits = Limits {
+                whole_fields: rng.usize(1..6),
+                whole_again: rng.u64(0..3),
+                bucket_load: rng.u64(1..5),
+                ..Limits::default()
+            };
+            let whole_limits = Limits { whole_fields: usize::MAX, ..Limits::default() };
+            let (mut bucketed, mut whole) = (Replica::new(limits), Replica::new(whole_limits));
+            let mut index = 1;
+            for _ in 0..60 {
+                let steps: Vec<Queued> = (0..rng.usize(1..8)).map(|_| random_set_step(&mut rng)).collect();
+                let replies = bucketed.apply(index, &steps);
+                assert_eq!(replies, whole.apply(index, &steps), "seed {seed}, {limits:?}: {steps:?}");
+                index += steps.len() as u64;
+                bucketed.check_records();
+                for key in ["a", "b", "c"] {
+                    let all = ReadQuery::SCombine {
+                        op: crate::command::SetOp::Union,
+                        keys: vec![Bytes::from(key)],
+                    };
+                    assert_eq!(bucketed.read(&all), whole.read(&all), "seed {seed}: {key}");
                 }
             }
         }

@@ -12,11 +12,10 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
-use super::buckets::{read_bucket, Buckets};
-use super::parts::Parts;
+use super::buckets::{Editing, Items, Layout};
 use super::{
     decode_elements, encode_elements, encoded_elements_len, pick_random, read_collection, ApplyBatch,
-    KeyRead, XorShift, MAX_STRING_LEN, TOO_BIG_COLLECTION,
+    KeyRead, XorShift,
 };
 use crate::command::strings::{format_float, parse_float, parse_int};
 use crate::command::{HashPart, ReadQuery, WriteOp};
@@ -60,10 +59,6 @@ impl HashFields {
         self.0.len()
     }
 
-    fn encoded_len(&self) -> u64 {
-        encoded_elements_len(self.elements())
-    }
-
     fn get(&self, field: &[u8]) -> Option<&Bytes> {
         self.0.iter().find(|(f, _)| f == field).map(|(_, v)| v)
     }
@@ -90,231 +85,56 @@ impl HashFields {
     }
 }
 
-/// How a hash is stored: whole in its record, or in buckets.
-#[derive(Debug)]
-enum Layout {
-    Whole(HashFields),
-    Bucketed(Buckets),
-}
-
-impl Default for Layout {
-    fn default() -> Self {
-        Layout::Whole(HashFields::default())
-    }
-}
-
-fn decode_layout(data: &Bytes) -> Result<Layout> {
-    Ok(match Buckets::decode(data)? {
-        Some(buckets) => Layout::Bucketed(buckets),
-        None => Layout::Whole(HashFields::decode(data)?),
-    })
-}
-
-/// The fields of one bucket (none stored: an empty bucket).
-fn bucket_fields(ks: &dyn KeyRead, buckets: &Buckets, bucket: u64) -> Result<HashFields> {
-    Ok(match read_bucket(ks, buckets, bucket)? {
-        Some(data) => HashFields::decode(&data)?,
-        None => HashFields::default(),
-    })
-}
-
-impl Layout {
-    /// The value of one field.
-    fn get(&self, ks: &dyn KeyRead, field: &[u8]) -> Result<Option<Bytes>> {
-        Ok(match self {
-            Layout::Whole(fields) => fields.get(field).cloned(),
-            Layout::Bucketed(buckets) => bucket_fields(ks, buckets, buckets.of(field))?.get(field).cloned(),
-        })
+impl Items for HashFields {
+    fn decode(data: &Bytes) -> Result<Self> {
+        HashFields::decode(data)
     }
 
-    fn len(&self) -> u64 {
-        match self {
-            Layout::Whole(fields) => fields.len() as u64,
-            Layout::Bucketed(buckets) => buckets.len,
+    fn encode(&self) -> Bytes {
+        HashFields::encode(self)
+    }
+
+    fn encoded_len(&self) -> u64 {
+        encoded_elements_len(self.elements())
+    }
+
+    fn count(&self) -> usize {
+        self.len()
+    }
+
+    fn spread(self, bucket_of: impl Fn(&[u8]) -> u64) -> BTreeMap<u64, Self> {
+        let mut spread: BTreeMap<u64, HashFields> = BTreeMap::new();
+        for (field, value) in self.0 {
+            spread.entry(bucket_of(&field)).or_default().0.push((field, value));
         }
+        spread
     }
 
-    /// Every field, a bucket's after another's.
-    fn into_fields(self, ks: &dyn KeyRead) -> Result<HashFields> {
-        match self {
-            Layout::Whole(fields) => Ok(fields),
-            Layout::Bucketed(buckets) => {
-                let mut all = HashFields(Vec::with_capacity(buckets.len.min(1 << 20) as usize));
-                for bucket in buckets.numbers() {
-                    all.0.extend(bucket_fields(ks, &buckets, bucket)?.0);
-                }
-                Ok(all)
-            }
-        }
+    fn absorb(&mut self, other: Self) {
+        self.0.extend(other.0);
     }
 }
 
-/// A hash as one write changes it: whole, or in buckets, with the buckets it has read (and
-/// whether it changed each). Nothing is written until [`ApplyBatch::save_hash`].
-enum Editing {
-    Whole(HashFields),
-    Bucketed { buckets: Buckets, read: BTreeMap<u64, (HashFields, bool)> },
+/// The value of `field` in a hash being changed.
+fn get(fields: &mut Editing<HashFields>, ks: &dyn KeyRead, field: &[u8]) -> Result<Option<Bytes>> {
+    fields.look(ks, field, |fields| fields.get(field).cloned())
 }
 
-/// The bucket of `field`, read once per write.
-fn bucket_of<'a>(
-    ks: &dyn KeyRead,
-    buckets: &Buckets,
-    read: &'a mut BTreeMap<u64, (HashFields, bool)>,
-    field: &[u8],
-) -> Result<&'a mut (HashFields, bool)> {
-    let bucket = buckets.of(field);
-    Ok(match read.entry(bucket) {
-        std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
-        std::collections::btree_map::Entry::Vacant(entry) => {
-            entry.insert((bucket_fields(ks, buckets, bucket)?, false))
-        }
-    })
+/// Sets `field` in a hash being changed; true if it is new.
+fn set(fields: &mut Editing<HashFields>, ks: &dyn KeyRead, field: Bytes, value: Bytes) -> Result<bool> {
+    let key = field.clone();
+    fields.change(ks, &key, |fields| (fields.set(field, value), true))
 }
 
-impl Editing {
-    fn new(layout: Layout) -> Self {
-        match layout {
-            Layout::Whole(fields) => Editing::Whole(fields),
-            Layout::Bucketed(buckets) => Editing::Bucketed { buckets, read: BTreeMap::new() },
-        }
-    }
-
-    fn get(&mut self, ks: &dyn KeyRead, field: &[u8]) -> Result<Option<Bytes>> {
-        Ok(match self {
-            Editing::Whole(fields) => fields.get(field).cloned(),
-            Editing::Bucketed { buckets, read } => bucket_of(ks, buckets, read, field)?.0.get(field).cloned(),
-        })
-    }
-
-    /// Sets `field`; true if it is new.
-    fn set(&mut self, ks: &dyn KeyRead, field: Bytes, value: Bytes) -> Result<bool> {
-        Ok(match self {
-            Editing::Whole(fields) => fields.set(field, value),
-            Editing::Bucketed { buckets, read } => {
-                let (fields, changed) = bucket_of(ks, buckets, read, &field)?;
-                *changed = true;
-                let new = fields.set(field, value);
-                buckets.len += new as u64;
-                new
-            }
-        })
-    }
-
-    /// Removes `field`; true if it was there.
-    fn remove(&mut self, ks: &dyn KeyRead, field: &[u8]) -> Result<bool> {
-        Ok(match self {
-            Editing::Whole(fields) => fields.remove(field),
-            Editing::Bucketed { buckets, read } => {
-                let (fields, changed) = bucket_of(ks, buckets, read, field)?;
-                let removed = fields.remove(field);
-                *changed |= removed;
-                buckets.len -= removed as u64;
-                removed
-            }
-        })
-    }
-}
+/// A live hash (empty if the key is absent) as a write changes it, and its expiry; or the
+/// WRONGTYPE reply.
+type EditingOrWrongType = std::result::Result<(Editing<HashFields>, u64), Frame>;
 
 impl ApplyBatch<'_> {
-    fn live_hash(&mut self, key: &Bytes) -> Result<std::result::Result<(Editing, u64), Frame>> {
-        Ok(self.live_collection(key, KIND_HASH, decode_layout)?.map(|found| {
+    fn live_hash(&mut self, key: &Bytes) -> Result<EditingOrWrongType> {
+        Ok(self.live_collection(key, KIND_HASH, Layout::decode)?.map(|found| {
             found.map_or((Editing::Whole(HashFields::default()), 0), |(l, e)| (Editing::new(l), e))
         }))
-    }
-
-    fn write_bucket(&mut self, buckets: &Buckets, bucket: u64, fields: &HashFields) {
-        let data = (fields.len() > 0).then(|| fields.encode());
-        self.parts.insert(buckets.key(bucket), data);
-    }
-
-    /// Spreads a whole hash's fields over new buckets; the reply to a bucket too large, if one
-    /// would be (then nothing is written).
-    fn bucket_hash(&mut self, fields: HashFields) -> Result<std::result::Result<Buckets, Frame>> {
-        let buckets = Buckets::sized_for(self.new_parts_id(), fields.len() as u64, self.limits.bucket_load);
-        let mut spread: BTreeMap<u64, HashFields> = BTreeMap::new();
-        for (field, value) in fields.0 {
-            spread.entry(buckets.of(&field)).or_default().0.push((field, value));
-        }
-        if spread.values().any(|fields| fields.encoded_len() > MAX_STRING_LEN) {
-            return Ok(Err(Frame::error(TOO_BIG_COLLECTION)));
-        }
-        for (bucket, fields) in &spread {
-            self.write_bucket(&buckets, *bucket, fields);
-        }
-        Ok(Ok(buckets))
-    }
-
-    /// Adds buckets while they hold more than the load on average, and removes them while they
-    /// hold less than a quarter of it, one bucket at a time.
-    fn resize_buckets(&mut self, buckets: &mut Buckets) -> Result<()> {
-        let load = self.limits.bucket_load;
-        while buckets.len > load * buckets.count() {
-            let (from, to) = buckets.grow();
-            let (mut stay, mut moved) = (HashFields::default(), HashFields::default());
-            for (field, value) in bucket_fields(self, buckets, from)?.0 {
-                let side = if buckets.of(&field) == to { &mut moved } else { &mut stay };
-                side.0.push((field, value));
-            }
-            self.write_bucket(buckets, from, &stay);
-            self.write_bucket(buckets, to, &moved);
-        }
-        while buckets.count() > 1 && buckets.len * 4 < load * buckets.count() {
-            let (into, last) = buckets.shrink();
-            let mut merged = bucket_fields(self, buckets, into)?;
-            merged.0.extend(bucket_fields(self, buckets, last)?.0);
-            if merged.encoded_len() > MAX_STRING_LEN {
-                buckets.grow(); // too large to merge: the buckets stay as they are
-                break;
-            }
-            self.write_bucket(buckets, into, &merged);
-            self.write_bucket(buckets, last, &HashFields::default());
-        }
-        Ok(())
-    }
-
-    /// Stores the hash at `key` as a write left it (a hash left empty is deleted): a whole hash
-    /// that outgrew its record goes into buckets, buckets grow or shrink with the hash, and a
-    /// hash in buckets that shrank to [`super::buckets::WHOLE_AGAIN`] fields is stored whole again. `Err` is the
-    /// reply to a record too large; nothing is stored then.
-    fn save_hash(
-        &mut self,
-        key: Bytes,
-        editing: Editing,
-        expires: u64,
-    ) -> Result<std::result::Result<(), Frame>> {
-        let data = match editing {
-            Editing::Whole(fields) if fields.len() > self.limits.whole_fields => {
-                match self.bucket_hash(fields)? {
-                    Ok(buckets) => Some(buckets.encode()),
-                    Err(too_big) => return Ok(Err(too_big)),
-                }
-            }
-            Editing::Whole(fields) => (fields.len() > 0).then(|| fields.encode()),
-            Editing::Bucketed { mut buckets, read } => {
-                let changed: Vec<(u64, HashFields)> =
-                    read.into_iter().filter(|(_, (_, changed))| *changed).map(|(b, (f, _))| (b, f)).collect();
-                if changed.iter().any(|(_, fields)| fields.encoded_len() > MAX_STRING_LEN) {
-                    return Ok(Err(Frame::error(TOO_BIG_COLLECTION)));
-                }
-                for (bucket, fields) in &changed {
-                    self.write_bucket(&buckets, *bucket, fields);
-                }
-                self.resize_buckets(&mut buckets)?;
-                let whole = match buckets.len <= self.limits.whole_again {
-                    true => Some(Layout::Bucketed(buckets).into_fields(self)?),
-                    false => None,
-                };
-                match whole {
-                    Some(fields) if fields.encoded_len() <= MAX_STRING_LEN => {
-                        self.drop_parts(&Parts::Hash(buckets));
-                        (fields.len() > 0).then(|| fields.encode())
-                    }
-                    _ => Some(buckets.encode()),
-                }
-            }
-        };
-        self.put_collection(key, KIND_HASH, data, expires)
     }
 
     /// Applies a hash write ([`WriteOp::HSet`] and the others after it).
@@ -335,7 +155,7 @@ impl ApplyBatch<'_> {
             WriteOp::HSet { pairs, reply_ok, .. } => {
                 let mut added = 0;
                 for (field, value) in pairs {
-                    added += fields.set(self, field, value)? as i64;
+                    added += set(&mut fields, self, field, value)? as i64;
                 }
                 if reply_ok {
                     Frame::ok()
@@ -344,16 +164,16 @@ impl ApplyBatch<'_> {
                 }
             }
             WriteOp::HSetNx { field, value, .. } => {
-                if fields.get(self, &field)?.is_some() {
+                if get(&mut fields, self, &field)?.is_some() {
                     return Ok(Frame::Integer(0));
                 }
-                fields.set(self, field, value)?;
+                set(&mut fields, self, field, value)?;
                 Frame::Integer(1)
             }
             WriteOp::HDel { fields: names, .. } => {
                 let mut removed = 0;
                 for name in &names {
-                    removed += fields.remove(self, name)? as i64;
+                    removed += fields.change(self, name, |fields| (fields.remove(name), true))? as i64;
                 }
                 if removed == 0 {
                     return Ok(Frame::Integer(0));
@@ -361,7 +181,7 @@ impl ApplyBatch<'_> {
                 Frame::Integer(removed)
             }
             WriteOp::HIncrBy { field, delta, .. } => {
-                let current = match fields.get(self, &field)? {
+                let current = match get(&mut fields, self, &field)? {
                     None => 0,
                     Some(v) => match parse_int(&v) {
                         Some(n) => n,
@@ -371,11 +191,11 @@ impl ApplyBatch<'_> {
                 let Some(next) = current.checked_add(delta) else {
                     return Ok(Frame::error("ERR increment or decrement would overflow"));
                 };
-                fields.set(self, field, Bytes::from(next.to_string()))?;
+                set(&mut fields, self, field, Bytes::from(next.to_string()))?;
                 Frame::Integer(next)
             }
             WriteOp::HIncrByFloat { field, increment, .. } => {
-                let current = match fields.get(self, &field)? {
+                let current = match get(&mut fields, self, &field)? {
                     None => 0.0,
                     Some(v) => match parse_float(&v) {
                         Some(n) => n,
@@ -387,12 +207,12 @@ impl ApplyBatch<'_> {
                     return Ok(Frame::error("ERR increment would produce NaN or Infinity"));
                 }
                 let text = Bytes::from(format_float(next));
-                fields.set(self, field, text.clone())?;
+                set(&mut fields, self, field, text.clone())?;
                 Frame::Bulk(text)
             }
             other => unreachable!("not a hash write: {other:?}"),
         };
-        Ok(match self.save_hash(key, fields, expires)? {
+        Ok(match self.save_items(key, KIND_HASH, fields, expires)? {
             Ok(()) => reply,
             Err(too_big) => too_big,
         })
@@ -412,27 +232,26 @@ pub(super) fn read_hash(ks: &dyn KeyRead, q: &ReadQuery, now: i64) -> Result<Fra
         | ReadQuery::HScan { key, .. } => key,
         other => unreachable!("not a hash read: {other:?}"),
     };
-    let layout = match read_collection(ks, key, now, KIND_HASH, decode_layout)? {
+    let layout = match read_collection(ks, key, now, KIND_HASH, Layout::<HashFields>::decode)? {
         Err(wrongtype) => return Ok(wrongtype),
         Ok(found) => found.map(|(layout, _)| layout).unwrap_or_default(),
     };
     let bulk_or_null = |value: Option<Bytes>| value.map_or(Frame::Null, Frame::Bulk);
+    let get = |field: &[u8]| layout.look(ks, field, |fields| fields.get(field).cloned());
     Ok(match q {
-        ReadQuery::HGet { field, .. } => bulk_or_null(layout.get(ks, field)?),
+        ReadQuery::HGet { field, .. } => bulk_or_null(get(field)?),
         ReadQuery::HMGet { fields: names, .. } => {
             let mut values = Vec::with_capacity(names.len());
             for name in names {
-                values.push(bulk_or_null(layout.get(ks, name)?));
+                values.push(bulk_or_null(get(name)?));
             }
             Frame::Array(values)
         }
-        ReadQuery::HExists { field, .. } => Frame::Integer(layout.get(ks, field)?.is_some() as i64),
-        ReadQuery::HStrLen { field, .. } => {
-            Frame::Integer(layout.get(ks, field)?.map_or(0, |v| v.len() as i64))
-        }
+        ReadQuery::HExists { field, .. } => Frame::Integer(get(field)?.is_some() as i64),
+        ReadQuery::HStrLen { field, .. } => Frame::Integer(get(field)?.map_or(0, |v| v.len() as i64)),
         ReadQuery::HLen(_) => Frame::Integer(layout.len() as i64),
         ReadQuery::HGetAll { part, .. } => {
-            let pairs = layout.into_fields(ks)?.0.into_iter();
+            let pairs = layout.into_items(ks)?.0.into_iter();
             match part {
                 HashPart::Pairs => Frame::Map(pairs.map(|(f, v)| (Frame::Bulk(f), Frame::Bulk(v))).collect()),
                 HashPart::Fields => Frame::Array(pairs.map(|(f, _)| Frame::Bulk(f)).collect()),
@@ -440,11 +259,11 @@ pub(super) fn read_hash(ks: &dyn KeyRead, q: &ReadQuery, now: i64) -> Result<Fra
             }
         }
         ReadQuery::HRandField { count, with_values, seed, .. } => {
-            random_fields(layout.into_fields(ks)?, *count, *with_values, *seed)
+            random_fields(layout.into_items(ks)?, *count, *with_values, *seed)
         }
         ReadQuery::HScan { pattern, novalues, .. } => {
             let mut out = Vec::new();
-            for (field, value) in layout.into_fields(ks)?.0 {
+            for (field, value) in layout.into_items(ks)?.0 {
                 if pattern.as_ref().is_none_or(|p| glob_match(p, &field)) {
                     out.push(Frame::Bulk(field));
                     if !novalues {

@@ -1,5 +1,5 @@
-//! The records that stand behind a long list's or a large hash's record: its *parts* (a
-//! list's chunks, [`super::chunked`]; a hash's buckets, [`super::buckets`]).
+//! The records that stand behind the record of a long list, a large hash or a large set: its
+//! *parts* (a list's chunks, [`super::chunked`]; a hash's or set's buckets, [`super::buckets`]).
 //!
 //! A part's RocksDB key is `[1][id: u64, u32][number: u64]`, all big-endian. A key's record is
 //! stored under its position, whose first byte is always 0 (positions have 53 bits,
@@ -18,6 +18,7 @@ use super::buckets::Buckets;
 use super::chunked::Directory;
 use super::hashes::KIND_HASH;
 use super::lists::KIND_LIST;
+use super::sets::KIND_SET;
 use super::{ApplyBatch, KeyRead, Value};
 use crate::error::Result;
 
@@ -45,7 +46,8 @@ pub(super) fn part_key(id: PartsId, number: u64) -> Vec<u8> {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) enum Parts {
     List(Directory),
-    Hash(Buckets),
+    /// A hash's or a set's.
+    Buckets(Buckets),
 }
 
 impl Parts {
@@ -53,7 +55,7 @@ impl Parts {
     pub(super) fn of(value: &Value) -> Result<Option<Parts>> {
         Ok(match value.kind {
             KIND_LIST => Directory::decode(&value.data)?.map(Parts::List),
-            KIND_HASH => Buckets::decode(&value.data)?.map(Parts::Hash),
+            KIND_HASH | KIND_SET => Buckets::decode(&value.data)?.map(Parts::Buckets),
             _ => None,
         })
     }
@@ -61,7 +63,7 @@ impl Parts {
     pub(super) fn id(&self) -> PartsId {
         match self {
             Parts::List(directory) => directory.id,
-            Parts::Hash(buckets) => buckets.id,
+            Parts::Buckets(buckets) => buckets.id,
         }
     }
 
@@ -69,7 +71,7 @@ impl Parts {
     pub(super) fn numbers(&self) -> RangeInclusive<u64> {
         match self {
             Parts::List(directory) => directory.chunks(),
-            Parts::Hash(buckets) => buckets.numbers(),
+            Parts::Buckets(buckets) => buckets.numbers(),
         }
     }
 
@@ -80,7 +82,7 @@ impl Parts {
                 directory.id = id;
                 directory.encode()
             }
-            Parts::Hash(mut buckets) => {
+            Parts::Buckets(mut buckets) => {
                 buckets.id = id;
                 buckets.encode()
             }

@@ -1,17 +1,21 @@
 //! Sets: how a set is stored, and the set commands' applies and reads.
 //!
-//! Like a hash or a list, a set is one record of the keyspace: its members, each once, in byte
-//! order (so a membership test is a binary search, and every replica holds the same bytes). A
-//! write rewrites the whole record: fine for sets of up to some thousands of members, slow for
-//! millions.
+//! A set of up to [`super::buckets::WHOLE_FIELDS`] members is one record of the keyspace: its
+//! members, each once, in byte order (so a membership test is a binary search, and every replica
+//! holds the same bytes). A larger set is stored in buckets, like a large hash
+//! ([`super::buckets`]), each bucket's members in byte order: adding, removing or testing a
+//! member costs the same at any size, and SCARD reads the directory alone; the commands that
+//! take the whole set (SMEMBERS, SINTER and the others, SPOP, SRANDMEMBER, SSCAN) read every
+//! bucket and sort the members.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 
+use super::buckets::{Editing, Items, Layout};
 use super::{
-    as_collection, decode_elements, encode_elements, pick_random, ApplyBatch, Collection, KeyRead, Value,
-    XorShift,
+    decode_elements, encode_elements, encoded_elements_len, pick_random, read_collection, ApplyBatch,
+    Collection, KeyRead, Value, XorShift,
 };
 use crate::command::{ReadQuery, SetOp, WriteOp};
 use crate::error::Result;
@@ -32,9 +36,46 @@ pub(super) fn decode(data: &Bytes) -> Result<Members> {
     Ok(members)
 }
 
-/// The record of `members`; none for an empty set, which is deleted.
-fn record(members: &Members) -> Option<Bytes> {
-    (!members.is_empty()).then(|| encode_elements(members.len(), members.iter()))
+impl Items for Members {
+    fn decode(data: &Bytes) -> Result<Self> {
+        decode(data)
+    }
+
+    fn encode(&self) -> Bytes {
+        encode_elements(self.len(), self.iter())
+    }
+
+    fn encoded_len(&self) -> u64 {
+        encoded_elements_len(self.iter())
+    }
+
+    fn count(&self) -> usize {
+        self.len()
+    }
+
+    fn spread(self, bucket_of: impl Fn(&[u8]) -> u64) -> BTreeMap<u64, Self> {
+        let mut spread: BTreeMap<u64, Members> = BTreeMap::new();
+        for member in self {
+            spread.entry(bucket_of(&member)).or_default().push(member);
+        }
+        spread
+    }
+
+    fn absorb(&mut self, other: Self) {
+        self.extend(other);
+        self.sort_unstable();
+    }
+
+    fn gather(all: Vec<Self>) -> Self {
+        let mut members: Members = all.into_iter().flatten().collect();
+        members.sort_unstable();
+        members
+    }
+}
+
+/// Every member of the set `value` holds (whole, or in buckets), in byte order.
+pub(super) fn members_of(ks: &dyn KeyRead, value: &Value) -> Result<Members> {
+    Layout::<Members>::decode(&value.data)?.into_items(ks)
 }
 
 /// Adds `member`; true if it is new.
@@ -90,64 +131,91 @@ fn bulks(members: Members) -> Vec<Frame> {
     members.into_iter().map(Frame::Bulk).collect()
 }
 
-/// The live sets at `keys` (`None` where a key is missing), or WRONGTYPE if any key holds another
-/// type (Redis checks every key before it combines them).
-fn live_sets(
-    keys: &[Bytes],
-    mut live: impl FnMut(&Bytes) -> Result<Option<Value>>,
+/// The sets `values` hold (`None` where a key is missing), or WRONGTYPE if any holds another type
+/// (Redis checks every key before it combines them).
+fn sets_of(
+    ks: &dyn KeyRead,
+    values: Vec<Option<Value>>,
 ) -> Result<std::result::Result<Vec<Option<Members>>, Frame>> {
-    let mut sets = Vec::with_capacity(keys.len());
-    for key in keys {
-        match as_collection(live(key)?, KIND_SET, decode)? {
-            Err(wrongtype) => return Ok(Err(wrongtype)),
-            Ok(found) => sets.push(found.map(|(members, _)| members)),
-        }
+    if values.iter().flatten().any(|value| value.kind != KIND_SET) {
+        return Ok(Err(Frame::error(super::WRONGTYPE)));
     }
-    Ok(Ok(sets))
+    values
+        .into_iter()
+        .map(|value| value.map(|v| members_of(ks, &v)).transpose())
+        .collect::<Result<_>>()
+        .map(Ok)
+}
+
+/// Adds `member` to a set being changed; true if it is new.
+fn add(set: &mut Editing<Members>, ks: &dyn KeyRead, member: Bytes) -> Result<bool> {
+    let key = member.clone();
+    set.change(ks, &key, |members| {
+        let new = insert(members, member);
+        (new, new)
+    })
+}
+
+/// Removes `member` from a set being changed; true if it was there.
+fn take(set: &mut Editing<Members>, ks: &dyn KeyRead, member: &[u8]) -> Result<bool> {
+    set.change(ks, member, |members| {
+        let gone = remove(members, member);
+        (gone, gone)
+    })
 }
 
 impl ApplyBatch<'_> {
-    fn live_set(&mut self, key: &Bytes) -> Result<Collection<Members>> {
-        self.live_collection(key, KIND_SET, decode)
+    fn live_set(&mut self, key: &Bytes) -> Result<Collection<Editing<Members>>> {
+        Ok(self
+            .live_collection(key, KIND_SET, Layout::decode)?
+            .map(|found| found.map(|(l, e)| (Editing::new(l), e))))
+    }
+
+    /// [`Self::save_items`] of a set, then `reply`, or the error of a record too large.
+    fn save_set_then(
+        &mut self,
+        key: Bytes,
+        set: Editing<Members>,
+        expires: u64,
+        reply: Frame,
+    ) -> Result<Frame> {
+        Ok(match self.save_items(key, KIND_SET, set, expires)? {
+            Ok(()) => reply,
+            Err(too_big) => too_big,
+        })
     }
 
     /// Applies a set write ([`WriteOp::SAdd`] and the others after it).
     pub(super) fn write_set(&mut self, op: WriteOp) -> Result<Frame> {
         match op {
             WriteOp::SAdd { key, members: new } => {
-                let (mut members, expires) = match self.live_set(&key)? {
+                let (mut set, expires) = match self.live_set(&key)? {
                     Err(wrongtype) => return Ok(wrongtype),
-                    Ok(found) => found.unwrap_or_default(),
+                    Ok(found) => found.unwrap_or((Editing::Whole(Members::new()), 0)),
                 };
-                let added = new.into_iter().filter(|m| insert(&mut members, m.clone())).count();
+                let mut added = 0;
+                for member in new {
+                    added += add(&mut set, self, member)? as i64;
+                }
                 if added == 0 {
                     return Ok(Frame::Integer(0));
                 }
-                self.put_collection_then(
-                    key,
-                    KIND_SET,
-                    record(&members),
-                    expires,
-                    Frame::Integer(added as i64),
-                )
+                self.save_set_then(key, set, expires, Frame::Integer(added))
             }
             WriteOp::SRem { key, members: gone } => {
-                let (mut members, expires) = match self.live_set(&key)? {
+                let (mut set, expires) = match self.live_set(&key)? {
                     Err(wrongtype) => return Ok(wrongtype),
                     Ok(None) => return Ok(Frame::Integer(0)),
                     Ok(Some(found)) => found,
                 };
-                let removed = gone.iter().filter(|m| remove(&mut members, m)).count();
+                let mut removed = 0;
+                for member in &gone {
+                    removed += take(&mut set, self, member)? as i64;
+                }
                 if removed == 0 {
                     return Ok(Frame::Integer(0));
                 }
-                self.put_collection_then(
-                    key,
-                    KIND_SET,
-                    record(&members),
-                    expires,
-                    Frame::Integer(removed as i64),
-                )
+                self.save_set_then(key, set, expires, Frame::Integer(removed))
             }
             WriteOp::SMove { from, to, member } => {
                 let (mut source, source_expires) = match self.live_set(&from)? {
@@ -157,65 +225,65 @@ impl ApplyBatch<'_> {
                 };
                 let (mut destination, destination_expires) = match self.live_set(&to)? {
                     Err(wrongtype) => return Ok(wrongtype),
-                    Ok(found) => found.unwrap_or_default(),
+                    Ok(found) => found.unwrap_or((Editing::Whole(Members::new()), 0)),
                 };
+                let present = source.look(self, &member, |members| contains(members, &member))?;
                 if from == to {
-                    return Ok(Frame::Integer(contains(&source, &member) as i64));
+                    return Ok(Frame::Integer(present as i64));
                 }
-                if !contains(&source, &member) {
+                if !present {
                     return Ok(Frame::Integer(0));
                 }
-                remove(&mut source, &member);
-                if insert(&mut destination, member) {
-                    if let Err(too_big) =
-                        self.put_collection(to, KIND_SET, record(&destination), destination_expires)?
-                    {
+                take(&mut source, self, &member)?;
+                if add(&mut destination, self, member)? {
+                    if let Err(too_big) = self.save_items(to, KIND_SET, destination, destination_expires)? {
                         return Ok(too_big);
                     }
                 }
-                self.put_collection_then(from, KIND_SET, record(&source), source_expires, Frame::Integer(1))
+                self.save_set_then(from, source, source_expires, Frame::Integer(1))
             }
             WriteOp::SPop { key, count, seed } => {
-                let (members, expires) = match self.live_set(&key)? {
-                    Err(wrongtype) => return Ok(wrongtype),
-                    Ok(None) => return Ok(count.map_or(Frame::Null, |_| Frame::Set(vec![]))),
-                    Ok(Some(found)) => found,
+                let (layout, expires) =
+                    match self.live_collection(&key, KIND_SET, Layout::<Members>::decode)? {
+                        Err(wrongtype) => return Ok(wrongtype),
+                        Ok(None) => return Ok(count.map_or(Frame::Null, |_| Frame::Set(vec![]))),
+                        Ok(Some(found)) => found,
+                    };
+                let members = match &layout {
+                    Layout::Whole(members) => members.clone(),
+                    Layout::Bucketed(buckets) => Layout::<Members>::Bucketed(*buckets).into_items(self)?,
                 };
                 let mut rng = XorShift::new(seed);
                 let picked = match count {
                     None => vec![members[rng.below(members.len())].clone()],
                     Some(n) => {
                         let n = n.min(i64::MAX as u64) as i64;
-                        pick_random(members.clone(), n, &mut rng).expect("a positive count is never refused")
+                        pick_random(members, n, &mut rng).expect("a positive count is never refused")
                     }
                 };
                 if picked.is_empty() {
                     return Ok(Frame::Set(vec![]));
                 }
-                let mut left = members;
+                let mut set = Editing::new(layout);
                 for member in &picked {
-                    remove(&mut left, member);
+                    take(&mut set, self, member)?;
                 }
                 let reply = match count {
                     None => Frame::Bulk(picked.into_iter().next().expect("one member was picked")),
                     Some(_) => Frame::Set(bulks(picked)),
                 };
-                self.put_collection_then(key, KIND_SET, record(&left), expires, reply)
+                self.save_set_then(key, set, expires, reply)
             }
             WriteOp::SCombineStore { op, destination, keys } => {
-                let sets = match live_sets(&keys, |key| self.live(key))? {
+                let values = keys.iter().map(|key| self.live(key)).collect::<Result<Vec<_>>>()?;
+                let sets = match sets_of(self, values)? {
                     Err(wrongtype) => return Ok(wrongtype),
                     Ok(sets) => sets,
                 };
                 let result = combine(op, sets);
+                let stored = result.len() as i64;
                 // The result replaces whatever the destination held, expiry included.
-                self.put_collection_then(
-                    destination,
-                    KIND_SET,
-                    record(&result),
-                    0,
-                    Frame::Integer(result.len() as i64),
-                )
+                self.save_set_then(destination, Editing::Whole(result), 0, Frame::Integer(stored))
             }
             other => unreachable!("not a set write: {other:?}"),
         }
@@ -224,31 +292,38 @@ impl ApplyBatch<'_> {
 
 /// Answers a set read ([`ReadQuery::SCard`] and the others after it) from `ks` at `now`.
 pub(super) fn read_set(ks: &dyn KeyRead, q: &ReadQuery, now: i64) -> Result<Frame> {
+    // One member, or the count: the set's directory and a bucket at most.
+    if let ReadQuery::SCard(key) | ReadQuery::SIsMember { key, .. } = q {
+        let layout = match read_collection(ks, key, now, KIND_SET, Layout::<Members>::decode)? {
+            Err(wrongtype) => return Ok(wrongtype),
+            Ok(found) => found.map(|(layout, _)| layout).unwrap_or_default(),
+        };
+        let ReadQuery::SIsMember { members: asked, many, .. } = q else {
+            return Ok(Frame::Integer(layout.len() as i64));
+        };
+        let mut answers = Vec::with_capacity(asked.len());
+        for member in asked {
+            answers
+                .push(Frame::Integer(layout.look(ks, member, |members| contains(members, member))? as i64));
+        }
+        return Ok(match many {
+            true => Frame::Array(answers),
+            false => answers.into_iter().next().expect("SISMEMBER asks about one member"),
+        });
+    }
     let live = |key: &Bytes| Ok(ks.value(key)?.filter(|v| v.alive_at(now)));
     let keys: &[Bytes] = match q {
-        ReadQuery::SCard(key)
-        | ReadQuery::SIsMember { key, .. }
-        | ReadQuery::SRandMember { key, .. }
-        | ReadQuery::SScan { key, .. } => std::slice::from_ref(key),
+        ReadQuery::SRandMember { key, .. } | ReadQuery::SScan { key, .. } => std::slice::from_ref(key),
         ReadQuery::SCombine { keys, .. } | ReadQuery::SInterCard { keys, .. } => keys,
         other => unreachable!("not a set read: {other:?}"),
     };
-    let mut sets = match live_sets(keys, live)? {
+    let values = keys.iter().map(live).collect::<Result<Vec<_>>>()?;
+    let mut sets = match sets_of(ks, values)? {
         Err(wrongtype) => return Ok(wrongtype),
         Ok(sets) => sets,
     };
     let mut first = || sets[0].take().unwrap_or_default();
     Ok(match q {
-        ReadQuery::SCard(_) => Frame::Integer(first().len() as i64),
-        ReadQuery::SIsMember { members: asked, many, .. } => {
-            let members = first();
-            let answers: Vec<Frame> =
-                asked.iter().map(|m| Frame::Integer(contains(&members, m) as i64)).collect();
-            match many {
-                true => Frame::Array(answers),
-                false => answers.into_iter().next().expect("SISMEMBER asks about one member"),
-            }
-        }
         ReadQuery::SRandMember { count, seed, .. } => {
             let (members, mut rng) = (first(), XorShift::new(*seed));
             match count {

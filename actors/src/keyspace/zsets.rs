@@ -197,17 +197,17 @@ fn range_entries(entries: &Entries, spec: &ZRangeSpec) -> Vec<(f64, Bytes)> {
 /// for a missing key, as ZUNION and the others take them; the WRONGTYPE reply if a key holds
 /// another type.
 fn live_inputs(
-    keys: &[Bytes],
-    mut live: impl FnMut(&Bytes) -> Result<Option<Value>>,
+    ks: &dyn KeyRead,
+    values: Vec<Option<Value>>,
 ) -> Result<std::result::Result<Vec<Option<Entries>>, Frame>> {
-    let mut inputs = Vec::with_capacity(keys.len());
-    for key in keys {
-        inputs.push(match live(key)? {
+    let mut inputs = Vec::with_capacity(values.len());
+    for value in values {
+        inputs.push(match value {
             None => None,
             Some(v) if v.kind == KIND_ZSET => Some(decode(&v.data)?),
             // Members in byte order, all of one score: already in a sorted set's order.
             Some(v) if v.kind == KIND_SET => {
-                Some(sets::decode(&v.data)?.into_iter().map(|m| (1.0, m)).collect())
+                Some(sets::members_of(ks, &v)?.into_iter().map(|m| (1.0, m)).collect())
             }
             Some(_) => return Ok(Err(Frame::error(WRONGTYPE))),
         });
@@ -334,7 +334,8 @@ impl ApplyBatch<'_> {
             WriteOp::ZMPop { keys, max, count } => self.pop_first_zset(keys, max, count, false),
             WriteOp::BZPop { keys, max } => self.pop_first_zset(keys, max, 1, true),
             WriteOp::ZCombineStore { op, destination, keys, weights, aggregate } => {
-                let inputs = match live_inputs(&keys, |key| self.live(key))? {
+                let values = keys.iter().map(|key| self.live(key)).collect::<Result<Vec<_>>>()?;
+                let inputs = match live_inputs(self, values)? {
                     Err(wrongtype) => return Ok(wrongtype),
                     Ok(inputs) => inputs,
                 };
@@ -504,7 +505,8 @@ pub(super) fn read_zset(ks: &dyn KeyRead, q: &ReadQuery, now: i64) -> Result<Fra
         ReadQuery::ZCombine { keys, .. }
         | ReadQuery::ZInterCard { keys, .. }
         | ReadQuery::ZCombineError { keys, .. } => {
-            let inputs = match live_inputs(keys, live)? {
+            let values = keys.iter().map(live).collect::<Result<Vec<_>>>()?;
+            let inputs = match live_inputs(ks, values)? {
                 Err(wrongtype) => return Ok(wrongtype),
                 Ok(inputs) => inputs,
             };
