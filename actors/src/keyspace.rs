@@ -1497,6 +1497,47 @@ mod tests {
         }
     }
 
+    /// Drives two keyspaces through the same 60 random sequences of `step`s: one whose
+    /// collections leave their single record under `limits` (drawn per seed, small, so that
+    /// parts are made, grown, shrunk and dropped all the time), and one that keeps every
+    /// collection whole. Checks, batch by batch, that both answer alike (each reply through
+    /// `normalize`, which takes out what the layout may order differently), that the first's
+    /// records are sound, and that `whole` (a read of all of a key) agrees on each key.
+    pub(super) fn layouts_agree(
+        limits: impl Fn(&mut fastrand::Rng) -> Limits,
+        step: impl Fn(&mut fastrand::Rng) -> Queued,
+        normalize: impl Fn(&Queued, Frame) -> Frame,
+        whole: impl Fn(Bytes) -> ReadQuery,
+    ) {
+        let kept_whole = Limits { chunk_elements: u32::MAX, whole_fields: usize::MAX, ..Limits::default() };
+        for seed in 0..60 {
+            let mut rng = fastrand::Rng::with_seed(seed);
+            let limits = limits(&mut rng);
+            let (mut parted, mut whole_only) = (Replica::new(limits), Replica::new(kept_whole));
+            let mut index = 1;
+            for _ in 0..60 {
+                let steps: Vec<Queued> = (0..rng.usize(1..8)).map(|_| step(&mut rng)).collect();
+                let answers = |replica: &mut Replica| -> Vec<Frame> {
+                    let replies = replica.apply(index, &steps);
+                    steps.iter().zip(replies).map(|(step, reply)| normalize(step, reply)).collect()
+                };
+                assert_eq!(
+                    answers(&mut parted),
+                    answers(&mut whole_only),
+                    "seed {seed}, {limits:?}: {steps:?}"
+                );
+                index += steps.len() as u64;
+                parted.check_records();
+                for key in ["a", "b", "c"] {
+                    let query = whole(Bytes::from(key));
+                    let read =
+                        |replica: &Replica| normalize(&Queued::Read(query.clone()), replica.read(&query));
+                    assert_eq!(read(&parted), read(&whole_only), "seed {seed}: {key}");
+                }
+            }
+        }
+    }
+
     /// A RocksDB with the keyspace's column family, in a directory that lives as long as it.
     pub(super) fn kv_db() -> (tempfile::TempDir, DB) {
         let dir = tempfile::tempdir().unwrap();

@@ -11,18 +11,15 @@
 //! empty bucket is not stored. A hash that shrinks to [`WHOLE_AGAIN`] fields is stored whole
 //! again. A write changes the hash or set through an [`Editing`], which reads each bucket it
 //! needs once and writes nothing until [`ApplyBatch::save_items`].
-//!
-//! The directory's payload starts with `u32::MAX` where a whole record's starts with its
-//! element count, which can never be that large.
 
 use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes};
 
-use super::parts::{part_key, Parts, PartsId};
+use super::parts::{damaged, directory_fields, directory_header, part_key, Parts, PartsId};
 use super::{ApplyBatch, KeyRead, MAX_STRING_LEN, TOO_BIG_COLLECTION};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::resp::Frame;
 
 /// A hash of more fields than this is stored in buckets (Redis's `hash-max-listpack-entries`).
@@ -33,7 +30,6 @@ pub(super) const WHOLE_AGAIN: u64 = 32;
 /// quarter of it.
 pub(super) const BUCKET_LOAD: u64 = 64;
 
-const DIRECTORY_MARK: u32 = u32::MAX;
 const DIRECTORY_LEN: usize = 33;
 
 /// A large hash's record: how many buckets it has and how many fields they hold.
@@ -60,31 +56,18 @@ impl Buckets {
 
     /// The directory a hash record's payload holds; none if the payload is a whole hash.
     pub(super) fn decode(data: &[u8]) -> Result<Option<Buckets>> {
-        if data.get(..4) != Some(&DIRECTORY_MARK.to_be_bytes()[..]) {
+        let Some((id, mut r)) = directory_fields(data, DIRECTORY_LEN, "bucket")? else {
             return Ok(None);
-        }
-        let corrupt = || Error::Corrupt(format!("hash directory of {} bytes", data.len()));
-        if data.len() != DIRECTORY_LEN {
-            return Err(corrupt());
-        }
-        let mut r = &data[4..];
-        let buckets = Buckets {
-            id: PartsId { index: r.get_u64(), n: r.get_u32() },
-            level: r.get_u8(),
-            split: r.get_u64(),
-            len: r.get_u64(),
         };
+        let buckets = Buckets { id, level: r.get_u8(), split: r.get_u64(), len: r.get_u64() };
         if buckets.level >= 63 || buckets.split >= 1u64 << buckets.level {
-            return Err(corrupt());
+            return Err(damaged("bucket", data));
         }
         Ok(Some(buckets))
     }
 
     pub(super) fn encode(&self) -> Bytes {
-        let mut out = BytesMut::with_capacity(DIRECTORY_LEN);
-        out.put_u32(DIRECTORY_MARK);
-        out.put_u64(self.id.index);
-        out.put_u32(self.id.n);
+        let mut out = directory_header(self.id, DIRECTORY_LEN);
         out.put_u8(self.level);
         out.put_u64(self.split);
         out.put_u64(self.len);
@@ -308,6 +291,21 @@ impl ApplyBatch<'_> {
         Ok(())
     }
 
+    /// [`Self::save_items`], then `reply`, or the error of a record too large.
+    pub(super) fn save_items_then<T: Items>(
+        &mut self,
+        kind: u8,
+        key: Bytes,
+        editing: Editing<T>,
+        expires: u64,
+        reply: Frame,
+    ) -> Result<Frame> {
+        Ok(match self.save_items(key, kind, editing, expires)? {
+            Ok(()) => reply,
+            Err(too_big) => too_big,
+        })
+    }
+
     /// Stores the hash or set (of `kind`) at `key` as a write left it (one left empty is
     /// deleted): a whole record that outgrew it goes into buckets, buckets grow or shrink with
     /// the items, and one in buckets that shrank to [`WHOLE_AGAIN`] items is stored whole again.
@@ -361,7 +359,7 @@ impl ApplyBatch<'_> {
 mod tests {
     use super::*;
     use crate::command::{ExpireCond, Expiry, HashPart, Queued, ReadQuery, WriteOp};
-    use crate::keyspace::tests::Replica;
+    use crate::keyspace::tests::layouts_agree;
     use crate::keyspace::Limits;
     use crate::resp::Frame;
 
@@ -445,46 +443,24 @@ mod tests {
         }
     }
 
-    /// Hashes in buckets, with limits that make them split, merge and go back and forth between
-    /// buckets and a whole record all the time, answer every hash command as whole hashes do.
+    /// Small buckets, split, merged and made whole again all the time.
+    fn small_buckets(rng: &mut fastrand::Rng) -> Limits {
+        Limits {
+            whole_fields: rng.usize(1..6),
+            whole_again: rng.u64(0..3),
+            bucket_load: rng.u64(1..5),
+            ..Limits::default()
+        }
+    }
+
+    /// Hashes in buckets answer every hash command as whole hashes do (but for the order of
+    /// their fields).
     #[test]
     fn hashes_in_buckets_answer_as_whole_hashes_do() {
-        for seed in 0..60 {
-            let mut rng = fastrand::Rng::with_seed(seed);
-            let limits = Limits {
-                whole_fields: rng.usize(1..6),
-                whole_again: rng.u64(0..3),
-                bucket_load: rng.u64(1..5),
-                ..Limits::default()
-            };
-            let whole_limits = Limits { whole_fields: usize::MAX, ..Limits::default() };
-            let (mut bucketed, mut whole) = (Replica::new(limits), Replica::new(whole_limits));
-            let mut index = 1;
-            for _ in 0..60 {
-                let steps: Vec<Queued> = (0..rng.usize(1..8)).map(|_| random_step(&mut rng)).collect();
-                let normalize = |replies: Vec<Frame>| -> Vec<Frame> {
-                    steps.iter().zip(replies).map(|(step, reply)| unordered(step, reply)).collect()
-                };
-                let replies = normalize(bucketed.apply(index, &steps));
-                assert_eq!(
-                    replies,
-                    normalize(whole.apply(index, &steps)),
-                    "seed {seed}, {limits:?}: {steps:?}"
-                );
-                index += steps.len() as u64;
-                bucketed.check_records();
-                for key in ["a", "b", "c"] {
-                    let all =
-                        Queued::Read(ReadQuery::HGetAll { key: Bytes::from(key), part: HashPart::Pairs });
-                    let Queued::Read(query) = &all else { unreachable!() };
-                    assert_eq!(
-                        unordered(&all, bucketed.read(query)),
-                        unordered(&all, whole.read(query)),
-                        "seed {seed}: {key}"
-                    );
-                }
-            }
-        }
+        layouts_agree(small_buckets, random_step, unordered, |key| ReadQuery::HGetAll {
+            key,
+            part: HashPart::Pairs,
+        });
     }
 
     /// A random set command (or, now and then, another command on the same keys).
@@ -535,32 +511,8 @@ mod tests {
     /// is read in byte order, so even SPOP and SRANDMEMBER pick the same.
     #[test]
     fn sets_in_buckets_answer_as_whole_sets_do() {
-        for seed in 0..60 {
-            let mut rng = fastrand::Rng::with_seed(seed);
-            let limits = Limits {
-                whole_fields: rng.usize(1..6),
-                whole_again: rng.u64(0..3),
-                bucket_load: rng.u64(1..5),
-                ..Limits::default()
-            };
-            let whole_limits = Limits { whole_fields: usize::MAX, ..Limits::default() };
-            let (mut bucketed, mut whole) = (Replica::new(limits), Replica::new(whole_limits));
-            let mut index = 1;
-            for _ in 0..60 {
-                let steps: Vec<Queued> = (0..rng.usize(1..8)).map(|_| random_set_step(&mut rng)).collect();
-                let replies = bucketed.apply(index, &steps);
-                assert_eq!(replies, whole.apply(index, &steps), "seed {seed}, {limits:?}: {steps:?}");
-                index += steps.len() as u64;
-                bucketed.check_records();
-                for key in ["a", "b", "c"] {
-                    let all = ReadQuery::SCombine {
-                        op: crate::command::SetOp::Union,
-                        keys: vec![Bytes::from(key)],
-                    };
-                    assert_eq!(bucketed.read(&all), whole.read(&all), "seed {seed}: {key}");
-                }
-            }
-        }
+        let all = |key| ReadQuery::SCombine { op: crate::command::SetOp::Union, keys: vec![key] };
+        layouts_agree(small_buckets, random_set_step, |_, reply| reply, all);
     }
 
     #[test]

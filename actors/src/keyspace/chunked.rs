@@ -10,16 +10,14 @@
 //! end reads and writes the chunk at that end and the directory, whatever the list's length.
 //!
 //! Chunks are the list's *parts* ([`super::parts`]): records of the same family, after every
-//! key's, named by an id that a RENAME keeps and a COPY replaces.
-//!
-//! The directory's payload starts with `u32::MAX` where an unchunked list's starts with its
-//! element count, which can never be that large (the record would be over 16 GiB).
+//! key's, named by an id that a RENAME keeps and a COPY replaces; the directory's payload starts
+//! with the mark that tells it from a whole list's.
 
 use std::collections::VecDeque;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes};
 
-use super::parts::{part_key, PartsId};
+use super::parts::{damaged, directory_fields, directory_header, part_key, PartsId};
 use super::{decode_elements, encode_elements, encoded_elements_len, ApplyBatch, KeyRead};
 use super::{MAX_STRING_LEN, TOO_BIG_COLLECTION};
 use crate::error::{Error, Result};
@@ -29,8 +27,6 @@ use crate::resp::Frame;
 /// whole. Each directory records its own, so this may change without touching stored lists.
 pub(super) const CHUNK_ELEMENTS: u32 = 128;
 
-/// Marks a list record's payload as a directory.
-const DIRECTORY_MARK: u32 = u32::MAX;
 const DIRECTORY_LEN: usize = 44;
 /// The number of a new chunked list's head chunk: room to grow either way.
 const FIRST_CHUNK: u64 = 1 << 62;
@@ -52,16 +48,11 @@ pub(super) struct Directory {
 impl Directory {
     /// The directory a list record's payload holds; none if the payload is a whole list.
     pub(super) fn decode(data: &[u8]) -> Result<Option<Directory>> {
-        if data.get(..4) != Some(&DIRECTORY_MARK.to_be_bytes()[..]) {
+        let Some((id, mut r)) = directory_fields(data, DIRECTORY_LEN, "list")? else {
             return Ok(None);
-        }
-        let corrupt = || Error::Corrupt(format!("list directory of {} bytes", data.len()));
-        if data.len() != DIRECTORY_LEN {
-            return Err(corrupt());
-        }
-        let mut r = &data[4..];
+        };
         let directory = Directory {
-            id: PartsId { index: r.get_u64(), n: r.get_u32() },
+            id,
             cap: r.get_u32(),
             first: r.get_u64(),
             last: r.get_u64(),
@@ -74,16 +65,13 @@ impl Directory {
             && lens.contains(&directory.last_len)
             && (directory.first != directory.last || directory.first_len == directory.last_len);
         if !valid {
-            return Err(corrupt());
+            return Err(damaged("list", data));
         }
         Ok(Some(directory))
     }
 
     pub(super) fn encode(&self) -> Bytes {
-        let mut out = BytesMut::with_capacity(DIRECTORY_LEN);
-        out.put_u32(DIRECTORY_MARK);
-        out.put_u64(self.id.index);
-        out.put_u32(self.id.n);
+        let mut out = directory_header(self.id, DIRECTORY_LEN);
         out.put_u32(self.cap);
         out.put_u64(self.first);
         out.put_u64(self.last);
@@ -322,7 +310,7 @@ impl ApplyBatch<'_> {
 mod tests {
     use super::*;
     use crate::command::{ExpireCond, Expiry, Queued, ReadQuery, WriteOp};
-    use crate::keyspace::tests::Replica;
+    use crate::keyspace::tests::layouts_agree;
     use crate::keyspace::Limits;
 
     /// A random list command (or, now and then, another command on the same keys).
@@ -395,30 +383,12 @@ mod tests {
     /// stored whole do, batch by batch, read inside the batch and from the database after it.
     #[test]
     fn chunked_lists_answer_as_whole_lists_do() {
-        for seed in 0..60 {
-            let mut rng = fastrand::Rng::with_seed(seed);
-            let chunk_elements = rng.u32(1..=5);
-            let (mut chunked, mut whole) = (
-                Replica::new(Limits { chunk_elements, ..Limits::default() }),
-                Replica::new(Limits { chunk_elements: u32::MAX, ..Limits::default() }),
-            );
-            let mut index = 1;
-            for _ in 0..60 {
-                let steps: Vec<Queued> = (0..rng.usize(1..8)).map(|_| random_step(&mut rng)).collect();
-                let replies = chunked.apply(index, &steps);
-                assert_eq!(
-                    replies,
-                    whole.apply(index, &steps),
-                    "seed {seed}, chunks of {chunk_elements}: {steps:?}"
-                );
-                index += steps.len() as u64;
-                chunked.check_records();
-                for key in ["a", "b", "c"] {
-                    let all = ReadQuery::LRange { key: Bytes::from(key), start: 0, stop: -1 };
-                    assert_eq!(chunked.read(&all), whole.read(&all), "seed {seed}: {key}");
-                }
-            }
-        }
+        layouts_agree(
+            |rng| Limits { chunk_elements: rng.u32(1..=5), ..Limits::default() },
+            random_step,
+            |_, reply| reply,
+            |key| ReadQuery::LRange { key, start: 0, stop: -1 },
+        );
     }
 
     #[test]

@@ -212,10 +212,7 @@ impl ApplyBatch<'_> {
             }
             other => unreachable!("not a hash write: {other:?}"),
         };
-        Ok(match self.save_items(key, KIND_HASH, fields, expires)? {
-            Ok(()) => reply,
-            Err(too_big) => too_big,
-        })
+        self.save_items_then(KIND_HASH, key, fields, expires, reply)
     }
 }
 

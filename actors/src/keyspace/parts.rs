@@ -12,7 +12,7 @@
 
 use std::ops::RangeInclusive;
 
-use bytes::Bytes;
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::buckets::Buckets;
 use super::chunked::Directory;
@@ -20,7 +20,7 @@ use super::hashes::KIND_HASH;
 use super::lists::KIND_LIST;
 use super::sets::KIND_SET;
 use super::{ApplyBatch, KeyRead, Value};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// The first byte of every part's RocksDB key.
 const PART_RECORD: u8 = 1;
@@ -40,6 +40,42 @@ pub(super) fn part_key(id: PartsId, number: u64) -> Vec<u8> {
     key.extend_from_slice(&id.n.to_be_bytes());
     key.extend_from_slice(&number.to_be_bytes());
     key
+}
+
+/// Starts the payload of a record that holds a directory of parts, where a whole collection's
+/// payload starts with its element count: that count can never be `u32::MAX` (the record would
+/// be over 16 GiB).
+const DIRECTORY_MARK: u32 = u32::MAX;
+
+/// A directory's payload of `len` bytes so far: the mark and the parts' id.
+pub(super) fn directory_header(id: PartsId, len: usize) -> BytesMut {
+    let mut out = BytesMut::with_capacity(len);
+    out.put_u32(DIRECTORY_MARK);
+    out.put_u64(id.index);
+    out.put_u32(id.n);
+    out
+}
+
+/// The parts' id and the rest of a directory's payload, if `data` (a record's payload) is a
+/// directory of `len` bytes; none if it is a whole collection's payload.
+pub(super) fn directory_fields<'a>(
+    data: &'a [u8],
+    len: usize,
+    what: &str,
+) -> Result<Option<(PartsId, &'a [u8])>> {
+    if data.get(..4) != Some(&DIRECTORY_MARK.to_be_bytes()[..]) {
+        return Ok(None);
+    }
+    if data.len() != len {
+        return Err(damaged(what, data));
+    }
+    let mut rest = &data[4..];
+    Ok(Some((PartsId { index: rest.get_u64(), n: rest.get_u32() }, rest)))
+}
+
+/// The error for a directory (`what`: a list's, a hash's ...) that makes no sense.
+pub(super) fn damaged(what: &str, data: &[u8]) -> Error {
+    Error::Corrupt(format!("{what} directory of {} bytes", data.len()))
 }
 
 /// What a value's record says about its parts.

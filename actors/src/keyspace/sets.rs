@@ -171,20 +171,6 @@ impl ApplyBatch<'_> {
             .map(|found| found.map(|(l, e)| (Editing::new(l), e))))
     }
 
-    /// [`Self::save_items`] of a set, then `reply`, or the error of a record too large.
-    fn save_set_then(
-        &mut self,
-        key: Bytes,
-        set: Editing<Members>,
-        expires: u64,
-        reply: Frame,
-    ) -> Result<Frame> {
-        Ok(match self.save_items(key, KIND_SET, set, expires)? {
-            Ok(()) => reply,
-            Err(too_big) => too_big,
-        })
-    }
-
     /// Applies a set write ([`WriteOp::SAdd`] and the others after it).
     pub(super) fn write_set(&mut self, op: WriteOp) -> Result<Frame> {
         match op {
@@ -200,7 +186,7 @@ impl ApplyBatch<'_> {
                 if added == 0 {
                     return Ok(Frame::Integer(0));
                 }
-                self.save_set_then(key, set, expires, Frame::Integer(added))
+                self.save_items_then(KIND_SET, key, set, expires, Frame::Integer(added))
             }
             WriteOp::SRem { key, members: gone } => {
                 let (mut set, expires) = match self.live_set(&key)? {
@@ -215,7 +201,7 @@ impl ApplyBatch<'_> {
                 if removed == 0 {
                     return Ok(Frame::Integer(0));
                 }
-                self.save_set_then(key, set, expires, Frame::Integer(removed))
+                self.save_items_then(KIND_SET, key, set, expires, Frame::Integer(removed))
             }
             WriteOp::SMove { from, to, member } => {
                 let (mut source, source_expires) = match self.live_set(&from)? {
@@ -240,7 +226,7 @@ impl ApplyBatch<'_> {
                         return Ok(too_big);
                     }
                 }
-                self.save_set_then(from, source, source_expires, Frame::Integer(1))
+                self.save_items_then(KIND_SET, from, source, source_expires, Frame::Integer(1))
             }
             WriteOp::SPop { key, count, seed } => {
                 let (layout, expires) =
@@ -272,7 +258,7 @@ impl ApplyBatch<'_> {
                     None => Frame::Bulk(picked.into_iter().next().expect("one member was picked")),
                     Some(_) => Frame::Set(bulks(picked)),
                 };
-                self.save_set_then(key, set, expires, reply)
+                self.save_items_then(KIND_SET, key, set, expires, reply)
             }
             WriteOp::SCombineStore { op, destination, keys } => {
                 let values = keys.iter().map(|key| self.live(key)).collect::<Result<Vec<_>>>()?;
@@ -283,7 +269,7 @@ impl ApplyBatch<'_> {
                 let result = combine(op, sets);
                 let stored = result.len() as i64;
                 // The result replaces whatever the destination held, expiry included.
-                self.save_set_then(destination, Editing::Whole(result), 0, Frame::Integer(stored))
+                self.save_items_then(KIND_SET, destination, Editing::Whole(result), 0, Frame::Integer(stored))
             }
             other => unreachable!("not a set write: {other:?}"),
         }
