@@ -6,7 +6,8 @@
 //! - a client pipelining 100 k commands without reading replies does not grow the node's
 //!   memory without bound (the node stops reading from it), other clients are served
 //!   meanwhile, and once it reads it gets every reply, in order;
-//! - a client whose unread replies pass the output limit is disconnected, and logged;
+//! - a client whose unread replies pass the output limit is disconnected, and logged; so is a
+//!   subscriber that never reads the messages published to it, and its node forgets it;
 //! - 10 k idle connections do not stall other clients;
 //! - a thousand clients blocked in BLPOP do not stall other clients, and once gone are
 //!   forgotten (a later push stays in its list);
@@ -323,6 +324,51 @@ fn a_client_whose_unread_replies_pass_the_output_limit_is_disconnected() {
     assert!(
         received.len() < GETS * VALUE_LEN,
         "the client got all {} bytes of its replies; it should have been cut off",
+        received.len()
+    );
+}
+
+/// Messages travel to a subscriber's node through the log, whatever the subscriber does: one that
+/// never reads them is cut off at the output limit, like a client that never reads its replies,
+/// and its node forgets its subscription.
+#[test]
+fn a_subscriber_that_never_reads_is_disconnected_at_the_output_limit_and_forgotten() {
+    const MESSAGE_LEN: usize = 4 << 20;
+    const MOST_MESSAGES: usize = 48;
+    let mut cluster = Cluster::launch(3);
+    let leader = cluster.wait_for_leader(LEADER_TIMEOUT);
+    let follower = cluster.ids().into_iter().find(|&id| id != leader).expect("a follower");
+    let numsub = |cluster: &Cluster| -> i64 {
+        let reply: Vec<Value> =
+            redis::cmd("PUBSUB").arg("NUMSUB").arg("firehose").query(&mut cluster.client(follower)).unwrap();
+        redis::from_redis_value(reply[1].clone()).unwrap()
+    };
+    let mut subscriber = cluster.raw_client(follower);
+    subscriber.write_all(&encode_request(&[b"SUBSCRIBE", b"firehose"])).unwrap();
+    wait_until(Duration::from_secs(20), "the subscription to be registered", || numsub(&cluster) == 1);
+
+    // Messages of 4 MiB published through the leader, never read: past the 64 MiB limit.
+    let log = cluster.log_path(follower).to_path_buf();
+    let cut_off =
+        || std::fs::read_to_string(&log).unwrap_or_default().contains("output buffer limit reached");
+    let mut publisher = cluster.client(leader);
+    let message = vec![b'm'; MESSAGE_LEN];
+    let mut published = 0;
+    while published < MOST_MESSAGES && !cut_off() {
+        let _: i64 = redis::cmd("PUBLISH").arg("firehose").arg(&message).query(&mut publisher).unwrap();
+        published += 1;
+    }
+    wait_until(Duration::from_secs(20), "the subscriber's node to log the output limit", cut_off);
+    assert_served_promptly(&cluster, follower, "a subscriber was over its output limit");
+    wait_until(Duration::from_secs(20), "the node to forget the subscription", || numsub(&cluster) == 0);
+    let reached: i64 = redis::cmd("PUBLISH").arg("firehose").arg("after").query(&mut publisher).unwrap();
+    assert_eq!(reached, 0, "no subscriber on the publisher's node");
+
+    // The subscriber reads now: part of its messages, then the end of the connection.
+    let received = read_until_closed(&mut subscriber, Duration::from_secs(20));
+    assert!(
+        received.len() < published * MESSAGE_LEN,
+        "the subscriber got all {} bytes of its messages; it should have been cut off",
         received.len()
     );
 }
