@@ -253,6 +253,9 @@ pub struct Session {
     /// subscribed, which is the order Redis unsubscribes them in).
     channels: BTreeSet<Bytes>,
     patterns: Vec<Bytes>,
+    /// The size of the messages delivered while an earlier request was unanswered (a RESP3
+    /// subscriber blocked in BLPOP): they wait behind its reply, and must not wait unbounded.
+    held_messages: usize,
 }
 
 impl Session {
@@ -310,6 +313,7 @@ impl Session {
                 address: None,
                 channels: BTreeSet::new(),
                 patterns: Vec::new(),
+                held_messages: 0,
             }
         });
     }
@@ -391,6 +395,9 @@ impl Session {
         }
         if !replies.is_empty() {
             let _ = self.out.send(Outbound::Replies(replies));
+        }
+        if self.completed.is_empty() {
+            self.held_messages = 0;
         }
         self.update_pending();
         if self.input_closed && self.next_reply == self.next_request && self.backlog.is_empty() {
@@ -1140,10 +1147,26 @@ impl Handler<Deliver> for Session {
     type Result = ();
 
     /// A message published to a channel this connection listens to: written after the
-    /// replies to the requests read before it.
+    /// replies to the requests read before it. Messages held behind an unanswered request
+    /// count against the output limit, like replies the client does not read.
     fn handle(&mut self, Deliver(message): Deliver, ctx: &mut Context<Self>) {
         let seq = self.next_request;
         self.next_request += 1;
+        if self.next_reply < seq {
+            self.held_messages += message.wire_size();
+            if self.held_messages > OUTPUT_HARD_LIMIT {
+                warn!(
+                    client = self.id,
+                    peer = %self.peer,
+                    held_bytes = self.held_messages,
+                    limit = OUTPUT_HARD_LIMIT,
+                    "messages for a subscriber wait behind its unanswered request: output buffer limit \
+                     reached; closing the connection"
+                );
+                self.writer.abort();
+                return ctx.stop();
+            }
+        }
         self.complete(seq, message, After::Continue, ctx);
     }
 }

@@ -467,3 +467,33 @@ async fn a_subscribed_session_gets_its_messages_between_its_replies_as_redis_sen
     read_expected(&mut subscriber, b">3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$1\r\nm\r\n").await;
     node.shutdown().await;
 }
+
+#[actix_rt::test]
+async fn messages_held_behind_a_blocked_request_count_against_the_output_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = single_node(dir.path()).await;
+    wait_for_leadership(&node).await;
+    // A RESP3 subscriber may send any command: it blocks, and its messages wait behind BLPOP.
+    let mut subscriber = TcpStream::connect(node.redis_addr).await.unwrap();
+    subscriber.write_all(b"HELLO 3\r\nSUBSCRIBE c\r\nBLPOP nothing 0\r\n").await.unwrap();
+    wait_for_blocked(&node, 1).await;
+    let message = "m".repeat(4 << 20);
+    let numsub = || execute(&node, &["PUBSUB", "NUMSUB", "c"]);
+    let mut published = 0;
+    while numsub().await == Frame::Array(vec![Frame::bulk("c"), Frame::Integer(1)]) {
+        assert!(published < 40, "160 MiB of messages held and the subscriber still connected");
+        assert_eq!(execute(&node, &["PUBLISH", "c", &message]).await, Frame::Integer(1));
+        published += 1;
+    }
+    // Sixteen messages of a little over 4 MiB pass 64 MiB.
+    assert_eq!(published, 16, "cut off past the limit, not before");
+    // What it was sent before it blocked, then the end of the connection.
+    let mut received = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), subscriber.read_to_end(&mut received))
+        .await
+        .expect("the connection is closed")
+        .unwrap_or_default();
+    assert!(received.len() < 64 << 10, "no message reached it: {} bytes", received.len());
+    wait_for_blocked(&node, 0).await; // it no longer waits
+    node.shutdown().await;
+}
