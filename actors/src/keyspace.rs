@@ -410,6 +410,18 @@ impl Default for Limits {
     }
 }
 
+/// Whether a write's collection was stored: `Err` is the reply to a record too large, and then
+/// nothing of it was.
+type Stored = std::result::Result<(), Frame>;
+
+/// `reply`, if the write's collection was stored; else the refusal.
+fn or_refusal(stored: Stored, reply: Frame) -> Frame {
+    match stored {
+        Ok(()) => reply,
+        Err(too_big) => too_big,
+    }
+}
+
 /// A list or sorted set that a batch of writes left with elements: clients blocked on it
 /// (BLPOP, BZPOPMIN ...) may pop now.
 #[derive(Debug, Clone, PartialEq)]
@@ -579,7 +591,7 @@ impl<'a> ApplyBatch<'a> {
         kind: u8,
         data: Option<Bytes>,
         expires_at_ms: u64,
-    ) -> Result<std::result::Result<(), Frame>> {
+    ) -> Result<Stored> {
         let Some(data) = data else {
             self.delete(&key)?;
             return Ok(Ok(()));
@@ -600,10 +612,7 @@ impl<'a> ApplyBatch<'a> {
         expires_at_ms: u64,
         reply: Frame,
     ) -> Result<Frame> {
-        Ok(match self.put_collection(key, kind, data, expires_at_ms)? {
-            Ok(()) => reply,
-            Err(too_big) => too_big,
-        })
+        Ok(or_refusal(self.put_collection(key, kind, data, expires_at_ms)?, reply))
     }
 
     /// Deletes `key` if it is alive; true if it was.

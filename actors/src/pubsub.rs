@@ -64,11 +64,14 @@ impl Subscriptions {
     /// `client` stops listening to `names`.
     pub fn unsubscribe(&mut self, client: u64, names: &[Bytes], pattern: bool) {
         let Some(own) = self.clients.get_mut(&client) else { return };
+        let (mine, table) = match pattern {
+            false => (&mut own.0, &mut self.channels),
+            true => (&mut own.1, &mut self.patterns),
+        };
         for name in names {
-            match pattern {
-                false => own.0.remove(name) && remove_listener(&mut self.channels, name, client),
-                true => own.1.remove(name) && remove_listener(&mut self.patterns, name, client),
-            };
+            if mine.remove(name) {
+                remove_listener(table, name, client);
+            }
         }
         if own.0.is_empty() && own.1.is_empty() {
             self.clients.remove(&client);
@@ -151,13 +154,12 @@ impl Subscriptions {
     }
 }
 
-/// Removes `client` from the listeners of `name`, and `name` once no one listens; true if it
-/// was listening.
-fn remove_listener(table: &mut Table, name: &Bytes, client: u64) -> bool {
-    let Some(listeners) = table.get_mut(name) else { return false };
-    let removed = listeners.remove(&client).is_some();
-    if listeners.is_empty() {
-        table.remove(name);
+/// Removes `client` from the listeners of `name`, and `name` once no one listens.
+fn remove_listener(table: &mut Table, name: &Bytes, client: u64) {
+    if let Some(listeners) = table.get_mut(name) {
+        listeners.remove(&client);
+        if listeners.is_empty() {
+            table.remove(name);
+        }
     }
-    removed
 }

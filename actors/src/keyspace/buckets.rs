@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use bytes::{Buf, BufMut, Bytes};
 
 use super::parts::{damaged, directory_fields, directory_header, part_key, Parts, PartsId};
-use super::{ApplyBatch, KeyRead, MAX_STRING_LEN, TOO_BIG_COLLECTION};
+use super::{or_refusal, ApplyBatch, KeyRead, Stored, MAX_STRING_LEN, TOO_BIG_COLLECTION};
 use crate::error::Result;
 use crate::resp::Frame;
 
@@ -300,10 +300,7 @@ impl ApplyBatch<'_> {
         expires: u64,
         reply: Frame,
     ) -> Result<Frame> {
-        Ok(match self.save_items(key, kind, editing, expires)? {
-            Ok(()) => reply,
-            Err(too_big) => too_big,
-        })
+        Ok(or_refusal(self.save_items(key, kind, editing, expires)?, reply))
     }
 
     /// Stores the hash or set (of `kind`) at `key` as a write left it (one left empty is
@@ -316,7 +313,7 @@ impl ApplyBatch<'_> {
         kind: u8,
         editing: Editing<T>,
         expires: u64,
-    ) -> Result<std::result::Result<(), Frame>> {
+    ) -> Result<Stored> {
         let data = match editing {
             Editing::Whole(items) if items.count() > self.limits.whole_fields => {
                 match self.spread_into_buckets(items)? {

@@ -13,7 +13,9 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 
 use super::chunked::{read_end, read_range, Directory};
-use super::{decode_elements, encode_elements, read_collection, ApplyBatch, Collection, KeyRead};
+use super::{
+    decode_elements, encode_elements, or_refusal, read_collection, ApplyBatch, Collection, KeyRead, Stored,
+};
 use crate::command::{ReadQuery, WriteOp};
 use crate::error::Result;
 use crate::resp::Frame;
@@ -113,12 +115,7 @@ impl ApplyBatch<'_> {
 
     /// Pushes `elements` one by one at the head (`left`) or the tail. `Err` is the reply to a
     /// chunk too large, and then nothing has changed.
-    fn push_list(
-        &mut self,
-        layout: &mut Layout,
-        elements: Vec<Bytes>,
-        left: bool,
-    ) -> Result<std::result::Result<(), Frame>> {
+    fn push_list(&mut self, layout: &mut Layout, elements: Vec<Bytes>, left: bool) -> Result<Stored> {
         match layout {
             Layout::Chunked(directory) => self.push_chunked(directory, elements, left),
             Layout::Whole(list) => {
@@ -157,12 +154,7 @@ impl ApplyBatch<'_> {
 
     /// Stores the list at `key` (a list left empty is deleted); a whole list longer than a
     /// chunk is chunked. `Err` is the reply to a record too large, and then nothing is stored.
-    fn save_list(
-        &mut self,
-        key: Bytes,
-        layout: Layout,
-        expires: u64,
-    ) -> Result<std::result::Result<(), Frame>> {
+    fn save_list(&mut self, key: Bytes, layout: Layout, expires: u64) -> Result<Stored> {
         let data = match layout {
             Layout::Whole(list) if list.len() > self.limits.chunk_elements as usize => {
                 match self.chunk_list(list.into())? {
@@ -178,10 +170,7 @@ impl ApplyBatch<'_> {
 
     /// [`Self::save_list`], then `reply`, or the error of a record too large.
     fn save_list_then(&mut self, key: Bytes, layout: Layout, expires: u64, reply: Frame) -> Result<Frame> {
-        Ok(match self.save_list(key, layout, expires)? {
-            Ok(()) => reply,
-            Err(too_big) => too_big,
-        })
+        Ok(or_refusal(self.save_list(key, layout, expires)?, reply))
     }
 
     /// Applies a list write ([`WriteOp::Push`] and the others after it). LMPOP, BLPOP and BRPOP
