@@ -1687,7 +1687,7 @@ fn random_command(rng: &mut Rng, in_multi: bool) -> String {
     let v = rng.pick(VALUES);
     let v = if v.is_empty() { "\"\"" } else { v };
     let (f, f2) = (rng.pick(FIELDS), rng.pick(FIELDS));
-    match rng.next() % 78 {
+    match rng.next() % 81 {
         0 => format!("SET {k} {v}"),
         1 => {
             let opt = rng.pick(&[
@@ -1894,6 +1894,72 @@ fn random_command(rng: &mut Rng, in_multi: bool) -> String {
                 6 if !in_multi => "SINTER bigs0 bigs1".to_owned(),
                 7 if !in_multi => format!("SMEMBERS {s}"),
                 _ => format!("SCARD {s}"),
+            }
+        }
+        // Sorted sets larger than Redis's listpack (raft-kv stores those as trees), and one
+        // whose members all score 0, for ranges by member.
+        78 => {
+            let (z, zero) = match rng.next() % 3 {
+                0 => ("bigzl", true),
+                _ => (rng.pick(&["bigz0", "bigz1"]), false),
+            };
+            let pairs: Vec<String> = (0..100 + rng.next() % 100)
+                .map(|_| {
+                    let score = if zero { 0 } else { (rng.next() % 101) as i64 - 50 };
+                    format!("{score} z{}", rng.next() % 300)
+                })
+                .collect();
+            format!(
+                "ZADD {z} {} {}",
+                rng.pick(&["", "", "CH", "NX", "XX CH", "GT CH", "LT"]),
+                pairs.join(" ")
+            )
+        }
+        79 => {
+            let z = rng.pick(&["bigz0", "bigz1"]);
+            let m = |rng: &mut Rng| format!("z{}", rng.next() % 300);
+            let s =
+                |rng: &mut Rng| rng.pick(&["-inf", "+inf", "0", "(0", "-15", "(-15", "50", "(99", "12.5"]);
+            let r = |rng: &mut Rng| rng.pick(&["0", "1", "-1", "100", "-100", "130", "-130", "255"]);
+            match rng.next() % 14 {
+                0 => format!("ZSCORE {z} {}", m(rng)),
+                1 => format!("ZMSCORE {z} {} {} {}", m(rng), m(rng), m(rng)),
+                2 => format!("ZRANK {z} {}", m(rng)),
+                3 => format!("ZREVRANK {z} {}", m(rng)),
+                4 => format!("ZCOUNT {z} {} {}", s(rng), s(rng)),
+                5 => format!("ZRANGE {z} {} {} WITHSCORES", r(rng), r(rng)),
+                6 => format!("ZREVRANGE {z} {} {}", r(rng), r(rng)),
+                7 => {
+                    format!("ZRANGEBYSCORE {z} {} {} WITHSCORES LIMIT {} {}", s(rng), s(rng), r(rng), r(rng))
+                }
+                8 => format!("ZREVRANGEBYSCORE {z} {} {} LIMIT {} 7", s(rng), s(rng), r(rng)),
+                9 => format!("ZREM {z} {} {} {}", m(rng), m(rng), m(rng)),
+                10 => format!("ZINCRBY {z} {} {}", rng.pick(&["1", "-2.5", "40"]), m(rng)),
+                11 => format!("{} {z} {}", rng.pick(&["ZPOPMIN", "ZPOPMAX"]), rng.pick(&["", "3", "40"])),
+                12 => match rng.next() % 3 {
+                    0 => format!("ZREMRANGEBYSCORE {z} {} {}", s(rng), s(rng)),
+                    1 => format!("ZREMRANGEBYRANK {z} {} {}", r(rng), r(rng)),
+                    _ => format!("ZCARD {z}"),
+                },
+                _ => match rng.next() % 3 {
+                    0 => "ZINTERCARD 2 bigz0 bigz1".to_owned(),
+                    1 => format!(
+                        "ZUNIONSTORE bigz1 2 bigz0 {z} WEIGHTS 1 2 AGGREGATE {}",
+                        rng.pick(&["SUM", "MIN", "MAX"])
+                    ),
+                    _ => format!("ZRANGESTORE bigz0 {z} {} {} BYSCORE", s(rng), s(rng)),
+                },
+            }
+        }
+        80 => {
+            let m = |rng: &mut Rng| rng.pick(&["-", "+", "[z1", "(z1", "[z150", "(z2", "[z299", "[zz", "(a"]);
+            match rng.next() % 6 {
+                0 => format!("ZRANGEBYLEX bigzl {} {} LIMIT {} 20", m(rng), m(rng), rng.next() % 50),
+                1 => format!("ZREVRANGEBYLEX bigzl {} {}", m(rng), m(rng)),
+                2 => format!("ZLEXCOUNT bigzl {} {}", m(rng), m(rng)),
+                3 => format!("ZREMRANGEBYLEX bigzl {} {}", m(rng), m(rng)),
+                4 => format!("ZRANGE bigzl {} {} BYLEX REV LIMIT 2 9", m(rng), m(rng)),
+                _ => format!("ZRANK bigzl z{}", rng.next() % 300),
             }
         }
         _ => format!("UNLINK {k}"),

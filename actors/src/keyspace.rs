@@ -35,6 +35,7 @@ mod lists;
 mod parts;
 mod sets;
 mod zsets;
+mod ztree;
 
 use std::collections::HashMap;
 
@@ -89,11 +90,17 @@ impl XorShift {
 /// distinct ones (all of them, in order, if there are no more), with a negative one that many
 /// picks, repeats allowed (at most [`MAX_RANDOM_PICKS`]: `Err` is the reply to more).
 fn pick_random<T: Clone>(
-    mut items: Vec<T>,
+    items: Vec<T>,
     count: i64,
     rng: &mut XorShift,
 ) -> std::result::Result<Vec<T>, Frame> {
-    let len = items.len();
+    let positions = random_positions(items.len(), count, rng)?;
+    Ok(positions.into_iter().map(|at| items[at].clone()).collect())
+}
+
+/// The positions [`pick_random`] picks among `len` items, in the order it answers them; all of
+/// them, in order, for a count of at least `len`.
+fn random_positions(len: usize, count: i64, rng: &mut XorShift) -> std::result::Result<Vec<usize>, Frame> {
     if len == 0 || count == 0 {
         return Ok(Vec::new());
     }
@@ -103,18 +110,22 @@ fn pick_random<T: Clone>(
                 "ERR a negative count returns at most {MAX_RANDOM_PICKS} elements in raft-kv"
             )));
         }
-        return Ok((0..count.unsigned_abs()).map(|_| items[rng.below(len)].clone()).collect());
+        return Ok((0..count.unsigned_abs()).map(|_| rng.below(len)).collect());
     }
     if count as u64 >= len as u64 {
-        return Ok(items);
+        return Ok((0..len).collect());
     }
-    // A partial Fisher-Yates shuffle: the first `count` places get distinct items.
+    // A partial Fisher-Yates shuffle: the first `count` places get distinct items. Only the
+    // places a swap moved something to are remembered.
+    let mut moved: HashMap<usize, usize> = HashMap::new();
+    let mut picked = Vec::with_capacity(count as usize);
     for i in 0..count as usize {
         let j = i + rng.below(len - i);
-        items.swap(i, j);
+        let at_j = moved.get(&j).copied().unwrap_or(j);
+        moved.insert(j, moved.get(&i).copied().unwrap_or(i));
+        picked.push(at_j);
     }
-    items.truncate(count as usize);
-    Ok(items)
+    Ok(picked)
 }
 
 /// The type tag of the values a command of type `t` works on.
@@ -397,6 +408,9 @@ struct Limits {
     whole_again: u64,
     /// The average fields per bucket beyond which buckets grow (they shrink below a quarter).
     bucket_load: u64,
+    /// The most members of a sorted set tree's leaf, and children of its inner nodes
+    /// ([`ztree`]).
+    tree_node: usize,
 }
 
 impl Default for Limits {
@@ -406,6 +420,7 @@ impl Default for Limits {
             whole_fields: buckets::WHOLE_FIELDS,
             whole_again: buckets::WHOLE_AGAIN,
             bucket_load: buckets::BUCKET_LOAD,
+            tree_node: ztree::NODE_ENTRIES,
         }
     }
 }
@@ -516,7 +531,7 @@ impl<'a> ApplyBatch<'a> {
             self.count(&old, -1);
             if let Some(replaced) = Parts::of(&old)? {
                 if Parts::of(&value)?.is_none_or(|new| new.id() != replaced.id()) {
-                    self.drop_parts(&replaced);
+                    self.drop_parts(&replaced)?;
                 }
             }
         }
@@ -540,13 +555,13 @@ impl<'a> ApplyBatch<'a> {
                 continue;
             }
             let Some(Some(value)) = self.overlay.get(key) else { continue };
-            let (kind, per_element) = match value.kind {
-                KIND_LIST => (ValueType::List, 1),
-                KIND_ZSET => (ValueType::SortedSet, 2), // a member and its score
+            let (kind, count) = match value.kind {
+                KIND_LIST => (ValueType::List, lists::element_count(&value.data)),
+                KIND_ZSET => (ValueType::SortedSet, zsets::member_count(&value.data)),
                 _ => continue,
             };
-            let Ok(count) = lists::element_count(&value.data) else { continue };
-            fed.push(FedKey { key: key.clone(), kind, elements: count / per_element });
+            let Ok(elements) = count else { continue };
+            fed.push(FedKey { key: key.clone(), kind, elements });
         }
         fed
     }
@@ -575,7 +590,7 @@ impl<'a> ApplyBatch<'a> {
         };
         self.count(&old, -1);
         if let (false, Some(parts)) = (moved, Parts::of(&old)?) {
-            self.drop_parts(&parts);
+            self.drop_parts(&parts)?;
         }
         self.overlay.insert(key.clone(), None);
         Ok(true)
@@ -601,18 +616,6 @@ impl<'a> ApplyBatch<'a> {
         }
         self.put(key, Value { kind, expires_at_ms, version: 0, data })?;
         Ok(Ok(()))
-    }
-
-    /// [`Self::put_collection`], then `reply`, or the error of a record too large.
-    fn put_collection_then(
-        &mut self,
-        key: Bytes,
-        kind: u8,
-        data: Option<Bytes>,
-        expires_at_ms: u64,
-        reply: Frame,
-    ) -> Result<Frame> {
-        Ok(or_refusal(self.put_collection(key, kind, data, expires_at_ms)?, reply))
     }
 
     /// Deletes `key` if it is alive; true if it was.
@@ -1456,8 +1459,9 @@ mod tests {
         }
 
         /// Checks the stored records: the counts the applies kept are the keys' records; every
-        /// part belongs to a stored value, a list has every chunk, and a hash's buckets hold
-        /// its fields, each in its own bucket.
+        /// part belongs to a stored value, a list has every chunk, a hash's buckets hold its
+        /// fields, each in its own bucket, and a sorted set's tree is sound
+        /// ([`ztree::check_tree`]).
         pub(super) fn check_records(&self) {
             let (mut counts, mut stored, mut allowed, mut required) =
                 (KeyCounts::default(), BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
@@ -1471,11 +1475,13 @@ mod tests {
                 }
                 let value = Value::decode(&raw).unwrap();
                 let Some(parts) = Parts::of(&value).unwrap() else { continue };
-                let keys: Vec<Vec<u8>> = parts.numbers().map(|n| parts::part_key(parts.id(), n)).collect();
+                let numbers = parts.numbers(&self.db_view()).unwrap();
+                let keys: Vec<Vec<u8>> = numbers.iter().map(|n| parts::part_key(parts.id(), *n)).collect();
                 allowed.extend(keys.iter().cloned());
                 match parts {
                     Parts::List(_) => required.extend(keys),
                     Parts::Buckets(buckets) => bucketed.push((value.kind, buckets)),
+                    Parts::Tree(tree) => ztree::check_tree(&self.db_view(), &tree),
                 }
             }
             assert_eq!(counts, self.counts, "the counts kept by the applies");
@@ -1501,7 +1507,7 @@ mod tests {
             }
         }
 
-        fn db_view(&self) -> DbView<'_> {
+        pub(super) fn db_view(&self) -> DbView<'_> {
             DbView { db: &self.db, counts: self.counts }
         }
     }

@@ -80,11 +80,12 @@ const KEY_STORE_ID: &[u8] = b"store_id";
 /// keys were ordered by position, which this version cannot read.
 const KEY_KV_LAYOUT: &[u8] = b"kv_layout";
 /// Keys prefixed by their position in the keyspace's order (see [`crate::keyspace`]); since
-/// layout 2, long lists stored in chunks after every key. Layout 1 (no chunks) is read as it
-/// is, and marked 2 at start, so that an earlier version refuses the data once lists may be
-/// chunked.
-const KV_LAYOUT: u64 = 2;
-const KV_LAYOUT_UNCHUNKED: u64 = 1;
+/// layout 2, long lists, large hashes and large sets stored in parts after every key; since
+/// layout 3, large sorted sets too. An earlier layout is read as it is, and marked as this one
+/// at start, so that an earlier version refuses the data once it may hold what it cannot read.
+const KV_LAYOUT: u64 = 3;
+/// The layouts before, which this version reads: 1 (no parts) and 2 (no sorted sets in parts).
+const KV_LAYOUTS_READ: [u64; 2] = [1, 2];
 const KEY_SNAPSHOT_INDEX: &[u8] = b"snapshot_index";
 const KEY_SNAPSHOT_TERM: &[u8] = b"snapshot_term";
 /// The (index, term) of a completely received snapshot waiting in the staging file.
@@ -980,7 +981,9 @@ fn read_members(db: &DB) -> Result<Vec<Member>> {
 fn check_kv_layout(db: &DB, dir: &Path) -> Result<()> {
     match get_u64(db, KEY_KV_LAYOUT)? {
         KV_LAYOUT => Ok(()),
-        KV_LAYOUT_UNCHUNKED => put_synced(db, CF_META, KEY_KV_LAYOUT, &KV_LAYOUT.to_be_bytes()),
+        earlier if KV_LAYOUTS_READ.contains(&earlier) => {
+            put_synced(db, CF_META, KEY_KV_LAYOUT, &KV_LAYOUT.to_be_bytes())
+        }
         0 if db.iterator_cf(cf(db, CF_KV), IteratorMode::Start).next().is_none() => {
             put_synced(db, CF_META, KEY_KV_LAYOUT, &KV_LAYOUT.to_be_bytes())
         }
@@ -1247,17 +1250,23 @@ mod tests {
     }
 
     #[test]
-    fn a_keyspace_without_chunked_lists_is_read_and_marked_as_the_current_layout() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let (mut s, _) = Storage::open(dir.path(), 1, &members(&[1]), true).unwrap();
-            persist_and_apply(&mut s, vec![entry(1, 1, set("k", "v"), 1, 1)]);
-            // What the version before chunked lists left.
-            put_synced(&s.db, CF_META, KEY_KV_LAYOUT, &KV_LAYOUT_UNCHUNKED.to_be_bytes()).unwrap();
+    fn a_keyspace_in_an_earlier_layout_is_read_and_marked_as_the_current_layout() {
+        for earlier in KV_LAYOUTS_READ {
+            let dir = tempfile::tempdir().unwrap();
+            {
+                let (mut s, _) = Storage::open(dir.path(), 1, &members(&[1]), true).unwrap();
+                persist_and_apply(&mut s, vec![entry(1, 1, set("k", "v"), 1, 1)]);
+                // What an earlier version left.
+                put_synced(&s.db, CF_META, KEY_KV_LAYOUT, &earlier.to_be_bytes()).unwrap();
+            }
+            let (s, _) = Storage::open(dir.path(), 1, &members(&[1]), true).unwrap();
+            assert_eq!(get(&s, "k"), Frame::bulk("v"));
+            assert_eq!(
+                get_u64(&s.db, KEY_KV_LAYOUT).unwrap(),
+                KV_LAYOUT,
+                "an earlier version now refuses it"
+            );
         }
-        let (s, _) = Storage::open(dir.path(), 1, &members(&[1]), true).unwrap();
-        assert_eq!(get(&s, "k"), Frame::bulk("v"));
-        assert_eq!(get_u64(&s.db, KEY_KV_LAYOUT).unwrap(), KV_LAYOUT, "an earlier version now refuses it");
     }
 
     #[test]
@@ -1439,10 +1448,26 @@ mod tests {
         let elements: Vec<Bytes> = (0..1000).map(|i| Bytes::from(format!("e{i}"))).collect();
         let push = WriteOp::Push { key: Bytes::from("list"), elements, left: false, only_if_exists: false };
         entries.push(entry(401, 3, Some(push), 1, 1));
+        // A large sorted set: a directory, its tree's nodes and its buckets of scores.
+        let zadd = WriteOp::ZAdd {
+            key: Bytes::from("zset"),
+            pairs: (0..1000).map(|i| ((i % 7) as f64, Bytes::from(format!("m{i}")))).collect(),
+            cond: crate::command::ZAddCond::Always,
+            cmp: crate::command::ZAddCmp::Any,
+            ch: false,
+            incr: false,
+        };
+        entries.push(entry(402, 3, Some(zadd), 1, 1));
         leader.persist_ready(PersistReady { entries: entries.clone(), hard_state: None }).unwrap();
         leader.apply_committed(ApplyCommitted { entries, conf_state: None, members: None }).unwrap();
         let cp = leader.create_checkpoint(2).unwrap();
-        assert_eq!((cp.index, cp.term), (401, 3));
+        assert_eq!((cp.index, cp.term), (402, 3));
+        let parts = leader
+            .db
+            .iterator_cf(cf(&leader.db, CF_KV), IteratorMode::Start)
+            .filter(|item| !crate::keyspace::is_key_record(&item.as_ref().unwrap().0))
+            .count();
+        assert!(parts > 1000 / 128 + 1 + 1000 / 128, "the list's chunks, the sorted set's nodes and buckets");
 
         let meta = {
             let (mut follower, _) = Storage::open(follower_dir.path(), 2, &members(&[1, 2]), true).unwrap();
@@ -1460,7 +1485,7 @@ mod tests {
                 follower.snapshot_chunk(chunk).map_err(std::io::Error::other)
             })
             .unwrap();
-            assert_eq!(sent, 401 + 1000 / 128 + 1, "the keys' records and the list's chunks");
+            assert_eq!(sent, 402 + parts as u64, "the keys' records and the values' parts");
             assert!(chunks > 1, "2 MB of data must take more than one chunk");
             follower.finish_snapshot().unwrap();
             let mut meta = SnapshotMetadata::default();
@@ -1473,17 +1498,25 @@ mod tests {
             meta
         };
         let (follower, rec) = Storage::open(follower_dir.path(), 2, &members(&[1, 2]), true).unwrap();
-        assert_eq!((rec.applied, rec.snapshot_index, rec.snapshot_term), (meta.index, 401, 3));
+        assert_eq!((rec.applied, rec.snapshot_index, rec.snapshot_term), (meta.index, 402, 3));
         assert!(rec.entries.is_empty());
-        assert!(rec.hard_state.commit >= 401);
-        assert_eq!(read_one(&follower, ReadQuery::DbSize), Frame::Integer(401));
+        assert!(rec.hard_state.commit >= 402);
+        assert_eq!(read_one(&follower, ReadQuery::DbSize), Frame::Integer(402));
         let list = Bytes::from("list");
         assert_eq!(read_one(&follower, ReadQuery::LLen(list.clone())), Frame::Integer(1000));
         assert_eq!(
             read_one(&follower, ReadQuery::LRange { key: list, start: 499, stop: 500 }),
             Frame::Array(vec![Frame::bulk("e499"), Frame::bulk("e500")])
         );
-        assert_eq!(keyspace_stats(&follower), (401, 4), "the snapshot's keys with an expiry are counted");
+        let zset = Bytes::from("zset");
+        assert_eq!(read_one(&follower, ReadQuery::ZCard(zset.clone())), Frame::Integer(1000));
+        let rank = ReadQuery::ZRank { key: zset.clone(), member: Bytes::from("m13"), rev: false };
+        assert_eq!(
+            read_one(&follower, rank),
+            Frame::Integer(143 * 6 + 4),
+            "after 143 members of each score below 6, and m104, m111, m118, m125"
+        );
+        assert_eq!(keyspace_stats(&follower), (402, 4), "the snapshot's keys with an expiry are counted");
     }
 
     #[test]

@@ -30,7 +30,9 @@ pub(super) const WHOLE_AGAIN: u64 = 32;
 /// quarter of it.
 pub(super) const BUCKET_LOAD: u64 = 64;
 
-const DIRECTORY_LEN: usize = 33;
+/// The directory's own fields (after the parts' id): `level`, `split` and `len`.
+pub(super) const FIELDS_LEN: usize = 17;
+const DIRECTORY_LEN: usize = 16 + FIELDS_LEN;
 
 /// A large hash's record: how many buckets it has and how many fields they hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,19 +61,26 @@ impl Buckets {
         let Some((id, mut r)) = directory_fields(data, DIRECTORY_LEN, "bucket")? else {
             return Ok(None);
         };
+        Buckets::decode_fields(id, &mut r).map(Some).ok_or_else(|| damaged("bucket", data))
+    }
+
+    /// The buckets named `id` whose fields ([`FIELDS_LEN`] bytes) `r` starts with; none if
+    /// they make no sense.
+    pub(super) fn decode_fields(id: PartsId, r: &mut &[u8]) -> Option<Buckets> {
         let buckets = Buckets { id, level: r.get_u8(), split: r.get_u64(), len: r.get_u64() };
-        if buckets.level >= 63 || buckets.split >= 1u64 << buckets.level {
-            return Err(damaged("bucket", data));
-        }
-        Ok(Some(buckets))
+        (buckets.level < 63 && buckets.split < 1u64 << buckets.level).then_some(buckets)
     }
 
     pub(super) fn encode(&self) -> Bytes {
         let mut out = directory_header(self.id, DIRECTORY_LEN);
+        self.encode_fields(&mut out);
+        out.freeze()
+    }
+
+    pub(super) fn encode_fields(&self, out: &mut impl BufMut) {
         out.put_u8(self.level);
         out.put_u64(self.split);
         out.put_u64(self.len);
-        out.freeze()
     }
 
     pub(super) fn count(&self) -> u64 {
@@ -216,6 +225,14 @@ impl<T: Items> Editing<T> {
         }
     }
 
+    /// How many items it holds now.
+    pub(super) fn len(&self) -> u64 {
+        match self {
+            Editing::Whole(items) => items.count() as u64,
+            Editing::Bucketed { buckets, .. } => buckets.len,
+        }
+    }
+
     /// Looks at the items `key` is found with (its bucket is read once per write).
     pub(super) fn look<R>(&mut self, ks: &dyn KeyRead, key: &[u8], look: impl FnOnce(&T) -> R) -> Result<R> {
         self.change(ks, key, |items| (look(items), false))
@@ -252,10 +269,14 @@ impl ApplyBatch<'_> {
         self.parts.insert(buckets.key(bucket), data);
     }
 
-    /// Spreads a whole record's items over new buckets; the reply to a bucket too large, if
-    /// one would be (then nothing is written).
-    fn spread_into_buckets<T: Items>(&mut self, items: T) -> Result<std::result::Result<Buckets, Frame>> {
-        let buckets = Buckets::sized_for(self.new_parts_id(), items.count() as u64, self.limits.bucket_load);
+    /// Spreads a whole record's items over new buckets named `id`; the reply to a bucket too
+    /// large, if one would be (then nothing is written).
+    pub(super) fn spread_into_buckets<T: Items>(
+        &mut self,
+        id: PartsId,
+        items: T,
+    ) -> Result<std::result::Result<Buckets, Frame>> {
+        let buckets = Buckets::sized_for(id, items.count() as u64, self.limits.bucket_load);
         let spread = items.spread(|key| buckets.of(key));
         if spread.values().any(|items| items.encoded_len() > MAX_STRING_LEN) {
             return Ok(Err(Frame::error(TOO_BIG_COLLECTION)));
@@ -291,6 +312,26 @@ impl ApplyBatch<'_> {
         Ok(())
     }
 
+    /// Writes the buckets a write changed (`read`: those it read, and whether it changed each),
+    /// then grows or shrinks them; the buckets as they are now, or the reply to a bucket too
+    /// large (then nothing is written).
+    pub(super) fn save_buckets<T: Items>(
+        &mut self,
+        mut buckets: Buckets,
+        read: BTreeMap<u64, (T, bool)>,
+    ) -> Result<std::result::Result<Buckets, Frame>> {
+        let changed: Vec<(u64, T)> =
+            read.into_iter().filter(|(_, (_, changed))| *changed).map(|(b, (items, _))| (b, items)).collect();
+        if changed.iter().any(|(_, items)| items.encoded_len() > MAX_STRING_LEN) {
+            return Ok(Err(Frame::error(TOO_BIG_COLLECTION)));
+        }
+        for (bucket, items) in &changed {
+            self.write_items(&buckets, *bucket, items);
+        }
+        self.resize_buckets::<T>(&mut buckets)?;
+        Ok(Ok(buckets))
+    }
+
     /// [`Self::save_items`], then `reply`, or the error of a record too large.
     pub(super) fn save_items_then<T: Items>(
         &mut self,
@@ -316,32 +357,25 @@ impl ApplyBatch<'_> {
     ) -> Result<Stored> {
         let data = match editing {
             Editing::Whole(items) if items.count() > self.limits.whole_fields => {
-                match self.spread_into_buckets(items)? {
+                let id = self.new_parts_id();
+                match self.spread_into_buckets(id, items)? {
                     Ok(buckets) => Some(buckets.encode()),
                     Err(too_big) => return Ok(Err(too_big)),
                 }
             }
             Editing::Whole(items) => (items.count() > 0).then(|| items.encode()),
-            Editing::Bucketed { mut buckets, read } => {
-                let changed: Vec<(u64, T)> = read
-                    .into_iter()
-                    .filter(|(_, (_, changed))| *changed)
-                    .map(|(b, (items, _))| (b, items))
-                    .collect();
-                if changed.iter().any(|(_, items)| items.encoded_len() > MAX_STRING_LEN) {
-                    return Ok(Err(Frame::error(TOO_BIG_COLLECTION)));
-                }
-                for (bucket, items) in &changed {
-                    self.write_items(&buckets, *bucket, items);
-                }
-                self.resize_buckets::<T>(&mut buckets)?;
+            Editing::Bucketed { buckets, read } => {
+                let buckets = match self.save_buckets(buckets, read)? {
+                    Ok(buckets) => buckets,
+                    Err(too_big) => return Ok(Err(too_big)),
+                };
                 let whole = match buckets.len <= self.limits.whole_again {
                     true => Some(Layout::<T>::Bucketed(buckets).into_items(self)?),
                     false => None,
                 };
                 match whole {
                     Some(items) if items.encoded_len() <= MAX_STRING_LEN => {
-                        self.drop_parts(&Parts::Buckets(buckets));
+                        self.drop_parts(&Parts::Buckets(buckets))?;
                         (items.count() > 0).then(|| items.encode())
                     }
                     _ => Some(buckets.encode()),

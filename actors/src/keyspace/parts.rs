@@ -1,5 +1,6 @@
-//! The records that stand behind the record of a long list, a large hash or a large set: its
-//! *parts* (a list's chunks, [`super::chunked`]; a hash's or set's buckets, [`super::buckets`]).
+//! The records that stand behind the record of a long list or a large hash, set or sorted set:
+//! its *parts* (a list's chunks, [`super::chunked`]; a hash's or set's buckets,
+//! [`super::buckets`]; a sorted set's tree nodes and buckets, [`super::ztree`]).
 //!
 //! A part's RocksDB key is `[1][id: u64, u32][number: u64]`, all big-endian. A key's record is
 //! stored under its position, whose first byte is always 0 (positions have 53 bits,
@@ -10,8 +11,6 @@
 //! the key's record alone, and a value deleted, replaced or rewritten whole has its parts
 //! deleted by id ([`ApplyBatch::put`], [`ApplyBatch::remove`]).
 
-use std::ops::RangeInclusive;
-
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::buckets::Buckets;
@@ -19,6 +18,8 @@ use super::chunked::Directory;
 use super::hashes::KIND_HASH;
 use super::lists::KIND_LIST;
 use super::sets::KIND_SET;
+use super::zsets::KIND_ZSET;
+use super::ztree::Tree;
 use super::{ApplyBatch, KeyRead, Value};
 use crate::error::{Error, Result};
 
@@ -84,6 +85,8 @@ pub(super) enum Parts {
     List(Directory),
     /// A hash's or a set's.
     Buckets(Buckets),
+    /// A sorted set's.
+    Tree(Tree),
 }
 
 impl Parts {
@@ -92,6 +95,7 @@ impl Parts {
         Ok(match value.kind {
             KIND_LIST => Directory::decode(&value.data)?.map(Parts::List),
             KIND_HASH | KIND_SET => Buckets::decode(&value.data)?.map(Parts::Buckets),
+            KIND_ZSET => Tree::decode(&value.data)?.map(Parts::Tree),
             _ => None,
         })
     }
@@ -100,15 +104,18 @@ impl Parts {
         match self {
             Parts::List(directory) => directory.id,
             Parts::Buckets(buckets) => buckets.id,
+            Parts::Tree(tree) => tree.scores.id,
         }
     }
 
-    /// The numbers its parts may have (a hash's empty buckets are not stored).
-    pub(super) fn numbers(&self) -> RangeInclusive<u64> {
-        match self {
-            Parts::List(directory) => directory.chunks(),
-            Parts::Buckets(buckets) => buckets.numbers(),
-        }
+    /// The numbers its parts may have (a hash's empty buckets are not stored); a sorted set's
+    /// are found by reading its tree's inner nodes from `ks`.
+    pub(super) fn numbers(&self, ks: &dyn KeyRead) -> Result<Vec<u64>> {
+        Ok(match self {
+            Parts::List(directory) => directory.chunks().collect(),
+            Parts::Buckets(buckets) => buckets.numbers().collect(),
+            Parts::Tree(tree) => tree.numbers(ks)?,
+        })
     }
 
     /// The value's record payload, its parts named `id`.
@@ -121,6 +128,10 @@ impl Parts {
             Parts::Buckets(mut buckets) => {
                 buckets.id = id;
                 buckets.encode()
+            }
+            Parts::Tree(mut tree) => {
+                tree.scores.id = id;
+                tree.encode()
             }
         }
     }
@@ -138,16 +149,17 @@ impl ApplyBatch<'_> {
     }
 
     /// Deletes every part of a value.
-    pub(super) fn drop_parts(&mut self, parts: &Parts) {
-        for number in parts.numbers() {
+    pub(super) fn drop_parts(&mut self, parts: &Parts) -> Result<()> {
+        for number in parts.numbers(self)? {
             self.parts.insert(part_key(parts.id(), number), None);
         }
+        Ok(())
     }
 
     /// Copies a value's parts under a new id (COPY); the copy's record payload.
     pub(super) fn copy_parts(&mut self, parts: &Parts) -> Result<Bytes> {
         let id = self.new_parts_id();
-        for number in parts.numbers() {
+        for number in parts.numbers(self)? {
             if let Some(data) = self.part(&part_key(parts.id(), number))? {
                 self.parts.insert(part_key(id, number), Some(data));
             }

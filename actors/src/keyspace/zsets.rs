@@ -1,18 +1,22 @@
 //! Sorted sets: how one is stored, and the sorted set commands' applies and reads.
 //!
-//! Like the other collections, a sorted set is one record of the keyspace: its members with
-//! their scores, ordered by score and then by member (Redis's order), each member once. A write
-//! rewrites the whole record: fine for sorted sets of up to some thousands of members (a
-//! leaderboard's top, a rate limiter's window), slow for millions.
+//! A sorted set of up to [`super::buckets::WHOLE_FIELDS`] members is one record of the
+//! keyspace: its members with their scores, ordered by score and then by member (Redis's order),
+//! each member once. A larger one is stored as a tree of its members in order and buckets of
+//! their scores ([`super::ztree`]), so that a write of a member, a score or rank lookup and a
+//! range read cost a few nodes' reads whatever its size. The commands below work on either
+//! through [`Sorted`]; ZUNION and the others that combine whole sorted sets, ZSCAN and
+//! ZRANDMEMBER with a large count read every member.
 
 use std::cmp::Ordering;
 
 use bytes::Bytes;
 
 use super::sets::{self, KIND_SET};
+use super::ztree::{Tree, TreeEdit, NODE_ENTRIES};
 use super::{
-    decode_elements, encode_elements, pick_random, read_collection, ApplyBatch, Collection, KeyRead, Value,
-    XorShift, WRONGTYPE,
+    decode_elements, encode_elements, or_refusal, random_positions, read_collection, ApplyBatch, Collection,
+    KeyRead, Stored, Value, XorShift, WRONGTYPE,
 };
 use crate::command::{
     LexBound, ReadQuery, SetOp, WriteOp, ZAddCmp, ZAddCond, ZAggregate, ZRangeBy, ZRangeSpec, ZScoreBound,
@@ -25,10 +29,10 @@ use crate::resp::Frame;
 pub(super) const KIND_ZSET: u8 = 4;
 
 /// Members with their scores, ordered by score, then member; never a NaN score.
-type Entries = Vec<(f64, Bytes)>;
+pub(super) type Entries = Vec<(f64, Bytes)>;
 
 /// Stored as elements: each member followed by its score's eight bytes (IEEE 754, big-endian).
-fn decode(data: &Bytes) -> Result<Entries> {
+pub(super) fn decode(data: &Bytes) -> Result<Entries> {
     let corrupt = |what: &str| crate::Error::Corrupt(format!("sorted set record: {what}"));
     let elements = decode_elements(data)?;
     if !elements.len().is_multiple_of(2) {
@@ -49,7 +53,7 @@ fn decode(data: &Bytes) -> Result<Entries> {
     Ok(entries)
 }
 
-fn encode(entries: &Entries) -> Bytes {
+pub(super) fn encode(entries: &Entries) -> Bytes {
     let elements: Vec<Bytes> = entries
         .iter()
         .flat_map(|(score, member)| [member.clone(), Bytes::copy_from_slice(&score.to_be_bytes())])
@@ -58,24 +62,122 @@ fn encode(entries: &Entries) -> Bytes {
 }
 
 /// The record of `entries`; none for an empty sorted set, which is deleted.
-fn record(entries: &Entries) -> Option<Bytes> {
+pub(super) fn record(entries: &Entries) -> Option<Bytes> {
     (!entries.is_empty()).then(|| encode(entries))
 }
 
 /// Redis's order: by score, then by member.
-fn order(a: &(f64, Bytes), b: &(f64, Bytes)) -> Ordering {
+pub(super) fn order(a: &(f64, Bytes), b: &(f64, Bytes)) -> Ordering {
     a.0.partial_cmp(&b.0).expect("scores are never NaN").then_with(|| a.1.cmp(&b.1))
 }
 
-fn find(entries: &Entries, member: &[u8]) -> Option<usize> {
-    entries.iter().position(|(_, m)| m == member)
+/// How many members the sorted set record `data` holds.
+pub(super) fn member_count(data: &Bytes) -> Result<u64> {
+    Ok(match Tree::decode(data)? {
+        Some(tree) => tree.len(),
+        None => data.get(..4).map_or(0, |n| u32::from_be_bytes(n.try_into().expect("4 bytes")) as u64 / 2),
+    })
 }
 
-/// Adds `member` with `score` in its place (it must not be there yet). `-0` is stored as `0`.
-fn insert(entries: &mut Entries, score: f64, member: Bytes) {
-    let entry = (score + 0.0, member);
-    let at = entries.binary_search_by(|e| order(e, &entry)).unwrap_or_else(|at| at);
-    entries.insert(at, entry);
+/// A sorted set as a command goes through it: whole, or a tree (whose nodes it reads once).
+pub(super) enum Sorted {
+    Whole(Entries),
+    Tree(Box<TreeEdit>),
+}
+
+impl Sorted {
+    /// The sorted set a record's payload holds (a tree's nodes hold up to `node_entries`).
+    fn decode(data: &Bytes, node_entries: usize) -> Result<Sorted> {
+        Ok(match Tree::decode(data)? {
+            Some(tree) => Sorted::Tree(Box::new(TreeEdit::new(tree, node_entries))),
+            None => Sorted::Whole(decode(data)?),
+        })
+    }
+
+    fn len(&self) -> u64 {
+        match self {
+            Sorted::Whole(entries) => entries.len() as u64,
+            Sorted::Tree(tree) => tree.len(),
+        }
+    }
+
+    fn score(&mut self, ks: &dyn KeyRead, member: &[u8]) -> Result<Option<f64>> {
+        match self {
+            Sorted::Whole(entries) => Ok(entries.iter().find(|(_, m)| m == member).map(|(score, _)| *score)),
+            Sorted::Tree(tree) => tree.score(ks, member),
+        }
+    }
+
+    /// Adds `member` with `score` in its place (it must not be there yet). `-0` is stored as
+    /// `0`.
+    fn insert(&mut self, ks: &dyn KeyRead, score: f64, member: Bytes) -> Result<()> {
+        let entry = (score + 0.0, member);
+        match self {
+            Sorted::Whole(entries) => {
+                let at = entries.partition_point(|e| order(e, &entry) == Ordering::Less);
+                entries.insert(at, entry);
+                Ok(())
+            }
+            Sorted::Tree(tree) => tree.insert(ks, entry),
+        }
+    }
+
+    /// Removes `entry`, a member with its score (it must be there).
+    fn remove(&mut self, ks: &dyn KeyRead, entry: &(f64, Bytes)) -> Result<()> {
+        match self {
+            Sorted::Whole(entries) => {
+                if let Ok(at) = entries.binary_search_by(|e| order(e, entry)) {
+                    entries.remove(at);
+                }
+                Ok(())
+            }
+            Sorted::Tree(tree) => tree.remove(ks, entry),
+        }
+    }
+
+    /// How many members `below` holds for (it holds for a first part of the order).
+    fn count_below(&mut self, ks: &dyn KeyRead, below: &dyn Fn(&(f64, Bytes)) -> bool) -> Result<u64> {
+        match self {
+            Sorted::Whole(entries) => Ok(entries.partition_point(below) as u64),
+            Sorted::Tree(tree) => tree.count_below(ks, below),
+        }
+    }
+
+    /// The members ranked `from..to` (the lowest is 0), in order.
+    fn ranks(&mut self, ks: &dyn KeyRead, from: u64, to: u64) -> Result<Entries> {
+        match self {
+            Sorted::Whole(entries) => {
+                let to = (to as usize).min(entries.len());
+                Ok(entries[(from as usize).min(to)..to].to_vec())
+            }
+            Sorted::Tree(tree) => tree.ranks(ks, from, to),
+        }
+    }
+
+    fn all(&mut self, ks: &dyn KeyRead) -> Result<Entries> {
+        match self {
+            Sorted::Whole(entries) => Ok(std::mem::take(entries)),
+            Sorted::Tree(tree) => tree.ranks(ks, 0, tree.len()),
+        }
+    }
+
+    /// The members at `ranks`, in that order.
+    fn at_ranks(&mut self, ks: &dyn KeyRead, ranks: &[usize]) -> Result<Entries> {
+        if let Sorted::Tree(tree) = self {
+            if ranks.len() as u64 * 4 < tree.len() {
+                let one = |tree: &mut TreeEdit, at: u64| Ok(tree.ranks(ks, at, at + 1)?.remove(0));
+                return ranks.iter().map(|&at| one(tree, at as u64)).collect();
+            }
+        }
+        let all = self.all(ks)?;
+        Ok(ranks.iter().map(|&at| all[at].clone()).collect())
+    }
+
+    /// The rank of `member`, whose score is `score`.
+    fn rank(&mut self, ks: &dyn KeyRead, score: f64, member: &[u8]) -> Result<u64> {
+        let entry = (score, Bytes::copy_from_slice(member));
+        self.count_below(ks, &|e| order(e, &entry) == Ordering::Less)
+    }
 }
 
 /// A score as Redis 7.0 writes it (`%.17g`): `0.1` is `0.10000000000000001`.
@@ -143,54 +245,61 @@ fn lex_below(member: &[u8], max: &LexBound) -> bool {
     }
 }
 
-/// The positions `by` selects, in ascending order; a rank range counts from the top when `rev`.
-fn select(entries: &Entries, by: &ZRangeBy, rev: bool) -> Vec<usize> {
-    let len = entries.len();
-    match by {
+/// The ranks `by` selects, `lo..hi` (ascending); a rank range counts from the top when `rev`.
+/// A member range assumes, as Redis does, that the members it looks at share one score.
+fn select(sorted: &mut Sorted, ks: &dyn KeyRead, by: &ZRangeBy, rev: bool) -> Result<(u64, u64)> {
+    let len = sorted.len();
+    let (lo, hi) = match by {
         ZRangeBy::Rank(start, stop) => {
             let len_i = len as i64;
             let start = if *start < 0 { start.saturating_add(len_i).max(0) } else { *start };
             let stop = if *stop < 0 { stop.saturating_add(len_i) } else { *stop };
             if start > stop || start >= len_i {
-                return Vec::new();
+                return Ok((0, 0));
             }
-            let (first, last) = (start as usize, stop.min(len_i - 1) as usize);
-            if rev {
-                (len - 1 - last..=len - 1 - first).collect()
-            } else {
-                (first..=last).collect()
+            let (first, last) = (start as u64, stop.min(len_i - 1) as u64);
+            match rev {
+                true => (len - 1 - last, len - first),
+                false => (first, last + 1),
             }
         }
-        ZRangeBy::Score(min, max) => {
-            (0..len).filter(|&i| above_min(entries[i].0, min) && below_max(entries[i].0, max)).collect()
-        }
-        ZRangeBy::Lex(min, max) => {
-            (0..len).filter(|&i| lex_above(&entries[i].1, min) && lex_below(&entries[i].1, max)).collect()
-        }
-    }
+        ZRangeBy::Score(min, max) => (
+            sorted.count_below(ks, &|e| !above_min(e.0, min))?,
+            sorted.count_below(ks, &|e| below_max(e.0, max))?,
+        ),
+        ZRangeBy::Lex(min, max) => (
+            sorted.count_below(ks, &|e| !lex_above(&e.1, min))?,
+            sorted.count_below(ks, &|e| lex_below(&e.1, max))?,
+        ),
+    };
+    Ok((lo, hi.max(lo)))
 }
 
-/// ZRANGE's answer: the selection, top first when reversed, cut by LIMIT (a negative offset
-/// selects nothing, a negative count everything after the offset).
-fn range(entries: &Entries, spec: &ZRangeSpec) -> Frame {
-    with_scores(range_entries(entries, spec).into_iter(), spec.with_scores)
+/// ZRANGE's answer: the selection, top first when reversed, cut by LIMIT.
+fn range(sorted: &mut Sorted, ks: &dyn KeyRead, spec: &ZRangeSpec) -> Result<Frame> {
+    Ok(with_scores(range_entries(sorted, ks, spec)?.into_iter(), spec.with_scores))
 }
 
-/// ZRANGE's selection, in the order it answers.
-fn range_entries(entries: &Entries, spec: &ZRangeSpec) -> Vec<(f64, Bytes)> {
-    let mut chosen = select(entries, &spec.by, spec.rev);
-    if spec.rev {
-        chosen.reverse();
-    }
-    if let Some((offset, count)) = spec.limit {
-        if offset < 0 {
-            chosen.clear();
-        } else {
-            let count = if count < 0 { usize::MAX } else { count as usize };
-            chosen = chosen.into_iter().skip(offset as usize).take(count).collect();
+/// ZRANGE's selection, in the order it answers: top first when reversed, cut by LIMIT (a
+/// negative offset selects nothing, a negative count everything after the offset).
+fn range_entries(sorted: &mut Sorted, ks: &dyn KeyRead, spec: &ZRangeSpec) -> Result<Entries> {
+    let (lo, hi) = select(sorted, ks, &spec.by, spec.rev)?;
+    let total = hi - lo;
+    let (skip, take) = match spec.limit {
+        None => (0, total),
+        Some((offset, _)) if offset < 0 => return Ok(Vec::new()),
+        Some((offset, count)) => (offset as u64, if count < 0 { total } else { count as u64 }),
+    };
+    let skip = skip.min(total);
+    let n = take.min(total - skip);
+    Ok(match spec.rev {
+        true => {
+            let mut entries = sorted.ranks(ks, hi - skip - n, hi - skip)?;
+            entries.reverse();
+            entries
         }
-    }
-    chosen.into_iter().map(|i| entries[i].clone()).collect()
+        false => sorted.ranks(ks, lo + skip, lo + skip + n)?,
+    })
 }
 
 /// The sorted sets (or sets, read as sorted sets whose members all score 1) at `keys`, `None`
@@ -204,7 +313,7 @@ fn live_inputs(
     for value in values {
         inputs.push(match value {
             None => None,
-            Some(v) if v.kind == KIND_ZSET => Some(decode(&v.data)?),
+            Some(v) if v.kind == KIND_ZSET => Some(Sorted::decode(&v.data, NODE_ENTRIES)?.all(ks)?),
             // Members in byte order, all of one score: already in a sorted set's order.
             Some(v) if v.kind == KIND_SET => {
                 Some(sets::members_of(ks, &v)?.into_iter().map(|m| (1.0, m)).collect())
@@ -303,13 +412,30 @@ fn combine(op: SetOp, mut inputs: Vec<Option<Entries>>, weights: &[f64], how: ZA
 }
 
 /// Takes up to `count` members from the top (`max`) or the bottom, in the order popped.
-fn pop_ends(entries: &mut Entries, max: bool, count: u64) -> Vec<(f64, Bytes)> {
-    let n = count.min(entries.len() as u64) as usize;
-    if max {
-        entries.drain(entries.len() - n..).rev().collect()
-    } else {
-        entries.drain(..n).collect()
+fn pop_ends(sorted: &mut Sorted, ks: &dyn KeyRead, max: bool, count: u64) -> Result<Entries> {
+    let len = sorted.len();
+    let n = count.min(len);
+    let popped = match max {
+        true => sorted.ranks(ks, len - n, len)?.into_iter().rev().collect(),
+        false => sorted.ranks(ks, 0, n)?,
+    };
+    remove_all(sorted, ks, &popped)?;
+    Ok(popped)
+}
+
+fn remove_all(sorted: &mut Sorted, ks: &dyn KeyRead, removed: &Entries) -> Result<()> {
+    match sorted {
+        Sorted::Whole(entries) => {
+            let removed: std::collections::HashSet<&Bytes> = removed.iter().map(|(_, m)| m).collect();
+            entries.retain(|(_, m)| !removed.contains(m));
+        }
+        Sorted::Tree(_) => {
+            for entry in removed {
+                sorted.remove(ks, entry)?;
+            }
+        }
     }
+    Ok(())
 }
 
 /// Members, or members with their scores (pairs: RESP3 nests them).
@@ -322,8 +448,33 @@ fn with_scores(entries: impl Iterator<Item = (f64, Bytes)>, scores: bool) -> Fra
 }
 
 impl ApplyBatch<'_> {
-    fn live_zset(&mut self, key: &Bytes) -> Result<Collection<Entries>> {
-        self.live_collection(key, KIND_ZSET, decode)
+    fn live_zset(&mut self, key: &Bytes) -> Result<Collection<Sorted>> {
+        let node_entries = self.limits.tree_node;
+        self.live_collection(key, KIND_ZSET, |data| Sorted::decode(data, node_entries))
+    }
+
+    /// Stores the sorted set at `key` as a write left it (one left empty is deleted): a whole
+    /// one that outgrew its record as a new tree, a tree with what the write changed.
+    fn save_sorted(&mut self, key: Bytes, sorted: Sorted, expires: u64) -> Result<Stored> {
+        let data = match sorted {
+            Sorted::Whole(entries) if entries.len() > self.limits.whole_fields => {
+                match self.build_tree(entries)? {
+                    Ok(tree) => Some(tree.encode()),
+                    Err(too_big) => return Ok(Err(too_big)),
+                }
+            }
+            Sorted::Whole(entries) => record(&entries),
+            Sorted::Tree(edit) => match self.save_tree(*edit)? {
+                Ok(data) => data,
+                Err(too_big) => return Ok(Err(too_big)),
+            },
+        };
+        self.put_collection(key, KIND_ZSET, data, expires)
+    }
+
+    /// [`Self::save_sorted`], then `reply`, or the error of a record too large.
+    fn save_sorted_then(&mut self, key: Bytes, sorted: Sorted, expires: u64, reply: Frame) -> Result<Frame> {
+        Ok(or_refusal(self.save_sorted(key, sorted, expires)?, reply))
     }
 
     /// Applies a sorted set write ([`WriteOp::ZAdd`] and the others after it). ZMPOP,
@@ -343,11 +494,11 @@ impl ApplyBatch<'_> {
                 self.store_result(destination, result)
             }
             WriteOp::ZRangeStore { destination, source, spec } => {
-                let entries = match self.live_zset(&source)? {
+                let mut result = match self.live_zset(&source)? {
                     Err(wrongtype) => return Ok(wrongtype),
-                    Ok(found) => found.map(|(entries, _)| entries).unwrap_or_default(),
+                    Ok(None) => Vec::new(),
+                    Ok(Some((mut sorted, _))) => range_entries(&mut sorted, self, &spec)?,
                 };
-                let mut result = range_entries(&entries, &spec);
                 result.sort_by(order);
                 self.store_result(destination, result)
             }
@@ -358,12 +509,14 @@ impl ApplyBatch<'_> {
     /// ZMPOP and (`flat`) BZPOPMIN/BZPOPMAX: up to `count` members from the top (`max`) or the
     /// bottom of the first of `keys` that holds a sorted set.
     fn pop_first_zset(&mut self, keys: Vec<Bytes>, max: bool, count: u64, flat: bool) -> Result<Frame> {
-        let ((key, mut entries), expires) = match self.first_collection(keys, KIND_ZSET, decode)? {
+        let node_entries = self.limits.tree_node;
+        let decode = |data: &Bytes| Sorted::decode(data, node_entries);
+        let ((key, mut sorted), expires) = match self.first_collection(keys, KIND_ZSET, decode)? {
             Err(wrongtype) => return Ok(wrongtype),
             Ok(None) => return Ok(Frame::NullArray),
             Ok(Some(found)) => found,
         };
-        let popped = pop_ends(&mut entries, max, count);
+        let popped = pop_ends(&mut sorted, self, max, count)?;
         let name = Frame::Bulk(key.clone());
         let reply = match (flat, popped.first()) {
             // BZPOPMIN, BZPOPMAX: `[key, member, score]`
@@ -378,14 +531,14 @@ impl ApplyBatch<'_> {
                 Frame::Array(vec![name, Frame::Array(pairs.collect())])
             }
         };
-        self.put_collection_then(key, KIND_ZSET, record(&entries), expires, reply)
+        self.save_sorted_then(key, sorted, expires, reply)
     }
 
     /// A result that replaces whatever `destination` held, expiry included (an empty one
     /// deletes it); replies its size.
     fn store_result(&mut self, destination: Bytes, result: Entries) -> Result<Frame> {
         let size = Frame::Integer(result.len() as i64);
-        self.put_collection_then(destination, KIND_ZSET, record(&result), 0, size)
+        self.save_sorted_then(destination, Sorted::Whole(result), 0, size)
     }
 
     /// Applies a sorted set write of one key.
@@ -397,31 +550,30 @@ impl ApplyBatch<'_> {
             | WriteOp::ZRemRange { key, .. } => key.clone(),
             other => unreachable!("not a sorted set write: {other:?}"),
         };
-        let (mut entries, expires) = match self.live_zset(&key)? {
+        let (mut sorted, expires) = match self.live_zset(&key)? {
             Err(wrongtype) => return Ok(wrongtype),
-            Ok(found) => found.unwrap_or_default(),
+            Ok(found) => found.unwrap_or((Sorted::Whole(Vec::new()), 0)),
         };
         match op {
             WriteOp::ZAdd { pairs, cond, cmp, ch, incr, .. } => {
                 let (mut added, mut changed, mut result) = (0, 0, None);
                 for (score, member) in pairs {
                     result = None;
-                    let new = match find(&entries, &member) {
+                    let current = match sorted.score(self, &member)? {
                         Some(_) if cond == ZAddCond::IfAbsent => continue,
                         None if cond == ZAddCond::IfPresent => continue,
                         None => {
-                            insert(&mut entries, score, member);
+                            sorted.insert(self, score, member)?;
                             added += 1;
                             result = Some(score);
                             continue;
                         }
-                        Some(at) => (at, if incr { entries[at].0 + score } else { score }),
+                        Some(current) => current,
                     };
-                    let (at, score) = new;
+                    let score = if incr { current + score } else { score };
                     if score.is_nan() {
                         return Ok(Frame::error("ERR resulting score is not a number (NaN)"));
                     }
-                    let current = entries[at].0;
                     let allowed = match cmp {
                         ZAddCmp::Any => true,
                         ZAddCmp::Greater => score > current,
@@ -432,8 +584,8 @@ impl ApplyBatch<'_> {
                     }
                     result = Some(score);
                     if score != current {
-                        let (_, member) = entries.remove(at);
-                        insert(&mut entries, score, member);
+                        sorted.remove(self, &(current, member.clone()))?;
+                        sorted.insert(self, score, member)?;
                         changed += 1;
                     }
                 }
@@ -445,19 +597,23 @@ impl ApplyBatch<'_> {
                 if added + changed == 0 {
                     return Ok(reply);
                 }
-                self.put_collection_then(key, KIND_ZSET, record(&entries), expires, reply)
+                self.save_sorted_then(key, sorted, expires, reply)
             }
             WriteOp::ZRem { members, .. } => {
-                let before = entries.len();
-                entries.retain(|(_, m)| !members.contains(m));
-                let removed = (before - entries.len()) as i64;
+                let mut removed = 0;
+                for member in members {
+                    if let Some(score) = sorted.score(self, &member)? {
+                        sorted.remove(self, &(score, member))?;
+                        removed += 1;
+                    }
+                }
                 if removed == 0 {
                     return Ok(Frame::Integer(0));
                 }
-                self.put_collection_then(key, KIND_ZSET, record(&entries), expires, Frame::Integer(removed))
+                self.save_sorted_then(key, sorted, expires, Frame::Integer(removed))
             }
             WriteOp::ZPop { max, count, .. } => {
-                let popped = pop_ends(&mut entries, max, count.unwrap_or(1));
+                let popped = pop_ends(&mut sorted, self, max, count.unwrap_or(1))?;
                 if popped.is_empty() {
                     return Ok(Frame::Array(vec![]));
                 }
@@ -468,30 +624,16 @@ impl ApplyBatch<'_> {
                         Frame::Array(vec![Frame::Bulk(member), score_frame(score)])
                     }
                 };
-                self.put_collection_then(key, KIND_ZSET, record(&entries), expires, reply)
+                self.save_sorted_then(key, sorted, expires, reply)
             }
             WriteOp::ZRemRange { by, .. } => {
-                let chosen = select(&entries, &by, false);
-                if chosen.is_empty() {
+                let (lo, hi) = select(&mut sorted, self, &by, false)?;
+                if lo == hi {
                     return Ok(Frame::Integer(0));
                 }
-                let mut index = 0;
-                let mut next = chosen.iter().peekable();
-                entries.retain(|_| {
-                    let removed = next.peek() == Some(&&index);
-                    if removed {
-                        next.next();
-                    }
-                    index += 1;
-                    !removed
-                });
-                self.put_collection_then(
-                    key,
-                    KIND_ZSET,
-                    record(&entries),
-                    expires,
-                    Frame::Integer(chosen.len() as i64),
-                )
+                let removed = sorted.ranks(self, lo, hi)?;
+                remove_all(&mut sorted, self, &removed)?;
+                self.save_sorted_then(key, sorted, expires, Frame::Integer((hi - lo) as i64))
             }
             other => unreachable!("not a sorted set write: {other:?}"),
         }
@@ -534,41 +676,53 @@ pub(super) fn read_zset(ks: &dyn KeyRead, q: &ReadQuery, now: i64) -> Result<Fra
         | ReadQuery::ZScan { key, .. } => key,
         other => unreachable!("not a sorted set read: {other:?}"),
     };
-    let entries = match read_collection(ks, key, now, KIND_ZSET, decode)? {
-        Err(wrongtype) => return Ok(wrongtype),
-        Ok(found) => found.map(|(entries, _)| entries).unwrap_or_default(),
-    };
+    let mut sorted =
+        match read_collection(ks, key, now, KIND_ZSET, |data| Sorted::decode(data, NODE_ENTRIES))? {
+            Err(wrongtype) => return Ok(wrongtype),
+            Ok(found) => found.map_or(Sorted::Whole(Vec::new()), |(sorted, _)| sorted),
+        };
+    let len = sorted.len();
     Ok(match q {
-        ReadQuery::ZCard(_) => Frame::Integer(entries.len() as i64),
+        ReadQuery::ZCard(_) => Frame::Integer(len as i64),
         ReadQuery::ZScore { members, many, .. } => {
-            let mut scores = members
-                .iter()
-                .map(|m| find(&entries, m).map_or(Frame::Null, |at| score_frame(entries[at].0)));
+            let mut scores = Vec::with_capacity(members.len());
+            for member in members {
+                scores.push(sorted.score(ks, member)?.map_or(Frame::Null, score_frame));
+            }
             match many {
-                true => Frame::Array(scores.collect()),
-                false => scores.next().expect("ZSCORE asks about one member"),
+                true => Frame::Array(scores),
+                false => scores.pop().expect("ZSCORE asks about one member"),
             }
         }
-        ReadQuery::ZRank { member, rev, .. } => match find(&entries, member) {
-            Some(at) => Frame::Integer(if *rev { entries.len() - 1 - at } else { at } as i64),
+        ReadQuery::ZRank { member, rev, .. } => match sorted.score(ks, member)? {
+            Some(score) => {
+                let rank = sorted.rank(ks, score, member)?;
+                Frame::Integer(if *rev { len - 1 - rank } else { rank } as i64)
+            }
             None => Frame::Null,
         },
-        ReadQuery::ZCount { by, .. } => Frame::Integer(select(&entries, by, false).len() as i64),
-        ReadQuery::ZRange { spec, .. } => range(&entries, spec),
+        ReadQuery::ZCount { by, .. } => {
+            let (lo, hi) = select(&mut sorted, ks, by, false)?;
+            Frame::Integer((hi - lo) as i64)
+        }
+        ReadQuery::ZRange { spec, .. } => range(&mut sorted, ks, spec)?,
         ReadQuery::ZRandMember { count, with_scores: scores, seed, .. } => {
             let mut rng = XorShift::new(*seed);
             match count {
-                None if entries.is_empty() => Frame::Null,
-                None => Frame::Bulk(entries[rng.below(entries.len())].1.clone()),
-                Some(count) => match pick_random(entries, *count, &mut rng) {
-                    Ok(picked) => with_scores(picked.into_iter(), *scores),
+                None if len == 0 => Frame::Null,
+                None => {
+                    let at = rng.below(len as usize) as u64;
+                    Frame::Bulk(sorted.ranks(ks, at, at + 1)?.remove(0).1)
+                }
+                Some(count) => match random_positions(len as usize, *count, &mut rng) {
+                    Ok(ranks) => with_scores(sorted.at_ranks(ks, &ranks)?.into_iter(), *scores),
                     Err(too_many) => too_many,
                 },
             }
         }
         ReadQuery::ZScan { pattern, .. } => {
             let mut out = Vec::new();
-            for (score, member) in entries {
+            for (score, member) in sorted.all(ks)? {
                 if pattern.as_ref().is_none_or(|p| glob_match(p, &member)) {
                     out.push(Frame::Bulk(member));
                     out.push(score_frame(score));
@@ -583,6 +737,8 @@ pub(super) fn read_zset(ks: &dyn KeyRead, q: &ReadQuery, now: i64) -> Result<Fra
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::keyspace::tests::Replica;
+    use crate::keyspace::Limits;
 
     #[test]
     fn union_and_intersection_weigh_and_aggregate_scores_as_redis_does() {
@@ -635,10 +791,12 @@ mod tests {
 
     #[test]
     fn entries_keep_redis_order_and_a_damaged_record_is_refused() {
-        let mut entries = Entries::new();
+        let replica = Replica::new(Limits::default());
+        let mut sorted = Sorted::Whole(Entries::new());
         for (score, member) in [(2.0, "b"), (1.0, "z"), (2.0, "a"), (-0.0, "m")] {
-            insert(&mut entries, score, Bytes::from(member));
+            sorted.insert(&replica.db_view(), score, Bytes::from(member)).unwrap();
         }
+        let Sorted::Whole(entries) = sorted else { unreachable!("whole") };
         let members: Vec<&[u8]> = entries.iter().map(|(_, m)| &m[..]).collect();
         assert_eq!(members, [&b"m"[..], b"z", b"a", b"b"]);
         assert!(entries[0].0.is_sign_positive(), "-0 is stored as 0");
@@ -654,15 +812,21 @@ mod tests {
             .into_iter()
             .map(|(s, m)| (s, Bytes::from(m)))
             .collect();
+        let replica = Replica::new(Limits::default());
+        let ks = replica.db_view();
+        let select = |by: &ZRangeBy, rev| select(&mut Sorted::Whole(entries.clone()), &ks, by, rev).unwrap();
         let bound = |value, open| ZScoreBound { value, open };
-        assert_eq!(select(&entries, &ZRangeBy::Rank(0, 1), true), [2, 3], "the top two");
-        assert_eq!(select(&entries, &ZRangeBy::Rank(-2, -1), false), [2, 3]);
-        assert_eq!(select(&entries, &ZRangeBy::Score(bound(1.0, true), bound(3.0, false)), false), [1, 2]);
+        assert_eq!(select(&ZRangeBy::Rank(0, 1), true), (2, 4), "the top two");
+        assert_eq!(select(&ZRangeBy::Rank(-2, -1), false), (2, 4));
+        assert_eq!(select(&ZRangeBy::Rank(3, 1), false), (0, 0));
+        assert_eq!(select(&ZRangeBy::Score(bound(1.0, true), bound(3.0, false)), false), (1, 3));
+        assert_eq!(select(&ZRangeBy::Score(bound(3.0, false), bound(1.0, false)), false), (2, 2));
         let inf = ZRangeBy::Score(bound(f64::NEG_INFINITY, false), bound(f64::INFINITY, false));
-        assert_eq!(select(&entries, &inf, false), [0, 1, 2, 3]);
+        assert_eq!(select(&inf, false), (0, 4));
         let lex = ZRangeBy::Lex(LexBound::Excluded("a".into()), LexBound::Included("c".into()));
-        assert_eq!(select(&entries, &lex, false), [1, 2]);
+        assert_eq!(select(&lex, false), (1, 3));
         let spec = ZRangeSpec { by: inf, rev: true, limit: Some((1, 2)), with_scores: false };
-        assert_eq!(range(&entries, &spec), Frame::Array(vec![Frame::bulk("c"), Frame::bulk("b")]));
+        let got = range(&mut Sorted::Whole(entries.clone()), &ks, &spec).unwrap();
+        assert_eq!(got, Frame::Array(vec![Frame::bulk("c"), Frame::bulk("b")]));
     }
 }
