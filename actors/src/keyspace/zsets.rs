@@ -245,17 +245,52 @@ fn lex_below(member: &[u8], max: &LexBound) -> bool {
     }
 }
 
-/// The ranks `by` selects, `lo..hi` (ascending); a rank range counts from the top when `rev`.
-/// A member range assumes, as Redis does, that the members it looks at share one score.
-fn select(sorted: &mut Sorted, ks: &dyn KeyRead, by: &ZRangeBy, rev: bool) -> Result<(u64, u64)> {
+/// What a range selects.
+#[derive(Debug, PartialEq)]
+enum Selected {
+    /// The members ranked `lo..hi`.
+    Ranks(u64, u64),
+    /// These members, in order (a range by member over members of different scores).
+    Members(Entries),
+}
+
+impl Selected {
+    fn len(&self) -> u64 {
+        match self {
+            Selected::Ranks(lo, hi) => hi - lo,
+            Selected::Members(entries) => entries.len() as u64,
+        }
+    }
+
+    /// The members selected, in order.
+    fn entries(self, sorted: &mut Sorted, ks: &dyn KeyRead) -> Result<Entries> {
+        match self {
+            Selected::Ranks(lo, hi) => sorted.ranks(ks, lo, hi),
+            Selected::Members(entries) => Ok(entries),
+        }
+    }
+}
+
+/// What `by` selects; a rank range counts from the top when `rev`. A range by member is a range
+/// of ranks when every member has one score (the case Redis documents); otherwise it is every
+/// member inside it, found by reading them all (Redis's answer then depends on its skiplist).
+fn select(sorted: &mut Sorted, ks: &dyn KeyRead, by: &ZRangeBy, rev: bool) -> Result<Selected> {
     let len = sorted.len();
+    if let (ZRangeBy::Lex(min, max), 1..) = (by, len) {
+        let (first, last) = (sorted.ranks(ks, 0, 1)?, sorted.ranks(ks, len - 1, len)?);
+        if first[0].0 != last[0].0 {
+            let mut all = sorted.ranks(ks, 0, len)?;
+            all.retain(|(_, m)| lex_above(m, min) && lex_below(m, max));
+            return Ok(Selected::Members(all));
+        }
+    }
     let (lo, hi) = match by {
         ZRangeBy::Rank(start, stop) => {
             let len_i = len as i64;
             let start = if *start < 0 { start.saturating_add(len_i).max(0) } else { *start };
             let stop = if *stop < 0 { stop.saturating_add(len_i) } else { *stop };
             if start > stop || start >= len_i {
-                return Ok((0, 0));
+                return Ok(Selected::Ranks(0, 0));
             }
             let (first, last) = (start as u64, stop.min(len_i - 1) as u64);
             match rev {
@@ -272,7 +307,7 @@ fn select(sorted: &mut Sorted, ks: &dyn KeyRead, by: &ZRangeBy, rev: bool) -> Re
             sorted.count_below(ks, &|e| lex_below(&e.1, max))?,
         ),
     };
-    Ok((lo, hi.max(lo)))
+    Ok(Selected::Ranks(lo, hi.max(lo)))
 }
 
 /// ZRANGE's answer: the selection, top first when reversed, cut by LIMIT.
@@ -283,8 +318,8 @@ fn range(sorted: &mut Sorted, ks: &dyn KeyRead, spec: &ZRangeSpec) -> Result<Fra
 /// ZRANGE's selection, in the order it answers: top first when reversed, cut by LIMIT (a
 /// negative offset selects nothing, a negative count everything after the offset).
 fn range_entries(sorted: &mut Sorted, ks: &dyn KeyRead, spec: &ZRangeSpec) -> Result<Entries> {
-    let (lo, hi) = select(sorted, ks, &spec.by, spec.rev)?;
-    let total = hi - lo;
+    let selected = select(sorted, ks, &spec.by, spec.rev)?;
+    let total = selected.len();
     let (skip, take) = match spec.limit {
         None => (0, total),
         Some((offset, _)) if offset < 0 => return Ok(Vec::new()),
@@ -292,14 +327,16 @@ fn range_entries(sorted: &mut Sorted, ks: &dyn KeyRead, spec: &ZRangeSpec) -> Re
     };
     let skip = skip.min(total);
     let n = take.min(total - skip);
-    Ok(match spec.rev {
-        true => {
-            let mut entries = sorted.ranks(ks, hi - skip - n, hi - skip)?;
-            entries.reverse();
-            entries
-        }
-        false => sorted.ranks(ks, lo + skip, lo + skip + n)?,
-    })
+    // The selection's members from `skip` to `skip + n` in the answer's order.
+    let (from, to) = if spec.rev { (total - skip - n, total - skip) } else { (skip, skip + n) };
+    let mut entries = match selected {
+        Selected::Ranks(lo, _) => sorted.ranks(ks, lo + from, lo + to)?,
+        Selected::Members(entries) => entries[from as usize..to as usize].to_vec(),
+    };
+    if spec.rev {
+        entries.reverse();
+    }
+    Ok(entries)
 }
 
 /// The sorted sets (or sets, read as sorted sets whose members all score 1) at `keys`, `None`
@@ -627,13 +664,12 @@ impl ApplyBatch<'_> {
                 self.save_sorted_then(key, sorted, expires, reply)
             }
             WriteOp::ZRemRange { by, .. } => {
-                let (lo, hi) = select(&mut sorted, self, &by, false)?;
-                if lo == hi {
+                let removed = select(&mut sorted, self, &by, false)?.entries(&mut sorted, self)?;
+                if removed.is_empty() {
                     return Ok(Frame::Integer(0));
                 }
-                let removed = sorted.ranks(self, lo, hi)?;
                 remove_all(&mut sorted, self, &removed)?;
-                self.save_sorted_then(key, sorted, expires, Frame::Integer((hi - lo) as i64))
+                self.save_sorted_then(key, sorted, expires, Frame::Integer(removed.len() as i64))
             }
             other => unreachable!("not a sorted set write: {other:?}"),
         }
@@ -701,10 +737,7 @@ pub(super) fn read_zset(ks: &dyn KeyRead, q: &ReadQuery, now: i64) -> Result<Fra
             }
             None => Frame::Null,
         },
-        ReadQuery::ZCount { by, .. } => {
-            let (lo, hi) = select(&mut sorted, ks, by, false)?;
-            Frame::Integer((hi - lo) as i64)
-        }
+        ReadQuery::ZCount { by, .. } => Frame::Integer(select(&mut sorted, ks, by, false)?.len() as i64),
         ReadQuery::ZRange { spec, .. } => range(&mut sorted, ks, spec)?,
         ReadQuery::ZRandMember { count, with_scores: scores, seed, .. } => {
             let mut rng = XorShift::new(*seed);
@@ -814,7 +847,11 @@ mod tests {
             .collect();
         let replica = Replica::new(Limits::default());
         let ks = replica.db_view();
-        let select = |by: &ZRangeBy, rev| select(&mut Sorted::Whole(entries.clone()), &ks, by, rev).unwrap();
+        let select =
+            |by: &ZRangeBy, rev| match select(&mut Sorted::Whole(entries.clone()), &ks, by, rev).unwrap() {
+                Selected::Ranks(lo, hi) => (lo, hi),
+                Selected::Members(_) => panic!("ranks"),
+            };
         let bound = |value, open| ZScoreBound { value, open };
         assert_eq!(select(&ZRangeBy::Rank(0, 1), true), (2, 4), "the top two");
         assert_eq!(select(&ZRangeBy::Rank(-2, -1), false), (2, 4));
@@ -824,7 +861,16 @@ mod tests {
         let inf = ZRangeBy::Score(bound(f64::NEG_INFINITY, false), bound(f64::INFINITY, false));
         assert_eq!(select(&inf, false), (0, 4));
         let lex = ZRangeBy::Lex(LexBound::Excluded("a".into()), LexBound::Included("c".into()));
-        assert_eq!(select(&lex, false), (1, 3));
+        let selected = crate::keyspace::zsets::select(&mut Sorted::Whole(entries.clone()), &ks, &lex, false);
+        let members =
+            |names: &[&str]| names.iter().map(|m| Bytes::copy_from_slice(m.as_bytes())).collect::<Vec<_>>();
+        let Selected::Members(found) = selected.unwrap() else {
+            panic!("scores differ: every member looked at")
+        };
+        assert_eq!(found.into_iter().map(|(_, m)| m).collect::<Vec<_>>(), members(&["b", "c"]));
+        let one_score: Entries = entries.iter().map(|(_, m)| (0.0, m.clone())).collect();
+        let selected = crate::keyspace::zsets::select(&mut Sorted::Whole(one_score), &ks, &lex, false);
+        assert_eq!(selected.unwrap(), Selected::Ranks(1, 3), "one score: a range of ranks");
         let spec = ZRangeSpec { by: inf, rev: true, limit: Some((1, 2)), with_scores: false };
         let got = range(&mut Sorted::Whole(entries.clone()), &ks, &spec).unwrap();
         assert_eq!(got, Frame::Array(vec![Frame::bulk("c"), Frame::bulk("b")]));
