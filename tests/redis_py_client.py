@@ -95,6 +95,33 @@ assert r.zpopmin("py:board") == [(b"bob", 115.5)]
 assert r.zcard("py:board") == 2
 assert r.delete("py:board") == 1
 
+# Large collections (raft-kv stores them in parts): redis-py's scan iterators go through them
+# in many steps, each item once, and a leaderboard of thousands answers ranks and ranges.
+fields = {"f%d" % i: str(i) for i in range(3000)}
+assert r.hset("py:bigh", mapping=fields) == 3000
+assert r.sadd("py:bigs", *fields) == 3000
+assert r.zadd("py:bigz", {f: i for i, f in enumerate(fields)}) == 3000
+steps = 0
+cursor = 0
+while True:
+    cursor, found = r.hscan("py:bigh", cursor, count=50)
+    steps += 1
+    if cursor == 0:
+        break
+assert steps > 10, steps
+seen = list(r.hscan_iter("py:bigh", count=100))
+assert len(seen) == 3000 and dict(seen) == {k.encode(): v.encode() for k, v in fields.items()}
+members = list(r.sscan_iter("py:bigs", match="f1*"))
+assert sorted(members) == sorted(f.encode() for f in fields if f.startswith("f1"))
+scored = list(r.zscan_iter("py:bigz"))
+assert len(scored) == 3000 and dict(scored) == {f.encode(): float(i) for i, f in enumerate(fields)}
+assert r.zrank("py:bigz", "f2500") == 2500
+assert r.zrevrange("py:bigz", 0, 2) == [b"f2999", b"f2998", b"f2997"]
+assert r.zrangebyscore("py:bigz", 1000, "(1003") == [b"f1000", b"f1001", b"f1002"]
+assert r.zremrangebyscore("py:bigz", 0, 999) == 1000
+assert r.zcount("py:bigz", "-inf", "+inf") == 2000
+assert r.delete("py:bigh", "py:bigs", "py:bigz") == 3
+
 # Blocking pops: a worker waits in BRPOP on its own connection until a job is pushed.
 got = []
 worker = threading.Thread(

@@ -11,6 +11,15 @@
 //! empty bucket is not stored. A hash that shrinks to [`WHOLE_AGAIN`] fields is stored whole
 //! again. A write changes the hash or set through an [`Editing`], which reads each bucket it
 //! needs once and writes nothing until [`ApplyBatch::save_items`].
+//!
+//! HSCAN, SSCAN and ZSCAN go bucket by bucket ([`Layout::scan`]). Their cursor is a *scan
+//! position*: a field's hash with its bits reversed ([`scan_position`]). A bucket holds the
+//! fields whose hashes end in some bits, so its fields' positions are the ones that start with
+//! those bits reversed: one interval of positions, whatever the number of buckets. A scan goes
+//! up through the positions, and each call returns the buckets from the one holding the cursor
+//! on (only their fields at or past it), so a field present for the whole scan is returned
+//! once, however the buckets split or merge meanwhile (the guarantee Redis gives, without its
+//! repeats).
 
 use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
@@ -94,7 +103,11 @@ impl Buckets {
 
     /// The bucket that holds `field`.
     pub(super) fn of(&self, field: &[u8]) -> u64 {
-        let hash = xxhash_rust::xxh3::xxh3_64(field);
+        self.of_hash(hash(field))
+    }
+
+    /// The bucket that holds fields of this hash.
+    fn of_hash(&self, hash: u64) -> u64 {
         let low = hash & ((1u64 << self.level) - 1);
         if low < self.split {
             hash & ((1u64 << (self.level + 1)) - 1)
@@ -127,6 +140,33 @@ impl Buckets {
     pub(super) fn key(&self, bucket: u64) -> Vec<u8> {
         part_key(self.id, bucket)
     }
+
+    /// The bucket that holds scan position `at`, and the position just past the interval it
+    /// holds (none if that is the end).
+    pub(super) fn scan_interval(&self, at: u64) -> (u64, Option<u64>) {
+        let bucket = self.of_hash(at.reverse_bits());
+        // A bucket below `split`, or past the first 2^level, is picked by one bit more.
+        let bits = self.level as u32 + (bucket < self.split || bucket >= 1u64 << self.level) as u32;
+        if bits == 0 {
+            return (bucket, None); // the only bucket
+        }
+        (bucket, bucket.reverse_bits().checked_add(1u64 << (64 - bits)))
+    }
+}
+
+/// A scan's reply: the cursor to go on from (0: done), and the items of this call.
+pub(super) fn scan_reply(next: u64, items: Vec<Frame>) -> Frame {
+    Frame::Array(vec![Frame::Bulk(Bytes::from(next.to_string())), Frame::Array(items)])
+}
+
+/// The hash that places a field in its bucket.
+fn hash(field: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(field)
+}
+
+/// Where a scan meets `field`: its hash, bits reversed.
+pub(super) fn scan_position(field: &[u8]) -> u64 {
+    hash(field).reverse_bits()
 }
 
 /// What a bucket holds, and a whole record too: a hash's fields and values, or a set's members.
@@ -140,6 +180,8 @@ pub(super) trait Items: Default + Sized {
     fn spread(self, bucket_of: impl Fn(&[u8]) -> u64) -> BTreeMap<u64, Self>;
     /// Takes in another bucket's items (none of which it holds).
     fn absorb(&mut self, other: Self);
+    /// Keeps the items whose key `keep` says.
+    fn retain_keys(&mut self, keep: impl Fn(&[u8]) -> bool);
     /// Every bucket's items together.
     fn gather(all: Vec<Self>) -> Self {
         let mut gathered = Self::default();
@@ -193,6 +235,31 @@ impl<T: Items> Layout<T> {
             Layout::Whole(items) => look(items),
             Layout::Bucketed(buckets) => look(&read_items(ks, buckets, buckets.of(key))?),
         })
+    }
+
+    /// One call of a scan from `cursor`: the items of the buckets from the one holding the
+    /// cursor on (those at or past it), until at least `count` are gathered, and the cursor to
+    /// go on from (0 when the scan is done). A whole collection is returned whole, with cursor 0,
+    /// as Redis answers its small collections.
+    pub(super) fn scan(self, ks: &dyn KeyRead, cursor: u64, count: usize) -> Result<(u64, T)> {
+        let buckets = match self {
+            Layout::Whole(items) => return Ok((0, items)),
+            Layout::Bucketed(buckets) => buckets,
+        };
+        let (mut at, mut found) = (cursor, T::default());
+        loop {
+            let (bucket, end) = buckets.scan_interval(at);
+            let mut items = read_items::<T>(ks, &buckets, bucket)?;
+            items.retain_keys(|key| scan_position(key) >= at);
+            found.absorb(items);
+            match end {
+                None => return Ok((0, found)),
+                Some(end) => at = end,
+            }
+            if found.count() >= count {
+                return Ok((at, found));
+            }
+        }
     }
 
     /// Every item, a bucket's after another's.
@@ -389,10 +456,11 @@ impl ApplyBatch<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::command::{ExpireCond, Expiry, HashPart, Queued, ReadQuery, WriteOp};
-    use crate::keyspace::tests::layouts_agree;
+    use crate::command::{CollectionScan, ExpireCond, Expiry, HashPart, Queued, ReadQuery, WriteOp};
+    use crate::keyspace::tests::{layouts_agree, Replica};
     use crate::keyspace::Limits;
     use crate::resp::Frame;
+    use std::collections::BTreeSet;
 
     /// A random hash command (or, now and then, another command on the same keys).
     fn random_step(rng: &mut fastrand::Rng) -> Queued {
@@ -434,11 +502,15 @@ mod tests {
                 key: key(rng),
                 part: [HashPart::Pairs, HashPart::Fields, HashPart::Values][rng.usize(..3)],
             }),
+            // A scan's every step at once (its steps are tested below).
             93..=95 => read(ReadQuery::HScan {
                 key: key(rng),
                 cursor: 0,
-                pattern: rng.bool().then(|| Bytes::from("f1*")),
-                novalues: rng.bool(),
+                scan: CollectionScan {
+                    pattern: rng.bool().then(|| Bytes::from("f1*")),
+                    count: usize::MAX,
+                    novalues: rng.bool(),
+                },
             }),
             96 => read(ReadQuery::Keys(Bytes::from("*"))),
             97 => read(ReadQuery::DbSize),
@@ -460,9 +532,9 @@ mod tests {
                 Frame::Map(pairs)
             }
             (Queued::Read(ReadQuery::HGetAll { .. }), Frame::Array(items)) => Frame::Array(sort(items)),
-            (Queued::Read(ReadQuery::HScan { novalues, .. }), Frame::Array(mut parts)) => {
+            (Queued::Read(ReadQuery::HScan { scan, .. }), Frame::Array(mut parts)) => {
                 let Some(Frame::Array(items)) = parts.pop() else { panic!("HSCAN's reply") };
-                let items = match novalues {
+                let items = match scan.novalues {
                     true => sort(items),
                     false => sort(items.chunks(2).map(|pair| Frame::Array(pair.to_vec())).collect()),
                 };
@@ -532,7 +604,15 @@ mod tests {
                 count: rng.bool().then(|| rng.i64(-5..5)),
                 seed: rng.u64(..),
             }),
-            92..=94 => read(ReadQuery::SScan { key: key(rng), cursor: 0, pattern: Some(Bytes::from("m1*")) }),
+            92..=94 => read(ReadQuery::SScan {
+                key: key(rng),
+                cursor: 0,
+                scan: CollectionScan {
+                    pattern: Some(Bytes::from("m1*")),
+                    count: usize::MAX,
+                    novalues: false,
+                },
+            }),
             95..=96 => read(ReadQuery::Keys(Bytes::from("*"))),
             _ => read(ReadQuery::DbSize),
         }
@@ -544,6 +624,98 @@ mod tests {
     fn sets_in_buckets_answer_as_whole_sets_do() {
         let all = |key| ReadQuery::SCombine { op: crate::command::SetOp::Union, keys: vec![key] };
         layouts_agree(small_buckets, random_set_step, |_, reply| reply, all);
+    }
+
+    #[test]
+    fn scan_intervals_tile_every_position_whatever_the_buckets() {
+        let mut buckets = Buckets::sized_for(PartsId { index: 1, n: 0 }, 0, 64);
+        let fields: Vec<String> = (0..500).map(|i| format!("f{i}")).collect();
+        for _ in 0..40 {
+            // From position 0, the intervals follow one another to the end, each bucket once.
+            let (mut at, mut seen) = (0u64, BTreeSet::new());
+            loop {
+                let (bucket, end) = buckets.scan_interval(at);
+                assert!(seen.insert(bucket), "bucket {bucket} twice in {buckets:?}");
+                match end {
+                    Some(end) => {
+                        assert!(end > at);
+                        assert_eq!(buckets.scan_interval(end - 1).0, bucket, "an interval is one bucket's");
+                        at = end;
+                    }
+                    None => break,
+                }
+            }
+            assert_eq!(seen.len() as u64, buckets.count());
+            for field in &fields {
+                let position = scan_position(field.as_bytes());
+                assert_eq!(buckets.scan_interval(position).0, buckets.of(field.as_bytes()), "{field}");
+            }
+            buckets.grow();
+        }
+    }
+
+    /// Scans a hash (or a set) in small steps while other fields come and go, splitting and
+    /// merging the buckets: every field there for the whole scan is returned, and once.
+    #[test]
+    fn a_scan_returns_each_lasting_item_once_while_buckets_split_and_merge() {
+        let limits = Limits { whole_fields: 4, whole_again: 2, bucket_load: 2, ..Limits::default() };
+        for (kind, seed) in [("hash", 1), ("set", 2), ("hash", 3), ("set", 4)] {
+            let mut replica = Replica::new(limits);
+            let mut rng = fastrand::Rng::with_seed(seed);
+            let key = Bytes::from("k");
+            let add = |names: Vec<Bytes>| match kind {
+                "hash" => Queued::Write(WriteOp::HSet {
+                    key: key.clone(),
+                    pairs: names.into_iter().map(|n| (n, Bytes::from("v"))).collect(),
+                    reply_ok: false,
+                }),
+                _ => Queued::Write(WriteOp::SAdd { key: key.clone(), members: names }),
+            };
+            let remove = |names: Vec<Bytes>| match kind {
+                "hash" => Queued::Write(WriteOp::HDel { key: key.clone(), fields: names }),
+                _ => Queued::Write(WriteOp::SRem { key: key.clone(), members: names }),
+            };
+            let lasting: Vec<Bytes> = (0..150).map(|i| Bytes::from(format!("keep{i}"))).collect();
+            let mut index = 1;
+            replica.apply(index, &[add(lasting.clone())]);
+            let (mut cursor, mut seen, mut steps) = (0, Vec::new(), 0);
+            loop {
+                let count = if rng.bool() { 1 } else { rng.usize(2..8) };
+                let scan = CollectionScan { pattern: None, count, novalues: true };
+                let query = match kind {
+                    "hash" => ReadQuery::HScan { key: key.clone(), cursor, scan },
+                    _ => ReadQuery::SScan { key: key.clone(), cursor, scan },
+                };
+                let Frame::Array(reply) = replica.read(&query) else { panic!("a scan's reply") };
+                let [Frame::Bulk(next), Frame::Array(items)] = &reply[..] else { panic!("{reply:?}") };
+                seen.extend(items.iter().map(|item| match item {
+                    Frame::Bulk(name) => name.clone(),
+                    other => panic!("{other:?}"),
+                }));
+                cursor = std::str::from_utf8(next).unwrap().parse().unwrap();
+                if cursor == 0 {
+                    break;
+                }
+                steps += 1;
+                // Churn: many fields in (the buckets split), then most out (they merge).
+                index += 1;
+                // Three steps of growth by some hundreds of fields, then back to the lasting
+                // ones (the buckets merge by the hundred).
+                let step = match steps % 4 {
+                    0..=2 => add((0..300).map(|_| Bytes::from(format!("c{}", rng.u16(..1500)))).collect()),
+                    _ => remove((0..1500).map(|i| Bytes::from(format!("c{i}"))).collect()),
+                };
+                replica.apply(index, &[step]);
+            }
+            assert!(steps > 20, "{kind}: a scan of many steps ({steps})");
+            for name in &lasting {
+                assert_eq!(seen.iter().filter(|s| *s == name).count(), 1, "{kind}: {name:?}");
+            }
+            let mut unique = seen.clone();
+            unique.sort();
+            unique.dedup();
+            assert_eq!(unique.len(), seen.len(), "{kind}: nothing twice");
+        }
     }
 
     #[test]

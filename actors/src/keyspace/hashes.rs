@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
-use super::buckets::{Editing, Items, Layout};
+use super::buckets::{scan_reply, Editing, Items, Layout};
 use super::{
     decode_elements, encode_elements, encoded_elements_len, pick_random, read_collection, ApplyBatch,
     KeyRead, XorShift,
@@ -112,6 +112,10 @@ impl Items for HashFields {
 
     fn absorb(&mut self, other: Self) {
         self.0.extend(other.0);
+    }
+
+    fn retain_keys(&mut self, keep: impl Fn(&[u8]) -> bool) {
+        self.0.retain(|(field, _)| keep(field));
     }
 }
 
@@ -258,17 +262,18 @@ pub(super) fn read_hash(ks: &dyn KeyRead, q: &ReadQuery, now: i64) -> Result<Fra
         ReadQuery::HRandField { count, with_values, seed, .. } => {
             random_fields(layout.into_items(ks)?, *count, *with_values, *seed)
         }
-        ReadQuery::HScan { pattern, novalues, .. } => {
+        ReadQuery::HScan { cursor, scan, .. } => {
+            let (next, fields) = layout.scan(ks, *cursor, scan.count)?;
             let mut out = Vec::new();
-            for (field, value) in layout.into_items(ks)?.0 {
-                if pattern.as_ref().is_none_or(|p| glob_match(p, &field)) {
+            for (field, value) in fields.0 {
+                if scan.pattern.as_ref().is_none_or(|p| glob_match(p, &field)) {
                     out.push(Frame::Bulk(field));
-                    if !novalues {
+                    if !scan.novalues {
                         out.push(Frame::Bulk(value));
                     }
                 }
             }
-            Frame::Array(vec![Frame::bulk("0"), Frame::Array(out)])
+            scan_reply(next, out)
         }
         other => unreachable!("not a hash read: {other:?}"),
     })

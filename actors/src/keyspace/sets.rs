@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 
-use super::buckets::{Editing, Items, Layout};
+use super::buckets::{scan_reply, Editing, Items, Layout};
 use super::{
     decode_elements, encode_elements, encoded_elements_len, pick_random, read_collection, ApplyBatch,
     Collection, KeyRead, Value, XorShift,
@@ -64,6 +64,10 @@ impl Items for Members {
     fn absorb(&mut self, other: Self) {
         self.extend(other);
         self.sort_unstable();
+    }
+
+    fn retain_keys(&mut self, keep: impl Fn(&[u8]) -> bool) {
+        self.retain(|member| keep(member));
     }
 
     fn gather(all: Vec<Self>) -> Self {
@@ -278,14 +282,21 @@ impl ApplyBatch<'_> {
 
 /// Answers a set read ([`ReadQuery::SCard`] and the others after it) from `ks` at `now`.
 pub(super) fn read_set(ks: &dyn KeyRead, q: &ReadQuery, now: i64) -> Result<Frame> {
-    // One member, or the count: the set's directory and a bucket at most.
-    if let ReadQuery::SCard(key) | ReadQuery::SIsMember { key, .. } = q {
+    // One member, the count, or a scan's step: the set's directory and a bucket or a few.
+    if let ReadQuery::SCard(key) | ReadQuery::SIsMember { key, .. } | ReadQuery::SScan { key, .. } = q {
         let layout = match read_collection(ks, key, now, KIND_SET, Layout::<Members>::decode)? {
             Err(wrongtype) => return Ok(wrongtype),
             Ok(found) => found.map(|(layout, _)| layout).unwrap_or_default(),
         };
-        let ReadQuery::SIsMember { members: asked, many, .. } = q else {
-            return Ok(Frame::Integer(layout.len() as i64));
+        let (asked, many) = match q {
+            ReadQuery::SIsMember { members, many, .. } => (members, many),
+            ReadQuery::SScan { cursor, scan, .. } => {
+                let (next, members) = layout.scan(ks, *cursor, scan.count)?;
+                let matching =
+                    members.into_iter().filter(|m| scan.pattern.as_ref().is_none_or(|p| glob_match(p, m)));
+                return Ok(scan_reply(next, matching.map(Frame::Bulk).collect()));
+            }
+            _ => return Ok(Frame::Integer(layout.len() as i64)),
         };
         let mut answers = Vec::with_capacity(asked.len());
         for member in asked {
@@ -299,7 +310,7 @@ pub(super) fn read_set(ks: &dyn KeyRead, q: &ReadQuery, now: i64) -> Result<Fram
     }
     let live = |key: &Bytes| Ok(ks.value(key)?.filter(|v| v.alive_at(now)));
     let keys: &[Bytes] = match q {
-        ReadQuery::SRandMember { key, .. } | ReadQuery::SScan { key, .. } => std::slice::from_ref(key),
+        ReadQuery::SRandMember { key, .. } => std::slice::from_ref(key),
         ReadQuery::SCombine { keys, .. } | ReadQuery::SInterCard { keys, .. } => keys,
         other => unreachable!("not a set read: {other:?}"),
     };
@@ -320,10 +331,6 @@ pub(super) fn read_set(ks: &dyn KeyRead, q: &ReadQuery, now: i64) -> Result<Fram
                     Err(too_many) => too_many,
                 },
             }
-        }
-        ReadQuery::SScan { pattern, .. } => {
-            let matching = first().into_iter().filter(|m| pattern.as_ref().is_none_or(|p| glob_match(p, m)));
-            Frame::Array(vec![Frame::bulk("0"), Frame::Array(matching.map(Frame::Bulk).collect())])
         }
         ReadQuery::SCombine { op, .. } => Frame::Set(bulks(combine(*op, sets))),
         ReadQuery::SInterCard { limit, .. } => {

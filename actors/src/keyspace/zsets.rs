@@ -12,6 +12,7 @@ use std::cmp::Ordering;
 
 use bytes::Bytes;
 
+use super::buckets::scan_reply;
 use super::sets::{self, KIND_SET};
 use super::ztree::{Tree, TreeEdit, NODE_ENTRIES};
 use super::{
@@ -753,15 +754,20 @@ pub(super) fn read_zset(ks: &dyn KeyRead, q: &ReadQuery, now: i64) -> Result<Fra
                 },
             }
         }
-        ReadQuery::ZScan { pattern, .. } => {
+        ReadQuery::ZScan { cursor, scan, .. } => {
+            // A tree is scanned by its buckets of scores; a whole sorted set is answered whole.
+            let (next, found) = match &mut sorted {
+                Sorted::Tree(tree) => tree.scan(ks, *cursor, scan.count)?,
+                Sorted::Whole(entries) => (0, std::mem::take(entries)),
+            };
             let mut out = Vec::new();
-            for (score, member) in sorted.all(ks)? {
-                if pattern.as_ref().is_none_or(|p| glob_match(p, &member)) {
+            for (score, member) in found {
+                if scan.pattern.as_ref().is_none_or(|p| glob_match(p, &member)) {
                     out.push(Frame::Bulk(member));
                     out.push(score_frame(score));
                 }
             }
-            Frame::Array(vec![Frame::bulk("0"), Frame::Array(out)])
+            scan_reply(next, out)
         }
         other => unreachable!("not a sorted set read: {other:?}"),
     })

@@ -83,13 +83,14 @@ fn parse_hrandfield(args: &mut Args) -> Result<Option<Command>, Frame> {
 
 fn parse_hscan(args: &mut Args) -> Result<Option<Command>, Frame> {
     let (key, cursor) = (args.arg(), cursor_arg(&args.arg())?);
-    let (pattern, novalues) = collection_scan_options(args, true)?;
-    Ok(Some(Command::Read(ReadQuery::HScan { key, cursor, pattern, novalues })))
+    let scan = collection_scan_options(args, true)?;
+    Ok(Some(Command::Read(ReadQuery::HScan { key, cursor, scan })))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::command::CollectionScan;
     use crate::command::{test_err as err, test_parse as parse};
 
     #[test]
@@ -149,8 +150,7 @@ mod tests {
             Command::Read(ReadQuery::HScan {
                 key: "h".into(),
                 cursor: 7,
-                pattern: Some("a*".into()),
-                novalues: true
+                scan: CollectionScan { pattern: Some("a*".into()), count: 5, novalues: true }
             })
         );
     }

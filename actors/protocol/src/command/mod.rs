@@ -207,9 +207,10 @@ pub enum ReadQuery {
     /// `HRANDFIELD key [count [WITHVALUES]]`; the seed makes the pick the same on every replica
     /// when it runs inside EXEC.
     HRandField { key: Bytes, count: Option<i64>, with_values: bool, seed: u64 },
-    /// `HSCAN key cursor [MATCH pattern] [COUNT count] [NOVALUES]`: a hash is answered whole,
-    /// with cursor 0, whatever the cursor (as Redis answers its small hashes).
-    HScan { key: Bytes, cursor: u64, pattern: Option<Bytes>, novalues: bool },
+    /// `HSCAN key cursor [MATCH pattern] [COUNT count] [NOVALUES]`: a small hash is answered
+    /// whole, with cursor 0, whatever the cursor (as Redis answers its small hashes); a large
+    /// one bucket by bucket, the cursor a position in the order its buckets cover.
+    HScan { key: Bytes, cursor: u64, scan: CollectionScan },
     /// A command whose argument is wrong where Redis looks at the key before the argument
     /// (`INCRBYFLOAT key abc`, `GETEX key EX abc`, `LINDEX key abc`): WRONGTYPE if the key
     /// holds another type than `expects`; for a missing key `if_missing`, or null when that is
@@ -236,8 +237,8 @@ pub enum ReadQuery {
     SInterCard { keys: Vec<Bytes>, limit: u64 },
     /// `SRANDMEMBER key [count]`; the seed makes the pick the same on every replica inside EXEC.
     SRandMember { key: Bytes, count: Option<i64>, seed: u64 },
-    /// `SSCAN key cursor [MATCH pattern] [COUNT count]`: a set is answered whole, with cursor 0.
-    SScan { key: Bytes, cursor: u64, pattern: Option<Bytes> },
+    /// `SSCAN key cursor [MATCH pattern] [COUNT count]`: as HSCAN.
+    SScan { key: Bytes, cursor: u64, scan: CollectionScan },
     // Sorted sets.
     /// `ZCARD key`
     ZCard(Bytes),
@@ -252,8 +253,9 @@ pub enum ReadQuery {
     /// `ZRANDMEMBER key [count [WITHSCORES]]`; the seed makes the pick the same on every replica
     /// inside EXEC.
     ZRandMember { key: Bytes, count: Option<i64>, with_scores: bool, seed: u64 },
-    /// `ZSCAN key cursor [MATCH pattern] [COUNT count]`: answered whole, with cursor 0.
-    ZScan { key: Bytes, cursor: u64, pattern: Option<Bytes> },
+    /// `ZSCAN key cursor [MATCH pattern] [COUNT count]`: as HSCAN (a large sorted set by its
+    /// buckets of scores).
+    ZScan { key: Bytes, cursor: u64, scan: CollectionScan },
     /// `ZUNION`, `ZINTER`, `ZDIFF numkeys key [key ...] [WEIGHTS w ...] [AGGREGATE ...]
     /// [WITHSCORES]`: sets count as sorted sets whose members all score 1. `weights` is empty
     /// without WEIGHTS (every weight 1).
@@ -824,23 +826,35 @@ pub fn cursor_arg(arg: &[u8]) -> Result<u64, Frame> {
         .ok_or_else(|| Frame::error("ERR invalid cursor"))
 }
 
-/// What HSCAN, SSCAN and ZSCAN ask: `MATCH pattern` (none for `*`), and `NOVALUES` if
-/// `novalues_allowed` (HSCAN). A collection is answered whole in one call (as Redis answers its
-/// small ones), so `COUNT` is checked and bounds nothing.
+/// What HSCAN, SSCAN and ZSCAN ask besides the key and the cursor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CollectionScan {
+    /// `MATCH pattern`; none for `*`.
+    pub pattern: Option<Bytes>,
+    /// `COUNT count` (10 if not given): about how many items to look at.
+    pub count: usize,
+    /// `NOVALUES` (HSCAN only): fields without their values.
+    pub novalues: bool,
+}
+
+/// The options of HSCAN, SSCAN and ZSCAN; `NOVALUES` only if `novalues_allowed` (HSCAN).
 pub(crate) fn collection_scan_options(
     args: &mut Args,
     novalues_allowed: bool,
-) -> Result<(Option<Bytes>, bool), Frame> {
-    let (mut pattern, mut novalues) = (None, false);
+) -> Result<CollectionScan, Frame> {
+    let mut scan = CollectionScan { pattern: None, count: 10, novalues: false };
     while let Some(arg) = args.try_next() {
         match lower(&arg).as_str() {
-            "match" => pattern = Some(args.value()?).filter(|p| &p[..] != b"*"),
-            "count" if int_arg(&args.value()?)? >= 1 => {}
-            "novalues" if novalues_allowed => novalues = true,
+            "match" => scan.pattern = Some(args.value()?).filter(|p| &p[..] != b"*"),
+            "count" => match int_arg(&args.value()?)? {
+                count @ 1.. => scan.count = count.try_into().unwrap_or(usize::MAX),
+                _ => return Err(syntax_error()),
+            },
+            "novalues" if novalues_allowed => scan.novalues = true,
             _ => return Err(syntax_error()),
         }
     }
-    Ok((pattern, novalues))
+    Ok(scan)
 }
 
 /// The count of LPOP, RPOP, SPOP, ZPOPMIN and ZPOPMAX: a non-negative integer.

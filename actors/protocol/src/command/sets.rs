@@ -98,8 +98,8 @@ fn parse_sintercard(args: &mut Args) -> Result<Option<Command>, Frame> {
 
 fn parse_sscan(args: &mut Args) -> Result<Option<Command>, Frame> {
     let (key, cursor) = (args.arg(), cursor_arg(&args.arg())?);
-    let (pattern, _) = collection_scan_options(args, false)?;
-    Ok(Some(Command::Read(ReadQuery::SScan { key, cursor, pattern })))
+    let scan = collection_scan_options(args, false)?;
+    Ok(Some(Command::Read(ReadQuery::SScan { key, cursor, scan })))
 }
 
 #[cfg(test)]

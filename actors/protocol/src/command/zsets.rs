@@ -144,8 +144,8 @@ pub fn parse(name: &'static str, args: &mut Args) -> Result<Option<Command>, Fra
         }
         "zscan" => {
             let (key, cursor) = (args.arg(), cursor_arg(&args.arg())?);
-            let (pattern, _) = collection_scan_options(args, false)?;
-            read(ReadQuery::ZScan { key, cursor, pattern })
+            let scan = collection_scan_options(args, false)?;
+            read(ReadQuery::ZScan { key, cursor, scan })
         }
         _ => Ok(None),
     }
