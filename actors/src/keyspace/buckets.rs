@@ -22,12 +22,13 @@
 //! repeats).
 
 use std::collections::btree_map::Entry;
-use std::collections::BTreeMap;
+use std::collections::hash_map::Entry as HashEntry;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use bytes::{Buf, BufMut, Bytes};
 
 use super::parts::{damaged, directory_fields, directory_header, part_key, Parts, PartsId};
-use super::{or_refusal, ApplyBatch, KeyRead, Stored, MAX_STRING_LEN, TOO_BIG_COLLECTION};
+use super::{or_refusal, ApplyBatch, KeyRead, Stored, XorShift, MAX_STRING_LEN, TOO_BIG_COLLECTION};
 use crate::error::Result;
 use crate::resp::Frame;
 
@@ -38,6 +39,9 @@ pub(super) const WHOLE_AGAIN: u64 = 32;
 /// The average number of fields per bucket beyond which the buckets grow; they shrink below a
 /// quarter of it.
 pub(super) const BUCKET_LOAD: u64 = 64;
+/// A hash or set in buckets of more items than this picks random items (HRANDFIELD,
+/// SRANDMEMBER, SPOP) bucket by bucket ([`Layout::pick_by_bucket`]).
+pub(super) const PICK_BY_BUCKET_ABOVE: u64 = 1024;
 
 /// The directory's own fields (after the parts' id): `level`, `split` and `len`.
 pub(super) const FIELDS_LEN: usize = 17;
@@ -182,6 +186,10 @@ pub(super) trait Items: Default + Sized {
     fn absorb(&mut self, other: Self);
     /// Keeps the items whose key `keep` says.
     fn retain_keys(&mut self, keep: impl Fn(&[u8]) -> bool);
+    /// The key of item `i`.
+    fn key(&self, i: usize) -> &[u8];
+    /// Item `i` alone.
+    fn item(&self, i: usize) -> Self;
     /// Every bucket's items together.
     fn gather(all: Vec<Self>) -> Self {
         let mut gathered = Self::default();
@@ -260,6 +268,48 @@ impl<T: Items> Layout<T> {
                 return Ok((at, found));
             }
         }
+    }
+
+    /// Items picked at random as HRANDFIELD, SRANDMEMBER and SPOP pick them (one for no
+    /// `count`; with a positive count that many distinct ones; with a negative one that many
+    /// picks, repeats allowed), bucket by bucket: a random bucket, then a random item of it,
+    /// drawn again when the bucket is empty or (distinct picks) the item was picked already. So
+    /// the cost follows the count, not the size; an item of a fuller bucket is a little less
+    /// likely to be picked than one of an emptier bucket (Redis's picks from a large collection
+    /// lean too). None when the items should be picked from all of them, as
+    /// [`super::pick_random`] does: a collection of up to [`PICK_BY_BUCKET_ABOVE`] items, or a
+    /// count of a quarter of them or more.
+    pub(super) fn pick_by_bucket(
+        &self,
+        ks: &dyn KeyRead,
+        count: Option<i64>,
+        rng: &mut XorShift,
+    ) -> Result<Option<T>> {
+        let Layout::Bucketed(buckets) = self else {
+            return Ok(None);
+        };
+        let wanted = count.map_or(1, i64::unsigned_abs);
+        if buckets.len <= PICK_BY_BUCKET_ABOVE || wanted.saturating_mul(4) >= buckets.len {
+            return Ok(None);
+        }
+        let distinct = count.is_some_and(|count| count > 0);
+        let (mut read, mut keys, mut picked) = (HashMap::new(), HashSet::new(), Vec::new());
+        while (picked.len() as u64) < wanted {
+            let bucket = rng.below(buckets.count() as usize) as u64;
+            let items: &T = match read.entry(bucket) {
+                HashEntry::Occupied(entry) => entry.into_mut(),
+                HashEntry::Vacant(entry) => entry.insert(read_items(ks, buckets, bucket)?),
+            };
+            if items.count() == 0 {
+                continue;
+            }
+            let at = rng.below(items.count());
+            if distinct && !keys.insert(Bytes::copy_from_slice(items.key(at))) {
+                continue;
+            }
+            picked.push(items.item(at));
+        }
+        Ok(Some(T::gather(picked)))
     }
 
     /// Every item, a bucket's after another's.
@@ -716,6 +766,79 @@ mod tests {
             unique.dedup();
             assert_eq!(unique.len(), seen.len(), "{kind}: nothing twice");
         }
+    }
+
+    /// Random members of a large set, and fields of a large hash, are picked bucket by bucket:
+    /// members of it, distinct when they must be, every one of them now and then, and SPOP
+    /// removes what it picked, the same on every replica.
+    #[test]
+    fn random_picks_from_large_collections_come_bucket_by_bucket() {
+        let (mut one, mut other) = (Replica::new(Limits::default()), Replica::new(Limits::default()));
+        let key = Bytes::from("s");
+        let members: Vec<Bytes> = (0..3000).map(|i| Bytes::from(format!("m{i}"))).collect();
+        let hash = WriteOp::HSet {
+            key: Bytes::from("h"),
+            pairs: members.iter().map(|m| (m.clone(), Bytes::from(format!("v{m:?}")))).collect(),
+            reply_ok: false,
+        };
+        let steps = [
+            Queued::Write(WriteOp::SAdd { key: key.clone(), members: members.clone() }),
+            Queued::Write(hash),
+        ];
+        for replica in [&mut one, &mut other] {
+            replica.apply(1, &steps);
+        }
+        let names = |reply: Frame| -> Vec<Bytes> {
+            match reply {
+                Frame::Array(items) | Frame::Set(items) => items
+                    .into_iter()
+                    .map(|item| match item {
+                        Frame::Bulk(name) => name,
+                        other => panic!("{other:?}"),
+                    })
+                    .collect(),
+                Frame::Bulk(name) => vec![name],
+                other => panic!("{other:?}"),
+            }
+        };
+        let distinct = |picked: &[Bytes]| picked.iter().collect::<BTreeSet<_>>().len();
+        let random = |count, seed| ReadQuery::SRandMember { key: key.clone(), count, seed };
+        assert_eq!(names(one.read(&random(None, 1))).len(), 1);
+        let picked = names(one.read(&random(Some(100), 2)));
+        assert_eq!((picked.len(), distinct(&picked)), (100, 100));
+        let picked = names(one.read(&random(Some(-200), 3)));
+        assert_eq!(picked.len(), 200, "repeats allowed");
+        let picked = names(one.read(&random(Some(1000), 4)));
+        assert_eq!((picked.len(), distinct(&picked)), (1000, 1000), "a third of the set: from all of it");
+        let mut counts: BTreeMap<Bytes, u32> = BTreeMap::new();
+        for seed in 0..300 {
+            for member in names(one.read(&random(Some(-1000), seed))) {
+                assert!(member.starts_with(b"m"));
+                *counts.entry(member).or_default() += 1;
+            }
+        }
+        assert_eq!(counts.len(), 3000, "in 300 000 picks, every member of 3 000 at least once");
+        assert!(counts.values().all(|&n| n < 1000), "no member picked ten times its share");
+        let fields = one.read(&ReadQuery::HRandField {
+            key: Bytes::from("h"),
+            count: Some(5),
+            with_values: true,
+            seed: 9,
+        });
+        let Frame::Pairs(pairs) = fields else { panic!("{fields:?}") };
+        assert_eq!(pairs.len(), 5);
+        for (field, value) in pairs {
+            let (Frame::Bulk(field), Frame::Bulk(value)) = (field, value) else { panic!("a pair of bulks") };
+            assert_eq!(value, Bytes::from(format!("v{field:?}")), "a field with its own value");
+        }
+        let pop = [Queued::Write(WriteOp::SPop { key: key.clone(), count: Some(100), seed: 77 })];
+        let popped = names(one.apply(2, &pop).remove(0));
+        assert_eq!(names(other.apply(2, &pop).remove(0)), popped, "every replica pops the same");
+        assert_eq!(distinct(&popped), 100);
+        assert_eq!(one.read(&ReadQuery::SCard(key.clone())), Frame::Integer(2900));
+        let asked = ReadQuery::SIsMember { key: key.clone(), members: popped, many: true };
+        assert_eq!(one.read(&asked), Frame::Array(vec![Frame::Integer(0); 100]), "popped members are gone");
+        one.check_records();
     }
 
     #[test]

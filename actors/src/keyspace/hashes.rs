@@ -117,6 +117,14 @@ impl Items for HashFields {
     fn retain_keys(&mut self, keep: impl Fn(&[u8]) -> bool) {
         self.0.retain(|(field, _)| keep(field));
     }
+
+    fn key(&self, i: usize) -> &[u8] {
+        &self.0[i].0
+    }
+
+    fn item(&self, i: usize) -> Self {
+        HashFields(vec![self.0[i].clone()])
+    }
 }
 
 /// The value of `field` in a hash being changed.
@@ -260,7 +268,11 @@ pub(super) fn read_hash(ks: &dyn KeyRead, q: &ReadQuery, now: i64) -> Result<Fra
             }
         }
         ReadQuery::HRandField { count, with_values, seed, .. } => {
-            random_fields(layout.into_items(ks)?, *count, *with_values, *seed)
+            let mut rng = XorShift::new(*seed);
+            match layout.pick_by_bucket(ks, *count, &mut rng)? {
+                Some(picked) => fields_frame(picked.0, *count, *with_values),
+                None => random_fields(layout.into_items(ks)?, *count, *with_values, &mut rng),
+            }
         }
         ReadQuery::HScan { cursor, scan, .. } => {
             let (next, fields) = layout.scan(ks, *cursor, scan.count)?;
@@ -281,18 +293,24 @@ pub(super) fn read_hash(ks: &dyn KeyRead, q: &ReadQuery, now: i64) -> Result<Fra
 
 /// HRANDFIELD: without a count one field (null for a missing key), else [`pick_random`]'s
 /// fields. The picks follow `seed`, so a replica applying the same EXEC picks the same.
-fn random_fields(fields: HashFields, count: Option<i64>, with_values: bool, seed: u64) -> Frame {
-    let mut rng = XorShift::new(seed);
-    let Some(count) = count else {
+fn random_fields(fields: HashFields, count: Option<i64>, with_values: bool, rng: &mut XorShift) -> Frame {
+    let Some(n) = count else {
         return match fields.len() {
             0 => Frame::Null,
             len => Frame::Bulk(fields.0[rng.below(len)].0.clone()),
         };
     };
-    let picked = match pick_random(fields.0, count, &mut rng) {
-        Ok(picked) => picked,
-        Err(too_many) => return too_many,
-    };
+    match pick_random(fields.0, n, rng) {
+        Ok(picked) => fields_frame(picked, count, with_values),
+        Err(too_many) => too_many,
+    }
+}
+
+/// HRANDFIELD's reply of the fields picked (one field alone for no `count`).
+fn fields_frame(picked: Vec<(Bytes, Bytes)>, count: Option<i64>, with_values: bool) -> Frame {
+    if count.is_none() {
+        return picked.into_iter().next().map_or(Frame::Null, |(field, _)| Frame::Bulk(field));
+    }
     if with_values {
         Frame::Pairs(picked.into_iter().map(|(f, v)| (Frame::Bulk(f), Frame::Bulk(v))).collect())
     } else {
@@ -351,34 +369,40 @@ mod tests {
             other => panic!("{other:?}"),
         };
         for seed in 0..50 {
-            let mut distinct = names(random_fields(h.clone(), Some(3), false, seed));
+            let mut distinct = names(random_fields(h.clone(), Some(3), false, &mut XorShift::new(seed)));
             distinct.sort();
             distinct.dedup();
             assert_eq!(distinct.len(), 3, "seed {seed}: distinct fields");
-            let repeated = names(random_fields(h.clone(), Some(-10), false, seed));
+            let repeated = names(random_fields(h.clone(), Some(-10), false, &mut XorShift::new(seed)));
             assert_eq!(repeated.len(), 10);
             assert!(repeated.iter().all(|f| ["a", "b", "c", "d"].contains(&f.as_str())));
             assert_eq!(
-                random_fields(h.clone(), Some(-10), false, seed),
-                random_fields(h.clone(), Some(-10), false, seed),
+                random_fields(h.clone(), Some(-10), false, &mut XorShift::new(seed)),
+                random_fields(h.clone(), Some(-10), false, &mut XorShift::new(seed)),
                 "the same seed picks the same"
             );
         }
         assert_eq!(
-            names(random_fields(h.clone(), Some(9), false, 1)),
+            names(random_fields(h.clone(), Some(9), false, &mut XorShift::new(1))),
             ["a", "b", "c", "d"],
             "the whole hash"
         );
-        assert_eq!(random_fields(h.clone(), Some(0), false, 1), Frame::Array(vec![]));
-        assert_eq!(random_fields(HashFields::default(), None, false, 1), Frame::Null);
-        assert_eq!(random_fields(HashFields::default(), Some(-3), true, 1), Frame::Pairs(vec![]), "`*0`");
-        let Frame::Pairs(pairs) = random_fields(h.clone(), Some(-2), true, 7) else { panic!("pairs") };
+        assert_eq!(random_fields(h.clone(), Some(0), false, &mut XorShift::new(1)), Frame::Array(vec![]));
+        assert_eq!(random_fields(HashFields::default(), None, false, &mut XorShift::new(1)), Frame::Null);
+        assert_eq!(
+            random_fields(HashFields::default(), Some(-3), true, &mut XorShift::new(1)),
+            Frame::Pairs(vec![]),
+            "`*0`"
+        );
+        let Frame::Pairs(pairs) = random_fields(h.clone(), Some(-2), true, &mut XorShift::new(7)) else {
+            panic!("pairs")
+        };
         assert_eq!(pairs.len(), 2);
         for pair in pairs {
             let (Frame::Bulk(field), Frame::Bulk(value)) = pair else { panic!("two bulk strings") };
             assert_eq!(h.get(&field), Some(&value), "a field with its own value");
         }
         let too_many = -(crate::keyspace::MAX_RANDOM_PICKS as i64) - 1;
-        assert!(matches!(random_fields(h, Some(too_many), false, 1), Frame::Error(_)));
+        assert!(matches!(random_fields(h, Some(too_many), false, &mut XorShift::new(1)), Frame::Error(_)));
     }
 }

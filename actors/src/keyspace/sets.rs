@@ -70,6 +70,14 @@ impl Items for Members {
         self.retain(|member| keep(member));
     }
 
+    fn key(&self, i: usize) -> &[u8] {
+        &self[i]
+    }
+
+    fn item(&self, i: usize) -> Self {
+        vec![self[i].clone()]
+    }
+
     fn gather(all: Vec<Self>) -> Self {
         let mut members: Members = all.into_iter().flatten().collect();
         members.sort_unstable();
@@ -239,16 +247,23 @@ impl ApplyBatch<'_> {
                         Ok(None) => return Ok(count.map_or(Frame::Null, |_| Frame::Set(vec![]))),
                         Ok(Some(found)) => found,
                     };
-                let members = match &layout {
-                    Layout::Whole(members) => members.clone(),
-                    Layout::Bucketed(buckets) => Layout::<Members>::Bucketed(*buckets).into_items(self)?,
-                };
                 let mut rng = XorShift::new(seed);
-                let picked = match count {
-                    None => vec![members[rng.below(members.len())].clone()],
-                    Some(n) => {
-                        let n = n.min(i64::MAX as u64) as i64;
-                        pick_random(members, n, &mut rng).expect("a positive count is never refused")
+                let count = count.map(|n| n.min(i64::MAX as u64) as i64);
+                let picked = match layout.pick_by_bucket(self, count, &mut rng)? {
+                    Some(picked) => picked,
+                    None => {
+                        let members = match &layout {
+                            Layout::Whole(members) => members.clone(),
+                            Layout::Bucketed(buckets) => {
+                                Layout::<Members>::Bucketed(*buckets).into_items(self)?
+                            }
+                        };
+                        match count {
+                            None => vec![members[rng.below(members.len())].clone()],
+                            Some(n) => {
+                                pick_random(members, n, &mut rng).expect("a positive count is never refused")
+                            }
+                        }
                     }
                 };
                 if picked.is_empty() {
@@ -282,8 +297,13 @@ impl ApplyBatch<'_> {
 
 /// Answers a set read ([`ReadQuery::SCard`] and the others after it) from `ks` at `now`.
 pub(super) fn read_set(ks: &dyn KeyRead, q: &ReadQuery, now: i64) -> Result<Frame> {
-    // One member, the count, or a scan's step: the set's directory and a bucket or a few.
-    if let ReadQuery::SCard(key) | ReadQuery::SIsMember { key, .. } | ReadQuery::SScan { key, .. } = q {
+    // One member, the count, a scan's step or random members: the set's directory and a bucket
+    // or a few (random members from a small set: every bucket).
+    if let ReadQuery::SCard(key)
+    | ReadQuery::SIsMember { key, .. }
+    | ReadQuery::SScan { key, .. }
+    | ReadQuery::SRandMember { key, .. } = q
+    {
         let layout = match read_collection(ks, key, now, KIND_SET, Layout::<Members>::decode)? {
             Err(wrongtype) => return Ok(wrongtype),
             Ok(found) => found.map(|(layout, _)| layout).unwrap_or_default(),
@@ -295,6 +315,24 @@ pub(super) fn read_set(ks: &dyn KeyRead, q: &ReadQuery, now: i64) -> Result<Fram
                 let matching =
                     members.into_iter().filter(|m| scan.pattern.as_ref().is_none_or(|p| glob_match(p, m)));
                 return Ok(scan_reply(next, matching.map(Frame::Bulk).collect()));
+            }
+            ReadQuery::SRandMember { count, seed, .. } => {
+                let mut rng = XorShift::new(*seed);
+                if let Some(mut picked) = layout.pick_by_bucket(ks, *count, &mut rng)? {
+                    return Ok(match count {
+                        None => Frame::Bulk(picked.swap_remove(0)),
+                        Some(_) => Frame::Array(bulks(picked)),
+                    });
+                }
+                let members = layout.into_items(ks)?;
+                return Ok(match count {
+                    None if members.is_empty() => Frame::Null,
+                    None => Frame::Bulk(members[rng.below(members.len())].clone()),
+                    Some(count) => match pick_random(members, *count, &mut rng) {
+                        Ok(picked) => Frame::Array(bulks(picked)),
+                        Err(too_many) => too_many,
+                    },
+                });
             }
             _ => return Ok(Frame::Integer(layout.len() as i64)),
         };
@@ -310,28 +348,15 @@ pub(super) fn read_set(ks: &dyn KeyRead, q: &ReadQuery, now: i64) -> Result<Fram
     }
     let live = |key: &Bytes| Ok(ks.value(key)?.filter(|v| v.alive_at(now)));
     let keys: &[Bytes] = match q {
-        ReadQuery::SRandMember { key, .. } => std::slice::from_ref(key),
         ReadQuery::SCombine { keys, .. } | ReadQuery::SInterCard { keys, .. } => keys,
         other => unreachable!("not a set read: {other:?}"),
     };
     let values = keys.iter().map(live).collect::<Result<Vec<_>>>()?;
-    let mut sets = match sets_of(ks, values)? {
+    let sets = match sets_of(ks, values)? {
         Err(wrongtype) => return Ok(wrongtype),
         Ok(sets) => sets,
     };
-    let mut first = || sets[0].take().unwrap_or_default();
     Ok(match q {
-        ReadQuery::SRandMember { count, seed, .. } => {
-            let (members, mut rng) = (first(), XorShift::new(*seed));
-            match count {
-                None if members.is_empty() => Frame::Null,
-                None => Frame::Bulk(members[rng.below(members.len())].clone()),
-                Some(count) => match pick_random(members, *count, &mut rng) {
-                    Ok(picked) => Frame::Array(bulks(picked)),
-                    Err(too_many) => too_many,
-                },
-            }
-        }
         ReadQuery::SCombine { op, .. } => Frame::Set(bulks(combine(*op, sets))),
         ReadQuery::SInterCard { limit, .. } => {
             let n = combine(SetOp::Inter, sets).len() as u64;

@@ -308,6 +308,14 @@ impl Items for Scores {
     fn retain_keys(&mut self, keep: impl Fn(&[u8]) -> bool) {
         self.0.retain(|(member, _)| keep(member));
     }
+
+    fn key(&self, i: usize) -> &[u8] {
+        &self.0[i].0
+    }
+
+    fn item(&self, i: usize) -> Self {
+        Scores(vec![self.0[i].clone()])
+    }
 }
 
 /// A large sorted set as a write (or a read) goes through it: the nodes read so far, which of
