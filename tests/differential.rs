@@ -1156,6 +1156,125 @@ const CASES: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "geo",
+        &[
+            "GEOADD Sicily 13.361389 38.115556 Palermo 15.087269 37.502669 Catania",
+            "GEOADD Sicily 12.758489 38.788135 edge1 17.241510 38.788135 edge2",
+            "GEOPOS Sicily Palermo Catania NonExisting",
+            "GEOPOS Sicily",
+            "GEODIST Sicily Palermo Catania",
+            "GEODIST Sicily Palermo Catania km",
+            "GEODIST Sicily Palermo Catania MI",
+            "GEODIST Sicily Palermo Catania ft",
+            "GEODIST Sicily Palermo Catania xx",
+            "GEODIST Sicily Palermo Nope",
+            "GEODIST Sicily Palermo Palermo",
+            "GEODIST Sicily Palermo Catania km x",
+            "GEOHASH Sicily Palermo Catania nope",
+            "ZRANGE Sicily 0 -1 WITHSCORES",
+            "GEOADD Sicily 200 10 x",
+            "GEOADD Sicily 10 86 x",
+            "GEOADD Sicily -180 -85.05112878 southwest 180 85.05112878 northeast",
+            "GEOPOS Sicily southwest northeast",
+            "GEOHASH Sicily southwest northeast",
+            "GEOADD Sicily a 10 x",
+            "GEOADD Sicily 1 2 x y",
+            "GEOADD Sicily nx xx 1 2 x",
+            "GEOADD Sicily nx ch ch",
+            "GEOADD Sicily xx ch 13.361389 38.115556 Palermo 1 1 new",
+            "GEOADD Sicily nx 0 0 Palermo",
+            "GEOADD Sicily ch 13.4 38.2 Palermo",
+            "GEOADD Sicily 13.361389 38.115556 Palermo",
+            "ZREM Sicily southwest northeast",
+            "GEOSEARCH Sicily FROMLONLAT 15 37 BYRADIUS 200 km ASC",
+            "GEOSEARCH Sicily FROMLONLAT 15 37 BYRADIUS 200 km ASC WITHCOORD WITHDIST WITHHASH",
+            "GEOSEARCH Sicily FROMMEMBER Palermo BYBOX 400 400 km DESC COUNT 2 WITHDIST",
+            "GEOSEARCH Sicily FROMMEMBER Palermo BYBOX 400 400 km ASC WITHHASH",
+            "GEOSEARCH Sicily FROMMEMBER nobody BYRADIUS 1 km",
+            "GEOSEARCH Sicily FROMLONLAT 1 2 FROMMEMBER x BYRADIUS 1 km",
+            "GEOSEARCH Sicily FROMMEMBER Palermo FROMMEMBER Catania BYRADIUS 1 km",
+            "GEOSEARCH Sicily FROMLONLAT 1 2 BYRADIUS 1 km BYBOX 1 1 km",
+            "GEOSEARCH Sicily FROMLONLAT 15 37 BYRADIUS 1 km BYRADIUS 200 km",
+            "GEOSEARCH Sicily FROMLONLAT 1 2 BYRADIUS 1 km COUNT 0",
+            "GEOSEARCH Sicily FROMLONLAT 1 2 BYRADIUS 1 km ANY",
+            "GEOSEARCH Sicily FROMLONLAT 1 2 BYRADIUS -1 km",
+            "GEOSEARCH Sicily FROMLONLAT 1 2 BYRADIUS x km",
+            "GEOSEARCH Sicily FROMLONLAT 1 2 BYRADIUS 1 xx",
+            "GEOSEARCH Sicily FROMLONLAT 1 2 BYBOX -1 1 km",
+            "GEOSEARCH Sicily FROMLONLAT 1 2 BYBOX x 1 km",
+            "GEOSEARCH Sicily FROMLONLAT 1 2 BYBOX 1 y km",
+            "GEOSEARCH Sicily FROMLONLAT 1 2 BYBOX 1 1",
+            "GEOSEARCH Sicily FROMLONLAT 1 2 BYRADIUS 1 km STORE x",
+            "GEOSEARCH Sicily FROMLONLAT 200 2 BYRADIUS 1 km",
+            "GEOSEARCH Sicily FROMLONLAT x 2 BYRADIUS 1 km",
+            "GEOSEARCH Sicily FROMLONLAT 15 37 BYRADIUS 200 km COUNT 3 ANY",
+            "GEOSEARCH Sicily FROMLONLAT 15 37 BYRADIUS 200 km ANY COUNT 1",
+            "GEOSEARCH Sicily FROMLONLAT 15 37 BYRADIUS 200 km COUNT 1",
+            "GEOSEARCH Sicily FROMLONLAT 15 37 BYRADIUS 200 km COUNT 5 COUNT 1",
+            "GEOSEARCH Sicily FROMLONLAT 15 37 BYRADIUS 200 km",
+            "GEOSEARCH Sicily FROMLONLAT 15 37 BYRADIUS 200 KM WITHDIST ASC DESC",
+            "GEOSEARCH Sicily FROMLONLAT 15 37 BYRADIUS 200 km COUNT x",
+            "GEOSEARCH Sicily FROMLONLAT 15 37 BYRADIUS 200 km COUNT -1",
+            "GEOSEARCH Sicily FROMLONLAT 15 37 BYRADIUS 200 mi",
+            "GEOSEARCH Sicily FROMLONLAT 15 37 BYRADIUS 1e3 km WITHDIST",
+            "GEOSEARCH Sicily FROMLONLAT 15 37 BYRADIUS inf km WITHDIST",
+            "GEOSEARCH Sicily FROMLONLAT 15 37 BYRADIUS 0 km",
+            "GEOSEARCH Sicily FROMLONLAT 15 37 BYBOX 1 1 km BYBOX 400 400 km",
+            "GEOSEARCH Sicily BYRADIUS 1 km WITHDIST WITHHASH",
+            "GEOSEARCH Sicily FROMLONLAT 1 2 WITHDIST WITHHASH",
+            "geosearch Sicily BYRADIUS 1 km WITHDIST WITHHASH",
+            "GEOSEARCH Sicily FROMLONLAT 1 2 BYRADIUS 1 km FOO",
+            "GEOSEARCH Sicily FROMLONLAT 1 2",
+            "GEOSEARCH nokey FROMMEMBER x BYRADIUS 1 km",
+            "GEOSEARCH nokey FROMLONLAT 1 2 BYRADIUS -1 km",
+            "SET str v",
+            "GEOSEARCH str FROMLONLAT 1 2 BYRADIUS -1 km",
+            "GEOSEARCH str FROMLONLAT 1 2 BYRADIUS 1 km",
+            "GEOPOS str a",
+            "GEOHASH str a",
+            "GEODIST str a b",
+            "GEOADD str 1 2 a",
+            "GEOPOS nokey a b",
+            "GEOHASH nokey a",
+            "GEODIST nokey a b km",
+            "GEORADIUS Sicily 15 37 200 km WITHDIST",
+            "GEORADIUS Sicily 15 37 200 km STORE dst",
+            "ZRANGE dst 0 -1 WITHSCORES",
+            "GEORADIUS Sicily 15 37 200 km STOREDIST dst2",
+            "ZRANGE dst2 0 -1 WITHSCORES",
+            "GEORADIUS Sicily 15 37 200 km STORE dst WITHDIST",
+            "GEORADIUS_RO Sicily 15 37 200 km STORE dst",
+            "GEORADIUS Sicily 15 37 200 km STORE a STOREDIST b",
+            "EXISTS a",
+            "ZRANGE b 0 -1 WITHSCORES",
+            "GEORADIUS Sicily 15 37 200 km STORE",
+            "GEORADIUS Sicily 15 37 200 km COUNT 2 ANY DESC",
+            "GEORADIUS Sicily FROMLONLAT 15 37 200 km",
+            "GEORADIUS Sicily 15 37 200 km BYBOX 1 1 km",
+            "GEORADIUS nokey 15 37 200 km",
+            "GEORADIUS nokey 15 37 200 km STORE a",
+            "GEORADIUS nokey 1 2 -1 km",
+            "GEORADIUS str 1 2 1 km",
+            "GEORADIUS nokey 1 2 1 km WITHDIST STORE x",
+            "GEORADIUSBYMEMBER Sicily Palermo 200 km WITHCOORD",
+            "GEORADIUSBYMEMBER Sicily nobody 200 km",
+            "GEORADIUSBYMEMBER nokey nobody 200 km",
+            "GEORADIUSBYMEMBER_RO Sicily Palermo 200 km COUNT 1",
+            "GEOSEARCHSTORE dst3 Sicily FROMLONLAT 15 37 BYRADIUS 200 km",
+            "ZRANGE dst3 0 -1 WITHSCORES",
+            "GEOSEARCHSTORE dst3 Sicily FROMLONLAT 15 37 BYRADIUS 200 km STOREDIST COUNT 1",
+            "ZRANGE dst3 0 -1 WITHSCORES",
+            "GEOSEARCHSTORE dst3 Sicily FROMLONLAT 15 37 BYRADIUS 200 km WITHDIST",
+            "GEOSEARCHSTORE dst3 nokey FROMLONLAT 15 37 BYRADIUS 200 km",
+            "EXISTS dst3",
+            "GEOSEARCHSTORE dst3 Sicily FROMMEMBER Palermo BYRADIUS 200 km STOREDIST STOREDIST",
+            "GEOSEARCHSTORE dst3 Sicily FROMMEMBER nobody BYRADIUS 200 km",
+            "ZRANGE dst3 0 -1 WITHSCORES",
+            "GEOSEARCHSTORE dst3 Sicily FROMLONLAT 1 1 BYRADIUS 1 km",
+            "EXISTS dst3",
+        ],
+    ),
+    (
         "sorted sets",
         &[
             "ZADD z 1 a 2 b 3 c",
@@ -1687,7 +1806,7 @@ fn random_command(rng: &mut Rng, in_multi: bool) -> String {
     let v = rng.pick(VALUES);
     let v = if v.is_empty() { "\"\"" } else { v };
     let (f, f2) = (rng.pick(FIELDS), rng.pick(FIELDS));
-    match rng.next() % 81 {
+    match rng.next() % 83 {
         0 => format!("SET {k} {v}"),
         1 => {
             let opt = rng.pick(&[
@@ -1962,6 +2081,74 @@ fn random_command(rng: &mut Rng, in_multi: bool) -> String {
                 _ => format!("ZRANK bigzl z{}", rng.next() % 300),
             }
         }
+        // Places (a sorted set of geohashes; past 128 of them, a tree), and searches over
+        // them: what is found, its order, distances and coordinates.
+        81 => {
+            let g = rng.pick(&["geo0", "geo1"]);
+            let places: Vec<String> = (0..20 + rng.next() % 60)
+                .map(|_| {
+                    let (lon, lat) = (
+                        10.0 + (rng.next() % 100_000) as f64 / 10_000.0,
+                        35.0 + (rng.next() % 100_000) as f64 / 10_000.0,
+                    );
+                    format!("{lon} {lat} p{}", rng.next() % 400)
+                })
+                .collect();
+            format!("GEOADD {g} {}", places.join(" "))
+        }
+        82 => {
+            let g = rng.pick(&["geo0", "geo1"]);
+            let place = |rng: &mut Rng| {
+                format!(
+                    "{} {}",
+                    10.0 + (rng.next() % 1000) as f64 / 100.0,
+                    35.0 + (rng.next() % 1000) as f64 / 100.0
+                )
+            };
+            let p = |rng: &mut Rng| format!("p{}", rng.next() % 400);
+            let options = |rng: &mut Rng| {
+                let mut options = vec![rng.pick(&["", "ASC", "DESC"]).to_owned()];
+                if rng.next().is_multiple_of(2) {
+                    options.push(format!("COUNT {}{}", 1 + rng.next() % 20, rng.pick(&["", " ANY"])));
+                }
+                for with in ["WITHDIST", "WITHHASH", "WITHCOORD"] {
+                    if rng.next().is_multiple_of(3) {
+                        options.push(with.to_owned());
+                    }
+                }
+                options.join(" ")
+            };
+            let radius = |rng: &mut Rng| {
+                format!("{} {}", rng.pick(&["10", "50", "150", "400", "0.5"]), rng.pick(&["km", "mi"]))
+            };
+            match rng.next() % 8 {
+                0 => format!(
+                    "GEOSEARCH {g} FROMLONLAT {} BYRADIUS {} {}",
+                    place(rng),
+                    radius(rng),
+                    options(rng)
+                ),
+                1 => format!(
+                    "GEOSEARCH {g} FROMMEMBER {} BYBOX {} {} km {}",
+                    p(rng),
+                    rng.next() % 500,
+                    rng.next() % 300,
+                    options(rng)
+                ),
+                2 => format!("GEORADIUS {g} {} {} {}", place(rng), radius(rng), options(rng)),
+                3 => format!("GEORADIUSBYMEMBER_RO {g} {} {} {}", p(rng), radius(rng), options(rng)),
+                4 => format!("GEODIST {g} {} {} {}", p(rng), p(rng), rng.pick(&["", "km", "ft"])),
+                5 => format!("{} {g} {} {} {}", rng.pick(&["GEOPOS", "GEOHASH"]), p(rng), p(rng), p(rng)),
+                6 => format!(
+                    "GEOSEARCHSTORE geo2 {g} FROMLONLAT {} BYBOX 300 200 km {}",
+                    place(rng),
+                    rng.pick(&["", "STOREDIST", "COUNT 5", "DESC COUNT 3 STOREDIST"])
+                ),
+                _ => rng
+                    .pick(&["ZRANGE geo2 0 -1 WITHSCORES", "ZREM geo0 p1 p2 p3 p4", "ZCARD geo1"])
+                    .to_owned(),
+            }
+        }
         _ => format!("UNLINK {k}"),
     }
 }
@@ -2000,6 +2187,51 @@ fn random_sequences_match_redis() {
             diffs.join("\n")
         );
     }
+}
+
+/// Searches of every kind over 600 places, a third anywhere on Earth (poles, the antimeridian)
+/// and the rest crowded into two degrees: what raft-kv finds, in what order, with what
+/// distances, coordinates and hashes, is what Redis finds.
+#[test]
+fn random_geo_searches_match_redis() {
+    let (_cluster, _redis, mut redis_side, mut raftkv_side) = setup();
+    let mut rng = fastrand::Rng::with_seed(11);
+    let mut places = Vec::new();
+    for i in 0..600 {
+        let (lon, lat) = match i % 3 {
+            0 => (rng.f64() * 358.0 - 179.0, rng.f64() * 168.0 - 84.0),
+            _ => (10.0 + rng.f64() * 2.0, 40.0 + rng.f64() * 2.0),
+        };
+        places.push(format!("{lon:.6} {lat:.6} p{i}"));
+    }
+    let mut lines = vec![format!("GEOADD world {}", places.join(" "))];
+    let pick = |rng: &mut fastrand::Rng, items: &[&str]| items[rng.usize(..items.len())].to_owned();
+    for _ in 0..600 {
+        let from = match rng.u8(..4) {
+            0 | 1 => format!("FROMLONLAT {:.4} {:.4}", 9.0 + rng.f64() * 4.0, 39.0 + rng.f64() * 4.0),
+            2 => format!("FROMLONLAT {:.4} {:.4}", rng.f64() * 360.0 - 180.0, rng.f64() * 170.0 - 85.0),
+            _ => format!("FROMMEMBER p{}", rng.usize(..600)),
+        };
+        let by = match rng.bool() {
+            true => format!(
+                "BYRADIUS {} {}",
+                pick(&mut rng, &["1", "5", "20", "100", "500", "3000", "20000"]),
+                pick(&mut rng, &["km", "mi", "m"])
+            ),
+            false => {
+                let side = ["1", "10", "100", "1000", "8000"];
+                format!("BYBOX {} {} km", pick(&mut rng, &side), pick(&mut rng, &side))
+            }
+        };
+        let mut options = vec![pick(&mut rng, &["", "ASC", "DESC"])];
+        if rng.u8(..5) < 2 {
+            options.push(format!("COUNT {}{}", rng.u8(1..30), pick(&mut rng, &["", " ANY"])));
+        }
+        options.push(pick(&mut rng, &["", "WITHDIST", "WITHCOORD WITHHASH"]));
+        lines.push(format!("GEOSEARCH world {from} {by} {}", options.join(" ")));
+    }
+    let diffs = compare("geo searches", &lines, &mut redis_side, &mut raftkv_side);
+    assert!(diffs.is_empty(), "{} differences from Redis:\n{}", diffs.len(), diffs.join("\n"));
 }
 
 #[test]

@@ -29,6 +29,7 @@
 mod bitmaps;
 mod buckets;
 mod chunked;
+mod geo;
 mod hashes;
 mod hyperloglog;
 mod lists;
@@ -946,6 +947,7 @@ impl<'a> ApplyBatch<'a> {
             | WriteOp::ZCombineStore { .. }
             | WriteOp::ZRangeStore { .. }
             | WriteOp::ZRemRange { .. }) => self.write_zset(op)?,
+            op @ WriteOp::GeoSearchStore { .. } => self.write_geo(op)?,
             op @ (WriteOp::SetBit { .. } | WriteOp::BitOp { .. }) => self.write_bits(op)?,
             op @ (WriteOp::PfAdd { .. } | WriteOp::PfMerge { .. }) => self.write_hll(op)?,
             WriteOp::Publish { channel, message, receivers } => {
@@ -1249,6 +1251,10 @@ pub fn execute_read(ks: &dyn KeyRead, q: &ReadQuery, now: i64) -> Result<Frame> 
         | ReadQuery::ZCombine { .. }
         | ReadQuery::ZInterCard { .. }
         | ReadQuery::ZCombineError { .. } => zsets::read_zset(ks, q, now)?,
+        ReadQuery::GeoPos { .. }
+        | ReadQuery::GeoHash { .. }
+        | ReadQuery::GeoDist { .. }
+        | ReadQuery::GeoSearch(_) => geo::read_geo(ks, q, now)?,
     })
 }
 

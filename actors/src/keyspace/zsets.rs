@@ -88,7 +88,7 @@ pub(super) enum Sorted {
 
 impl Sorted {
     /// The sorted set a record's payload holds (a tree's nodes hold up to `node_entries`).
-    fn decode(data: &Bytes, node_entries: usize) -> Result<Sorted> {
+    pub(super) fn decode(data: &Bytes, node_entries: usize) -> Result<Sorted> {
         Ok(match Tree::decode(data)? {
             Some(tree) => Sorted::Tree(Box::new(TreeEdit::new(tree, node_entries))),
             None => Sorted::Whole(decode(data)?),
@@ -102,7 +102,7 @@ impl Sorted {
         }
     }
 
-    fn score(&mut self, ks: &dyn KeyRead, member: &[u8]) -> Result<Option<f64>> {
+    pub(super) fn score(&mut self, ks: &dyn KeyRead, member: &[u8]) -> Result<Option<f64>> {
         match self {
             Sorted::Whole(entries) => Ok(entries.iter().find(|(_, m)| m == member).map(|(score, _)| *score)),
             Sorted::Tree(tree) => tree.score(ks, member),
@@ -137,7 +137,11 @@ impl Sorted {
     }
 
     /// How many members `below` holds for (it holds for a first part of the order).
-    fn count_below(&mut self, ks: &dyn KeyRead, below: &dyn Fn(&(f64, Bytes)) -> bool) -> Result<u64> {
+    pub(super) fn count_below(
+        &mut self,
+        ks: &dyn KeyRead,
+        below: &dyn Fn(&(f64, Bytes)) -> bool,
+    ) -> Result<u64> {
         match self {
             Sorted::Whole(entries) => Ok(entries.partition_point(below) as u64),
             Sorted::Tree(tree) => tree.count_below(ks, below),
@@ -145,7 +149,7 @@ impl Sorted {
     }
 
     /// The members ranked `from..to` (the lowest is 0), in order.
-    fn ranks(&mut self, ks: &dyn KeyRead, from: u64, to: u64) -> Result<Entries> {
+    pub(super) fn ranks(&mut self, ks: &dyn KeyRead, from: u64, to: u64) -> Result<Entries> {
         match self {
             Sorted::Whole(entries) => {
                 let to = (to as usize).min(entries.len());
@@ -574,7 +578,7 @@ impl ApplyBatch<'_> {
 
     /// A result that replaces whatever `destination` held, expiry included (an empty one
     /// deletes it); replies its size.
-    fn store_result(&mut self, destination: Bytes, result: Entries) -> Result<Frame> {
+    pub(super) fn store_result(&mut self, destination: Bytes, result: Entries) -> Result<Frame> {
         let size = Frame::Integer(result.len() as i64);
         self.save_sorted_then(destination, Sorted::Whole(result), 0, size)
     }

@@ -13,6 +13,7 @@
 //! [`table`], the command table with the documentation `COMMAND DOCS` serves.
 
 pub mod bitmaps;
+pub mod geo;
 pub mod hashes;
 pub mod hyperloglog;
 pub mod keys;
@@ -276,6 +277,59 @@ pub enum ReadQuery {
     // HyperLogLog.
     /// `PFCOUNT key [key ...]`
     PfCount(Vec<Bytes>),
+    // Geospatial.
+    /// `GEOPOS key [member ...]`
+    GeoPos { key: Bytes, members: Vec<Bytes> },
+    /// `GEOHASH key [member ...]`
+    GeoHash { key: Bytes, members: Vec<Bytes> },
+    /// `GEODIST key member1 member2 [unit]`; `unit` in meters.
+    GeoDist { key: Bytes, from: Bytes, to: Bytes, unit: f64 },
+    /// `GEOSEARCH`, `GEORADIUS`, `GEORADIUSBYMEMBER` and their read-only forms
+    GeoSearch(GeoSearch),
+}
+
+/// Where a geospatial search is centred.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum GeoFrom {
+    /// `FROMMEMBER member`: where a member of the searched key is.
+    Member(Bytes),
+    /// `FROMLONLAT longitude latitude`
+    LonLat((f64, f64)),
+}
+
+/// The area a geospatial search covers, in meters.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum GeoShape {
+    /// `BYRADIUS radius unit`
+    Radius(f64),
+    /// `BYBOX width height unit`
+    Box { width: f64, height: f64 },
+}
+
+/// The order of a search's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GeoSort {
+    /// The order the search finds the places in (see [`crate::command::geo`]).
+    None,
+    Asc,
+    Desc,
+}
+
+/// A geospatial search: GEOSEARCH's options, and the GEORADIUS forms'.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GeoSearch {
+    pub key: Bytes,
+    pub from: GeoFrom,
+    pub shape: GeoShape,
+    /// How many meters the unit of the search's distances is.
+    pub unit: f64,
+    pub sort: GeoSort,
+    /// `COUNT count`, and `ANY`: stop at the first `count` places found.
+    pub count: Option<u64>,
+    pub any: bool,
+    pub with_coord: bool,
+    pub with_dist: bool,
+    pub with_hash: bool,
 }
 
 /// BITCOUNT's and BITPOS's range, in bytes or (`bits`) in bits; `end` is `None` for BITPOS
@@ -573,6 +627,11 @@ pub enum WriteOp {
     /// applies the entry. `receivers` is how many subscriptions of the proposing node match,
     /// counted when it proposes (the reply, as Redis Cluster counts only the node's own).
     Publish { channel: Bytes, message: Bytes, receivers: u64 },
+    // Geospatial (GEOADD is a ZADD).
+    /// `GEOSEARCHSTORE`, and GEORADIUS with `STORE` or `STOREDIST`: the places found replace
+    /// `destination` (an empty result deletes it), scored by their geohashes, or by their
+    /// distances in the search's unit if `store_dist`; replies how many.
+    GeoSearchStore { destination: Bytes, search: GeoSearch, store_dist: bool },
 }
 
 impl WriteOp {
@@ -665,6 +724,8 @@ pub fn batch_origin(context: &[u8]) -> Option<RequestId> {
 /// The arguments after the command name, with Redis-style accessors.
 pub struct Args {
     name: &'static str,
+    /// The name as the client wrote it (some of Redis's errors quote it).
+    typed: Bytes,
     args: std::vec::IntoIter<Bytes>,
 }
 
@@ -694,6 +755,11 @@ impl Args {
 
     pub fn is_empty(&self) -> bool {
         self.args.len() == 0
+    }
+
+    /// The command's name as the client wrote it.
+    pub fn typed_name(&self) -> String {
+        String::from_utf8_lossy(&self.typed).into_owned()
     }
 
     pub fn name(&self) -> &'static str {
@@ -737,8 +803,8 @@ impl Command {
             return Err(wrong_arity(spec.name));
         }
         let mut rest = args.into_iter();
-        rest.next();
-        let mut args = Args { name: spec.name, args: rest };
+        let typed = rest.next().expect("a command has a name");
+        let mut args = Args { name: spec.name, typed, args: rest };
         Ok(Self::parse_family(spec.name, &mut args))
     }
 
@@ -762,6 +828,9 @@ impl Command {
             return Ok(cmd);
         }
         if let Some(cmd) = zsets::parse(name, args)? {
+            return Ok(cmd);
+        }
+        if let Some(cmd) = geo::parse(name, args)? {
             return Ok(cmd);
         }
         if let Some(cmd) = keys::parse(name, args)? {

@@ -66,6 +66,7 @@ const STORE_MOVABLE: &[&str] = &["write", "denyoom", "movablekeys"];
 const COMBINE_STORE_ARGS: &str =
     "destination:key numkeys:integer key... [WEIGHTS weight:integer...] [AGGREGATE SUM|MIN|MAX]";
 const R: &[&str] = &["readonly"];
+const GEORADIUS_FLAGS: &[&str] = &["write", "denyoom", "movablekeys"];
 const RF: &[&str] = &["readonly", "fast"];
 const W: &[&str] = &["write"];
 const WF: &[&str] = &["write", "fast"];
@@ -205,6 +206,17 @@ pub const COMMAND_TABLE: &[CommandSpec] = &[
     spec("zscore", 3, RF, ONE_KEY, "sorted-set", "1.2.0", "Returns the score of a member in a sorted set.", "key member:string"),
     spec("zunion", -3, READ_MOVABLE, NO_KEYS, "sorted-set", "6.2.0", "Returns the union of multiple sorted sets.", "numkeys:integer key... [WEIGHTS weight:integer...] [AGGREGATE SUM|MIN|MAX] [WITHSCORES]"),
     spec("zunionstore", -4, STORE_MOVABLE, ONE_KEY, "sorted-set", "2.0.0", "Stores the union of multiple sorted sets in a key.", COMBINE_STORE_ARGS),
+    // geo
+    spec("geoadd", -5, WD, ONE_KEY, "geo", "3.2.0", "Adds one or more members to a geospatial index. The key is created if it doesn't exist.", "key [NX|XX] [CH] data:block(longitude:double latitude:double member:string)..."),
+    spec("geodist", -4, R, ONE_KEY, "geo", "3.2.0", "Returns the distance between two members of a geospatial index.", "key member1:string member2:string [M|KM|FT|MI]"),
+    spec("geohash", -2, R, ONE_KEY, "geo", "3.2.0", "Returns members from a geospatial index as geohash strings.", "key [member:string...]"),
+    spec("geopos", -2, R, ONE_KEY, "geo", "3.2.0", "Returns the longitude and latitude of members from a geospatial index.", "key [member:string...]"),
+    spec("georadius", -6, GEORADIUS_FLAGS, ONE_KEY, "geo", "3.2.0", "Queries a geospatial index for members within a distance from a coordinate, optionally stores the result.", "key longitude:double latitude:double radius:double M|KM|FT|MI [WITHCOORD] [WITHDIST] [WITHHASH] [COUNT count:integer [ANY]] [ASC|DESC] [STORE key|STOREDIST key]"),
+    spec("georadius_ro", -6, R, ONE_KEY, "geo", "3.2.10", "Returns members from a geospatial index that are within a distance from a coordinate.", "key longitude:double latitude:double radius:double M|KM|FT|MI [WITHCOORD] [WITHDIST] [WITHHASH] [COUNT count:integer [ANY]] [ASC|DESC]"),
+    spec("georadiusbymember", -5, GEORADIUS_FLAGS, ONE_KEY, "geo", "3.2.0", "Queries a geospatial index for members within a distance from a member, optionally stores the result.", "key member:string radius:double M|KM|FT|MI [WITHCOORD] [WITHDIST] [WITHHASH] [COUNT count:integer [ANY]] [ASC|DESC] [STORE key|STOREDIST key]"),
+    spec("georadiusbymember_ro", -5, R, ONE_KEY, "geo", "3.2.10", "Returns members from a geospatial index that are within a distance from a member.", "key member:string radius:double M|KM|FT|MI [WITHCOORD] [WITHDIST] [WITHHASH] [COUNT count:integer [ANY]] [ASC|DESC]"),
+    spec("geosearch", -7, R, ONE_KEY, "geo", "6.2.0", "Queries a geospatial index for members inside an area of a box or a circle.", "key FROMMEMBER member:string|FROMLONLAT longitude:double latitude:double BYRADIUS radius:double M|KM|FT|MI|BYBOX width:double height:double M|KM|FT|MI [ASC|DESC] [COUNT count:integer [ANY]] [WITHCOORD] [WITHDIST] [WITHHASH]"),
+    spec("geosearchstore", -8, WD, TWO_KEYS, "geo", "6.2.0", "Queries a geospatial index for members inside an area of a box or a circle, optionally stores the result.", "destination:key source:key FROMMEMBER member:string|FROMLONLAT longitude:double latitude:double BYRADIUS radius:double M|KM|FT|MI|BYBOX width:double height:double M|KM|FT|MI [ASC|DESC] [COUNT count:integer [ANY]] [STOREDIST]"),
     // generic (keyspace and expiry)
     spec("copy", -3, WD, TWO_KEYS, "generic", "6.2.0", "Copies the value of a key to a new key.", "source:key destination:key [DB destination-db:integer] [REPLACE]"),
     spec("del", -2, W, ALL_KEYS, "generic", "1.0.0", "Deletes one or more keys.", "key..."),
@@ -298,6 +310,7 @@ fn category(spec: &CommandSpec) -> &'static str {
         "list" => "list",
         "set" => "set",
         "sorted-set" => "sortedset",
+        "geo" => "geo",
         "generic" => "keyspace",
         "transactions" => "transaction",
         "connection" => "connection",
