@@ -12,7 +12,10 @@
 //!
 //! A job queue (producers pushing, consumers waiting in BLPOP on every node) goes through a
 //! killed, a stalled and an isolated leader and is checked against what one FIFO queue allows
-//! (see [`a_queue_under_faults_delivers_each_element_once_and_in_order`]).
+//! (see [`a_queue_under_faults_delivers_each_element_once_and_in_order`]); a leaderboard (a
+//! large sorted set, stored as a tree) goes through the same and a whole-cluster crash, and no
+//! acknowledged increment may be lost or any node answer differently
+//! (see [`a_leaderboard_under_faults_keeps_every_acknowledged_increment`]).
 //!
 //! Each scenario prints one line, `scenario=<name> ops=<n> ... faults=<list> result=linearizable`,
 //! straight to stdout, so it shows with or without `--nocapture`.
@@ -1003,4 +1006,172 @@ fn the_queue_checker_rejects_planted_violations() {
     history.queued.clear();
     history.unknown_pops = 1;
     assert_eq!(history.check(), Ok(1));
+}
+
+// ---------------------------------------------------------------------------------------------
+// A leaderboard under faults
+
+/// A leaderboard of 3 000 players (a sorted set large enough to be stored as a tree of nodes
+/// and buckets of scores) while writers on every node `ZINCRBY` random players and the leader
+/// is killed, stalled and cut off, and then the whole cluster crashes. Once healed:
+///
+/// (a) each player's score is at least its acknowledged increments, and at most those plus
+///     the increments whose outcome the writer could not know (a `CLUSTERDOWN` refusal never
+///     counts);
+/// (b) every node, made leader in turn and so answering from its own keyspace, gives the whole
+///     leaderboard identically, in score order, and its ZCARD, ZCOUNT and ZRANK agree with it.
+#[test]
+fn a_leaderboard_under_faults_keeps_every_acknowledged_increment() {
+    const BOARD: &str = "board";
+    const PLAYERS: usize = 3000;
+    const WRITERS_PER_NODE: usize = 2;
+    /// Acknowledged increments while a fault is in force, or after it was lifted.
+    const BOARD_OPS: usize = 300;
+    let started = Instant::now();
+    let mut cluster = Cluster::launch(3);
+    let leader = cluster.wait_for_leader(LEADER_TIMEOUT);
+    let mut everyone = redis::cmd("ZADD");
+    everyone.arg(BOARD);
+    for player in 0..PLAYERS {
+        everyone.arg(0).arg(format!("player:{player}"));
+    }
+    let added: i64 = cluster.query_with_retry(leader, &everyone, LEADER_TIMEOUT);
+    assert_eq!(added, PLAYERS as i64);
+    let ports = ports(&cluster, &cluster.member_ids());
+    let stop = AtomicBool::new(false);
+    // Per player: increments acknowledged, and increments of unknown outcome.
+    let counts = std::sync::Mutex::new(vec![(0u64, 0u64); PLAYERS]);
+    let acknowledged = std::sync::atomic::AtomicUsize::new(0);
+    let writer = |w: usize, port: u16| {
+        let (mut con, mut rng) = (None, fastrand::Rng::with_seed(w as u64));
+        while !stop.load(Ordering::SeqCst) {
+            if con.is_none() {
+                con = common::connect(port, Duration::from_secs(5)).ok();
+            }
+            let Some(c) = con.as_mut() else {
+                thread::sleep(Duration::from_millis(50));
+                continue;
+            };
+            let player = rng.usize(..PLAYERS);
+            match redis::cmd("ZINCRBY").arg(BOARD).arg(1).arg(format!("player:{player}")).query::<f64>(c) {
+                Ok(_) => {
+                    counts.lock().unwrap()[player].0 += 1;
+                    acknowledged.fetch_add(1, Ordering::SeqCst);
+                }
+                Err(e) if e.code() == Some("CLUSTERDOWN") => thread::sleep(Duration::from_millis(20)),
+                Err(e) => {
+                    assert!(common::is_unavailable(&e), "ZINCRBY player:{player}: {e}");
+                    counts.lock().unwrap()[player].1 += 1;
+                    if e.is_io_error() {
+                        con = None;
+                    }
+                    thread::sleep(Duration::from_millis(20));
+                }
+            }
+        }
+    };
+    let progress = |what: &str| {
+        let from = acknowledged.load(Ordering::SeqCst);
+        wait_until(PROGRESS_TIMEOUT, what, || acknowledged.load(Ordering::SeqCst) >= from + BOARD_OPS);
+    };
+    let mut faults = Vec::new();
+    thread::scope(|scope| {
+        let writers: Vec<_> = ports
+            .iter()
+            .enumerate()
+            .flat_map(|(n, &port)| (0..WRITERS_PER_NODE).map(move |i| (n * WRITERS_PER_NODE + i, port)))
+            .map(|(w, port)| scope.spawn(move || writer(w, port)))
+            .collect();
+        progress("increments before any fault");
+        let leader = cluster.wait_for_leader(LEADER_TIMEOUT);
+        cluster.kill(leader);
+        faults.push(format!("kill -9 leader {leader}"));
+        progress("increments with the old leader down");
+        cluster.start(leader);
+        faults.push(format!("restart {leader}"));
+        progress("increments after the old leader restarted");
+        let leader = cluster.wait_for_leader(LEADER_TIMEOUT);
+        cluster.pause(leader);
+        faults.push(format!("SIGSTOP leader {leader}"));
+        progress("increments with the old leader stalled");
+        cluster.resume(leader);
+        faults.push(format!("SIGCONT {leader}"));
+        let leader = cluster.wait_for_leader(LEADER_TIMEOUT);
+        cluster.isolate(leader);
+        faults.push(format!("isolate leader {leader}"));
+        progress("increments with the old leader cut off");
+        cluster.heal();
+        faults.push("heal".to_owned());
+        progress("increments after healing");
+        cluster.kill_all();
+        faults.push("kill -9 all".to_owned());
+        for id in cluster.ids() {
+            cluster.start(id);
+        }
+        faults.push("restart all".to_owned());
+        progress("increments after the whole cluster restarted");
+        stop.store(true, Ordering::SeqCst);
+        for writer in writers {
+            writer.join().unwrap();
+        }
+    });
+
+    // (b) Each node in turn leads, and answers from its own keyspace.
+    let counts = counts.into_inner().unwrap();
+    let mut boards: Vec<(u64, Vec<(String, f64)>)> = Vec::new();
+    for id in cluster.member_ids() {
+        wait_until(LEADER_TIMEOUT, &format!("node {id} to lead"), || {
+            let leader = cluster.wait_for_leader(LEADER_TIMEOUT);
+            if leader != id {
+                let _ =
+                    redis::cmd("RAFT.TRANSFER-LEADER").arg(id).query::<Value>(&mut cluster.client(leader));
+            }
+            leader == id
+        });
+        let mut range = redis::cmd("ZRANGE");
+        range.arg(BOARD).arg(0).arg(-1).arg("WITHSCORES");
+        let board: Vec<(String, f64)> = cluster.query_with_retry(id, &range, RECOVERY_BOUND);
+        let card: usize = cluster.query_with_retry(id, redis::cmd("ZCARD").arg(BOARD), RECOVERY_BOUND);
+        assert_eq!((board.len(), card), (PLAYERS, PLAYERS), "node {id}: every player, once");
+        assert!(board.windows(2).all(|w| (w[0].1, &w[0].0) < (w[1].1, &w[1].0)), "node {id}: score order");
+        let (low, high) = (board[PLAYERS / 4].1, board[3 * PLAYERS / 4].1);
+        let between: usize =
+            cluster.query_with_retry(id, redis::cmd("ZCOUNT").arg(BOARD).arg(low).arg(high), RECOVERY_BOUND);
+        assert_eq!(
+            between,
+            board.iter().filter(|(_, s)| (low..=high).contains(s)).count(),
+            "node {id}: ZCOUNT"
+        );
+        for rank in (0..PLAYERS).step_by(97) {
+            let found: usize = cluster.query_with_retry(
+                id,
+                redis::cmd("ZRANK").arg(BOARD).arg(&board[rank].0),
+                RECOVERY_BOUND,
+            );
+            assert_eq!(found, rank, "node {id}: ZRANK {}", board[rank].0);
+        }
+        boards.push((id, board));
+    }
+    for (id, board) in &boards[1..] {
+        assert!(board == &boards[0].1, "node {id} answers another leaderboard than node {}", boards[0].0);
+    }
+    // (a) No acknowledged increment lost, none counted twice.
+    let (first, board) = &boards[0];
+    for (player, score) in board {
+        let n: usize = player.trim_start_matches("player:").parse().unwrap();
+        let (acked, unknown) = counts[n];
+        assert!(
+            acked as f64 <= *score && *score <= (acked + unknown) as f64,
+            "node {first}: {player} scores {score}, with {acked} increments acknowledged and {unknown} unknown"
+        );
+    }
+    let total = |f: fn(&(u64, u64)) -> u64| counts.iter().map(f).sum::<u64>();
+    summary(&format!(
+        "scenario=leaderboard players={PLAYERS} increments_ok={} increments_unknown={} faults=[{}] elapsed={:.1}s \
+         result=every_acknowledged_increment_kept",
+        total(|c| c.0),
+        total(|c| c.1),
+        faults.join(", "),
+        started.elapsed().as_secs_f64(),
+    ));
 }
