@@ -1156,6 +1156,77 @@ const CASES: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "sort",
+        &[
+            "RPUSH l 3 1 2 10 -5 2.5",
+            "SORT l",
+            "SORT l DESC",
+            "SORT l ALPHA",
+            "SORT l ALPHA DESC",
+            "SORT l LIMIT 1 3",
+            "SORT l LIMIT -1 2",
+            "SORT l LIMIT 2 -1",
+            "SORT l LIMIT 10 2",
+            "SORT l LIMIT 0 0",
+            "SORT l BY nosort",
+            "SORT l BY nosort DESC",
+            "SORT l BY nosort LIMIT 1 2",
+            "SORT l BY nosort DESC LIMIT 1 2",
+            "MSET w_3 30 w_1 10 w_2 20 w_10 5 w_-5 50",
+            "SORT l BY w_*",
+            "SORT l BY w_* DESC",
+            "SORT l BY w_* ALPHA",
+            "SORT l BY w_* GET # GET w_*",
+            "SORT l GET w_* GET nosuch_*",
+            "SORT l GET #",
+            "SORT l GET nostar",
+            "HSET h_1 f one",
+            "HSET h_2 f two g 2",
+            "SORT l BY h_*->g GET h_*->f GET # LIMIT 0 4",
+            "SORT l GET h_*->",
+            "SORT l STORE dst",
+            "LRANGE dst 0 -1",
+            "SORT l GET w_* STORE dst2",
+            "LRANGE dst2 0 -1",
+            "SORT l BY w_* GET h_*->f STORE dst3",
+            "LRANGE dst3 0 -1",
+            "SORT nokey",
+            "SORT nokey STORE dst",
+            "EXISTS dst",
+            "RPUSH bad a 1 b",
+            "SORT bad",
+            "SORT bad ALPHA",
+            "SORT bad STORE dst4",
+            "EXISTS dst4",
+            "SADD s 5 3 9 1",
+            "SORT s",
+            "SORT s DESC LIMIT 0 2",
+            "SORT s BY nosort STORE dst5",
+            "LRANGE dst5 0 -1",
+            "ZADD z 1 c 2 a 3 b",
+            "SORT z ALPHA",
+            "SORT z BY nosort",
+            "SORT z BY nosort DESC LIMIT 0 2",
+            "SET str v",
+            "SORT str",
+            "SORT_RO l",
+            "SORT_RO l STORE x",
+            "SORT l LIMIT 1",
+            "SORT l LIMIT x 1",
+            "SORT l FOO",
+            "SORT l BY",
+            "SORT l asc desc alpha",
+            "RPUSH e \"\" 1 \" 2\"",
+            "SORT e",
+            "RPUSH inf inf -inf 1",
+            "SORT inf",
+            "SORT inf DESC",
+            "RPUSH ties 1 1.0 01",
+            "SORT ties",
+            "SORT ties DESC",
+        ],
+    ),
+    (
         "geo",
         &[
             "GEOADD Sicily 13.361389 38.115556 Palermo 15.087269 37.502669 Catania",
@@ -1806,7 +1877,7 @@ fn random_command(rng: &mut Rng, in_multi: bool) -> String {
     let v = rng.pick(VALUES);
     let v = if v.is_empty() { "\"\"" } else { v };
     let (f, f2) = (rng.pick(FIELDS), rng.pick(FIELDS));
-    match rng.next() % 83 {
+    match rng.next() % 84 {
         0 => format!("SET {k} {v}"),
         1 => {
             let opt = rng.pick(&[
@@ -2148,6 +2219,26 @@ fn random_command(rng: &mut Rng, in_multi: bool) -> String {
                     .pick(&["ZRANGE geo2 0 -1 WITHSCORES", "ZREM geo0 p1 p2 p3 p4", "ZCARD geo1"])
                     .to_owned(),
             }
+        }
+        // SORT over whatever the keys hold (not BY a constant, nor ALPHA BY, without STORE:
+        // their order over a set is Redis's hash table's).
+        83 => {
+            let options = rng.pick(&[
+                "",
+                "DESC",
+                "ALPHA",
+                "ALPHA DESC LIMIT 1 2",
+                "LIMIT 1 2",
+                "BY k* DESC",
+                "GET # GET k*",
+                "BY k*->f1 GET k*->f2",
+                "BY nosort STORE",
+                "ALPHA STORE",
+                "BY k* GET k* STORE",
+            ]);
+            let options =
+                if options.ends_with("STORE") { format!("{options} {k2}") } else { options.to_owned() };
+            format!("{} {k} {options}", if in_multi { "SORT" } else { rng.pick(&["SORT", "SORT_RO"]) })
         }
         _ => format!("UNLINK {k}"),
     }

@@ -35,6 +35,7 @@ mod hyperloglog;
 mod lists;
 mod parts;
 mod sets;
+mod sort;
 mod zsets;
 mod ztree;
 
@@ -948,6 +949,7 @@ impl<'a> ApplyBatch<'a> {
             | WriteOp::ZRangeStore { .. }
             | WriteOp::ZRemRange { .. }) => self.write_zset(op)?,
             op @ WriteOp::GeoSearchStore { .. } => self.write_geo(op)?,
+            op @ WriteOp::SortStore { .. } => self.write_sort(op)?,
             op @ (WriteOp::SetBit { .. } | WriteOp::BitOp { .. }) => self.write_bits(op)?,
             op @ (WriteOp::PfAdd { .. } | WriteOp::PfMerge { .. }) => self.write_hll(op)?,
             WriteOp::Publish { channel, message, receivers } => {
@@ -1255,6 +1257,7 @@ pub fn execute_read(ks: &dyn KeyRead, q: &ReadQuery, now: i64) -> Result<Frame> 
         | ReadQuery::GeoHash { .. }
         | ReadQuery::GeoDist { .. }
         | ReadQuery::GeoSearch(_) => geo::read_geo(ks, q, now)?,
+        ReadQuery::Sort(spec) => sort::read_sort(ks, spec, now)?,
     })
 }
 

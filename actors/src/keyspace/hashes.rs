@@ -59,7 +59,7 @@ impl HashFields {
         self.0.len()
     }
 
-    fn get(&self, field: &[u8]) -> Option<&Bytes> {
+    pub(super) fn get(&self, field: &[u8]) -> Option<&Bytes> {
         self.0.iter().find(|(f, _)| f == field).map(|(_, v)| v)
     }
 

@@ -71,6 +71,11 @@ fn decode(data: &Bytes) -> Result<Layout> {
     })
 }
 
+/// Every element of the list `value` holds, head first.
+pub(super) fn elements_of(ks: &dyn KeyRead, value: &super::Value) -> Result<Vec<Bytes>> {
+    Ok(decode(&value.data)?.elements(ks)?.into())
+}
+
 /// How many elements the list record `data` stands for.
 pub(super) fn element_count(data: &Bytes) -> Result<u64> {
     Ok(match Directory::decode(data)? {
@@ -166,6 +171,12 @@ impl ApplyBatch<'_> {
             Layout::Chunked(directory) => Some(directory.encode()),
         };
         self.put_collection(key, KIND_LIST, data, expires)
+    }
+
+    /// Stores `elements` as the list at `key`, replacing whatever it held, expiry included (none
+    /// deletes it). `Err` is the reply to a record too large, and then nothing is stored.
+    pub(super) fn store_list(&mut self, key: Bytes, elements: Vec<Bytes>) -> Result<Stored> {
+        self.save_list(key, Layout::Whole(elements.into()), 0)
     }
 
     /// [`Self::save_list`], then `reply`, or the error of a record too large.

@@ -159,7 +159,7 @@ impl Sorted {
         }
     }
 
-    fn all(&mut self, ks: &dyn KeyRead) -> Result<Entries> {
+    pub(super) fn all(&mut self, ks: &dyn KeyRead) -> Result<Entries> {
         match self {
             Sorted::Whole(entries) => Ok(std::mem::take(entries)),
             Sorted::Tree(tree) => tree.ranks(ks, 0, tree.len()),

@@ -22,6 +22,7 @@ pub mod pubsub;
 pub mod raft;
 pub mod server;
 pub mod sets;
+pub mod sort;
 pub mod strings;
 pub mod table;
 pub mod zsets;
@@ -286,6 +287,25 @@ pub enum ReadQuery {
     GeoDist { key: Bytes, from: Bytes, to: Bytes, unit: f64 },
     /// `GEOSEARCH`, `GEORADIUS`, `GEORADIUSBYMEMBER` and their read-only forms
     GeoSearch(GeoSearch),
+    /// `SORT` without STORE, and `SORT_RO`
+    Sort(SortSpec),
+}
+
+/// What SORT sorts and how ([`crate::command::sort`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SortSpec {
+    /// A list, set or sorted set.
+    pub key: Bytes,
+    /// `BY pattern`: sort by the strings (or `->field`s of hashes) the pattern names; one
+    /// without `*` leaves the elements in their order.
+    pub by: Option<Bytes>,
+    /// `LIMIT offset count`
+    pub limit: Option<(i64, i64)>,
+    /// `GET pattern`s (`#`: the element itself)
+    pub gets: Vec<Bytes>,
+    pub desc: bool,
+    /// `ALPHA`: by bytes instead of as numbers
+    pub alpha: bool,
 }
 
 /// Where a geospatial search is centred.
@@ -632,6 +652,9 @@ pub enum WriteOp {
     /// `destination` (an empty result deletes it), scored by their geohashes, or by their
     /// distances in the search's unit if `store_dist`; replies how many.
     GeoSearchStore { destination: Bytes, search: GeoSearch, store_dist: bool },
+    /// `SORT ... STORE destination`: the result replaces `destination` as a list (an empty
+    /// one deletes it); replies its length.
+    SortStore { spec: SortSpec, destination: Bytes },
 }
 
 impl WriteOp {
@@ -831,6 +854,9 @@ impl Command {
             return Ok(cmd);
         }
         if let Some(cmd) = geo::parse(name, args)? {
+            return Ok(cmd);
+        }
+        if let Some(cmd) = sort::parse(name, args)? {
             return Ok(cmd);
         }
         if let Some(cmd) = keys::parse(name, args)? {

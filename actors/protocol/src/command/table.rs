@@ -67,6 +67,7 @@ const COMBINE_STORE_ARGS: &str =
     "destination:key numkeys:integer key... [WEIGHTS weight:integer...] [AGGREGATE SUM|MIN|MAX]";
 const R: &[&str] = &["readonly"];
 const GEORADIUS_FLAGS: &[&str] = &["write", "denyoom", "movablekeys"];
+const SORT_FLAGS: &[&str] = &["write", "denyoom", "movablekeys"];
 const RF: &[&str] = &["readonly", "fast"];
 const W: &[&str] = &["write"];
 const WF: &[&str] = &["write", "fast"];
@@ -231,6 +232,8 @@ pub const COMMAND_TABLE: &[CommandSpec] = &[
     spec("pexpiretime", 2, RF, ONE_KEY, "generic", "7.0.0", "Returns the expiration time of a key as a Unix milliseconds timestamp.", "key"),
     spec("pttl", 2, RF, ONE_KEY, "generic", "2.6.0", "Returns the expiration time in milliseconds of a key.", "key"),
     spec("randomkey", 1, R, NO_KEYS, "generic", "1.0.0", "Returns a random key name from the database.", ""),
+    spec("sort", -2, SORT_FLAGS, ONE_KEY, "generic", "1.0.0", "Sorts the elements in a list, a set, or a sorted set, optionally storing the result.", "key [BY pattern:pattern] [LIMIT offset:integer count:integer] [GET pattern:pattern...] [ASC|DESC] [ALPHA] [STORE destination:key]"),
+    spec("sort_ro", -2, R, ONE_KEY, "generic", "7.0.0", "Returns the sorted elements of a list, a set, or a sorted set.", "key [BY pattern:pattern] [LIMIT offset:integer count:integer] [GET pattern:pattern...] [ASC|DESC] [ALPHA]"),
     spec("rename", 3, W, TWO_KEYS, "generic", "1.0.0", "Renames a key and overwrites the destination.", "key newkey:key"),
     spec("renamenx", 3, WF, TWO_KEYS, "generic", "1.0.0", "Renames a key only when the target key name doesn't exist.", "key newkey:key"),
     spec("scan", -2, R, NO_KEYS, "generic", "2.8.0", "Iterates over the key names in the database.", "cursor:integer [MATCH pattern:pattern] [COUNT count:integer] [TYPE type:string]"),
