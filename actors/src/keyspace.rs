@@ -1379,6 +1379,8 @@ fn lcs(a: &[u8], b: &[u8], mode: &LcsMode) -> Frame {
 mod tests {
     use std::collections::BTreeSet;
 
+    use crate::command::CollectionScan;
+
     use super::*;
 
     /// Stored keys at chosen positions (a hash collision, which XXH3 makes too rare to meet).
@@ -1429,6 +1431,16 @@ mod tests {
     }
 
     pub(super) const NOW: i64 = 1_000_000;
+
+    /// A scan's every step at once: COUNT beyond any collection of the tests, so that a
+    /// collection in parts answers in one call, as a whole one does.
+    pub(super) fn every_step(pattern: &str, novalues: bool) -> CollectionScan {
+        CollectionScan {
+            pattern: Some(Bytes::copy_from_slice(pattern.as_bytes())),
+            count: usize::MAX,
+            novalues,
+        }
+    }
 
     /// A keyspace a test drives: its database, and its key counts as the applies kept them.
     pub(super) struct Replica {

@@ -507,7 +507,7 @@ impl ApplyBatch<'_> {
 mod tests {
     use super::*;
     use crate::command::{CollectionScan, ExpireCond, Expiry, HashPart, Queued, ReadQuery, WriteOp};
-    use crate::keyspace::tests::{layouts_agree, Replica};
+    use crate::keyspace::tests::{every_step, layouts_agree, Replica};
     use crate::keyspace::Limits;
     use crate::resp::Frame;
     use std::collections::BTreeSet;
@@ -558,8 +558,7 @@ mod tests {
                 cursor: 0,
                 scan: CollectionScan {
                     pattern: rng.bool().then(|| Bytes::from("f1*")),
-                    count: usize::MAX,
-                    novalues: rng.bool(),
+                    ..every_step("", rng.bool())
                 },
             }),
             96 => read(ReadQuery::Keys(Bytes::from("*"))),
@@ -654,15 +653,7 @@ mod tests {
                 count: rng.bool().then(|| rng.i64(-5..5)),
                 seed: rng.u64(..),
             }),
-            92..=94 => read(ReadQuery::SScan {
-                key: key(rng),
-                cursor: 0,
-                scan: CollectionScan {
-                    pattern: Some(Bytes::from("m1*")),
-                    count: usize::MAX,
-                    novalues: false,
-                },
-            }),
+            92..=94 => read(ReadQuery::SScan { key: key(rng), cursor: 0, scan: every_step("m1*", false) }),
             95..=96 => read(ReadQuery::Keys(Bytes::from("*"))),
             _ => read(ReadQuery::DbSize),
         }

@@ -757,11 +757,11 @@ pub(super) fn check_tree(ks: &dyn KeyRead, tree: &Tree) {
 mod tests {
     use super::*;
     use crate::command::{
-        CollectionScan, ExpireCond, Expiry, LexBound, Queued, ReadQuery, SetOp, WriteOp, ZAddCmp, ZAddCond,
-        ZAggregate, ZRangeBy, ZRangeSpec, ZScoreBound,
+        ExpireCond, Expiry, LexBound, Queued, ReadQuery, SetOp, WriteOp, ZAddCmp, ZAddCond, ZAggregate,
+        ZRangeBy, ZRangeSpec, ZScoreBound,
     };
     use crate::keyspace::parts::Parts;
-    use crate::keyspace::tests::{layouts_agree, Replica};
+    use crate::keyspace::tests::{every_step, layouts_agree, Replica};
     use crate::keyspace::{KeyRead, Limits};
 
     /// A score from a few, so that members share scores and ties are ordered by member.
@@ -881,15 +881,7 @@ mod tests {
                 with_scores: rng.bool(),
                 seed: rng.u64(..),
             }),
-            91..=92 => read(ReadQuery::ZScan {
-                key: key(rng),
-                cursor: 0,
-                scan: CollectionScan {
-                    pattern: Some(Bytes::from("m1*")),
-                    count: usize::MAX,
-                    novalues: false,
-                },
-            }),
+            91..=92 => read(ReadQuery::ZScan { key: key(rng), cursor: 0, scan: every_step("m1*", false) }),
             93..=95 => read(ReadQuery::ZCombine {
                 op: op(rng),
                 keys: vec![key(rng), key(rng)],
