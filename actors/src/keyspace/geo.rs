@@ -72,8 +72,7 @@ fn bounds(lon: f64, lat: f64, shape: GeoShape) -> [f64; 4] {
         GeoShape::Radius(radius) => (radius, radius),
         GeoShape::Box { width, height } => (height / 2.0, width / 2.0),
     };
-    let degrees = |radians: f64| radians / (std::f64::consts::PI / 180.0);
-    let radians = |degrees: f64| degrees * (std::f64::consts::PI / 180.0);
+    let (degrees, radians) = (hash::degrees, hash::radians);
     let lat_delta = degrees(half_height / hash::EARTH_RADIUS_M);
     let top = degrees(half_width / hash::EARTH_RADIUS_M / radians(lat + lat_delta).cos());
     let bottom = degrees(half_width / hash::EARTH_RADIUS_M / radians(lat - lat_delta).cos());

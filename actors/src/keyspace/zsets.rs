@@ -34,6 +34,16 @@ pub(super) type Entries = Vec<(f64, Bytes)>;
 
 /// Stored as elements: each member followed by its score's eight bytes (IEEE 754, big-endian).
 pub(super) fn decode(data: &Bytes) -> Result<Entries> {
+    let entries = decode_pairs(data)?;
+    if !entries.windows(2).all(|w| order(&w[0], &w[1]) == Ordering::Less) {
+        return Err(crate::Error::Corrupt("sorted set record: members out of order".into()));
+    }
+    Ok(entries)
+}
+
+/// Members with their scores, stored as [`encode`] stores them, in whatever order they are
+/// (a tree's bucket of scores keeps none).
+pub(super) fn decode_pairs(data: &Bytes) -> Result<Entries> {
     let corrupt = |what: &str| crate::Error::Corrupt(format!("sorted set record: {what}"));
     let elements = decode_elements(data)?;
     if !elements.len().is_multiple_of(2) {
@@ -47,9 +57,6 @@ pub(super) fn decode(data: &Bytes) -> Result<Entries> {
             return Err(corrupt("a NaN score"));
         }
         entries.push((score, pair[0].clone()));
-    }
-    if !entries.windows(2).all(|w| order(&w[0], &w[1]) == Ordering::Less) {
-        return Err(corrupt("members out of order"));
     }
     Ok(entries)
 }
@@ -159,6 +166,7 @@ impl Sorted {
         }
     }
 
+    /// Every member, in order; a whole sorted set gives its members up (it is left empty).
     pub(super) fn all(&mut self, ks: &dyn KeyRead) -> Result<Entries> {
         match self {
             Sorted::Whole(entries) => Ok(std::mem::take(entries)),

@@ -239,54 +239,39 @@ fn child_for(children: &[Child], entry: &(f64, Bytes)) -> usize {
     children.partition_point(|c| order(&c.first, entry) != Ordering::Greater).saturating_sub(1)
 }
 
-/// A bucket of a large sorted set's members with their scores, in no order. Stored as elements:
-/// each member followed by its score's eight bytes.
+/// A bucket of a large sorted set's members with their scores, in no order; stored as a whole
+/// sorted set is ([`zsets::encode`]).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub(super) struct Scores(pub(super) Vec<(Bytes, f64)>);
+pub(super) struct Scores(pub(super) Entries);
 
 impl Scores {
     pub(super) fn get(&self, member: &[u8]) -> Option<f64> {
-        self.0.iter().find(|(m, _)| m == member).map(|(_, score)| *score)
+        self.0.iter().find(|(_, m)| m == member).map(|(score, _)| *score)
     }
 
     fn set(&mut self, member: Bytes, score: f64) {
-        match self.0.iter_mut().find(|(m, _)| *m == member) {
-            Some((_, old)) => *old = score,
-            None => self.0.push((member, score)),
+        match self.0.iter_mut().find(|(_, m)| *m == member) {
+            Some((old, _)) => *old = score,
+            None => self.0.push((score, member)),
         }
     }
 
     fn remove(&mut self, member: &[u8]) {
-        self.0.retain(|(m, _)| m != member);
-    }
-
-    fn elements(&self) -> Vec<Bytes> {
-        self.0.iter().flat_map(|(m, s)| [m.clone(), Bytes::copy_from_slice(&s.to_be_bytes())]).collect()
+        self.0.retain(|(_, m)| m != member);
     }
 }
 
 impl Items for Scores {
     fn decode(data: &Bytes) -> Result<Self> {
-        let corrupt = || Error::Corrupt(format!("sorted set bucket of {} bytes", data.len()));
-        let elements = decode_elements(data)?;
-        if !elements.len().is_multiple_of(2) {
-            return Err(corrupt());
-        }
-        let mut scores = Vec::with_capacity(elements.len() / 2);
-        for pair in elements.chunks(2) {
-            let bits: [u8; 8] = pair[1][..].try_into().map_err(|_| corrupt())?;
-            scores.push((pair[0].clone(), f64::from_be_bytes(bits)));
-        }
-        Ok(Scores(scores))
+        Ok(Scores(zsets::decode_pairs(data)?))
     }
 
     fn encode(&self) -> Bytes {
-        let elements = self.elements();
-        encode_elements(elements.len(), elements.iter())
+        zsets::encode(&self.0)
     }
 
     fn encoded_len(&self) -> u64 {
-        encoded_elements_len(self.0.iter().map(|(m, _)| m)) + 12 * self.0.len() as u64
+        encoded_elements_len(self.0.iter().map(|(_, m)| m)) + 12 * self.0.len() as u64
     }
 
     fn count(&self) -> usize {
@@ -295,8 +280,8 @@ impl Items for Scores {
 
     fn spread(self, bucket_of: impl Fn(&[u8]) -> u64) -> BTreeMap<u64, Self> {
         let mut spread: BTreeMap<u64, Scores> = BTreeMap::new();
-        for (member, score) in self.0 {
-            spread.entry(bucket_of(&member)).or_default().0.push((member, score));
+        for (score, member) in self.0 {
+            spread.entry(bucket_of(&member)).or_default().0.push((score, member));
         }
         spread
     }
@@ -306,11 +291,11 @@ impl Items for Scores {
     }
 
     fn retain_keys(&mut self, keep: impl Fn(&[u8]) -> bool) {
-        self.0.retain(|(member, _)| keep(member));
+        self.0.retain(|(_, member)| keep(member));
     }
 
     fn key(&self, i: usize) -> &[u8] {
-        &self.0[i].0
+        &self.0[i].1
     }
 
     fn item(&self, i: usize) -> Self {
@@ -351,7 +336,7 @@ impl TreeEdit {
     /// members with their scores, and the cursor to go on from.
     pub(super) fn scan(&self, ks: &dyn KeyRead, cursor: u64, count: usize) -> Result<(u64, Entries)> {
         let (next, scores) = Layout::<Scores>::Bucketed(self.tree.scores).scan(ks, cursor, count)?;
-        Ok((next, scores.0.into_iter().map(|(member, score)| (score, member)).collect()))
+        Ok((next, scores.0))
     }
 
     pub(super) fn score(&mut self, ks: &dyn KeyRead, member: &[u8]) -> Result<Option<f64>> {
@@ -645,7 +630,7 @@ impl ApplyBatch<'_> {
         if encoded.iter().any(|data| data.len() as u64 > MAX_STRING_LEN) {
             return Ok(Err(Frame::error(TOO_BIG_COLLECTION)));
         }
-        let scores = Scores(entries.into_iter().map(|(score, member)| (member, score)).collect());
+        let scores = Scores(entries);
         let scores = match self.spread_into_buckets(id, scores)? {
             Ok(buckets) => buckets,
             Err(too_big) => return Ok(Err(too_big)),
@@ -743,7 +728,7 @@ pub(super) fn check_tree(ks: &dyn KeyRead, tree: &Tree) {
         let Some(data) = ks.part(&tree.scores.key(bucket)).unwrap() else { continue };
         let scores = Scores::decode(&data).unwrap();
         assert!(scores.count() > 0, "an empty bucket is not stored");
-        for (member, score) in scores.0 {
+        for (score, member) in scores.0 {
             assert_eq!(tree.scores.of(&member), bucket, "a member in another bucket than its own");
             in_buckets.push((member, score.to_bits()));
         }

@@ -143,8 +143,12 @@ pub mod hash {
         hash.bits << (52 - 2 * hash.step as u32)
     }
 
-    fn radians(degrees: f64) -> f64 {
+    pub fn radians(degrees: f64) -> f64 {
         degrees * (std::f64::consts::PI / 180.0)
+    }
+
+    pub fn degrees(radians: f64) -> f64 {
+        radians / (std::f64::consts::PI / 180.0)
     }
 
     /// The distance in meters between two latitudes on one meridian.
