@@ -944,3 +944,86 @@ fn subscribers_on_every_node_get_every_message_in_the_same_order() {
         assert_eq!(mine, expected, "node {id}'s publisher's messages, each once, in order");
     }
 }
+
+/// Lua scripts through every node: a script loaded through a follower is found by EVALSHA
+/// through every node at once; read-modify-write scripts sent concurrently through every node
+/// (by redis-rs's `Script`, EVALSHA falling back to EVAL) are atomic, none lost; and a
+/// script's random choices (`math.random`, SPOP, SRANDMEMBER) come out the same on every
+/// node, each made leader in turn and so answering from its own keyspace.
+#[test]
+fn scripts_run_atomically_and_alike_on_every_node() {
+    const PER_NODE: usize = 100;
+    let mut cluster = Cluster::launch(3);
+    let leader = cluster.wait_for_leader(LEADER_TIMEOUT);
+    let ids = cluster.ids();
+    let mut clients: Vec<Connection> = ids.iter().map(|&id| cluster.client(id)).collect();
+    let increment = "local n = tonumber(redis.call('get', KEYS[1]) or '0') + 1 \
+                     redis.call('set', KEYS[1], n) return n";
+    let follower = ids.iter().copied().find(|&id| id != leader).unwrap();
+    let sha: String =
+        redis::cmd("SCRIPT").arg("LOAD").arg(increment).query(node(&mut clients, follower)).unwrap();
+    for (n, &id) in ids.iter().enumerate() {
+        let reply: i64 = redis::cmd("EVALSHA")
+            .arg(&sha)
+            .arg(1)
+            .arg("counter")
+            .query(node(&mut clients, id))
+            .unwrap_or_else(|e| panic!("EVALSHA through node {id} right after the load: {e}"));
+        assert_eq!(reply, n as i64 + 1);
+    }
+    let flushed: String = redis::cmd("SCRIPT").arg("FLUSH").query(node(&mut clients, leader)).unwrap();
+    assert_eq!(flushed, "OK");
+    let returned = Mutex::new(Vec::new());
+    thread::scope(|scope| {
+        for &id in &ids {
+            let (returned, mut con) = (&returned, cluster.client(id));
+            scope.spawn(move || {
+                let script = redis::Script::new(increment);
+                for _ in 0..PER_NODE {
+                    let n: i64 = script.key("counter").invoke(&mut con).expect("the increment");
+                    returned.lock().unwrap().push(n);
+                }
+            });
+        }
+    });
+    let mut returned = returned.into_inner().unwrap();
+    returned.sort_unstable();
+    let start = ids.len() as i64;
+    let expected: Vec<i64> = (start + 1..=start + (PER_NODE * ids.len()) as i64).collect();
+    assert_eq!(returned, expected, "each increment saw the one before it: none lost, none repeated");
+
+    let random = "redis.call('sadd', KEYS[1], 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j') \
+                  local picked = redis.call('spop', KEYS[1]) \
+                  redis.call('rpush', KEYS[2], picked .. ':' .. math.random(1000000) .. ':' .. \
+                  redis.call('srandmember', KEYS[1]) .. ':' .. redis.call('randomkey')) return picked";
+    for round in 0..30 {
+        let id = ids[round % ids.len()];
+        let _: String = redis::cmd("EVAL")
+            .arg(random)
+            .arg(2)
+            .arg("bag")
+            .arg("picks")
+            .query(node(&mut clients, id))
+            .unwrap();
+    }
+    let mut seen: Vec<(u64, Vec<String>, Vec<String>)> = Vec::new();
+    for &id in &ids {
+        wait_until(LEADER_TIMEOUT, &format!("node {id} to lead"), || {
+            let leader = cluster.wait_for_leader(LEADER_TIMEOUT);
+            if leader != id {
+                let _ =
+                    redis::cmd("RAFT.TRANSFER-LEADER").arg(id).query::<Value>(&mut cluster.client(leader));
+            }
+            leader == id
+        });
+        let mut con = cluster.client(id);
+        let picks: Vec<String> = redis::cmd("LRANGE").arg("picks").arg(0).arg(-1).query(&mut con).unwrap();
+        let mut bag: Vec<String> = redis::cmd("SMEMBERS").arg("bag").query(&mut con).unwrap();
+        bag.sort();
+        assert_eq!(picks.len(), 30, "node {id}");
+        seen.push((id, picks, bag));
+    }
+    for (id, picks, bag) in &seen[1..] {
+        assert_eq!((picks, bag), (&seen[0].1, &seen[0].2), "node {id} against node {}", seen[0].0);
+    }
+}

@@ -5,7 +5,8 @@
 //! Sequences are hand-written cases covering every supported command, plus random sequences
 //! over a small key set from a fixed seed (`RAFTKV_DIFF_SEED=<n>` replays another one). Each
 //! case starts from an empty keyspace on both sides. A line `@2 CMD ...` runs on a second
-//! connection (a different node for raft-kv), for WATCH across clients.
+//! connection (a different node for raft-kv), for WATCH across clients; `` `...` `` is one
+//! argument, spaces and all (a Lua script).
 //!
 //! Also here: expiry across nodes and restarts, MULTI/EXEC atomicity across nodes, `--requirepass`,
 //! and real clients against the cluster (`redis-cli`, `redis-benchmark`, redis-py).
@@ -94,9 +95,20 @@ fn error_text(e: &redis::RedisError) -> String {
     }
 }
 
-/// Splits a case line into arguments: whitespace separated, `""` is the empty string.
+/// Splits a case line into arguments: whitespace separated, `""` is the empty string, and
+/// text between backquotes one argument (a Lua script).
 fn split(line: &str) -> Vec<String> {
-    line.split_whitespace().map(|a| if a == "\"\"" { String::new() } else { a.to_owned() }).collect()
+    let mut args = Vec::new();
+    let mut rest = line.trim_start();
+    while !rest.is_empty() {
+        let (arg, after) = match rest.strip_prefix('`') {
+            Some(quoted) => quoted.split_once('`').expect("a closing backquote"),
+            None => rest.split_once(char::is_whitespace).unwrap_or((rest, "")),
+        };
+        args.push(if arg == "\"\"" { String::new() } else { arg.to_owned() });
+        rest = after.trim_start();
+    }
+    args
 }
 
 fn send(con: &mut Connection, args: &[String]) -> Reply {
@@ -1831,6 +1843,107 @@ const CASES: &[(&str, &[&str])] = &[
             "CLIENT UNBLOCK 99999",
             "CLIENT KILL ID 99999",
             "EXEC",
+        ],
+    ),
+    (
+        // Lua scripts: replies converted both ways, the error texts (with the script's digest
+        // and line), the script cache, read-only scripts, inside MULTI.
+        "lua scripts",
+        &[
+            "SET s x",
+            "EVAL `return redis.call('incr', KEYS[1])` 1 s",
+            "EVAL `return redis.call('incr', KEYS[1], 'x')` 1 s",
+            "EVAL `return redis.call('nosuch')` 0",
+            "EVAL `return redis.pcall('incr', KEYS[1])` 1 s",
+            "EVAL `return x` 0",
+            "EVAL `x = 1` 0",
+            "EVAL `error('boom')` 0",
+            "EVAL `local a = 1\nerror({err='MY boom'})` 0",
+            "EVAL `return {err='MY boom'}` 0",
+            "EVAL `return {ok='FINE'}` 0",
+            "EVAL `return redis.error_reply('E1 hi')` 0",
+            "EVAL `return redis.error_reply('hi')` 0",
+            "EVAL `return redis.status_reply('hi')` 0",
+            "EVAL `return {1,2,3.7,'a',false,true,nil,5}` 0",
+            "EVAL `return 3.99` 0",
+            "EVAL `return -3.7` 0",
+            "EVAL `return 1e20` 0",
+            "EVAL `return redis.call('get','nokey')` 0",
+            "LPUSH l a b c",
+            "EVAL `return redis.call('lrange',KEYS[1],0,-1)` 1 l",
+            "EVAL `return redis.call('multi')` 0",
+            "EVAL `return redis.call('blpop','l2',0)` 0",
+            "EVAL `retur 1` 0",
+            "EVAL `return redis.sha1hex('')` 0",
+            "EVAL `return cjson.encode({1,2,{3,'x/y'}})` 0",
+            "EVAL `return cjson.decode('[1,2,[3]]')[3][1]` 0",
+            "EVAL `return redis.call('ping')` 0",
+            "EVAL `return redis.call('echo','hi')` 0",
+            "EVAL `return redis.call('subscribe','x')` 0",
+            "EVAL `return redis.call('eval','return 1',0)` 0",
+            "EVAL `return redis.call('select',0)` 0",
+            "EVAL `return redis.call('publish','c','m')` 0",
+            "EVALSHA ffffffffffffffffffffffffffffffffffffffff 0",
+            "EVAL `return 1` -1",
+            "EVAL `return 1` 3 a",
+            "EVAL `return 1` x",
+            "EVAL `return 1`",
+            "EVAL `return #KEYS + #ARGV * 10` 2 a b c",
+            "EVAL `return {KEYS[1], ARGV[1], ARGV[2]}` 1 k v w",
+            "EVAL `return redis.pcall()` 0",
+            "EVAL `return redis.call()` 0",
+            "EVAL `return redis.pcall('get',{})` 0",
+            "EVAL `return redis.call('spop', 's')` 0",
+            "EVAL `return redis.log(redis.LOG_WARNING, 'hello')` 0",
+            "EVAL `return redis.log('x')` 0",
+            "EVAL `redis.call('set', KEYS[1], 'v') return redis.call('incr', KEYS[1])` 1 w",
+            "GET w",
+            "EVAL `return bit.tohex(bit.band(65535, 255), -4)` 0",
+            "EVAL `return {bit.lshift(1,31), bit.rshift(-1, 4), bit.arshift(-256, 4), bit.tobit(4294967301)}` 0",
+            "EVAL `local t = {} for i=1,10 do t[i] = i*i end return t` 0",
+            "HSET h f v g w",
+            "EVAL `return redis.call('hgetall', KEYS[1])` 1 h",
+            "ZADD z 1.5 a 2 b",
+            "EVAL `return redis.call('zrange', KEYS[1], 0, -1, 'withscores')` 1 z",
+            "EVAL `return redis.call('zscore', KEYS[1], 'a')` 1 z",
+            "EVAL `return redis.call('zincrby', KEYS[1], 1, 'a')` 1 z",
+            "EVAL `return tostring(1/3)` 0",
+            "EVAL `return type(redis.call('hgetall','nokey'))` 0",
+            "EVAL `return string.format('%5.2f', 3.14159)` 0",
+            "EVAL `return redis.call('get', 1.5)` 0",
+            "EVAL `return redis.call('set','fk', 1.5)` 0",
+            "GET fk",
+            "EVAL `return redis.setresp(2)` 0",
+            "EVAL `return loadstring('return 1+1')()` 0",
+            "EVAL `return print` 0",
+            "EVAL `return pcall(function() error('x') end)` 0",
+            "EVAL `return redis.call('exists', KEYS[1], KEYS[2])` 2 s w",
+            "EVAL_RO `return redis.call('set','a','b')` 0",
+            "EVAL_RO `return redis.pcall('set','a','b')` 0",
+            "EVAL_RO `return redis.call('lrange', KEYS[1], 0, 0)` 1 l",
+            "SCRIPT LOAD `return 'loaded'`",
+            "EVALSHA b534286061d4b9e4026607613b95c06c06015ae8 0",
+            "EVALSHA B534286061D4B9E4026607613B95C06C06015AE8 0",
+            "EVALSHA_RO b534286061d4b9e4026607613b95c06c06015ae8 0",
+            "SCRIPT EXISTS b534286061d4b9e4026607613b95c06c06015ae8 ffff",
+            "SCRIPT FLUSH",
+            "SCRIPT EXISTS b534286061d4b9e4026607613b95c06c06015ae8",
+            "EVALSHA b534286061d4b9e4026607613b95c06c06015ae8 0",
+            "EVAL `return 'loaded'` 0",
+            "EVALSHA b534286061d4b9e4026607613b95c06c06015ae8 0",
+            "SCRIPT FLUSH ASYNC",
+            "SCRIPT KILL",
+            "SCRIPT FLUSH x",
+            "SCRIPT foo",
+            "SCRIPT LOAD",
+            "SCRIPT EXISTS",
+            "MULTI",
+            "EVAL `return redis.call('incr', KEYS[1])` 1 cnt",
+            "EVAL `return redis.call('incr', KEYS[1])` 1 cnt",
+            "EVAL `return redis.call('lpop', KEYS[1])` 1 s",
+            "EVAL `return 1` x",
+            "EXEC",
+            "GET cnt",
         ],
     ),
 ];

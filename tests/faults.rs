@@ -15,7 +15,8 @@
 //! (see [`a_queue_under_faults_delivers_each_element_once_and_in_order`]); a leaderboard (a
 //! large sorted set, stored as a tree) goes through the same and a whole-cluster crash, and no
 //! acknowledged increment may be lost or any node answer differently
-//! (see [`a_leaderboard_under_faults_keeps_every_acknowledged_increment`]).
+//! (see [`a_leaderboard_under_faults_keeps_every_acknowledged_increment`]). One register
+//! scenario writes and reads through Lua scripts (EVAL, EVAL_RO) instead of SET and GET.
 //!
 //! Each scenario prints one line, `scenario=<name> ops=<n> ... faults=<list> result=linearizable`,
 //! straight to stdout, so it shows with or without `--nocapture`.
@@ -76,10 +77,15 @@ impl Scenario {
     /// Launches `size` nodes with `flags`, waits for a leader and starts the workload through
     /// every node; returns once the workload is being served.
     fn begin(name: &'static str, size: usize, flags: &[&str]) -> Scenario {
+        Scenario::begin_with(name, size, flags, false)
+    }
+
+    /// [`Scenario::begin`], the workload's writes and reads Lua scripts if `scripts`.
+    fn begin_with(name: &'static str, size: usize, flags: &[&str], scripts: bool) -> Scenario {
         let started = Instant::now();
         let mut cluster = Cluster::launch_with(size, flags);
         cluster.wait_for_leader(LEADER_TIMEOUT);
-        let config = WorkloadConfig { key_prefix: format!("{name}:"), ..WorkloadConfig::default() };
+        let config = WorkloadConfig { key_prefix: format!("{name}:"), scripts, ..WorkloadConfig::default() };
         let keys = config.keys();
         let workload = Workload::start(ports(&cluster, &cluster.member_ids()), config);
         let scenario =
@@ -284,6 +290,37 @@ fn leader_killed_and_restarted() {
         s.fault(format!("restart {leader}"));
         s.recovered("after the old leader restarted");
     }
+    s.finish();
+}
+
+/// The registers written and read by Lua scripts (EVAL, EVAL_RO) while the leader is killed,
+/// stalled and cut off: a script's write is a log entry like any other, and a read-only script
+/// a linearizable read.
+#[test]
+fn scripts_through_a_killed_stalled_and_isolated_leader() {
+    let mut s = Scenario::begin_with("scripts", 3, &[], true);
+    let leader = s.leader();
+    s.cluster.kill(leader);
+    s.fault(format!("kill -9 leader {leader}"));
+    s.hold("with the old leader down");
+    s.cluster.start(leader);
+    s.fault(format!("restart {leader}"));
+    s.recovered("after the old leader restarted");
+    let leader = s.leader();
+    s.cluster.pause(leader);
+    s.fault(format!("SIGSTOP leader {leader}"));
+    let new_leader = s.leader();
+    assert_ne!(new_leader, leader, "a stalled node cannot stay leader");
+    s.hold("with the old leader stalled");
+    s.cluster.resume(leader);
+    s.fault(format!("SIGCONT {leader}"));
+    s.recovered("after the old leader resumed");
+    let leader = s.leader();
+    s.cluster.isolate(leader);
+    s.fault(format!("isolate leader {leader}"));
+    s.hold("with the old leader cut off");
+    s.cluster.heal();
+    s.fault("heal".to_owned());
     s.finish();
 }
 

@@ -34,6 +34,7 @@ mod hashes;
 mod hyperloglog;
 mod lists;
 mod parts;
+pub mod scripts;
 mod sets;
 mod sort;
 mod zsets;
@@ -46,7 +47,7 @@ use rocksdb::{Direction, IteratorMode, WriteBatch, DB};
 
 use crate::command::strings::{format_float, parse_float, parse_int};
 use crate::command::{
-    ExpireCond, Expiry, LcsMode, Proposal, Queued, ReadQuery, SetCond, SetExpiry, ValueType, WriteOp,
+    ExpireCond, Expiry, LcsMode, Proposal, Queued, ReadQuery, Script, SetCond, SetExpiry, ValueType, WriteOp,
 };
 use crate::error::Result;
 use crate::glob::glob_match;
@@ -396,6 +397,17 @@ pub struct ApplyBatch<'a> {
     limits: Limits,
     /// The messages this batch's entries published, in log order.
     published: Vec<Published>,
+    /// The scripts this batch's entries ran or loaded, and the flushes, in log order.
+    scripts: Vec<ScriptChange>,
+}
+
+/// A change to every node's script cache (the scripts EVALSHA finds), made by a log entry.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ScriptChange {
+    /// EVAL ran this script, or SCRIPT LOAD loaded it.
+    Load(Bytes),
+    /// SCRIPT FLUSH.
+    Flush,
 }
 
 /// When a collection outgrows its single record and is stored in parts ([`parts`]): Redis's
@@ -463,12 +475,18 @@ impl<'a> ApplyBatch<'a> {
             parts_ids: (0, 0),
             limits: Limits::default(),
             published: Vec::new(),
+            scripts: Vec::new(),
         }
     }
 
     /// The messages this batch published (PUBLISH), in log order, for every node's subscribers.
     pub fn take_published(&mut self) -> Vec<Published> {
         std::mem::take(&mut self.published)
+    }
+
+    /// The changes this batch made to the script cache, in log order, for every node's cache.
+    pub fn take_scripts(&mut self) -> Vec<ScriptChange> {
+        std::mem::take(&mut self.scripts)
     }
 
     /// The value of `key` if it is alive at the entry's time. An expired one is deleted.
@@ -950,6 +968,26 @@ impl<'a> ApplyBatch<'a> {
             | WriteOp::ZRemRange { .. }) => self.write_zset(op)?,
             op @ WriteOp::GeoSearchStore { .. } => self.write_geo(op)?,
             op @ WriteOp::SortStore { .. } => self.write_sort(op)?,
+            WriteOp::Eval(eval) => match &eval.script {
+                Script::Body(body) => {
+                    // Every replica draws the same random choices for this entry's script.
+                    let now = self.now;
+                    let seed = self.index.rotate_left(17) ^ now as u64 ^ xxhash_rust::xxh3::xxh3_64(body);
+                    let reply = scripts::run(&eval, self, now, seed)?;
+                    self.scripts.push(ScriptChange::Load(body.clone()));
+                    reply
+                }
+                Script::Sha(_) => Frame::error(crate::command::scripting::NO_SCRIPT),
+            },
+            WriteOp::ScriptLoad { script } => {
+                let digest = scripts::sha1_hex(&script);
+                self.scripts.push(ScriptChange::Load(script));
+                Frame::bulk(digest)
+            }
+            WriteOp::ScriptFlush => {
+                self.scripts.push(ScriptChange::Flush);
+                Frame::ok()
+            }
             op @ (WriteOp::SetBit { .. } | WriteOp::BitOp { .. }) => self.write_bits(op)?,
             op @ (WriteOp::PfAdd { .. } | WriteOp::PfMerge { .. }) => self.write_hll(op)?,
             WriteOp::Publish { channel, message, receivers } => {
@@ -975,6 +1013,34 @@ impl<'a> ApplyBatch<'a> {
                 Frame::Array(replies)
             }
         })
+    }
+}
+
+/// What a script running inside a log entry reaches: the entry's batch.
+impl scripts::ScriptHost for ApplyBatch<'_> {
+    fn read(&mut self, query: &ReadQuery) -> Result<Frame> {
+        let now = self.now;
+        execute_read(self, query, now)
+    }
+
+    fn write(&mut self, op: WriteOp) -> Option<Result<Frame>> {
+        Some(ApplyBatch::write(self, op))
+    }
+}
+
+/// What a read-only script (EVAL_RO) reaches: reads at one moment.
+struct ReadOnly<'a> {
+    ks: &'a dyn KeyRead,
+    now: i64,
+}
+
+impl scripts::ScriptHost for ReadOnly<'_> {
+    fn read(&mut self, query: &ReadQuery) -> Result<Frame> {
+        execute_read(self.ks, query, self.now)
+    }
+
+    fn write(&mut self, _: WriteOp) -> Option<Result<Frame>> {
+        None
     }
 }
 
@@ -1258,6 +1324,11 @@ pub fn execute_read(ks: &dyn KeyRead, q: &ReadQuery, now: i64) -> Result<Frame> 
         | ReadQuery::GeoDist { .. }
         | ReadQuery::GeoSearch(_) => geo::read_geo(ks, q, now)?,
         ReadQuery::Sort(spec) => sort::read_sort(ks, spec, now)?,
+        ReadQuery::Eval(eval) => {
+            let mut seed = [0; 8];
+            getrandom::getrandom(&mut seed).map_err(|e| crate::error::Error::Storage(e.to_string()))?;
+            scripts::run(eval, &mut ReadOnly { ks, now }, now, u64::from_le_bytes(seed))?
+        }
     })
 }
 

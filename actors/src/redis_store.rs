@@ -35,10 +35,12 @@ use tracing::debug;
 
 use crate::command::raft::RaftAdmin;
 use crate::command::{
-    batch_context, Command, KillFilter, Proposal, Queued, ReadQuery, RequestId, ValueType, WriteOp,
+    batch_context, Command, Eval, KillFilter, Proposal, Queued, ReadQuery, RequestId, Script, ValueType,
+    WriteOp,
 };
 use crate::error::Error;
-use crate::keyspace::{now_ms, FedKey};
+use crate::keyspace::scripts::{sha1_hex, DEFAULT_BUDGET};
+use crate::keyspace::{now_ms, FedKey, ScriptChange};
 use crate::pubsub::{Deliver, Published, Subscriptions};
 use crate::raft_node::{
     BatchEntry, ChangeMembership, GetMembers, GetStatus, MemberStatus, Propose, RaftNode, RaftStatus,
@@ -93,6 +95,8 @@ pub struct Applied {
     pub fed: Vec<FedKey>,
     /// The messages these entries published, for this node's subscribers.
     pub published: Vec<Published>,
+    /// The scripts these entries ran or loaded, and the flushes, for this node's script cache.
+    pub scripts: Vec<ScriptChange>,
     pub reloaded: bool,
 }
 
@@ -467,6 +471,9 @@ pub struct RedisStore {
     blocked: BlockedClients,
     /// Clients listening to channels (`SUBSCRIBE`).
     subscriptions: Subscriptions,
+    /// The scripts EVALSHA finds, by digest: those the log's entries ran or loaded since the
+    /// last SCRIPT FLUSH (since this node started), and those EVAL_RO ran here.
+    scripts: HashMap<String, Bytes>,
 }
 
 /// Counters for `INFO stats`.
@@ -510,6 +517,7 @@ impl RedisStore {
             shutdown_requests: None,
             blocked: BlockedClients::default(),
             subscriptions: Subscriptions::default(),
+            scripts: HashMap::new(),
         }
     }
 
@@ -519,19 +527,77 @@ impl RedisStore {
         self
     }
 
-    /// Fills in a PUBLISH's reply (inside EXEC too) as it is proposed: how many of this node's
-    /// subscriptions its channel reaches.
-    fn count_receivers(&self, op: &mut WriteOp) {
+    /// Fills in what a write learns from this node as it is proposed (inside EXEC too): a
+    /// PUBLISH's reply, how many of this node's subscriptions its channel reaches; an EVALSHA's
+    /// script, from this node's cache.
+    fn prepare_write(&mut self, op: &mut WriteOp) {
         match op {
             WriteOp::Publish { channel, receivers, .. } => *receivers = self.subscriptions.receivers(channel),
             WriteOp::Exec { commands, .. } => {
                 for command in commands {
-                    if let Queued::Write(op) = command {
-                        self.count_receivers(op);
+                    match command {
+                        Queued::Write(op) => self.prepare_write(op),
+                        Queued::Read(ReadQuery::Eval(eval)) => self.resolve_script(eval),
+                        Queued::Read(_) => {}
                     }
                 }
             }
+            WriteOp::Eval(eval) => self.resolve_script(eval),
             _ => {}
+        }
+    }
+
+    /// Puts the body of the script an EVALSHA names into it, if this node's cache has it (an
+    /// entry must carry the body: every node runs it); an EVAL_RO's script is cached here.
+    fn resolve_script(&mut self, eval: &mut Eval) {
+        // The budget travels in the entry: every replica stops a runaway script alike.
+        if eval.budget == 0 {
+            eval.budget = DEFAULT_BUDGET;
+        }
+        match &eval.script {
+            Script::Sha(_) => self.resolve_known(eval),
+            Script::Body(body) => {
+                self.scripts.entry(sha1_hex(body)).or_insert_with(|| body.clone());
+            }
+        }
+    }
+
+    /// Puts the body of the script an EVALSHA names into it, if this node's cache has it.
+    fn resolve_known(&self, eval: &mut Eval) {
+        if let Script::Sha(digest) = &eval.script {
+            if let Some(body) = std::str::from_utf8(digest).ok().and_then(|d| self.scripts.get(d)) {
+                eval.script = Script::Body(body.clone());
+            }
+        }
+    }
+
+    /// Proposes an EVALSHA (or an EXEC holding one) whose script this node's cache lacks once
+    /// this node has applied every entry committed when it asked (a ReadIndex round): a SCRIPT
+    /// LOAD through another node that completed before is then in the cache. A script still
+    /// unknown stays a digest, which the entry answers NOSCRIPT.
+    fn propose_after_barrier(&mut self, op: WriteOp, reply: Reply, ctx: &mut Context<Self>) {
+        let (tx, rx) = oneshot::channel();
+        self.read_linearizable(ReadQuery::Versions(Vec::new()), Reply::own(tx), ctx);
+        ctx.spawn(rx.into_actor(self).map(move |barrier, store, ctx| match barrier {
+            Ok(Frame::Error(error)) => reply.send(Frame::Error(error)),
+            Err(_) => reply.send(Error::Stopped.to_frame()),
+            Ok(_) => {
+                let mut op = op;
+                store.prepare_write(&mut op);
+                store.propose(op, reply, Now::read(), ctx);
+            }
+        }));
+    }
+
+    /// Brings this node's script cache up to what the applied entries did.
+    fn change_scripts(&mut self, changes: Vec<ScriptChange>) {
+        for change in changes {
+            match change {
+                ScriptChange::Load(body) => {
+                    self.scripts.entry(sha1_hex(&body)).or_insert(body);
+                }
+                ScriptChange::Flush => self.scripts.clear(),
+            }
         }
     }
 
@@ -779,7 +845,14 @@ impl RedisStore {
         if reads.is_empty() {
             return;
         }
-        let (queries, replies): (Vec<ReadQuery>, Vec<Reply>) = reads.into_iter().unzip();
+        let (mut queries, replies): (Vec<ReadQuery>, Vec<Reply>) = reads.into_iter().unzip();
+        // An EVALSHA_RO's script, looked up now that this node has applied what the read must
+        // see (a SCRIPT LOAD through another node included).
+        for query in &mut queries {
+            if let ReadQuery::Eval(eval @ Eval { script: Script::Sha(_), .. }) = query {
+                self.resolve_known(eval);
+            }
+        }
         let read = self.storage.send(Read(queries));
         actix_rt::spawn(async move {
             match read.await {
@@ -1098,11 +1171,29 @@ impl RedisStore {
         }
         match command {
             Command::Write(mut op) => {
-                self.count_receivers(&mut op);
+                self.prepare_write(&mut op);
+                if names_unknown_script(&op) {
+                    return self.propose_after_barrier(op, reply, ctx);
+                }
                 self.propose(op, reply, now, ctx)
             }
             Command::PubSub(query) => reply.send(self.subscriptions.query(&query)),
-            Command::Read(query) => self.read_linearizable(query, reply, ctx),
+            Command::Read(mut query) => {
+                if let ReadQuery::Eval(eval) = &mut query {
+                    self.resolve_script(eval);
+                }
+                self.read_linearizable(query, reply, ctx)
+            }
+            Command::ScriptExists(digests) => reply.send(Frame::Array(
+                digests
+                    .iter()
+                    .map(|d| {
+                        let known = std::str::from_utf8(d)
+                            .is_ok_and(|d| self.scripts.contains_key(&d.to_ascii_lowercase()));
+                        Frame::Integer(known as i64)
+                    })
+                    .collect(),
+            )),
             Command::Info(sections) => self.info(sections, reply),
             Command::Raft(admin) => self.raft_admin(admin, reply),
             Command::ClientList => reply.send(self.client_list()),
@@ -1115,6 +1206,20 @@ impl RedisStore {
                 reply.send(Frame::error("ERR command not handled by the store"));
             }
         }
+    }
+}
+
+/// Whether a write names a script by a digest this node's cache did not have (an EVALSHA, or
+/// an EXEC holding one).
+fn names_unknown_script(op: &WriteOp) -> bool {
+    let unknown = |eval: &Eval| matches!(eval.script, Script::Sha(_));
+    match op {
+        WriteOp::Eval(eval) => unknown(eval),
+        WriteOp::Exec { commands, .. } => commands.iter().any(|command| match command {
+            Queued::Write(WriteOp::Eval(eval)) | Queued::Read(ReadQuery::Eval(eval)) => unknown(eval),
+            _ => false,
+        }),
+        _ => false,
     }
 }
 
@@ -1267,6 +1372,9 @@ impl Handler<Applied> for RedisStore {
         }
         for published in &msg.published {
             self.subscriptions.deliver(published);
+        }
+        if !msg.scripts.is_empty() {
+            self.change_scripts(msg.scripts);
         }
         let still_waiting = self.waiting_reads.split_off(&(self.applied + 1));
         let ready = std::mem::replace(&mut self.waiting_reads, still_waiting);

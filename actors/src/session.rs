@@ -563,7 +563,8 @@ impl Session {
                 | Command::ClientList
                 | Command::ClientUnblock { .. }
                 | Command::Raft(_)
-                | Command::PubSub(_)) => QueuedItem::Server(server),
+                | Command::PubSub(_)
+                | Command::ScriptExists(_)) => QueuedItem::Server(server),
             });
             return self.complete(seq, Frame::Simple("QUEUED".into()), After::Continue, ctx);
         }
@@ -993,6 +994,7 @@ impl Session {
                 ])
             }
             LocalCommand::FlushScripts => Frame::ok(),
+            LocalCommand::ScriptKill => Frame::error("NOTBUSY No scripts in execution right now."),
         };
         (reply, After::Continue)
     }

@@ -487,7 +487,7 @@ impl Storage {
         if last == self.applied && msg.conf_state.is_none() && msg.members.is_none() {
             return Ok(Applied { index: last, replies, ..Applied::default() });
         }
-        let (fed, published) = (apply.fed_keys(), apply.take_published());
+        let (fed, published, scripts) = (apply.fed_keys(), apply.take_published(), apply.take_scripts());
         let (mut batch, counts) = apply.into_write_batch();
         // Applying an entry proves it committed: recording a commit index that covers it in the
         // same batch keeps `applied <= commit` true on disk, which raft-rs checks at restart.
@@ -513,7 +513,7 @@ impl Storage {
         self.applied = last;
         self.counts = counts;
         metrics::gauge!(telemetry::KEYS).set(counts.keys as f64);
-        Ok(Applied { index: last, replies, fed, published, reloaded: false })
+        Ok(Applied { index: last, replies, fed, published, scripts, reloaded: false })
     }
 }
 

@@ -51,7 +51,13 @@ pub struct WorkloadConfig {
     pub max_duration: Duration,
     /// ... or after this many operations, whichever comes first.
     pub max_ops: usize,
+    /// Writes and reads through Lua scripts (EVAL, EVAL_RO) instead of SET and GET.
+    pub scripts: bool,
 }
+
+/// The scripted workload's write and read.
+const SET_SCRIPT: &str = "return redis.call('set', KEYS[1], ARGV[1])";
+const GET_SCRIPT: &str = "return redis.call('get', KEYS[1])";
 
 impl Default for WorkloadConfig {
     fn default() -> Self {
@@ -63,6 +69,7 @@ impl Default for WorkloadConfig {
             op_timeout: Duration::from_secs(7),
             max_duration: Duration::from_secs(180),
             max_ops: 500_000,
+            scripts: false,
         }
     }
 }
@@ -261,7 +268,11 @@ fn run_client(client: usize, shared: &Shared) -> ClientLog {
             counter += 1;
             let value = ((client as u64 + 1) << 40) | counter;
             let call = shared.now();
-            let reply = redis::cmd("SET").arg(&key).arg(value).query::<Value>(connection);
+            let command = match config.scripts {
+                true => redis::cmd("EVAL").arg(SET_SCRIPT).arg(1).arg(&key).arg(value).clone(),
+                false => redis::cmd("SET").arg(&key).arg(value).clone(),
+            };
+            let reply = command.query::<Value>(connection);
             let ret = shared.now();
             let outcome = match &reply {
                 Ok(Value::Okay) => {
@@ -284,7 +295,11 @@ fn run_client(client: usize, shared: &Shared) -> ClientLog {
             reply.is_err()
         } else {
             let call = shared.now();
-            let reply = redis::cmd("GET").arg(&key).query::<Value>(connection);
+            let command = match config.scripts {
+                true => redis::cmd("EVAL_RO").arg(GET_SCRIPT).arg(1).arg(&key).clone(),
+                false => redis::cmd("GET").arg(&key).clone(),
+            };
+            let reply = command.query::<Value>(connection);
             let ret = shared.now();
             let seen = match &reply {
                 Ok(Value::Nil) => Some(None),

@@ -783,6 +783,13 @@ impl fmt::Write for StackBuf {
 /// that bound, as a double, is exactly 2^62.
 const DOUBLE_AS_INTEGER_LIMIT: f64 = 4_611_686_018_427_387_904.0;
 
+/// A double's text as a RESP2 reply carries it (see [`format_double`]).
+pub fn double_text(d: f64) -> String {
+    let mut text = StackBuf::new();
+    format_double(d, &mut text);
+    String::from_utf8_lossy(text.as_bytes()).into_owned()
+}
+
 /// Formats a double exactly like Redis's `d2string` (Redis 7.2+), which every RESP3 double
 /// and RESP2 double-as-bulk reply goes through: `nan`, `inf`, `-inf`, `0`, `-0`; integral
 /// values up to 2^62 in magnitude as plain integers; everything else as the shortest

@@ -201,6 +201,11 @@ pub fn format_score(score: f64) -> Bytes {
     if score == 0.0 {
         return Bytes::from_static(b"0");
     }
+    Bytes::from(format_g(score, 17))
+}
+
+/// A finite, non-zero `value` as C's `printf("%.{precision}g")` writes it.
+pub(super) fn format_g(value: f64, precision: usize) -> String {
     let strip = |text: String| -> String {
         if text.contains('.') {
             text.trim_end_matches('0').trim_end_matches('.').to_owned()
@@ -208,16 +213,15 @@ pub fn format_score(score: f64) -> Bytes {
             text
         }
     };
-    let scientific = format!("{score:.16e}");
+    let scientific = format!("{value:.*e}", precision - 1);
     let (mantissa, exponent) = scientific.split_once('e').expect("`{:e}` has an exponent");
     let exponent: i32 = exponent.parse().expect("`{:e}`'s exponent is a number");
-    let text = if !(-4..17).contains(&exponent) {
+    if !(-4..precision as i32).contains(&exponent) {
         let sign = if exponent < 0 { '-' } else { '+' };
         format!("{}e{sign}{:02}", strip(mantissa.to_owned()), exponent.abs())
     } else {
-        strip(format!("{score:.*}", (16 - exponent) as usize))
-    };
-    Bytes::from(text)
+        strip(format!("{value:.*}", (precision as i32 - 1 - exponent) as usize))
+    }
 }
 
 fn score_frame(score: f64) -> Frame {

@@ -20,6 +20,7 @@ pub mod keys;
 pub mod lists;
 pub mod pubsub;
 pub mod raft;
+pub mod scripting;
 pub mod server;
 pub mod sets;
 pub mod sort;
@@ -32,6 +33,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::resp::Frame;
 use crate::DecodeError;
+pub use scripting::{Eval, Script};
 pub use table::{lookup, CommandSpec, COMMAND_TABLE};
 
 /// What one client request asks for.
@@ -64,6 +66,8 @@ pub enum Command {
     Blocking { op: WriteOp, timeout: Option<std::time::Duration> },
     /// `PUBSUB CHANNELS | NUMSUB | NUMPAT`: this node's subscriptions.
     PubSub(pubsub::PubSubQuery),
+    /// `SCRIPT EXISTS sha1 [sha1 ...]`: which of these scripts this node's cache holds.
+    ScriptExists(Vec<Bytes>),
 }
 
 /// Which connections `CLIENT KILL` closes: those matching every filter given.
@@ -130,7 +134,7 @@ pub enum LocalCommand {
     ClientSetInfo,
     /// `TIME`
     Time,
-    /// `FUNCTION FLUSH` / `SCRIPT FLUSH`: there are no functions or scripts to flush.
+    /// `FUNCTION FLUSH`: there are no functions to flush.
     FlushScripts,
     /// `UNWATCH` queued inside MULTI (outside it, it is a [`TxCommand`]).
     Unwatch,
@@ -141,6 +145,9 @@ pub enum LocalCommand {
     Unsubscribe { names: Vec<Bytes>, pattern: bool },
     /// A container command's `HELP`: its lines.
     Help(&'static [&'static str]),
+    /// `SCRIPT KILL`: scripts run inside the log's entries, bounded by their instruction
+    /// budget; none is ever left running to kill.
+    ScriptKill,
 }
 
 /// The transaction commands, handled by the Session.
@@ -289,6 +296,8 @@ pub enum ReadQuery {
     GeoSearch(GeoSearch),
     /// `SORT` without STORE, and `SORT_RO`
     Sort(SortSpec),
+    /// `EVAL_RO`, `EVALSHA_RO`: a script that only reads.
+    Eval(Eval),
 }
 
 /// What SORT sorts and how ([`crate::command::sort`]).
@@ -655,6 +664,14 @@ pub enum WriteOp {
     /// `SORT ... STORE destination`: the result replaces `destination` as a list (an empty
     /// one deletes it); replies its length.
     SortStore { spec: SortSpec, destination: Bytes },
+    // Scripts.
+    /// `EVAL`, `EVALSHA`: every node runs the script when it applies the entry; its writes are
+    /// the entry's. Replies what the script returns.
+    Eval(Eval),
+    /// `SCRIPT LOAD script`: every node caches the script (for EVALSHA); replies its digest.
+    ScriptLoad { script: Bytes },
+    /// `SCRIPT FLUSH`: every node empties its script cache.
+    ScriptFlush,
 }
 
 impl WriteOp {
@@ -860,6 +877,9 @@ impl Command {
             return Ok(cmd);
         }
         if let Some(cmd) = keys::parse(name, args)? {
+            return Ok(cmd);
+        }
+        if let Some(cmd) = scripting::parse(name, args)? {
             return Ok(cmd);
         }
         if let Some(cmd) = server::parse(name, args)? {

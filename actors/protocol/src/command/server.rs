@@ -7,7 +7,7 @@
 //! - `CLIENT SETNAME name | GETNAME | ID | INFO | LIST | SETINFO attr value`
 //! - `INFO [section ...]`, `CONFIG GET parameter [...] | SET parameter value [...] | RESETSTAT`
 //! - `COMMAND [COUNT | INFO [name ...] | DOCS [name ...]]`
-//! - `FUNCTION FLUSH [ASYNC|SYNC]`, `SCRIPT FLUSH [ASYNC|SYNC]`
+//! - `FUNCTION FLUSH [ASYNC|SYNC]`
 //! - `MULTI`, `EXEC`, `DISCARD`, `WATCH key [key ...]`, `UNWATCH`
 
 use bytes::Bytes;
@@ -44,18 +44,15 @@ pub fn parse(name: &'static str, args: &mut Args) -> Result<Option<Command>, Fra
         "config" => parse_config(args.rest()),
         "command" => parse_command(args.rest()),
         "client" => parse_client(args.rest()),
-        "function" | "script" => {
+        "function" => {
             let rest = args.rest();
             match (lower(&rest[0]).as_str(), rest.len()) {
                 ("flush", 1) => local(LocalCommand::FlushScripts),
                 ("flush", 2) if matches!(lower(&rest[1]).as_str(), "sync" | "async") => {
                     local(LocalCommand::FlushScripts)
                 }
-                ("flush", _) if name == "script" => {
-                    Err(Frame::error("ERR SCRIPT FLUSH only support SYNC|ASYNC option"))
-                }
                 ("flush", _) => Err(Frame::error("ERR FUNCTION FLUSH only supports SYNC|ASYNC option")),
-                _ => Err(unknown_subcommand(&rest[0], &name.to_ascii_uppercase())),
+                _ => Err(unknown_subcommand(&rest[0], "FUNCTION")),
             }
         }
         "multi" => tx(TxCommand::Multi),
@@ -310,7 +307,6 @@ mod tests {
             parse(&["config", "bogus"]).unwrap_err(),
             Frame::Error("ERR unknown subcommand 'bogus'. Try CONFIG HELP.".into())
         );
-        assert_eq!(parse(&["script", "flush"]).unwrap(), Command::Local(LocalCommand::FlushScripts));
         assert_eq!(
             parse(&["function", "FLUSH", "async"]).unwrap(),
             Command::Local(LocalCommand::FlushScripts)

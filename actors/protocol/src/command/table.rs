@@ -68,6 +68,9 @@ const COMBINE_STORE_ARGS: &str =
 const R: &[&str] = &["readonly"];
 const GEORADIUS_FLAGS: &[&str] = &["write", "denyoom", "movablekeys"];
 const SORT_FLAGS: &[&str] = &["write", "denyoom", "movablekeys"];
+const EVAL_FLAGS: &[&str] = &["noscript", "stale", "skip_monitor", "no_mandatory_keys", "movablekeys"];
+const EVAL_RO_FLAGS: &[&str] =
+    &["readonly", "noscript", "stale", "skip_monitor", "no_mandatory_keys", "movablekeys"];
 const RF: &[&str] = &["readonly", "fast"];
 const W: &[&str] = &["write"];
 const WF: &[&str] = &["write", "fast"];
@@ -256,7 +259,11 @@ pub const COMMAND_TABLE: &[CommandSpec] = &[
     spec("time", 1, LSF, NO_KEYS, "server", "2.6.0", "Returns the server time.", ""),
     // scripting: there are no scripts or functions, only their FLUSH
     spec("function", -2, &["noscript"], NO_KEYS, "scripting", "7.0.0", "A container for function commands (only FLUSH: raft-kv has no functions).", "FLUSH [ASYNC|SYNC]"),
-    spec("script", -2, &["noscript"], NO_KEYS, "scripting", "2.6.0", "A container for Lua scripts management commands (only FLUSH: raft-kv has no scripts).", "FLUSH [ASYNC|SYNC]"),
+    spec("script", -2, &["noscript"], NO_KEYS, "scripting", "2.6.0", "A container for Lua scripts management commands.", "LOAD script:string|EXISTS sha1:string...|FLUSH [ASYNC|SYNC]|KILL|HELP"),
+    spec("eval", -3, EVAL_FLAGS, NO_KEYS, "scripting", "2.6.0", "Executes a server-side Lua script.", "script:string numkeys:integer [key...] [arg:string...]"),
+    spec("evalsha", -3, EVAL_FLAGS, NO_KEYS, "scripting", "2.6.0", "Executes a server-side Lua script by SHA1 digest.", "sha1:string numkeys:integer [key...] [arg:string...]"),
+    spec("eval_ro", -3, EVAL_RO_FLAGS, NO_KEYS, "scripting", "7.0.0", "Executes a read-only server-side Lua script.", "script:string numkeys:integer [key...] [arg:string...]"),
+    spec("evalsha_ro", -3, EVAL_RO_FLAGS, NO_KEYS, "scripting", "7.0.0", "Executes a read-only server-side Lua script by SHA1 digest.", "sha1:string numkeys:integer [key...] [arg:string...]"),
     // connection
     spec("auth", -2, CONN, NO_KEYS, "connection", "1.0.0", "Authenticates the connection.", "[username:string] password:string"),
     spec("client", -2, &["noscript", "loading", "stale"], NO_KEYS, "connection", "2.4.0", "A container for client connection commands.", "SETNAME connection-name:string|GETNAME|ID|INFO|LIST|SETINFO attr:string value:string"),
