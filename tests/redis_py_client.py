@@ -146,6 +146,26 @@ assert r.bzpopmin(["py:none", "py:board"], 1) == (b"py:board", b"ada", 1.0)
 assert r.bzpopmin("py:board", 0.05) is None
 assert r.delete("py:done") == 1
 
+# Lua scripts: redis-py's registered script sends EVALSHA, and EVAL once the cache is flushed.
+take = r.register_script(
+    "local n = tonumber(redis.call('get', KEYS[1]) or '0') "
+    "if n < tonumber(ARGV[1]) then return redis.error_reply('not enough') end "
+    "redis.call('decrby', KEYS[1], ARGV[1]) return n - tonumber(ARGV[1])"
+)
+assert r.set("py:stock", 10) is True
+assert take(keys=["py:stock"], args=[3]) == 7
+r.script_flush()
+assert take(keys=["py:stock"], args=[7]) == 0
+try:
+    take(keys=["py:stock"], args=[1])
+    raise AssertionError("the script's error reply was not raised")
+except redis.ResponseError as e:
+    assert "not enough" in str(e), e
+assert r.script_exists(take.sha) == [True]
+assert r.eval("return {KEYS[1], ARGV[1], cjson.encode({a = 1})}", 1, "k", "v") == [b"k", b"v", b'{"a":1}']
+assert r.eval_ro("return redis.call('get', KEYS[1])", 1, "py:stock") == b"0"
+assert r.delete("py:stock") == 1
+
 assert r.client_setname("py-client") is True
 assert r.client_getname() == "py-client" or r.client_getname() == b"py-client"
 assert r.delete("py:k", "py:n", "py:f", "py:b", "py:c") == 5

@@ -157,14 +157,10 @@ fn run_lua(
         let known = lua.create_function(|_, name: mlua::LuaString| Ok(lookup(name.as_bytes()).is_some()))?;
         let stopped = exhausted.clone();
         let exhausted = lua.create_function(move |_, ()| Ok(stopped.get()))?;
-        let (runner, raising): (mlua::Function, Table) = lua.load(PRELUDE).set_name("=raft-kv").call((
-            call,
-            sha1hex,
-            log,
-            known,
-            exhausted,
-            REDIS_VERSION,
-        ))?;
+        let prelude =
+            lua.load(prelude_bytecode()?).set_name("=raft-kv").set_mode(mlua::chunk::ChunkMode::Binary);
+        let (runner, raising): (mlua::Function, Table) =
+            prelude.call((call, sha1hex, log, known, exhausted, REDIS_VERSION))?;
         let redis: Table = lua.globals().raw_get("redis")?;
         for pair in raising.pairs::<mlua::LuaString, mlua::Function>() {
             let (name, function) = pair?;
@@ -208,6 +204,18 @@ fn run_lua(
             Frame::error(format!("ERR {} script: {sha}", one_line(&other.to_string().unwrap_or_default())))
         }
     })
+}
+
+/// The prelude compiled once (compiling it is most of the cost of a run): Lua bytecode of this
+/// binary's own making, the only bytecode a state here ever loads.
+fn prelude_bytecode() -> mlua::Result<&'static [u8]> {
+    static BYTECODE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    if let Some(bytecode) = BYTECODE.get() {
+        return Ok(bytecode);
+    }
+    let lua = Lua::new();
+    let bytecode = lua.load(PRELUDE).set_name("=raft-kv").into_function()?.dump(false);
+    Ok(BYTECODE.get_or_init(|| bytecode))
 }
 
 /// The environment's Lua half: the `redis` library around the Rust primitives it is given, the
