@@ -945,8 +945,8 @@ fn subscribers_on_every_node_get_every_message_in_the_same_order() {
     }
 }
 
-/// Lua scripts through every node: a script loaded through a follower is found by EVALSHA
-/// through every node at once; read-modify-write scripts sent concurrently through every node
+/// Lua scripts through every node: a script loaded through a follower is found by SCRIPT
+/// EXISTS and EVALSHA through every node at once; read-modify-write scripts sent concurrently through every node
 /// (by redis-rs's `Script`, EVALSHA falling back to EVAL) are atomic, none lost; and a
 /// script's random choices (`math.random`, SPOP, SRANDMEMBER) come out the same on every
 /// node, each made leader in turn and so answering from its own keyspace.
@@ -962,6 +962,11 @@ fn scripts_run_atomically_and_alike_on_every_node() {
     let follower = ids.iter().copied().find(|&id| id != leader).unwrap();
     let sha: String =
         redis::cmd("SCRIPT").arg("LOAD").arg(increment).query(node(&mut clients, follower)).unwrap();
+    for &id in &ids {
+        let exists: Vec<i64> =
+            redis::cmd("SCRIPT").arg("EXISTS").arg(&sha).query(node(&mut clients, id)).unwrap();
+        assert_eq!(exists, [1], "SCRIPT EXISTS through node {id} right after the load");
+    }
     for (n, &id) in ids.iter().enumerate() {
         let reply: i64 = redis::cmd("EVALSHA")
             .arg(&sha)

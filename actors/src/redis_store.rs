@@ -572,21 +572,42 @@ impl RedisStore {
     }
 
     /// Proposes an EVALSHA (or an EXEC holding one) whose script this node's cache lacks once
-    /// this node has applied every entry committed when it asked (a ReadIndex round): a SCRIPT
-    /// LOAD through another node that completed before is then in the cache. A script still
-    /// unknown stays a digest, which the entry answers NOSCRIPT.
+    /// this node has caught up (see [`RedisStore::after_barrier`]); a script still unknown
+    /// stays a digest, which the entry answers NOSCRIPT.
     fn propose_after_barrier(&mut self, op: WriteOp, reply: Reply, ctx: &mut Context<Self>) {
+        self.after_barrier(reply, ctx, move |store, reply, ctx| {
+            let mut op = op;
+            store.prepare_write(&mut op);
+            store.propose(op, reply, Now::read(), ctx);
+        });
+    }
+
+    /// Runs `then` once this node has applied every entry committed when it was called (a
+    /// ReadIndex round): a SCRIPT LOAD through another node that completed before is then in
+    /// this node's cache. If the round fails, `reply` gets its error instead.
+    fn after_barrier(
+        &mut self,
+        reply: Reply,
+        ctx: &mut Context<Self>,
+        then: impl FnOnce(&mut Self, Reply, &mut Context<Self>) + 'static,
+    ) {
         let (tx, rx) = oneshot::channel();
         self.read_linearizable(ReadQuery::Versions(Vec::new()), Reply::own(tx), ctx);
         ctx.spawn(rx.into_actor(self).map(move |barrier, store, ctx| match barrier {
             Ok(Frame::Error(error)) => reply.send(Frame::Error(error)),
             Err(_) => reply.send(Error::Stopped.to_frame()),
-            Ok(_) => {
-                let mut op = op;
-                store.prepare_write(&mut op);
-                store.propose(op, reply, Now::read(), ctx);
-            }
+            Ok(_) => then(store, reply, ctx),
         }));
+    }
+
+    /// SCRIPT EXISTS: which of these scripts this node's cache holds.
+    fn scripts_exist(&self, digests: &[Bytes]) -> (Frame, bool) {
+        let known: Vec<bool> = digests
+            .iter()
+            .map(|d| std::str::from_utf8(d).is_ok_and(|d| self.scripts.contains_key(&d.to_ascii_lowercase())))
+            .collect();
+        let all = known.iter().all(|&k| k);
+        (Frame::Array(known.into_iter().map(|k| Frame::Integer(k as i64)).collect()), all)
     }
 
     /// Brings this node's script cache up to what the applied entries did.
@@ -1184,16 +1205,13 @@ impl RedisStore {
                 }
                 self.read_linearizable(query, reply, ctx)
             }
-            Command::ScriptExists(digests) => reply.send(Frame::Array(
-                digests
-                    .iter()
-                    .map(|d| {
-                        let known = std::str::from_utf8(d)
-                            .is_ok_and(|d| self.scripts.contains_key(&d.to_ascii_lowercase()));
-                        Frame::Integer(known as i64)
-                    })
-                    .collect(),
-            )),
+            Command::ScriptExists(digests) => match self.scripts_exist(&digests) {
+                (answer, true) => reply.send(answer),
+                // Perhaps loaded through another node by an entry not applied here yet.
+                _ => self.after_barrier(reply, ctx, move |store, reply, _| {
+                    reply.send(store.scripts_exist(&digests).0)
+                }),
+            },
             Command::Info(sections) => self.info(sections, reply),
             Command::Raft(admin) => self.raft_admin(admin, reply),
             Command::ClientList => reply.send(self.client_list()),
