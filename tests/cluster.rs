@@ -1013,14 +1013,7 @@ fn scripts_run_atomically_and_alike_on_every_node() {
     }
     let mut seen: Vec<(u64, Vec<String>, Vec<String>)> = Vec::new();
     for &id in &ids {
-        wait_until(LEADER_TIMEOUT, &format!("node {id} to lead"), || {
-            let leader = cluster.wait_for_leader(LEADER_TIMEOUT);
-            if leader != id {
-                let _ =
-                    redis::cmd("RAFT.TRANSFER-LEADER").arg(id).query::<Value>(&mut cluster.client(leader));
-            }
-            leader == id
-        });
+        cluster.make_leader(id, LEADER_TIMEOUT);
         let mut con = cluster.client(id);
         let picks: Vec<String> = redis::cmd("LRANGE").arg("picks").arg(0).arg(-1).query(&mut con).unwrap();
         let mut bag: Vec<String> = redis::cmd("SMEMBERS").arg("bag").query(&mut con).unwrap();

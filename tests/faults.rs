@@ -546,15 +546,7 @@ fn a_node_whose_disk_fills_stops_and_rejoins() {
     s.cluster.start(victim);
     s.fault(format!("restart {victim} with files limited to {} MiB", FULL_DISK_BYTES >> 20));
     s.recovered("after the node with the small disk restarted");
-    wait_until(LEADER_TIMEOUT, "the node with the small disk to lead", || {
-        let leader = s.cluster.wait_for_leader(LEADER_TIMEOUT);
-        if leader != victim {
-            // Refused while it catches up: asked again until it leads.
-            let _ =
-                redis::cmd("RAFT.TRANSFER-LEADER").arg(victim).query::<Value>(&mut s.cluster.client(leader));
-        }
-        leader == victim
-    });
+    s.cluster.make_leader(victim, LEADER_TIMEOUT);
     s.hold("with the node with the small disk leading");
 
     // Large values, replicated to every node, fill it up; through another node, retried as
@@ -1157,14 +1149,7 @@ fn a_leaderboard_under_faults_keeps_every_acknowledged_increment() {
     let counts = counts.into_inner().unwrap();
     let mut boards: Vec<(u64, Vec<(String, f64)>)> = Vec::new();
     for id in cluster.member_ids() {
-        wait_until(LEADER_TIMEOUT, &format!("node {id} to lead"), || {
-            let leader = cluster.wait_for_leader(LEADER_TIMEOUT);
-            if leader != id {
-                let _ =
-                    redis::cmd("RAFT.TRANSFER-LEADER").arg(id).query::<Value>(&mut cluster.client(leader));
-            }
-            leader == id
-        });
+        cluster.make_leader(id, LEADER_TIMEOUT);
         let mut range = redis::cmd("ZRANGE");
         range.arg(BOARD).arg(0).arg(-1).arg("WITHSCORES");
         let board: Vec<(String, f64)> = cluster.query_with_retry(id, &range, RECOVERY_BOUND);

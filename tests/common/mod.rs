@@ -613,6 +613,21 @@ impl Cluster {
         }
     }
 
+    /// Hands leadership to node `id` (`RAFT.TRANSFER-LEADER`), asking again until it leads
+    /// (a node that is catching up refuses it), for at most `timeout`: then it answers reads
+    /// from its own keyspace.
+    pub fn make_leader(&mut self, id: u64, timeout: Duration) {
+        wait_until(timeout, &format!("node {id} to lead"), || {
+            let leader = self.wait_for_leader(timeout);
+            if leader != id {
+                let _ = redis::cmd("RAFT.TRANSFER-LEADER")
+                    .arg(id)
+                    .query::<redis::Value>(&mut self.client(leader));
+            }
+            leader == id
+        });
+    }
+
     /// Sends `command` to the node until it succeeds, retrying while the cluster cannot serve
     /// it (`CLUSTERDOWN`, `TIMEOUT`, connection refused or dropped), for example during an
     /// election or while the node starts. Any other error fails the test, and so does running
