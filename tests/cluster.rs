@@ -946,7 +946,8 @@ fn subscribers_on_every_node_get_every_message_in_the_same_order() {
 }
 
 /// Lua scripts through every node: a script loaded through a follower is found by SCRIPT
-/// EXISTS and EVALSHA through every node at once; read-modify-write scripts sent concurrently through every node
+/// EXISTS and EVALSHA through every node at once (and an EVALSHA that has to wait for that is
+/// not overtaken by the writes pipelined after it); read-modify-write scripts sent concurrently through every node
 /// (by redis-rs's `Script`, EVALSHA falling back to EVAL) are atomic, none lost; and a
 /// script's random choices (`math.random`, SPOP, SRANDMEMBER) come out the same on every
 /// node, each made leader in turn and so answering from its own keyspace.
@@ -975,6 +976,27 @@ fn scripts_run_atomically_and_alike_on_every_node() {
             .query(node(&mut clients, id))
             .unwrap_or_else(|e| panic!("EVALSHA through node {id} right after the load: {e}"));
         assert_eq!(reply, n as i64 + 1);
+    }
+    // Through a follower that may not have applied the load yet, an EVALSHA pipelined before a
+    // SET takes effect before it.
+    let overwrite = "return redis.call('set', KEYS[1], ARGV[1])";
+    for round in 0..20 {
+        let _: () = redis::cmd("SCRIPT").arg("FLUSH").query(node(&mut clients, leader)).unwrap();
+        let sha: String =
+            redis::cmd("SCRIPT").arg("LOAD").arg(overwrite).query(node(&mut clients, leader)).unwrap();
+        let (first, second): (String, String) = redis::pipe()
+            .cmd("EVALSHA")
+            .arg(&sha)
+            .arg(1)
+            .arg("ordered")
+            .arg(format!("script {round}"))
+            .cmd("SET")
+            .arg("ordered")
+            .arg(format!("set {round}"))
+            .query(node(&mut clients, follower))
+            .unwrap();
+        assert_eq!((first.as_str(), second.as_str()), ("OK", "OK"));
+        assert_eq!(get_string(node(&mut clients, follower), "ordered"), Some(format!("set {round}")));
     }
     let flushed: String = redis::cmd("SCRIPT").arg("FLUSH").query(node(&mut clients, leader)).unwrap();
     assert_eq!(flushed, "OK");

@@ -474,6 +474,9 @@ pub struct RedisStore {
     /// The scripts EVALSHA finds, by digest: those the log's entries ran or loaded since the
     /// last SCRIPT FLUSH (since this node started), and those EVAL_RO ran here.
     scripts: HashMap<String, Bytes>,
+    /// `Some` while an EVALSHA waits for this node to catch up with the log: the client writes
+    /// that came after it, in order, proposed once it is (so none overtakes it).
+    held: Option<VecDeque<(WriteOp, Reply)>>,
 }
 
 /// Counters for `INFO stats`.
@@ -518,6 +521,7 @@ impl RedisStore {
             blocked: BlockedClients::default(),
             subscriptions: Subscriptions::default(),
             scripts: HashMap::new(),
+            held: None,
         }
     }
 
@@ -571,15 +575,36 @@ impl RedisStore {
         }
     }
 
-    /// Proposes an EVALSHA (or an EXEC holding one) whose script this node's cache lacks once
-    /// this node has caught up (see [`RedisStore::after_barrier`]); a script still unknown
-    /// stays a digest, which the entry answers NOSCRIPT.
-    fn propose_after_barrier(&mut self, op: WriteOp, reply: Reply, ctx: &mut Context<Self>) {
-        self.after_barrier(reply, ctx, move |store, reply, ctx| {
-            let mut op = op;
-            store.prepare_write(&mut op);
-            store.propose(op, reply, Now::read(), ctx);
-        });
+    /// Proposes a client's write, unless writes are held (see [`RedisStore::held`]). An EVALSHA
+    /// (or an EXEC holding one) whose script this node's cache lacks is proposed once this
+    /// node has caught up (see [`RedisStore::after_barrier`]), and the writes that come after it
+    /// wait for it; a script still unknown then stays a digest, which the entry answers
+    /// NOSCRIPT.
+    fn propose_client_write(&mut self, mut op: WriteOp, reply: Reply, now: Now, ctx: &mut Context<Self>) {
+        if let Some(held) = &mut self.held {
+            return held.push_back((op, reply));
+        }
+        self.prepare_write(&mut op);
+        if !names_unknown_script(&op) {
+            return self.propose(op, reply, now, ctx);
+        }
+        self.held = Some(VecDeque::new());
+        let (tx, rx) = oneshot::channel();
+        self.after_barrier(Reply::own(tx), ctx, |_, reply, _| reply.send(Frame::ok()));
+        ctx.spawn(rx.into_actor(self).map(move |caught_up, store, ctx| {
+            let held = store.held.take().unwrap_or_default();
+            match caught_up {
+                Ok(Frame::Simple(_)) => {
+                    store.prepare_write(&mut op);
+                    store.propose(op, reply, Now::read(), ctx);
+                }
+                Ok(error) => reply.send(error),
+                Err(_) => reply.send(Error::Stopped.to_frame()),
+            }
+            for (op, reply) in held {
+                store.propose_client_write(op, reply, Now::read(), ctx);
+            }
+        }));
     }
 
     /// Runs `then` once this node has applied every entry committed when it was called (a
@@ -1191,13 +1216,7 @@ impl RedisStore {
             return reply.send(Error::Stopped.to_frame());
         }
         match command {
-            Command::Write(mut op) => {
-                self.prepare_write(&mut op);
-                if names_unknown_script(&op) {
-                    return self.propose_after_barrier(op, reply, ctx);
-                }
-                self.propose(op, reply, now, ctx)
-            }
+            Command::Write(op) => self.propose_client_write(op, reply, now, ctx),
             Command::PubSub(query) => reply.send(self.subscriptions.query(&query)),
             Command::Read(mut query) => {
                 if let ReadQuery::Eval(eval) = &mut query {
