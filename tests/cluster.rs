@@ -946,8 +946,9 @@ fn subscribers_on_every_node_get_every_message_in_the_same_order() {
 }
 
 /// Lua scripts through every node: a script loaded through a follower is found by SCRIPT
-/// EXISTS and EVALSHA through every node at once (and an EVALSHA that has to wait for that is
-/// not overtaken by the writes pipelined after it); read-modify-write scripts sent concurrently through every node
+/// EXISTS and EVALSHA through every node at once (and a SET pipelined after an EVALSHA takes
+/// effect after it, whether or not the follower had to catch up first: this does not force
+/// that case); read-modify-write scripts sent concurrently through every node
 /// (by redis-rs's `Script`, EVALSHA falling back to EVAL) are atomic, none lost; and a
 /// script's random choices (`math.random`, SPOP, SRANDMEMBER) come out the same on every
 /// node, each made leader in turn and so answering from its own keyspace.
@@ -977,8 +978,8 @@ fn scripts_run_atomically_and_alike_on_every_node() {
             .unwrap_or_else(|e| panic!("EVALSHA through node {id} right after the load: {e}"));
         assert_eq!(reply, n as i64 + 1);
     }
-    // Through a follower that may not have applied the load yet, an EVALSHA pipelined before a
-    // SET takes effect before it.
+    // Through a follower that may not have applied the load yet (it may have), an EVALSHA
+    // pipelined before a SET takes effect before it.
     let overwrite = "return redis.call('set', KEYS[1], ARGV[1])";
     for round in 0..20 {
         let _: () = redis::cmd("SCRIPT").arg("FLUSH").query(node(&mut clients, leader)).unwrap();
