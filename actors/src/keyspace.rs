@@ -404,8 +404,8 @@ pub struct ApplyBatch<'a> {
 /// A change to every node's script cache (the scripts EVALSHA finds), made by a log entry.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ScriptChange {
-    /// EVAL ran this script, or SCRIPT LOAD loaded it.
-    Load(Bytes),
+    /// EVAL ran this script, or SCRIPT LOAD loaded it: its digest and body.
+    Load(String, Bytes),
     /// SCRIPT FLUSH.
     Flush,
 }
@@ -971,17 +971,16 @@ impl<'a> ApplyBatch<'a> {
             WriteOp::Eval(eval) => match &eval.script {
                 Script::Body(body) => {
                     // Every replica draws the same random choices for this entry's script.
-                    let now = self.now;
-                    let seed = self.index.rotate_left(17) ^ now as u64 ^ xxhash_rust::xxh3::xxh3_64(body);
+                    let (now, seed) = (self.now, scripts::seed(self.index, self.now, &eval));
                     let reply = scripts::run(&eval, self, now, seed)?;
-                    self.scripts.push(ScriptChange::Load(body.clone()));
+                    self.scripts.push(ScriptChange::Load(scripts::sha1_hex(body), body.clone()));
                     reply
                 }
                 Script::Sha(_) => Frame::error(crate::command::scripting::NO_SCRIPT),
             },
             WriteOp::ScriptLoad { script } => {
                 let digest = scripts::sha1_hex(&script);
-                self.scripts.push(ScriptChange::Load(script));
+                self.scripts.push(ScriptChange::Load(digest.clone(), script));
                 Frame::bulk(digest)
             }
             WriteOp::ScriptFlush => {
@@ -1325,9 +1324,7 @@ pub fn execute_read(ks: &dyn KeyRead, q: &ReadQuery, now: i64) -> Result<Frame> 
         | ReadQuery::GeoSearch(_) => geo::read_geo(ks, q, now)?,
         ReadQuery::Sort(spec) => sort::read_sort(ks, spec, now)?,
         ReadQuery::Eval(eval) => {
-            let mut seed = [0; 8];
-            getrandom::getrandom(&mut seed).map_err(|e| crate::error::Error::Storage(e.to_string()))?;
-            scripts::run(eval, &mut ReadOnly { ks, now }, now, u64::from_le_bytes(seed))?
+            scripts::run(eval, &mut ReadOnly { ks, now }, now, scripts::seed(0, now, eval))?
         }
     })
 }

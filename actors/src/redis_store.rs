@@ -534,7 +534,7 @@ impl RedisStore {
     /// Fills in what a write learns from this node as it is proposed (inside EXEC too): a
     /// PUBLISH's reply, how many of this node's subscriptions its channel reaches; an EVALSHA's
     /// script, from this node's cache.
-    fn prepare_write(&mut self, op: &mut WriteOp) {
+    fn prepare_write(&self, op: &mut WriteOp) {
         match op {
             WriteOp::Publish { channel, receivers, .. } => *receivers = self.subscriptions.receivers(channel),
             WriteOp::Exec { commands, .. } => {
@@ -546,28 +546,18 @@ impl RedisStore {
                     }
                 }
             }
-            WriteOp::Eval(eval) => self.resolve_script(eval),
+            WriteOp::Eval(eval) => {
+                // The budget travels in the entry: every replica stops a runaway script alike.
+                eval.budget = DEFAULT_BUDGET;
+                self.resolve_script(eval);
+            }
             _ => {}
         }
     }
 
     /// Puts the body of the script an EVALSHA names into it, if this node's cache has it (an
-    /// entry must carry the body: every node runs it); an EVAL_RO's script is cached here.
-    fn resolve_script(&mut self, eval: &mut Eval) {
-        // The budget travels in the entry: every replica stops a runaway script alike.
-        if eval.budget == 0 {
-            eval.budget = DEFAULT_BUDGET;
-        }
-        match &eval.script {
-            Script::Sha(_) => self.resolve_known(eval),
-            Script::Body(body) => {
-                self.scripts.entry(sha1_hex(body)).or_insert_with(|| body.clone());
-            }
-        }
-    }
-
-    /// Puts the body of the script an EVALSHA names into it, if this node's cache has it.
-    fn resolve_known(&self, eval: &mut Eval) {
+    /// entry must carry the body: every node runs it).
+    fn resolve_script(&self, eval: &mut Eval) {
         if let Script::Sha(digest) = &eval.script {
             if let Some(body) = std::str::from_utf8(digest).ok().and_then(|d| self.scripts.get(d)) {
                 eval.script = Script::Body(body.clone());
@@ -639,8 +629,8 @@ impl RedisStore {
     fn change_scripts(&mut self, changes: Vec<ScriptChange>) {
         for change in changes {
             match change {
-                ScriptChange::Load(body) => {
-                    self.scripts.entry(sha1_hex(&body)).or_insert(body);
+                ScriptChange::Load(digest, body) => {
+                    self.scripts.entry(digest).or_insert(body);
                 }
                 ScriptChange::Flush => self.scripts.clear(),
             }
@@ -895,8 +885,8 @@ impl RedisStore {
         // An EVALSHA_RO's script, looked up now that this node has applied what the read must
         // see (a SCRIPT LOAD through another node included).
         for query in &mut queries {
-            if let ReadQuery::Eval(eval @ Eval { script: Script::Sha(_), .. }) = query {
-                self.resolve_known(eval);
+            if let ReadQuery::Eval(eval) = query {
+                self.resolve_script(eval);
             }
         }
         let read = self.storage.send(Read(queries));
@@ -1218,9 +1208,11 @@ impl RedisStore {
         match command {
             Command::Write(op) => self.propose_client_write(op, reply, now, ctx),
             Command::PubSub(query) => reply.send(self.subscriptions.query(&query)),
-            Command::Read(mut query) => {
-                if let ReadQuery::Eval(eval) = &mut query {
-                    self.resolve_script(eval);
+            Command::Read(query) => {
+                // An EVAL_RO runs on this node only: its script is cached here (an EVALSHA_RO's
+                // is looked up once the read's index is applied, in `read_now`).
+                if let ReadQuery::Eval(Eval { script: Script::Body(body), .. }) = &query {
+                    self.scripts.entry(sha1_hex(body)).or_insert_with(|| body.clone());
                 }
                 self.read_linearizable(query, reply, ctx)
             }

@@ -60,6 +60,17 @@ pub fn sha1_hex(data: &[u8]) -> String {
     Sha1::digest(data).iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The seed of a script's random choices: drawn from the log entry that runs it (`index`, its
+/// clock, the script), the same on every replica; for a read (`index` 0), which changes
+/// nothing, the same for the same script within a millisecond, as nothing needs more.
+pub fn seed(index: u64, now_ms: i64, eval: &Eval) -> u64 {
+    let script = match &eval.script {
+        Script::Body(body) => xxhash_rust::xxh3::xxh3_64(body),
+        Script::Sha(_) => 0,
+    };
+    index.rotate_left(17) ^ now_ms as u64 ^ script
+}
+
 /// Runs `eval` against `host` at time `now_ms` (unix ms), its random choices following `seed`:
 /// the script's reply. `Err` only when the keyspace fails under it.
 pub fn run(eval: &Eval, host: &mut dyn ScriptHost, now_ms: i64, seed: u64) -> Result<Frame> {
@@ -109,7 +120,8 @@ fn run_lua(
         let strings = items.iter().map(|item| lua.create_string(item)).collect::<mlua::Result<Vec<_>>>()?;
         globals.raw_set(name, lua.create_sequence_from(strings)?)?;
     }
-    let sha = sha1_hex(body);
+    // Its name in error replies (hashed only for one).
+    let sha = || sha1_hex(body);
     let function = match lua
         .load(&body[..])
         .set_name("@user_script")
@@ -171,7 +183,8 @@ fn run_lua(
     if exhausted.get() {
         return Ok(Frame::error(format!(
             "ERR Script ran past its budget of {budget} Lua instructions and was stopped (what it wrote \
-             before stays written) script: {sha}"
+             before stays written) script: {}",
+            sha()
         )));
     }
     if ok {
@@ -187,7 +200,7 @@ fn run_lua(
             let line: Option<i64> = error.raw_get("line").ok().flatten();
             match (source, line) {
                 (Some(source), Some(line)) => {
-                    Frame::Error(one_line(&format!("{message} script: {sha}, on {source}:{line}.")))
+                    Frame::Error(one_line(&format!("{message} script: {}, on {source}:{line}.", sha())))
                 }
                 _ => Frame::Error(one_line(&message)),
             }
@@ -196,13 +209,16 @@ fn run_lua(
         LuaValue::String(message) if message.as_bytes().as_ref() == b"not enough memory" => {
             Frame::error(format!(
             "ERR Script used more than {} MiB of memory and was stopped (what it wrote before stays written) \
-             script: {sha}",
-            MEMORY_LIMIT >> 20
+             script: {}",
+            MEMORY_LIMIT >> 20,
+            sha()
         ))
         }
-        other => {
-            Frame::error(format!("ERR {} script: {sha}", one_line(&other.to_string().unwrap_or_default())))
-        }
+        other => Frame::error(format!(
+            "ERR {} script: {}",
+            one_line(&other.to_string().unwrap_or_default()),
+            sha()
+        )),
     })
 }
 
@@ -572,10 +588,7 @@ fn to_frame(value: &LuaValue, depth: usize) -> Frame {
         LuaValue::Integer(n) => Frame::Integer(*n),
         LuaValue::Number(n) => Frame::Integer(c_integer(*n)),
         LuaValue::String(s) => Frame::Bulk(Bytes::copy_from_slice(&s.as_bytes())),
-        LuaValue::Table(table) if depth >= MAX_REPLY_DEPTH => {
-            let _ = table;
-            Frame::error("ERR reached lua stack limit")
-        }
+        LuaValue::Table(_) if depth >= MAX_REPLY_DEPTH => Frame::error("ERR reached lua stack limit"),
         LuaValue::Table(table) => {
             if let Ok(LuaValue::String(error)) = table.raw_get::<LuaValue>("err") {
                 return Frame::Error(one_line(&String::from_utf8_lossy(&error.as_bytes())));
